@@ -1,0 +1,1 @@
+"""The ``meshsync`` command line (installed as ``meshsync.cli``). No protocol logic here."""

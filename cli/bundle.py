@@ -1,0 +1,83 @@
+"""``meshsync bundle export|import``: sneakernet files of signed changes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from meshsync.bundle import export_bundle, import_bundle
+from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.io_local import open_node
+
+
+@contextmanager
+def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress callback drawing a bar on stderr when it is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=1, label=label, file=sys.stderr) as bar:
+        def update(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+        yield update
+
+
+@click.group()
+def bundle() -> None:
+    """Export and import bundles (files of signed changes for USB sticks, SD cards)."""
+
+
+@bundle.command(name="export")
+@home_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="Bundle file to write.")
+@json_option
+@errors_to_exit
+def export_cmd(home: Path | None, output: Path, as_json: bool) -> None:
+    """Write every change and credential this node holds to a bundle file."""
+    tmp = output.with_name(output.name + ".part")
+    with open_node(resolve_home(home)) as node, tmp.open("wb") as f, \
+            _progress("exporting", not as_json) as progress:
+        changes, size = export_bundle(node, f, progress=progress)
+        f.flush()
+    tmp.replace(output)
+    if as_json:
+        echo_json({"file": str(output), "changes": changes, "bytes": size})
+    else:
+        click.echo(f"wrote {changes} changes ({size} bytes) to {output}")
+
+
+@bundle.command(name="import")
+@home_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+@errors_to_exit
+def import_cmd(home: Path | None, file: Path, as_json: bool) -> None:
+    """Verify a bundle and apply it. A corrupted or forged bundle changes nothing;
+    changes refused one by one (scope, revocation, fork) are listed."""
+    with open_node(resolve_home(home)) as node, file.open("rb") as f, \
+            _progress("importing", not as_json) as progress:
+        report = import_bundle(node, f, source=f"bundle:{file.name}", progress=progress)
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        a = report.apply
+        click.echo(f"{a.applied} changes applied, {a.duplicates} already held, "
+                   f"{len(a.refused)} refused, {len(a.invalid)} invalid, "
+                   f"{report.credentials_new} new credentials")
+        for r in a.refused + a.invalid:
+            click.echo(f"  refused seq {r.seq} of {r.partition} [{r.stage}]: {r.reason}")
+        for text in report.credentials_refused:
+            click.echo(f"  refused credential: {text}")
+        for text in a.clock_warnings:
+            click.echo(f"  clock: {text}")
+    if report.apply.refused:
+        sys.exit(3)
+
+
+COMMANDS = [bundle]

@@ -1,0 +1,20 @@
+"""Entry point of the ``meshsync`` command: the click group and its sub-commands."""
+
+from __future__ import annotations
+
+import click
+
+from meshsync.cli import authority as _authority
+from meshsync.cli import bundle as _bundle
+from meshsync.cli import records as _records
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="meshsync")
+def main() -> None:
+    """meshsync: sync signed voter-list records between phones, laptop and server."""
+
+
+for _module in (_records, _bundle, _authority):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)

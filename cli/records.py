@@ -1,0 +1,207 @@
+"""Commands on one node: init, put, get, ls, delete, conflicts, log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.values import parse_assignments
+from meshsync.errors import NotFoundError
+from meshsync.home import Home
+from meshsync.identity import device_id
+from meshsync.io_local import open_node
+from meshsync.records import Record
+
+
+def _write_csr(home: Home, name: str) -> bool:
+    try:
+        from meshsync.trust import make_csr
+    except ImportError:  # trust support not installed in this build
+        return False
+    home.csr_path.write_bytes(make_csr(home.load_key(), name))
+    return True
+
+
+@click.command()
+@home_option
+@click.option("--partition", default=None,
+              help="Default partition for local edits, e.g. mimika/jila/diloa/tps-003.")
+@click.option("--name", default=None, help="Device name for the certificate request.")
+@json_option
+@errors_to_exit
+def init(home: Path | None, partition: str | None, name: str | None, as_json: bool) -> None:
+    """Create a node home with a new Ed25519 device key; print the device id."""
+    from meshsync.change import check_partition
+
+    if partition is not None:
+        check_partition(partition)
+    path = resolve_home(home)
+    created = Home.create(path, partition=partition)
+    key = created.load_key()
+    csr = _write_csr(created, name or f"meshsync-{key.device_id[:8]}")
+    info = {"device_id": key.device_id, "home": str(path),
+            "partition": created.default_partition(),
+            "csr": str(created.csr_path) if csr else None}
+    if as_json:
+        echo_json(info)
+    else:
+        click.echo(key.device_id)
+
+
+def _show_record(record: Record, as_json: bool) -> None:
+    if as_json:
+        echo_json(record.to_json())
+        return
+    state = " (deleted)" if record.deleted else ""
+    click.echo(f"{record.collection}/{record.key} [{record.partition}]{state}")
+    for name, value in record.fields.items():
+        mark = "  !" if name in record.conflicts else "   "
+        click.echo(f"{mark} {name} = {value!r}")
+    for name, versions in record.conflicts.items():
+        alts = ", ".join(f"{v.value!r} by {v.author[:8]}" for v in versions)
+        click.echo(f"  conflict {name}: {alts}")
+
+
+@click.command()
+@home_option
+@click.argument("collection")
+@click.argument("key")
+@click.argument("assignments", nargs=-1, metavar="FIELD=VALUE...")
+@click.option("--partition", default=None, help="Partition [default: the record's, else the home's].")
+@json_option
+@errors_to_exit
+def put(home: Path | None, collection: str, key: str, assignments: tuple[str, ...],
+        partition: str | None, as_json: bool) -> None:
+    """Set fields of a record. FIELD=text stores text; FIELD:=JSON stores a number,
+    true/false, null, a list or a map (e.g. age:=42, ok:=true, note:=null)."""
+    fields = parse_assignments(assignments)
+    with open_node(resolve_home(home)) as node:
+        change = node.put(collection, key, fields, partition)
+        record = node.get(collection, key, change.partition)
+    if as_json:
+        echo_json({"change": {"author": device_id(change.author), "partition": change.partition,
+                              "seq": change.seq, "hash": change.hash.hex()},
+                   "record": record.to_json() if record else None})
+    else:
+        click.echo(f"saved {collection}/{key} in {change.partition} (seq {change.seq})")
+
+
+@click.command()
+@home_option
+@click.argument("collection")
+@click.argument("key")
+@click.option("--partition", default=None)
+@json_option
+@errors_to_exit
+def get(home: Path | None, collection: str, key: str, partition: str | None,
+        as_json: bool) -> None:
+    """Show one record, with any conflicts."""
+    with open_node(resolve_home(home)) as node:
+        record = node.get(collection, key, partition)
+    if record is None:
+        raise NotFoundError(f"no record {collection}/{key}")
+    _show_record(record, as_json)
+
+
+@click.command(name="ls")
+@home_option
+@click.argument("collection")
+@click.option("--partition", default="", help="Only records under this partition prefix.")
+@click.option("--deleted", is_flag=True, help="Include deleted records.")
+@json_option
+@errors_to_exit
+def ls(home: Path | None, collection: str, partition: str, deleted: bool,
+       as_json: bool) -> None:
+    """List records of COLLECTION."""
+    with open_node(resolve_home(home)) as node:
+        records = list(node.records(collection, partition, include_deleted=deleted))
+    if as_json:
+        echo_json([r.to_json() for r in records])
+        return
+    for r in records:
+        flags = (" !conflict" if r.conflicts else "") + (" (deleted)" if r.deleted else "")
+        summary = ", ".join(f"{k}={v!r}" for k, v in list(r.fields.items())[:4])
+        click.echo(f"{r.key}\t{r.partition}\t{summary}{flags}")
+
+
+@click.command()
+@home_option
+@click.argument("collection")
+@click.argument("key")
+@click.option("--partition", default=None)
+@json_option
+@errors_to_exit
+def delete(home: Path | None, collection: str, key: str, partition: str | None,
+           as_json: bool) -> None:
+    """Delete a record (a tombstone that never expires)."""
+    with open_node(resolve_home(home)) as node:
+        change = node.delete(collection, key, partition)
+    if as_json:
+        echo_json({"author": device_id(change.author), "partition": change.partition,
+                   "seq": change.seq, "hash": change.hash.hex()})
+    else:
+        click.echo(f"deleted {collection}/{key} in {change.partition} (seq {change.seq})")
+
+
+@click.command()
+@home_option
+@click.option("--collection", default=None)
+@json_option
+@errors_to_exit
+def conflicts(home: Path | None, collection: str | None, as_json: bool) -> None:
+    """List records with open conflicts (concurrent edits of one field)."""
+    with open_node(resolve_home(home)) as node:
+        records = node.conflicts(collection)
+    if as_json:
+        echo_json([r.to_json() for r in records])
+        return
+    if not records:
+        click.echo("no conflicts")
+    for r in records:
+        _show_record(r, False)
+
+
+def _log_data(node: Any) -> dict[str, Any]:
+    store = node.store
+    return {
+        "device_id": node.key.device_id,
+        "feeds": [{"author": device_id(f.author), "partition": f.partition,
+                   "seq": f.head_seq, "head": f.head_hash.hex()} for f in store.feeds()],
+        "forks": [{"author": device_id(e.author), "partition": e.partition, "seq": e.seq,
+                   "held_hash": e.held_hash.hex(), "other_body": e.other_body.hex(),
+                   "other_sig": e.other_sig.hex(), "note": e.note} for e in store.forks()],
+        "refusals": [{"author": device_id(r.author), "partition": r.partition, "seq": r.seq,
+                      "stage": r.stage, "reason": r.reason, "source": r.source}
+                     for r in store.refusals()],
+    }
+
+
+@click.command()
+@home_option
+@json_option
+@errors_to_exit
+def log(home: Path | None, as_json: bool) -> None:
+    """Show feeds (author, partition, seq), fork evidence and refused changes."""
+    with open_node(resolve_home(home)) as node:
+        data = _log_data(node)
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"device {data['device_id']}")
+    click.echo("feeds:")
+    for f in data["feeds"]:
+        mine = " (this device)" if f["author"] == data["device_id"] else ""
+        click.echo(f"  {f['author'][:8]} {f['partition']} seq {f['seq']}{mine}")
+    click.echo(f"forks: {len(data['forks'])}")
+    for e in data["forks"]:
+        click.echo(f"  FORK {e['author'][:8]} {e['partition']} seq {e['seq']}: {e['note']}")
+    click.echo(f"refused changes: {len(data['refusals'])}")
+    for r in data["refusals"][-20:]:
+        click.echo(f"  {r['author'][:8]} {r['partition']} seq {r['seq']} [{r['stage']}] "
+                   f"{r['reason']}")
+
+
+COMMANDS = [init, put, get, ls, delete, conflicts, log]

@@ -1,0 +1,1 @@
+"""Process wiring for the long-running node (installed as ``meshsync.daemon``)."""

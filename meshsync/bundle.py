@@ -1,0 +1,226 @@
+"""Bundles: files of signed changes and credentials, for sneakernet.
+
+Layout (version 1)::
+
+    b"MSBUNDLE" b"\\x01"                  magic and format version (9 bytes)
+    msgpack items:
+      [3, {"created_ms": int, "creator": bin32, "version": 1}]     header
+      [4, credential]                     certificate or revocation (zero or more)
+      wire items (tags 0, 1, 2)           changes, see meshsync.wire
+      [9, n_changes, n_credentials]       end marker
+    b"MSEND" sha256(everything before b"MSEND")                    footer (37 bytes)
+
+Import first checks the footer digest (a cheap pass: any changed or missing byte
+is found here), then reads the items once, inside one store transaction: every
+signature is verified before that transaction commits, and any integrity failure
+(decode, checksum, signature) rolls the whole import back, so the store is
+unchanged. Per-change refusals (authorization, fork, gap) and validation failures
+are reported and the rest of the bundle applies (see :mod:`meshsync.receive`).
+Memory stays bounded: items are streamed and touched records are flushed to the
+store every few thousand changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import msgpack
+
+from meshsync.change import Change
+from meshsync.errors import AuthorizationError, DecodeError, FrameTooLargeError, RemoteError
+from meshsync.identity import sha256
+from meshsync.limits import MAX_ITEM_BYTES
+from meshsync.node import Node, VersionVector
+from meshsync.receive import ApplyReport
+from meshsync.wire import WireDecoder, WireEncoder
+
+MAGIC = b"MSBUNDLE\x01"
+FOOTER = b"MSEND"
+FOOTER_BYTES = len(FOOTER) + 32
+HEADER, CREDENTIAL, END = 3, 4, 9
+CHUNK = 1 << 16
+FLUSH_EVERY = 2000
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` (bytes) during long operations."""
+
+
+@dataclass
+class BundleReport:
+    """Result of an import: the apply report plus credential counts."""
+
+    apply: ApplyReport
+    credentials_new: int = 0
+    credentials_refused: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-ready summary."""
+        out = self.apply.to_json()
+        out.update(credentials_new=self.credentials_new,
+                   credentials_refused=self.credentials_refused, bytes=self.bytes)
+        return out
+
+
+class _HashingWriter:
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out, self.digest, self.count = out, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.digest.update(data)
+        self.count += len(data)
+
+
+def export_bundle(node: Node, out: IO[bytes], since: VersionVector | None = None,
+                  progress: Progress | None = None) -> tuple[int, int]:
+    """Write every credential and every change beyond ``since`` to ``out``.
+
+    Returns ``(changes, bytes)`` written. ``progress(done, total)`` counts changes.
+    """
+    since = since or {}
+    vv = node.version_vector()
+    total = sum(max(0, seq - since.get(feed, 0)) for feed, seq in vv.items())
+    w = _HashingWriter(out)
+    packer = msgpack.Packer(use_bin_type=True)
+    w.write(MAGIC)
+    w.write(packer.pack([HEADER, {"created_ms": node.now_ms(),
+                                  "creator": node.key.public_key, "version": 1}]))
+    creds = node.store.credentials()
+    for blob in creds:
+        w.write(packer.pack([CREDENTIAL, blob]))
+    encoder, count = WireEncoder(), 0
+    for change in node.changes_since(since):
+        for item in encoder.encode(change):
+            w.write(packer.pack(item))
+        count += 1
+        if progress is not None and count % 500 == 0:
+            progress(count, total)
+    w.write(packer.pack([END, count, len(creds)]))
+    out.write(FOOTER + w.digest.digest())
+    if progress is not None:
+        progress(count, total)
+    return count, w.count + FOOTER_BYTES
+
+
+def _check_footer(f: IO[bytes], size: int) -> None:
+    if size < len(MAGIC) + FOOTER_BYTES:
+        raise DecodeError("bundle truncated: file too short")
+    f.seek(0)
+    if f.read(len(MAGIC)) != MAGIC:
+        raise DecodeError("not a meshsync bundle (bad magic or unsupported version)")
+    f.seek(0)
+    digest, left = hashlib.sha256(), size - FOOTER_BYTES
+    while left:
+        chunk = f.read(min(CHUNK, left))
+        if not chunk:
+            raise DecodeError("bundle truncated while reading")
+        digest.update(chunk)
+        left -= len(chunk)
+    footer = f.read(FOOTER_BYTES)
+    if footer[: len(FOOTER)] != FOOTER:
+        raise DecodeError("bundle truncated or not ended: footer missing")
+    if footer[len(FOOTER):] != digest.digest():
+        raise DecodeError("bundle checksum mismatch: the file is corrupted or was altered")
+
+
+def _items(f: IO[bytes], size: int, progress: Progress | None) -> Iterator[Any]:
+    f.seek(len(MAGIC))
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True,
+                                max_buffer_size=2 * MAX_ITEM_BYTES)
+    left = size - FOOTER_BYTES - len(MAGIC)
+    done = 0
+    while left:
+        chunk = f.read(min(CHUNK, left))
+        left -= len(chunk)
+        done += len(chunk)
+        try:
+            unpacker.feed(chunk)
+            yield from unpacker
+        except msgpack.BufferFull as exc:
+            raise FrameTooLargeError(f"bundle item larger than {MAX_ITEM_BYTES} bytes") from exc
+        except (ValueError, TypeError, msgpack.FormatError, msgpack.StackError) as exc:
+            raise DecodeError(f"malformed bundle item: {exc}") from exc
+        if progress is not None:
+            progress(done, size)
+    if unpacker.tell() != size - FOOTER_BYTES - len(MAGIC):
+        raise DecodeError("bundle ends inside an item")
+
+
+class _Importer:
+    def __init__(self, node: Node, source: str) -> None:
+        self.node, self.source = node, source
+        self.receiver = node.receiver(source)
+        self.report = BundleReport(self.receiver.report)
+        self.decoder = WireDecoder()
+        self.changes = self.creds = 0
+        self.state = "header"
+
+    def item(self, item: Any) -> None:
+        tag = item[0] if type(item) is list and item else None
+        if self.state == "header":
+            if tag != HEADER or len(item) != 2 or type(item[1]) is not dict:
+                raise DecodeError("bundle header missing")
+            self.state = "body"
+        elif self.state == "ended":
+            raise DecodeError("data after the bundle's end marker")
+        elif tag == CREDENTIAL and len(item) == 2 and isinstance(item[1], bytes):
+            self.credential(item[1])
+        elif tag == END:
+            self.end(item)
+        else:
+            change = self.decoder.decode(item)
+            if change is not None:
+                self.change(change)
+
+    def credential(self, blob: bytes) -> None:
+        self.creds += 1
+        adder = getattr(self.node.trust, "add", None)
+        try:
+            if adder is not None:
+                adder(blob)
+        except AuthorizationError as exc:
+            self.report.credentials_refused.append(exc.detail)
+            return
+        if self.node.store.add_credential(sha256(blob), blob):
+            self.report.credentials_new += 1
+
+    def change(self, change: Change) -> None:
+        self.changes += 1
+        self.receiver.receive_one(change)
+        if self.changes % FLUSH_EVERY == 0:
+            self.receiver.flush()
+
+    def end(self, item: list[Any]) -> None:
+        if len(item) != 3 or item[1:] != [self.changes, self.creds]:
+            raise DecodeError(f"bundle end marker counts {item[1:]} do not match the "
+                              f"{self.changes} changes and {self.creds} credentials read")
+        self.state = "ended"
+
+
+def import_bundle(node: Node, f: IO[bytes], *, source: str = "bundle",
+                  progress: Progress | None = None) -> BundleReport:
+    """Import a bundle from a seekable binary file (see the module docs for the rules).
+
+    Raises :class:`~meshsync.errors.RemoteError` subclasses (``DecodeError``,
+    ``SignatureError``, ``FrameTooLargeError``) with nothing stored.
+    """
+    f.seek(0, 2)
+    size = f.tell()
+    _check_footer(f, size)
+    imp = _Importer(node, source)
+    with node.store.transaction():
+        for item in _items(f, size, progress):
+            imp.item(item)
+        if imp.state != "ended":
+            raise DecodeError("bundle has no end marker")
+        imp.receiver.flush()
+        node.save_clock()
+    imp.report.bytes = size
+    return imp.report
+
+
+__all__ = ["BundleReport", "RemoteError", "export_bundle", "import_bundle"]

@@ -1,0 +1,281 @@
+"""Ops and changes: the signed unit of meshsync, and its canonical bytes.
+
+A *change* is a batch of ops by one author in one partition. Its canonical body
+(see :mod:`meshsync.codec`) is the msgpack array::
+
+    [1, author(bin 32), partition(str), seq(uint >= 1), prev(bin 32, or bin 0 at seq 1),
+     hlc(uint64), [op, ...]]
+    op  = [0, collection, key, {field: value, ...}, pred]      # put
+        | [1, collection, key, pred]                          # delete
+    pred = [[hlc, author(bin 32)], ...]  sorted, no duplicates
+
+The change's hash is SHA-256 of the body; its signature is Ed25519 (RFC 8032) over
+``SIGN_CONTEXT + body``. Op ``i`` of a change has the op id ``(hlc + i, author)``.
+``prev`` is the hash of the previous change in the same feed, so every feed
+``(author, partition)`` is a hash chain.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshsync import codec
+from meshsync.errors import DecodeError, TooLargeError, UsageError
+from meshsync.hlc import MAX_HLC
+from meshsync.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, DeviceKey, sha256, verify
+from meshsync.limits import (
+    MAX_CHANGE_BYTES,
+    MAX_NAME_CHARS,
+    MAX_OPS_PER_CHANGE,
+    MAX_RECORD_BYTES,
+)
+
+FORMAT_VERSION = 1
+SIGN_CONTEXT = b"meshsync change v1\x00"
+PUT, DELETE = 0, 1
+HASH_BYTES = 32
+
+OpId = tuple[int, bytes]
+"""An op id: ``(hlc, author public key)``. Ordered by hlc, then author bytes."""
+
+FeedId = tuple[bytes, str]
+"""A feed: ``(author public key, partition)``."""
+
+_PARTITION_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
+
+
+def check_partition(partition: str) -> str:
+    """Return ``partition`` if it is a valid path like ``mimika/jila/diloa/tps-003``.
+
+    Segments are lower-case letters, digits, ``.``, ``_`` and ``-``, separated by
+    ``/``. Raises :class:`UsageError` otherwise.
+    """
+    if not isinstance(partition, str) or len(partition) > MAX_NAME_CHARS or not (
+        _PARTITION_RE.match(partition)
+    ):
+        raise UsageError(
+            f"invalid partition {partition!r}: use lower-case path segments "
+            "like mimika/jila/diloa/tps-003"
+        )
+    return partition
+
+
+def check_name(kind: str, name: str) -> str:
+    """Return ``name`` (a collection, key or field name) if non-empty text of at most
+    256 characters; raises :class:`UsageError` naming ``kind`` otherwise."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
+        raise UsageError(f"invalid {kind} {name!r}: must be 1-{MAX_NAME_CHARS} characters")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Set ``fields`` of record ``(collection, key)``, replacing the op ids in ``pred``."""
+
+    collection: str
+    key: str
+    fields: dict[str, Any]
+    pred: tuple[OpId, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete record ``(collection, key)`` as seen: a tombstone superseding ``pred``."""
+
+    collection: str
+    key: str
+    pred: tuple[OpId, ...] = ()
+
+
+Op = Put | Delete
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A signed change. ``body`` is the canonical encoding; ``sig`` its signature."""
+
+    author: bytes
+    partition: str
+    seq: int
+    prev: bytes
+    hlc: int
+    ops: tuple[Op, ...]
+    body: bytes
+    sig: bytes
+    hash: bytes = field(default=b"", compare=False)
+
+    @property
+    def feed(self) -> FeedId:
+        """The feed this change extends."""
+        return (self.author, self.partition)
+
+    def op_id(self, index: int) -> OpId:
+        """Id of op number ``index`` of this change."""
+        return (self.hlc + index, self.author)
+
+    def verify(self) -> None:
+        """Check the signature; raises :class:`~meshsync.errors.SignatureError`."""
+        verify(self.author, self.sig, SIGN_CONTEXT + self.body)
+
+
+def _pred_list(pred: tuple[OpId, ...]) -> list[list[Any]]:
+    return [[h, a] for h, a in sorted(set(pred))]
+
+
+def _op_array(op: Op) -> list[Any]:
+    if isinstance(op, Put):
+        return [PUT, op.collection, op.key, op.fields, _pred_list(op.pred)]
+    return [DELETE, op.collection, op.key, _pred_list(op.pred)]
+
+
+def encode_body(
+    author: bytes, partition: str, seq: int, prev: bytes, hlc: int, ops: tuple[Op, ...]
+) -> bytes:
+    """Canonical body bytes. ``ops`` must already hold canonical field values."""
+    return codec.pack(
+        [FORMAT_VERSION, author, partition, seq, prev, hlc, [_op_array(o) for o in ops]]
+    )
+
+
+def canonical_put(collection: str, key: str, fields: dict[str, Any],
+                  pred: tuple[OpId, ...] = ()) -> Put:
+    """Build a :class:`Put` from caller input, checking names, types and size.
+
+    Raises :class:`UsageError` for bad names or values and :class:`TooLargeError`
+    when the encoded fields exceed ``MAX_RECORD_BYTES`` (8 MiB).
+    """
+    check_name("collection", collection)
+    check_name("key", key)
+    for name in fields:
+        check_name("field name", name)
+    clean = codec.canonical_value(fields)
+    assert isinstance(clean, dict)
+    size = len(codec.pack(clean))
+    if size > MAX_RECORD_BYTES:
+        raise TooLargeError(
+            f"record {collection}/{key} is {size} bytes; the limit is {MAX_RECORD_BYTES} bytes"
+        )
+    return Put(collection, key, clean, tuple(sorted(set(pred))))
+
+
+def sign_change(
+    key: DeviceKey, partition: str, seq: int, prev: bytes, hlc: int, ops: tuple[Op, ...]
+) -> Change:
+    """Encode and sign a change by ``key``. Raises TooLargeError past MAX_CHANGE_BYTES."""
+    body = encode_body(key.public_key, partition, seq, prev, hlc, ops)
+    if len(body) > MAX_CHANGE_BYTES:
+        raise TooLargeError(f"change is {len(body)} bytes; the limit is {MAX_CHANGE_BYTES}")
+    sig = key.sign(SIGN_CONTEXT + body)
+    return Change(key.public_key, partition, seq, prev, hlc, ops, body, sig, sha256(body))
+
+
+def make_change(
+    author: bytes, partition: str, seq: int, prev: bytes, hlc: int,
+    ops: tuple[Op, ...], sig: bytes,
+) -> Change:
+    """Rebuild a received change from its parts (re-encoding the canonical body).
+
+    Checks the structure (:class:`DecodeError`), not the signature.
+    """
+    _check_header(author, partition, seq, prev, hlc, len(ops))
+    body = encode_body(author, partition, seq, prev, hlc, ops)
+    if len(body) > MAX_CHANGE_BYTES:
+        raise DecodeError(f"change is {len(body)} bytes; the limit is {MAX_CHANGE_BYTES}")
+    if not isinstance(sig, bytes) or len(sig) != SIGNATURE_BYTES:
+        raise DecodeError("signature must be 64 bytes")
+    return Change(author, partition, seq, prev, hlc, ops, body, sig, sha256(body))
+
+
+def _check_header(author: Any, partition: Any, seq: Any, prev: Any, hlc: Any,
+                  nops: int) -> None:
+    if not isinstance(author, bytes) or len(author) != PUBLIC_KEY_BYTES:
+        raise DecodeError("author must be a 32-byte Ed25519 public key")
+    try:
+        check_partition(partition)
+    except UsageError as exc:
+        raise DecodeError(str(exc)) from exc
+    if type(seq) is not int or seq < 1:
+        raise DecodeError(f"seq must be a positive integer, got {seq!r}")
+    want = 0 if seq == 1 else HASH_BYTES
+    if not isinstance(prev, bytes) or len(prev) != want:
+        raise DecodeError(f"prev hash must be {want} bytes at seq {seq}")
+    if type(hlc) is not int or not 0 <= hlc <= MAX_HLC - nops:
+        raise DecodeError(f"hlc out of range: {hlc!r}")
+    if not 1 <= nops <= MAX_OPS_PER_CHANGE:
+        raise DecodeError(f"a change holds 1..{MAX_OPS_PER_CHANGE} ops, got {nops}")
+
+
+_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+def check_value(value: Any, depth: int = 0) -> None:
+    """Raise :class:`DecodeError` if a received value is not a plain record value."""
+    t = type(value)
+    if t in _SCALARS:
+        return
+    if depth >= 16:
+        raise DecodeError("value nested too deeply")
+    if t is list:
+        for v in value:
+            check_value(v, depth + 1)
+    elif t is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                raise DecodeError("map keys must be text")
+            check_value(v, depth + 1)
+    else:
+        raise DecodeError(f"unsupported value type {t.__name__}")
+
+
+def decode_op(raw: Any, resolve_pred: Any) -> Op:
+    """Build an op from its array form; ``resolve_pred`` maps the raw pred list to OpIds."""
+    if type(raw) is not list or len(raw) < 4:
+        raise DecodeError("op must be an array")
+    kind, coll, key = raw[0], raw[1], raw[2]
+    for kind_name, name in (("collection", coll), ("key", key)):
+        if type(name) is not str or not name or len(name) > MAX_NAME_CHARS:
+            raise DecodeError(f"invalid {kind_name} in op")
+    if kind == PUT and len(raw) == 5:
+        fields = raw[3]
+        if type(fields) is not dict:
+            raise DecodeError("put fields must be a map")
+        check_value(fields)
+        for name in fields:
+            if not name or len(name) > MAX_NAME_CHARS:
+                raise DecodeError("invalid field name in op")
+        return Put(coll, key, fields, resolve_pred(raw[4]))
+    if kind == DELETE and len(raw) == 4:
+        return Delete(coll, key, resolve_pred(raw[3]))
+    raise DecodeError(f"unknown op kind {kind!r}")
+
+
+def _plain_pred(raw: Any) -> tuple[OpId, ...]:
+    if type(raw) is not list:
+        raise DecodeError("pred must be an array")
+    out: list[OpId] = []
+    for item in raw:
+        if (type(item) is not list or len(item) != 2 or type(item[0]) is not int
+                or not isinstance(item[1], bytes) or len(item[1]) != PUBLIC_KEY_BYTES):
+            raise DecodeError("pred entries must be [hlc, author]")
+        out.append((item[0], item[1]))
+    return tuple(out)
+
+
+def decode_body(body: bytes, sig: bytes) -> Change:
+    """Decode a stored or received canonical body back to a :class:`Change`.
+
+    Raises :class:`DecodeError` if ``body`` is not exactly a canonical change body.
+    """
+    raw = codec.unpack(body, max_bytes=MAX_CHANGE_BYTES)
+    if type(raw) is not list or len(raw) != 7 or raw[0] != FORMAT_VERSION:
+        raise DecodeError("not a meshsync change body (version 1)")
+    ops_raw = raw[6]
+    if type(ops_raw) is not list:
+        raise DecodeError("ops must be an array")
+    ops = tuple(decode_op(o, _plain_pred) for o in ops_raw)
+    change = make_change(raw[1], raw[2], raw[3], raw[4], raw[5], ops, sig)
+    if change.body != body:
+        raise DecodeError("change body is not in canonical form")
+    return change

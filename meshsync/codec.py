@@ -1,0 +1,70 @@
+"""Canonical msgpack encoding.
+
+Signed bytes must be reproducible by every receiver, so meshsync encodes with one
+canonical form: msgpack (https://github.com/msgpack/msgpack/blob/master/spec.md)
+with the shortest integer form (msgpack-python's default), float64 for every float,
+``bin`` for bytes, ``str`` for text, and map keys (always text) sorted by their UTF-8
+bytes. Receivers never verify a signature over bytes they were sent: they decode,
+then re-encode canonically and verify over that, so a non-canonical sender fails
+the signature check rather than slipping through.
+
+Field values allowed in records: ``None``, ``bool``, ``int`` in [-2**63, 2**64),
+``float``, ``str``, ``bytes``, and lists and string-keyed maps of these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from meshsync.errors import DecodeError, UsageError
+
+Value = None | bool | int | float | str | bytes | list[Any] | dict[str, Any]
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+_MAX_DEPTH = 16
+
+
+def canonical_value(value: Any, depth: int = 0) -> Value:
+    """Return ``value`` with every map's keys sorted; UsageError for types msgpack can't carry.
+
+    Tuples become lists. Nesting deeper than 16 levels is refused.
+    """
+    if depth > _MAX_DEPTH:
+        raise UsageError("value nested too deeply (more than 16 levels)")
+    if value is None or isinstance(value, bool | float | str | bytes):
+        return value
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise UsageError(f"integer out of range: {value}")
+        return value
+    if isinstance(value, list | tuple):
+        return [canonical_value(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        for k in value:
+            if not isinstance(k, str):
+                raise UsageError(f"map keys must be text, got {type(k).__name__}")
+        return {k: canonical_value(value[k], depth + 1) for k in sorted(value, key=_utf8)}
+    raise UsageError(f"unsupported value type {type(value).__name__}")
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def pack(obj: Any) -> bytes:
+    """Encode an already-canonical structure (see :func:`canonical_value`)."""
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes, *, max_bytes: int) -> Any:
+    """Decode one msgpack object; :class:`DecodeError` if malformed, trailing or too large."""
+    if len(data) > max_bytes:
+        raise DecodeError(f"item of {len(data)} bytes exceeds limit of {max_bytes}")
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
+            msgpack.StackError) as exc:
+        raise DecodeError(f"malformed msgpack: {exc}") from exc

@@ -1,0 +1,172 @@
+"""The merge: per-field multi-value registers with causal supersession.
+
+A record's state is a pure function of the *set* of ops applied to it, so merge is
+commutative, associative and idempotent (a state-based CRDT in the sense of
+Shapiro et al., "Conflict-free Replicated Data Types", SSS 2011; the multi-value
+register with explicit predecessors is the model of Automerge's op sets).
+
+* A put writes some fields. Each written field gets an *entry* ``(op id, value)``.
+  The put's ``pred`` names the op ids it has seen; for each field it writes, it
+  supersedes those ops' entries, and it supersedes any tombstone it names.
+* A delete is a tombstone that supersedes every entry (and tombstone) of the ops in
+  its ``pred``. Tombstones never expire; a later put that names the delete in its
+  ``pred`` supersedes it and so restores the record.
+* An entry or tombstone is *live* unless some op in the set supersedes it, whatever
+  the order of arrival: references to ops not yet received are remembered.
+
+Causality beats clocks: an edit made after seeing a value names it and replaces it.
+Only live entries of one field that do not supersede each other are a conflict; the
+visible value is the one with the greatest op id ``(hlc, author)``; the others stay
+listed as conflicts until an op that saw them all supersedes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshsync import codec
+from meshsync.change import OpId
+from meshsync.errors import DecodeError
+
+ALL = "*"  # supersession key of a delete's pred: every field and the tombstone
+TOMB = "#"  # supersession key of a put's pred: the tombstone only
+
+
+@dataclass
+class RecordState:
+    """Everything a device holds about one record.
+
+    ``entries[field][op_id] = value`` (live only), ``tombs`` = live delete op ids,
+    ``superseded[key]`` = op ids named by preds, keyed by field, ``*`` or ``#``.
+    """
+
+    entries: dict[str, dict[OpId, Any]] = field(default_factory=dict)
+    tombs: set[OpId] = field(default_factory=set)
+    superseded: dict[str, set[OpId]] = field(default_factory=dict)
+
+    def _is_superseded(self, key: str, op: OpId) -> bool:
+        return op in self.superseded.get(key, ()) or op in self.superseded.get(ALL, ())
+
+    def _supersede(self, key: str, op: OpId) -> None:
+        self.superseded.setdefault(key, set()).add(op)
+
+    def apply_put(self, op_id: OpId, fields: dict[str, Any], pred: tuple[OpId, ...]) -> None:
+        """Apply a put op (idempotent; any order)."""
+        for p in pred:
+            self._supersede(TOMB, p)
+            self.tombs.discard(p)
+            for name in fields:
+                self._supersede(name, p)
+                self._drop_entry(name, p)
+        for name, value in fields.items():
+            if not self._is_superseded(name, op_id):
+                self.entries.setdefault(name, {})[op_id] = value
+
+    def apply_delete(self, op_id: OpId, pred: tuple[OpId, ...]) -> None:
+        """Apply a delete op (idempotent; any order)."""
+        for p in pred:
+            self._supersede(ALL, p)
+            self.tombs.discard(p)
+            for name in list(self.entries):
+                self._drop_entry(name, p)
+        if not self._is_superseded(TOMB, op_id):
+            self.tombs.add(op_id)
+
+    def _drop_entry(self, name: str, op: OpId) -> None:
+        values = self.entries.get(name)
+        if values and op in values:
+            del values[op]
+            if not values:
+                del self.entries[name]
+
+    # -- reading -----------------------------------------------------------
+
+    def live_ops(self) -> set[OpId]:
+        """Op ids a new local op must name as ``pred`` to supersede everything seen."""
+        ops = set(self.tombs)
+        for values in self.entries.values():
+            ops.update(values)
+        return ops
+
+    def field_ops(self, names: list[str] | set[str]) -> set[OpId]:
+        """Live op ids of the given fields plus live tombstones (pred of a local put)."""
+        ops = set(self.tombs)
+        for name in names:
+            ops.update(self.entries.get(name, ()))
+        return ops
+
+    def winner(self, name: str) -> tuple[OpId, Any]:
+        """The visible ``(op id, value)`` of a field: the greatest op id among live entries."""
+        values = self.entries[name]
+        op = max(values)
+        return op, values[op]
+
+    @property
+    def deleted(self) -> bool:
+        """True if a live tombstone is newer than every live entry (or there are none)."""
+        if not self.tombs:
+            return False
+        newest_entry = max((max(v) for v in self.entries.values()), default=None)
+        return newest_entry is None or max(self.tombs) > newest_entry
+
+    @property
+    def exists(self) -> bool:
+        """True if the record holds any live entry or tombstone."""
+        return bool(self.entries or self.tombs)
+
+    def visible(self) -> dict[str, Any]:
+        """Field name -> visible value (empty when deleted)."""
+        if self.deleted:
+            return {}
+        return {name: self.winner(name)[1] for name in sorted(self.entries)}
+
+    def conflicts(self) -> dict[str, list[tuple[OpId, Any]]]:
+        """Fields with several live entries -> all of them, winner first.
+
+        A live tombstone beside live entries is reported under the key ``*`` (a
+        delete concurrent with an edit).
+        """
+        out: dict[str, list[tuple[OpId, Any]]] = {}
+        for name, values in self.entries.items():
+            if len(values) > 1:
+                out[name] = sorted(values.items(), key=lambda kv: kv[0], reverse=True)
+        if self.tombs and self.entries:
+            out[ALL] = [(t, None) for t in sorted(self.tombs, reverse=True)]
+        return out
+
+    # -- encoding ----------------------------------------------------------
+
+    def encode(self) -> bytes:
+        """Canonical bytes: equal states give equal bytes on every device."""
+        authors = sorted(
+            {a for v in self.entries.values() for _, a in v}
+            | {a for _, a in self.tombs}
+            | {a for s in self.superseded.values() for _, a in s}
+        )
+        index = {a: i for i, a in enumerate(authors)}
+
+        def ids(ops: Any) -> list[list[int]]:
+            return [[h, index[a]] for h, a in sorted(ops)]
+
+        entries = {
+            name: [[h, index[a], values[(h, a)]] for h, a in sorted(values)]
+            for name, values in sorted(self.entries.items())
+        }
+        superseded = {k: ids(v) for k, v in sorted(self.superseded.items())}
+        return codec.pack([authors, entries, ids(self.tombs), superseded])
+
+    @classmethod
+    def decode(cls, data: bytes) -> RecordState:
+        """Inverse of :meth:`encode`; :class:`DecodeError` if ``data`` is not a state."""
+        try:
+            authors, entries, tombs, superseded = codec.unpack(data, max_bytes=1 << 30)
+            state = cls()
+            for name, items in entries.items():
+                state.entries[name] = {(h, authors[i]): v for h, i, v in items}
+            state.tombs = {(h, authors[i]) for h, i in tombs}
+            for k, items in superseded.items():
+                state.superseded[k] = {(h, authors[i]) for h, i in items}
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise DecodeError(f"corrupt record state: {exc}") from exc
+        return state

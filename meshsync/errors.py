@@ -1,0 +1,96 @@
+"""Errors raised by meshsync, split by who is at fault (style.md §4).
+
+* :class:`UsageError` and its subclasses: the local caller asked for something
+  impossible (bad arguments, unknown record, oversized local edit).
+* :class:`RemoteError` and its subclasses: data that arrived from elsewhere (a
+  bundle, a peer) is wrong. Every refusal names the stage that failed, so a user
+  can tell a corrupted file (``decode``) from a forged one (``signature``) or a
+  broken feed (``hash chain``).
+"""
+
+from __future__ import annotations
+
+
+class MeshsyncError(Exception):
+    """Base class of every error meshsync raises on purpose."""
+
+
+class UsageError(MeshsyncError):
+    """The local caller misused the API: wrong argument, missing record, bad config."""
+
+
+class NotFoundError(UsageError):
+    """A record, feed or file the caller named does not exist."""
+
+
+class TooLargeError(UsageError):
+    """A local edit exceeds a documented size limit (see :mod:`meshsync.limits`)."""
+
+
+class ValidationError(UsageError):
+    """A local edit failed its collection's validator.
+
+    ``errors`` is a list of ``(field, message)`` pairs, one per problem.
+    """
+
+    def __init__(self, collection: str, errors: list[tuple[str, str]]) -> None:
+        self.collection = collection
+        self.errors = errors
+        detail = "; ".join(f"{f}: {m}" if f else m for f, m in errors)
+        super().__init__(f"{collection}: {detail}")
+
+
+class StorageError(MeshsyncError):
+    """The store failed (disk full, corrupt file); the current transaction was rolled back."""
+
+
+class RemoteError(MeshsyncError):
+    """Received data is wrong. ``stage`` names the receive-pipeline stage that refused it.
+
+    Stages, in pipeline order (design.md §5): ``size``, ``decode``, ``signature``,
+    ``authorization``, ``hash chain``, ``fork``, ``clock``, ``validation``.
+    """
+
+    stage = "remote"
+
+    def __init__(self, message: str, *, stage: str | None = None) -> None:
+        if stage is not None:
+            self.stage = stage
+        super().__init__(f"{self.stage}: {message}")
+        self.detail = message
+
+
+class DecodeError(RemoteError):
+    """Bytes that are not a well-formed meshsync structure (truncated, wrong types)."""
+
+    stage = "decode"
+
+
+class FrameTooLargeError(RemoteError):
+    """A received item exceeds the size limit before it is even decoded."""
+
+    stage = "size"
+
+
+class SignatureError(RemoteError):
+    """An Ed25519 signature does not verify over the change's canonical bytes."""
+
+    stage = "signature"
+
+
+class AuthorizationError(RemoteError):
+    """The author is not allowed to write this change (no certificate, scope, revoked)."""
+
+    stage = "authorization"
+
+
+class ChainError(RemoteError):
+    """A change does not follow its feed: a gap in ``seq`` or a wrong previous hash."""
+
+    stage = "hash chain"
+
+
+class ForkError(RemoteError):
+    """A second, different change at a ``(author, partition, seq)`` already held."""
+
+    stage = "fork"

@@ -1,0 +1,57 @@
+"""Hybrid logical clock (Kulkarni et al., "Logical Physical Clocks", OPODIS 2014).
+
+A timestamp is one 64-bit integer: the upper 48 bits are wall-clock milliseconds
+since the Unix epoch, the lower 16 bits a logical counter. Timestamps of one device
+strictly increase across all its feeds, and an op's id is ``(hlc, author)``, so a
+change of ``n`` ops reserves ``n`` consecutive timestamps.
+
+**Drift rule.** When a device receives a timestamp ``t`` and its own wall clock
+reads ``now``, it advances its clock to ``max(own, min(t, now + MAX_CLOCK_DRIFT_MS))``.
+A change stamped further ahead than the limit is *not* refused (causality, not the
+clock, decides merges, see :mod:`meshsync.crdt`) but it is reported as a clock
+warning naming the author and by how much it is ahead, and it cannot drag this
+device's clock (and through it the mesh's) more than the limit past real time. The
+limit is :data:`meshsync.limits.MAX_CLOCK_DRIFT_MS` (10 minutes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meshsync.limits import MAX_CLOCK_DRIFT_MS
+
+COUNTER_BITS = 16
+COUNTER_MASK = (1 << COUNTER_BITS) - 1
+MAX_HLC = (1 << 64) - 1
+
+
+def make(wall_ms: int, counter: int = 0) -> int:
+    """Pack wall-clock milliseconds and a logical counter into one timestamp."""
+    return (wall_ms << COUNTER_BITS) | (counter & COUNTER_MASK)
+
+
+def wall_ms(ts: int) -> int:
+    """Wall-clock milliseconds part of a timestamp."""
+    return ts >> COUNTER_BITS
+
+
+@dataclass
+class HybridClock:
+    """A device's HLC. ``last`` is the greatest timestamp issued or accepted."""
+
+    last: int = 0
+    max_drift_ms: int = MAX_CLOCK_DRIFT_MS
+
+    def reserve(self, now_ms: int, count: int = 1) -> int:
+        """Reserve ``count`` consecutive timestamps at wall time ``now_ms``; return the first."""
+        first = max(make(now_ms), self.last + 1)
+        self.last = first + count - 1
+        return first
+
+    def observe(self, ts: int, now_ms: int) -> int:
+        """Take a received timestamp into account; return how far (ms) it runs ahead of
+        ``now_ms`` beyond the drift limit (0 when within it)."""
+        ceiling = make(now_ms + self.max_drift_ms, COUNTER_MASK)
+        self.last = max(self.last, min(ts, ceiling))
+        ahead = wall_ms(ts) - now_ms
+        return ahead if ahead > self.max_drift_ms else 0

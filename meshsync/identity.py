@@ -1,0 +1,124 @@
+"""Device identity: Ed25519 key pairs, device ids, signatures.
+
+A device is one installation with its own Ed25519 key pair (RFC 8032). Its
+*device id* is the raw 32-byte public key written in lower-case base32 without
+padding (52 characters), so the id itself is the key and needs no lookup.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import lru_cache
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from meshsync.errors import DecodeError, SignatureError, UsageError
+
+PUBLIC_KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+
+
+def device_id(public_key: bytes) -> str:
+    """Return the printable device id of a raw 32-byte Ed25519 public key."""
+    return base64.b32encode(public_key).decode("ascii").rstrip("=").lower()
+
+
+def parse_device_id(text: str) -> bytes:
+    """Parse a device id (as printed by :func:`device_id`) back to its 32-byte key.
+
+    Raises :class:`~meshsync.errors.UsageError` if ``text`` is not a device id.
+    """
+    clean = text.strip().upper()
+    try:
+        raw = base64.b32decode(clean + "=" * (-len(clean) % 8))
+    except (ValueError, base64.binascii.Error) as exc:
+        raise UsageError(f"not a device id: {text!r}") from exc
+    if len(raw) != PUBLIC_KEY_BYTES:
+        raise UsageError(f"not a device id (wrong length): {text!r}")
+    return raw
+
+
+def short_id(public_key: bytes) -> str:
+    """First 8 characters of the device id: enough for logs and tables."""
+    return device_id(public_key)[:8]
+
+
+class DeviceKey:
+    """An Ed25519 private key and its public half.
+
+    Construct with :meth:`generate` or :meth:`from_pem`; :meth:`to_pem` gives the
+    unencrypted PKCS#8 PEM the node home stores with file mode 0600.
+    """
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+        self.public_key: bytes = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    @classmethod
+    def generate(cls) -> DeviceKey:
+        """Create a new random key pair."""
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_pem(cls, data: bytes) -> DeviceKey:
+        """Load a PKCS#8 PEM private key; raises UsageError if it is not Ed25519."""
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"cannot read device key: {exc}") from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise UsageError("device key is not an Ed25519 key")
+        return cls(key)
+
+    def to_pem(self) -> bytes:
+        """Serialise as unencrypted PKCS#8 PEM."""
+        return self._private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        """The ``cryptography`` private key object (for X.509 and TLS)."""
+        return self._private
+
+    @property
+    def device_id(self) -> str:
+        """This key's printable device id."""
+        return device_id(self.public_key)
+
+    def sign(self, data: bytes) -> bytes:
+        """Return the 64-byte Ed25519 signature of ``data``."""
+        return self._private.sign(data)
+
+
+@lru_cache(maxsize=4096)
+def _public(public_key: bytes) -> Ed25519PublicKey:
+    try:
+        return Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError as exc:
+        raise DecodeError(f"invalid Ed25519 public key {public_key.hex()}") from exc
+
+
+def verify(public_key: bytes, signature: bytes, data: bytes) -> None:
+    """Check an Ed25519 signature; raises :class:`SignatureError` if it does not verify."""
+    try:
+        _public(public_key).verify(signature, data)
+    except InvalidSignature as exc:
+        raise SignatureError(
+            f"signature by {short_id(public_key)} does not verify"
+        ) from exc
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 digest (32 bytes) of ``data``."""
+    return hashlib.sha256(data).digest()

@@ -1,0 +1,263 @@
+"""The node: one device's store, key, clock, trust and validators, behind one API.
+
+The node is sans-I/O in time: it never reads the clock, it calls the ``clock``
+function it was given (milliseconds since the Unix epoch). Use
+:func:`meshsync.io_local.open_node` to get a node on a home with the system clock.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from meshsync.change import (
+    Change,
+    Delete,
+    FeedId,
+    Op,
+    canonical_put,
+    check_name,
+    check_partition,
+    decode_body,
+    sign_change,
+)
+from meshsync.crdt import RecordState
+from meshsync.errors import AuthorizationError, NotFoundError, UsageError, ValidationError
+from meshsync.hlc import HybridClock
+from meshsync.identity import DeviceKey, sha256
+from meshsync.policy import Authorizer, OpenTrust, Validator
+from meshsync.receive import ApplyReport, Receiver, RecordKey
+from meshsync.records import Record
+from meshsync.store.base import RecordRow, Store, StoredChange
+
+VersionVector = dict[FeedId, int]
+"""Feed -> highest contiguous seq held."""
+
+Clock = Callable[[], int]
+"""Returns wall-clock milliseconds since the Unix epoch."""
+
+
+def record_row(rkey: RecordKey, state: RecordState) -> RecordRow:
+    """The stored row of a record state."""
+    return RecordRow(rkey[0], rkey[1], rkey[2], state.encode(), state.deleted,
+                     bool(state.conflicts()))
+
+
+class Node:
+    """A device's replica.
+
+    Args:
+        store: where changes and records live (see :mod:`meshsync.store`).
+        key: the device's Ed25519 key; it signs every local change.
+        clock: wall-clock milliseconds since the epoch (injected; never read here).
+        trust: decides who may write (default :class:`OpenTrust` until enrolled).
+        default_partition: partition of local edits that name none.
+    """
+
+    def __init__(self, store: Store, key: DeviceKey, clock: Clock, *,
+                 trust: Authorizer | None = None, default_partition: str = "local") -> None:
+        self.store = store
+        self.key = key
+        self.trust: Authorizer = trust or OpenTrust()
+        self.validators: dict[str, Validator] = {}
+        self.default_partition = check_partition(default_partition)
+        self._clock = clock
+        raw = store.get_meta("hlc")
+        self.hlc = HybridClock(int.from_bytes(raw, "big") if raw else 0)
+
+    # -- configuration -------------------------------------------------------
+
+    def register_validator(self, collection: str, validator: Validator) -> None:
+        """Check every local edit and received op of ``collection`` with ``validator``."""
+        self.validators[check_name("collection", collection)] = validator
+
+    def add_credential(self, blob: bytes) -> bool:
+        """Keep a certificate or revocation so it travels in bundles and syncs.
+
+        Returns True if it was new. If the trust policy has an ``add`` method (a
+        :class:`meshsync.trust.TrustStore`), the blob is checked by it first and
+        :class:`~meshsync.errors.AuthorizationError` is raised if it is invalid.
+        """
+        adder = getattr(self.trust, "add", None)
+        if adder is not None:
+            adder(blob)
+        with self.store.transaction():
+            return self.store.add_credential(sha256(blob), blob)
+
+    # -- local edits ---------------------------------------------------------
+
+    def put(self, collection: str, key: str, fields: Mapping[str, Any],
+            partition: str | None = None) -> Change:
+        """Set ``fields`` of a record, as one signed change. Returns the change.
+
+        Other fields keep their values. Raises :class:`UsageError` (bad names or
+        values), :class:`~meshsync.errors.TooLargeError` (record > 8 MiB) or
+        :class:`ValidationError` (the collection's validator refused the result).
+        """
+        part = self._partition_for(collection, key, partition)
+        return self.write(part, [("put", collection, key, dict(fields))])
+
+    def delete(self, collection: str, key: str, partition: str | None = None) -> Change:
+        """Delete a record (a tombstone). Raises :class:`NotFoundError` if absent."""
+        part = self._partition_for(collection, key, partition)
+        row = self.store.load_record(part, collection, key)
+        if row is None or RecordState.decode(row.state).deleted:
+            raise NotFoundError(f"no record {collection}/{key} in partition {part}")
+        return self.write(part, [("delete", collection, key, None)])
+
+    def write(self, partition: str, edits: Iterable[tuple[str, str, str, Any]]) -> Change:
+        """Apply several edits as one change: ``("put", coll, key, fields)`` or
+        ``("delete", coll, key, None)``. All or nothing."""
+        partition = check_partition(partition)
+        states: dict[RecordKey, RecordState] = {}
+        ops: list[Op] = []
+        for kind, collection, key, fields in edits:
+            rkey = (partition, check_name("collection", collection), check_name("key", key))
+            if rkey in states:
+                raise UsageError(f"{collection}/{key} appears twice in one change")
+            state = states[rkey] = self._load_state(rkey)
+            ops.append(self._local_op(kind, rkey, state, fields))
+        if not ops:
+            raise UsageError("nothing to write")
+        return self._commit_local(partition, ops, states)
+
+    def _local_op(self, kind: str, rkey: RecordKey, state: RecordState, fields: Any) -> Op:
+        if kind == "put":
+            if not isinstance(fields, dict) or not fields:
+                raise UsageError("a put needs at least one field")
+            return canonical_put(rkey[1], rkey[2], fields, tuple(state.field_ops(fields)))
+        if kind == "delete":
+            return Delete(rkey[1], rkey[2], tuple(sorted(state.live_ops())))
+        raise UsageError(f"unknown edit kind {kind!r}")
+
+    def _commit_local(self, partition: str, ops: list[Op],
+                      states: dict[RecordKey, RecordState]) -> Change:
+        feed = (self.key.public_key, partition)
+        now = self._clock()
+        with self.store.transaction():
+            head = self.store.feed_head(feed)
+            seq, prev = (head.head_seq + 1, head.head_hash) if head else (1, b"")
+            try:
+                self.trust.authorize_change(self.key.public_key, partition, seq, now)
+            except AuthorizationError as exc:
+                raise UsageError(f"this device may not write here: {exc.detail}") from exc
+            saved_hlc = self.hlc.last
+            hlc = self.hlc.reserve(now, len(ops))
+            try:
+                change = sign_change(self.key, partition, seq, prev, hlc, tuple(ops))
+                self._apply_local(change, states)
+            except BaseException:
+                self.hlc.last = saved_hlc
+                raise
+            self.store.append_change(
+                feed, StoredChange(seq, change.hash, change.body, change.sig), hlc)
+            self.store.set_meta("hlc", self.hlc.last.to_bytes(8, "big"))
+        return change
+
+    def _apply_local(self, change: Change, states: dict[RecordKey, RecordState]) -> None:
+        touched: dict[RecordKey, RecordState] = {}
+        for index, op in enumerate(change.ops):
+            rkey = (change.partition, op.collection, op.key)
+            state = touched.setdefault(rkey, copy.deepcopy(states[rkey]))
+            if isinstance(op, Delete):
+                state.apply_delete(change.op_id(index), op.pred)
+            else:
+                state.apply_put(change.op_id(index), op.fields, op.pred)
+        for rkey, state in touched.items():
+            validator = self.validators.get(rkey[1])
+            if validator is not None and not state.deleted:
+                errors = validator(rkey[2], state.visible(), partial=False)
+                if errors:
+                    raise ValidationError(rkey[1], errors)
+            self.store.save_record(record_row(rkey, state))
+
+    def _load_state(self, rkey: RecordKey) -> RecordState:
+        row = self.store.load_record(*rkey)
+        return RecordState.decode(row.state) if row else RecordState()
+
+    def _partition_for(self, collection: str, key: str, partition: str | None) -> str:
+        if partition is not None:
+            return check_partition(partition)
+        rows = self.store.find_record(collection, key)
+        if len(rows) == 1:
+            return rows[0].partition
+        if len(rows) > 1:
+            names = ", ".join(r.partition for r in rows)
+            raise UsageError(f"{collection}/{key} exists in several partitions ({names}); "
+                             "name one with --partition")
+        return self.default_partition
+
+    # -- reading -------------------------------------------------------------
+
+    def get(self, collection: str, key: str, partition: str | None = None) -> Record | None:
+        """The record, or None if this device holds no op of it."""
+        if partition is None:
+            rows = self.store.find_record(collection, key)
+            if len(rows) > 1:
+                self._partition_for(collection, key, None)  # raises "several partitions"
+            row = rows[0] if rows else None
+        else:
+            row = self.store.load_record(partition, collection, key)
+        return Record.from_row(row) if row else None
+
+    def records(self, collection: str, partition_prefix: str = "", *,
+                include_deleted: bool = False) -> Iterator[Record]:
+        """Records of ``collection`` under ``partition_prefix`` (whole path segments)."""
+        for row in self.store.iter_records(collection, partition_prefix):
+            if include_deleted or not row.deleted:
+                yield Record.from_row(row)
+
+    def conflicts(self, collection: str | None = None) -> list[Record]:
+        """Records with at least one open conflict."""
+        rows = self.store.iter_records(collection, conflicts_only=True)
+        return [Record.from_row(r) for r in rows]
+
+    def canonical_state(self) -> bytes:
+        """All record states, concatenated in key order: equal on devices holding
+        the same ops (used by convergence tests)."""
+        return b"".join(
+            f"{r.partition}\x00{r.collection}\x00{r.key}\x00".encode() + r.state
+            for r in self.store.iter_records())
+
+    # -- sync primitives -----------------------------------------------------
+
+    def version_vector(self) -> VersionVector:
+        """Feed -> highest contiguous seq held."""
+        return {f.feed: f.head_seq for f in self.store.feeds()}
+
+    def changes_since(self, vv: Mapping[FeedId, int],
+                      feeds: Callable[[FeedId], bool] | None = None) -> Iterator[Change]:
+        """Changes this node holds beyond ``vv``, feed by feed in seq order.
+
+        ``feeds`` optionally filters which feeds to offer (share policy).
+        """
+        for info in self.store.feeds():
+            if feeds is not None and not feeds(info.feed):
+                continue
+            for stored in self.store.iter_changes(info.feed, vv.get(info.feed, 0)):
+                yield decode_body(stored.body, stored.sig)
+
+    def receive(self, changes: Iterable[Change], source: str = "api") -> ApplyReport:
+        """Apply received changes in one transaction (see :mod:`meshsync.receive`).
+
+        Raises :class:`~meshsync.errors.SignatureError` (nothing stored) if any
+        signature fails; other refusals are listed in the returned report.
+        """
+        with self.store.transaction():
+            report = self.receiver(source).receive(changes)
+            self.save_clock()
+        return report
+
+    def receiver(self, source: str) -> Receiver:
+        """A :class:`Receiver` for a batch the caller runs inside its own transaction."""
+        return Receiver(self.store, self.trust, self.validators, self.hlc, self._clock(),
+                        source, record_row)
+
+    def save_clock(self) -> None:
+        """Persist the HLC (inside the caller's transaction)."""
+        self.store.set_meta("hlc", self.hlc.last.to_bytes(8, "big"))
+
+    def now_ms(self) -> int:
+        """The injected clock's current reading."""
+        return self._clock()

@@ -1,0 +1,182 @@
+"""The storage interface every store implements (SQLite, memory, PostgreSQL).
+
+Stores hold bytes and small rows; they know nothing of signatures or merge rules.
+All writes happen inside :meth:`Store.transaction`: either everything in the block
+is durable when it returns, or (on any exception) nothing of it is. The storage
+conformance suite (``tests/store_conformance.py``) states the contract as tests.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from meshsync.change import FeedId
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChange:
+    """A change as stored: canonical ``body``, ``sig`` and, if the change failed its
+    collection's validator, the reason (``invalid``); invalid changes are kept and
+    forwarded but not applied to records."""
+
+    seq: int
+    hash: bytes
+    body: bytes
+    sig: bytes
+    invalid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedInfo:
+    """One feed's head: highest contiguous ``seq`` held and that change's hash."""
+
+    author: bytes
+    partition: str
+    head_seq: int
+    head_hash: bytes
+
+    @property
+    def feed(self) -> FeedId:
+        """``(author, partition)``."""
+        return (self.author, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """A record's encoded :class:`~meshsync.crdt.RecordState` plus summary flags."""
+
+    partition: str
+    collection: str
+    key: str
+    state: bytes
+    deleted: bool
+    conflict: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ForkEvidence:
+    """Two different changes signed for one ``(author, partition, seq)``.
+
+    ``held_hash`` is the change this store kept; ``other_body``/``other_sig`` the
+    refused one (if a later change revealed the fork, ``other_body`` is that change).
+    """
+
+    author: bytes
+    partition: str
+    seq: int
+    held_hash: bytes
+    other_body: bytes
+    other_sig: bytes
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A received change that was not stored, and why (``stage`` of the pipeline)."""
+
+    author: bytes
+    partition: str
+    seq: int
+    stage: str
+    reason: str
+    source: str
+
+
+class Store(abc.ABC):
+    """Abstract store. Methods other than reads must be called inside :meth:`transaction`."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Context manager: commit durably on normal exit, roll back on exception.
+
+        Raises :class:`~meshsync.errors.StorageError` if the commit fails (disk full).
+        """
+
+    # feeds and changes
+    @abc.abstractmethod
+    def feed_head(self, feed: FeedId) -> FeedInfo | None:
+        """The head of ``feed``, or None if no change of it is held."""
+
+    @abc.abstractmethod
+    def feeds(self) -> list[FeedInfo]:
+        """Every feed held, sorted by ``(author, partition)``."""
+
+    @abc.abstractmethod
+    def append_change(self, feed: FeedId, change: StoredChange, hlc: int) -> None:
+        """Store the next change of ``feed`` (``change.seq`` must be head + 1)."""
+
+    @abc.abstractmethod
+    def change_at(self, feed: FeedId, seq: int) -> StoredChange | None:
+        """The change at ``seq`` of ``feed``, or None."""
+
+    @abc.abstractmethod
+    def iter_changes(self, feed: FeedId, after_seq: int = 0) -> Iterator[StoredChange]:
+        """Changes of ``feed`` with seq > ``after_seq``, in seq order."""
+
+    @abc.abstractmethod
+    def count_changes(self) -> int:
+        """Total number of changes held."""
+
+    # records
+    @abc.abstractmethod
+    def load_record(self, partition: str, collection: str, key: str) -> RecordRow | None:
+        """The row of one record, or None."""
+
+    @abc.abstractmethod
+    def save_record(self, row: RecordRow) -> None:
+        """Insert or replace the row of one record."""
+
+    @abc.abstractmethod
+    def iter_records(self, collection: str | None = None, partition_prefix: str = "",
+                     *, conflicts_only: bool = False) -> Iterator[RecordRow]:
+        """Records, sorted by (collection, key, partition); filter by collection, by
+        partition prefix (whole path segments) and to those with conflicts."""
+
+    @abc.abstractmethod
+    def find_record(self, collection: str, key: str) -> list[RecordRow]:
+        """Every partition's row for ``(collection, key)``."""
+
+    # evidence, refusals, metadata, credentials
+    @abc.abstractmethod
+    def add_fork(self, evidence: ForkEvidence) -> None:
+        """Keep fork evidence (duplicates of the same evidence are ignored)."""
+
+    @abc.abstractmethod
+    def forks(self) -> list[ForkEvidence]:
+        """All fork evidence, sorted by (author, partition, seq)."""
+
+    @abc.abstractmethod
+    def add_refusal(self, refusal: Refusal) -> None:
+        """Log a refused change."""
+
+    @abc.abstractmethod
+    def refusals(self, limit: int = 1000) -> list[Refusal]:
+        """The most recent refusals, oldest first."""
+
+    @abc.abstractmethod
+    def get_meta(self, name: str) -> bytes | None:
+        """A metadata value (e.g. the HLC), or None."""
+
+    @abc.abstractmethod
+    def set_meta(self, name: str, value: bytes) -> None:
+        """Set a metadata value."""
+
+    @abc.abstractmethod
+    def add_credential(self, digest: bytes, blob: bytes) -> bool:
+        """Keep a certificate or revocation blob under its SHA-256; True if new."""
+
+    @abc.abstractmethod
+    def credentials(self) -> list[bytes]:
+        """Every credential blob, in insertion order."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release resources. Using the store afterwards is an error."""
+
+
+def in_prefix(partition: str, prefix: str) -> bool:
+    """True if ``partition`` is ``prefix`` or below it, by whole path segments."""
+    return not prefix or partition == prefix or partition.startswith(prefix + "/")

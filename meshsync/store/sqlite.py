@@ -1,0 +1,313 @@
+"""SQLite store (stdlib ``sqlite3``), the embedded default.
+
+Durability: WAL journal with ``synchronous=FULL``, so a transaction that has
+returned survives SIGKILL and power loss (https://www.sqlite.org/wal.html, §
+"Performance Considerations"; FULL syncs the WAL at every commit). Schema changes
+are numbered migrations recorded in ``PRAGMA user_version``.
+
+Errors from SQLite (disk full, corrupt file) are raised as
+:class:`~meshsync.errors.StorageError` after the transaction is rolled back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from meshsync.change import FeedId
+from meshsync.errors import StorageError, UsageError
+from meshsync.store.base import (
+    FeedInfo,
+    ForkEvidence,
+    RecordRow,
+    Refusal,
+    Store,
+    StoredChange,
+)
+
+MIGRATIONS: list[str] = [
+    # 1: initial schema. Feeds get a small integer id so changes carry 8 bytes, not 40.
+    """
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE feeds (
+        id INTEGER PRIMARY KEY, author BLOB NOT NULL, partition TEXT NOT NULL,
+        head_seq INTEGER NOT NULL, head_hash BLOB NOT NULL, UNIQUE (author, partition));
+    CREATE TABLE changes (
+        id INTEGER PRIMARY KEY, feed INTEGER NOT NULL REFERENCES feeds(id),
+        seq INTEGER NOT NULL, hash BLOB NOT NULL, hlc INTEGER NOT NULL,
+        body BLOB NOT NULL, sig BLOB NOT NULL, invalid TEXT, UNIQUE (feed, seq));
+    CREATE TABLE records (
+        id INTEGER PRIMARY KEY, collection TEXT NOT NULL, key TEXT NOT NULL,
+        partition TEXT NOT NULL, state BLOB NOT NULL, deleted INTEGER NOT NULL,
+        conflict INTEGER NOT NULL, UNIQUE (collection, key, partition));
+    CREATE INDEX records_conflict ON records (collection) WHERE conflict;
+    CREATE TABLE forks (
+        id INTEGER PRIMARY KEY, author BLOB NOT NULL, partition TEXT NOT NULL,
+        seq INTEGER NOT NULL, held_hash BLOB NOT NULL, other_body BLOB NOT NULL,
+        other_sig BLOB NOT NULL, note TEXT NOT NULL,
+        UNIQUE (author, partition, seq, other_body));
+    CREATE TABLE refusals (
+        id INTEGER PRIMARY KEY, author BLOB NOT NULL, partition TEXT NOT NULL,
+        seq INTEGER NOT NULL, stage TEXT NOT NULL, reason TEXT NOT NULL,
+        source TEXT NOT NULL);
+    CREATE TABLE credentials (
+        id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, blob BLOB NOT NULL);
+    """,
+]
+
+
+def _prefix_bounds(prefix: str) -> tuple[str, str]:
+    # Partition segments never contain '/', and '0' sorts right after '/', so every
+    # partition strictly below `prefix` lies in [prefix + '/', prefix + '0').
+    return prefix + "/", prefix + "0"
+
+
+class SQLiteStore(Store):
+    """A :class:`Store` in one SQLite file. ``path`` may be ``":memory:"`` for tests."""
+
+    def __init__(self, path: Path | str) -> None:
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open store {path}: {exc}") from exc
+        self._in_tx = False
+        self._feed_ids: dict[FeedId, int] = {}
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StorageError(
+                f"store schema version {version} is newer than this meshsync "
+                f"({len(MIGRATIONS)}); upgrade meshsync"
+            )
+        for number in range(version, len(MIGRATIONS)):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        """The applied migration number."""
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """See :meth:`Store.transaction`. Not re-entrant."""
+        if self._in_tx:
+            raise UsageError("transaction already open")
+        self._in_tx = True
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._feed_ids.clear()
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._feed_ids.clear()
+            raise StorageError(f"store write failed, nothing was saved: {exc}") from exc
+        finally:
+            self._in_tx = False
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
+        if not self._in_tx:
+            raise UsageError("write outside a transaction")
+        return self._db.execute(sql, args)
+
+    def _feed_id(self, feed: FeedId) -> int | None:
+        fid = self._feed_ids.get(feed)
+        if fid is None:
+            row = self._db.execute(
+                "SELECT id FROM feeds WHERE author=? AND partition=?", feed).fetchone()
+            if row is None:
+                return None
+            fid = self._feed_ids[feed] = row[0]
+        return fid
+
+    def feed_head(self, feed: FeedId) -> FeedInfo | None:
+        """See :meth:`Store.feed_head`."""
+        row = self._db.execute(
+            "SELECT head_seq, head_hash FROM feeds WHERE author=? AND partition=?", feed
+        ).fetchone()
+        return FeedInfo(feed[0], feed[1], row[0], row[1]) if row else None
+
+    def feeds(self) -> list[FeedInfo]:
+        """See :meth:`Store.feeds`."""
+        rows = self._db.execute(
+            "SELECT author, partition, head_seq, head_hash FROM feeds "
+            "ORDER BY author, partition")
+        return [FeedInfo(*r) for r in rows]
+
+    def append_change(self, feed: FeedId, change: StoredChange, hlc: int) -> None:
+        """See :meth:`Store.append_change`."""
+        fid = self._feed_id(feed)
+        if fid is None:
+            if change.seq != 1:
+                raise UsageError(f"append at seq {change.seq} to an empty feed")
+            fid = self._write(
+                "INSERT INTO feeds (author, partition, head_seq, head_hash) VALUES (?,?,?,?)",
+                (feed[0], feed[1], 1, change.hash)).lastrowid
+            assert fid is not None
+            self._feed_ids[feed] = fid
+        else:
+            cur = self._write(
+                "UPDATE feeds SET head_seq=?, head_hash=? WHERE id=? AND head_seq=?",
+                (change.seq, change.hash, fid, change.seq - 1))
+            if cur.rowcount != 1:
+                raise UsageError(f"append at seq {change.seq} does not follow the feed head")
+        self._write(
+            "INSERT INTO changes (feed, seq, hash, hlc, body, sig, invalid) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (fid, change.seq, change.hash, hlc, change.body, change.sig, change.invalid))
+
+    def change_at(self, feed: FeedId, seq: int) -> StoredChange | None:
+        """See :meth:`Store.change_at`."""
+        fid = self._feed_id(feed)
+        if fid is None:
+            return None
+        row = self._db.execute(
+            "SELECT seq, hash, body, sig, invalid FROM changes WHERE feed=? AND seq=?",
+            (fid, seq)).fetchone()
+        return StoredChange(*row) if row else None
+
+    def iter_changes(self, feed: FeedId, after_seq: int = 0) -> Iterator[StoredChange]:
+        """See :meth:`Store.iter_changes`. Reads in pages, so memory stays bounded."""
+        fid = self._feed_id(feed)
+        if fid is None:
+            return
+        last = after_seq
+        while True:
+            rows = self._db.execute(
+                "SELECT seq, hash, body, sig, invalid FROM changes WHERE feed=? AND seq>? "
+                "ORDER BY seq LIMIT 256", (fid, last)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield StoredChange(*row)
+            last = rows[-1][0]
+
+    def count_changes(self) -> int:
+        """See :meth:`Store.count_changes`."""
+        return int(self._db.execute("SELECT count(*) FROM changes").fetchone()[0])
+
+    _RECORD_COLS = "partition, collection, key, state, deleted, conflict"
+
+    def _row(self, r: tuple[Any, ...]) -> RecordRow:
+        return RecordRow(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5]))
+
+    def load_record(self, partition: str, collection: str, key: str) -> RecordRow | None:
+        """See :meth:`Store.load_record`."""
+        r = self._db.execute(
+            f"SELECT {self._RECORD_COLS} FROM records "
+            "WHERE collection=? AND key=? AND partition=?", (collection, key, partition)
+        ).fetchone()
+        return self._row(r) if r else None
+
+    def save_record(self, row: RecordRow) -> None:
+        """See :meth:`Store.save_record`."""
+        self._write(
+            "INSERT INTO records (partition, collection, key, state, deleted, conflict) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT (collection, key, partition) DO UPDATE SET "
+            "state=excluded.state, deleted=excluded.deleted, conflict=excluded.conflict",
+            (row.partition, row.collection, row.key, row.state, row.deleted, row.conflict))
+
+    def iter_records(self, collection: str | None = None, partition_prefix: str = "",
+                     *, conflicts_only: bool = False) -> Iterator[RecordRow]:
+        """See :meth:`Store.iter_records`."""
+        where, args = ["1"], []
+        if collection is not None:
+            where.append("collection=?")
+            args.append(collection)
+        if conflicts_only:
+            where.append("conflict")
+        if partition_prefix:
+            lo, hi = _prefix_bounds(partition_prefix)
+            where.append("(partition=? OR (partition>=? AND partition<?))")
+            args += [partition_prefix, lo, hi]
+        sql = (f"SELECT {self._RECORD_COLS} FROM records WHERE {' AND '.join(where)} "
+               "ORDER BY collection, key, partition")
+        for r in self._db.execute(sql, args):
+            yield self._row(r)
+
+    def find_record(self, collection: str, key: str) -> list[RecordRow]:
+        """See :meth:`Store.find_record`."""
+        rows = self._db.execute(
+            f"SELECT {self._RECORD_COLS} FROM records WHERE collection=? AND key=? "
+            "ORDER BY partition", (collection, key))
+        return [self._row(r) for r in rows]
+
+    def add_fork(self, evidence: ForkEvidence) -> None:
+        """See :meth:`Store.add_fork`."""
+        e = evidence
+        self._write(
+            "INSERT OR IGNORE INTO forks (author, partition, seq, held_hash, other_body, "
+            "other_sig, note) VALUES (?,?,?,?,?,?,?)",
+            (e.author, e.partition, e.seq, e.held_hash, e.other_body, e.other_sig, e.note))
+
+    def forks(self) -> list[ForkEvidence]:
+        """See :meth:`Store.forks`."""
+        rows = self._db.execute(
+            "SELECT author, partition, seq, held_hash, other_body, other_sig, note "
+            "FROM forks ORDER BY author, partition, seq, other_body")
+        return [ForkEvidence(*r) for r in rows]
+
+    def add_refusal(self, refusal: Refusal) -> None:
+        """See :meth:`Store.add_refusal`."""
+        r = refusal
+        self._write(
+            "INSERT INTO refusals (author, partition, seq, stage, reason, source) "
+            "VALUES (?,?,?,?,?,?)", (r.author, r.partition, r.seq, r.stage, r.reason, r.source))
+
+    def refusals(self, limit: int = 1000) -> list[Refusal]:
+        """See :meth:`Store.refusals`."""
+        rows = self._db.execute(
+            "SELECT author, partition, seq, stage, reason, source FROM "
+            "(SELECT * FROM refusals ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,))
+        return [Refusal(*r) for r in rows]
+
+    def get_meta(self, name: str) -> bytes | None:
+        """See :meth:`Store.get_meta`."""
+        row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def set_meta(self, name: str, value: bytes) -> None:
+        """See :meth:`Store.set_meta`."""
+        self._write("INSERT INTO meta (name, value) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value=excluded.value", (name, value))
+
+    def add_credential(self, digest: bytes, blob: bytes) -> bool:
+        """See :meth:`Store.add_credential`."""
+        cur = self._write("INSERT OR IGNORE INTO credentials (digest, blob) VALUES (?, ?)",
+                          (digest, blob))
+        return cur.rowcount == 1
+
+    def credentials(self) -> list[bytes]:
+        """See :meth:`Store.credentials`."""
+        return [r[0] for r in self._db.execute("SELECT blob FROM credentials ORDER BY id")]
+
+    def integrity_check(self) -> str:
+        """Result of ``PRAGMA integrity_check`` (``"ok"`` when healthy)."""
+        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        """See :meth:`Store.close`."""
+        self._db.close()
