@@ -7,6 +7,7 @@ import click
 from meshsync.cli import authority as _authority
 from meshsync.cli import bundle as _bundle
 from meshsync.cli import records as _records
+from meshsync.cli import sync as _sync
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +16,6 @@ def main() -> None:
     """meshsync: sync signed voter-list records between phones, laptop and server."""
 
 
-for _module in (_records, _bundle, _authority):
+for _module in (_records, _bundle, _authority, _sync):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -1,0 +1,81 @@
+"""Session framing and messages.
+
+A frame is a 4-byte big-endian length followed by that many bytes of msgpack: an
+array whose first element is the message type. The length is checked against the
+limit before any byte of the payload is buffered (design.md §5: frame size limit
+comes before decode).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from meshsync import codec
+from meshsync.errors import DecodeError, FrameTooLargeError
+from meshsync.limits import MAX_ITEM_BYTES
+
+PROTOCOL_VERSION = 1
+
+#: Largest frame accepted: one maximal change plus framing (bytes).
+MAX_FRAME_BYTES = MAX_ITEM_BYTES + 64 * 1024
+
+#: Size a sender aims for when batching changes into one frame (bytes).
+FRAME_TARGET_BYTES = 64 * 1024
+
+HELLO, SUMMARY, VV, CRED, CHANGES, ACK, SENT_ALL, FIN, ERROR = range(1, 10)
+NAMES = {HELLO: "hello", SUMMARY: "summary", VV: "version vector", CRED: "credentials",
+         CHANGES: "changes", ACK: "ack", SENT_ALL: "sent-all", FIN: "fin", ERROR: "error"}
+
+_LEN = struct.Struct(">I")
+
+
+def encode_frame(message: list[Any]) -> bytes:
+    """Length-prefixed msgpack frame of ``message``."""
+    payload = codec.pack(message)
+    return _LEN.pack(len(payload)) + payload
+
+
+class FrameReader:
+    """Buffers received bytes and yields complete messages (h11-style ``receive_data``)."""
+
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+        self.eof = False
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; empty ``data`` means the peer closed (EOF)."""
+        if not data:
+            self.eof = True
+        self._buf += data
+
+    def next_message(self) -> tuple[list[Any], int] | None:
+        """The next complete message and its frame size in bytes, or None if incomplete.
+
+        Raises :class:`FrameTooLargeError` for an oversized length and
+        :class:`DecodeError` for a malformed payload or a frame cut by EOF.
+        """
+        if len(self._buf) < _LEN.size:
+            if self.eof and self._buf:
+                raise DecodeError("connection closed inside a frame header")
+            return None
+        (length,) = _LEN.unpack_from(self._buf)
+        if length > self._max:
+            raise FrameTooLargeError(f"frame of {length} bytes exceeds limit {self._max}")
+        end = _LEN.size + length
+        if len(self._buf) < end:
+            if self.eof:
+                raise DecodeError("connection closed inside a frame")
+            return None
+        payload = bytes(self._buf[_LEN.size:end])
+        del self._buf[:end]
+        message = codec.unpack(payload, max_bytes=self._max)
+        if type(message) is not list or not message or message[0] not in NAMES:
+            raise DecodeError("frame is not a meshsync message")
+        return message, end
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet consumed."""
+        return len(self._buf)

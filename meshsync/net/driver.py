@@ -1,0 +1,93 @@
+"""Drive a :class:`~meshsync.session.SyncSession` over a trio stream.
+
+The adapter is thin (style.md §5): a receiver task feeds bytes to the session and a
+sender task drains what the session wants to send, so neither side can deadlock
+with both ends blocked in ``send_all``. Work on the node (signature checks, SQLite
+commits) runs in a worker thread under a per-node limiter, so one slow peer never
+blocks the others' trio tasks and the node is used by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+
+import trio
+
+from meshsync.errors import MeshsyncError
+from meshsync.identity import short_id
+from meshsync.net.errors import TransportError
+from meshsync.net.tls import describe_ssl_error
+from meshsync.session import SessionError, SyncSession
+from meshsync.session_events import SessionSummary
+
+log = logging.getLogger("meshsync.net")
+
+RECEIVE_CHUNK = 64 * 1024
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch (the I/O edge may read the clock)."""
+    return time.time_ns() // 1_000_000
+
+
+def _trio_deadline(deadline_ms: int | None) -> float:
+    if deadline_ms is None:
+        return float("inf")
+    return trio.current_time() + max(0.0, (deadline_ms - now_ms()) / 1000)
+
+
+async def run_session(stream: trio.abc.Stream, session: SyncSession,
+                      limiter: trio.CapacityLimiter) -> SessionSummary:
+    """Run ``session`` on ``stream`` until it is done or failed; return its summary.
+
+    Never raises for what the peer did: a protocol error, a reset or a timeout ends
+    the session with ``summary.error`` set. Closes nothing: the caller owns
+    ``stream``. Raises :class:`~meshsync.errors.StorageError` if the local store fails.
+    """
+    send_q, recv_q = trio.open_memory_channel[bytes](64)
+
+    async def sender() -> None:
+        async with recv_q:
+            async for data in recv_q:
+                await stream.send_all(data)
+
+    async def flush() -> None:
+        data = session.data_to_send()
+        if data:
+            await send_q.send(data)
+
+    async def receiver() -> None:
+        async with send_q:
+            await flush()
+            while not session.finished:
+                with trio.move_on_at(_trio_deadline(session.get_timer())) as scope:
+                    data = await stream.receive_some(RECEIVE_CHUNK)
+                if scope.cancelled_caught:
+                    session.handle_timer(now_ms())
+                else:
+                    try:
+                        await trio.to_thread.run_sync(session.receive_data, data, now_ms(),
+                                                      limiter=limiter)
+                    except SessionError as exc:
+                        log.warning("session with %s failed: %s", _peer(session), exc)
+                await flush()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender)
+            await receiver()
+    except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+        exc = group.exceptions[0]
+        cause = exc.__cause__ if isinstance(exc.__cause__, ssl.SSLError) else exc
+        reason = describe_ssl_error(cause) if isinstance(cause, ssl.SSLError) else str(exc)
+        session.abort(f"connection lost: {reason or type(exc).__name__}", now_ms())
+    return session.summary
+
+
+def _peer(session: SyncSession) -> str:
+    return short_id(session.peer_key) if session.peer_key else "unknown peer"
+
+
+__all__ = ["MeshsyncError", "TransportError", "now_ms", "run_session"]

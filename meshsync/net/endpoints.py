@@ -1,0 +1,158 @@
+"""Listen for and dial sync peers over TCP + mutual TLS 1.3.
+
+``serve_sync`` never returns (trio naming: ``serve_*``); every connection is handled
+in its own task, and whatever one peer does (bad TLS, protocol errors, resets) is
+logged with the peer's address and never stops the listener. ``sync_with`` dials one
+peer, runs one session and returns its summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from meshsync import frames as fr
+from meshsync.errors import AuthorizationError, MeshsyncError
+from meshsync.identity import short_id
+from meshsync.net.driver import now_ms, run_session
+from meshsync.net.errors import TransportError
+from meshsync.net.tls import describe_ssl_error, peer_chain_der
+from meshsync.node import Node
+from meshsync.session import SessionConfig, SyncSession
+from meshsync.session_events import SessionSummary
+
+log = logging.getLogger("meshsync.net")
+
+HANDSHAKE_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Endpoint:
+    """What a node needs to sync over the network.
+
+    ``limiter`` serialises use of ``node`` across connections (one thread at a time).
+    """
+
+    node: Node
+    config: SessionConfig
+    client_ctx: ssl.SSLContext
+    server_ctx: ssl.SSLContext
+    limiter: trio.CapacityLimiter
+
+
+async def _handshake(stream: trio.SSLStream[Any], endpoint: Endpoint) -> bytes:
+    """Complete TLS and check the peer's chain, revocation, role and scope.
+
+    Returns the peer's device key. Raises :class:`TransportError` (stage ``tls`` or
+    ``identity``) and tells the peer why when it is an identity refusal.
+    """
+    try:
+        with trio.fail_after(HANDSHAKE_TIMEOUT_S):
+            await stream.do_handshake()
+    except trio.TooSlowError as exc:
+        raise TransportError("tls", "TLS handshake timed out") from exc
+    except (ssl.SSLError, trio.BrokenResourceError) as exc:
+        cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+        raise TransportError("tls", describe_ssl_error(cause or exc)) from exc
+    chain = peer_chain_der(stream._ssl_object)  # noqa: SLF001 - trio exposes no public getter
+    checker = getattr(endpoint.node.trust, "peer_identity", None)
+    if checker is None:
+        raise TransportError("identity", "this node has no trust store (not enrolled)")
+    try:
+        key, _role, _scope = checker(chain, now_ms())
+    except AuthorizationError as exc:
+        await _tell(stream, "identity", exc.detail)
+        raise TransportError("identity", exc.detail) from exc
+    return bytes(key)
+
+
+async def _tell(stream: trio.abc.Stream, stage: str, reason: str) -> None:
+    try:
+        with trio.move_on_after(2):
+            await stream.send_all(fr.encode_frame([fr.ERROR, stage, reason]))
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+
+
+async def _close(stream: trio.abc.AsyncResource) -> None:
+    with trio.move_on_after(2) as scope:
+        scope.shield = True
+        try:
+            await stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
+            pass
+
+
+async def _session(stream: trio.SSLStream[Any], endpoint: Endpoint) -> SessionSummary:
+    peer = await _handshake(stream, endpoint)
+    session = await trio.to_thread.run_sync(
+        lambda: SyncSession(endpoint.node, endpoint.config, now_ms=now_ms(), peer_key=peer),
+        limiter=endpoint.limiter)
+    return await run_session(stream, session, endpoint.limiter)
+
+
+async def handle_connection(tcp: trio.SocketStream, endpoint: Endpoint) -> None:
+    """Serve one accepted connection; log its outcome; never raise for peer faults."""
+    try:
+        address = tcp.socket.getpeername()
+    except OSError:
+        address = ("?", 0)
+    stream = trio.SSLStream(tcp, endpoint.server_ctx, server_side=True)
+    try:
+        summary = await _session(stream, endpoint)
+        _log_summary(address, summary)
+    except TransportError as exc:
+        log.warning("refused %s:%s at %s", address[0], address[1], exc)
+    except MeshsyncError as exc:
+        log.error("sync with %s:%s failed: %s", address[0], address[1], exc)
+    finally:
+        await _close(stream)
+
+
+def _log_summary(address: Any, summary: SessionSummary) -> None:
+    who = short_id(summary.peer) if summary.peer else "?"
+    if summary.error:
+        log.warning("session with %s (%s) failed: %s", who, address[0], summary.error)
+    else:
+        log.info("synced with %s (%s): sent %d, received %d changes, converged=%s", who,
+                 address[0], summary.changes_sent, summary.changes_received,
+                 summary.converged)
+
+
+async def serve_sync(endpoint: Endpoint, host: str, port: int, *,
+                     task_status: trio.TaskStatus[list[trio.SocketListener]]
+                     = trio.TASK_STATUS_IGNORED) -> None:
+    """Listen on ``host:port`` and serve sync sessions forever.
+
+    Calls ``task_status.started(listeners)`` once bound (port 0 picks a free port).
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host)
+
+    async def handler(tcp: trio.SocketStream) -> None:
+        await handle_connection(tcp, endpoint)
+
+    await trio.serve_listeners(handler, listeners,  # type: ignore[arg-type]
+                               task_status=task_status)
+
+
+async def sync_with(endpoint: Endpoint, host: str, port: int,
+                    connect_timeout_s: float = 10.0) -> SessionSummary:
+    """Dial ``host:port``, run one session both ways, return its summary.
+
+    Raises :class:`TransportError` if the connection or TLS fails or the peer's
+    identity is refused; protocol failures are in ``summary.error``.
+    """
+    try:
+        with trio.fail_after(connect_timeout_s):
+            tcp = await trio.open_tcp_stream(host, port)
+    except (OSError, trio.TooSlowError) as exc:
+        raise TransportError("connect", f"cannot reach {host}:{port}: {exc}") from exc
+    stream = trio.SSLStream(tcp, endpoint.client_ctx, server_hostname=None)
+    try:
+        return await _session(stream, endpoint)
+    finally:
+        await _close(stream)

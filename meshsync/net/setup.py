@@ -1,0 +1,68 @@
+"""Build an :class:`~meshsync.net.endpoints.Endpoint` from a node home."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import trio
+
+from meshsync.errors import UsageError
+from meshsync.home import Home
+from meshsync.io_local import open_node
+from meshsync.net.endpoints import Endpoint
+from meshsync.net.tls import client_context, server_context
+from meshsync.session import SessionConfig
+
+#: A pantarlih phone carries its whole district's feeds (design.md §5), so its share
+#: scope is its certificate scope cut to this many path segments.
+PHONE_SHARE_DEPTH = 2
+
+
+def own_certificate(home: Home) -> tuple[str, str]:
+    """``(role, scope)`` of the home's installed device certificate."""
+    from cryptography import x509
+
+    from meshsync.trust import parse_certificate
+
+    if not home.cert_path.exists():
+        raise UsageError(f"{home.path} is not enrolled: no device.crt (see meshsync enroll)")
+    leaf = x509.load_pem_x509_certificates(home.cert_path.read_bytes())[0]
+    info = parse_certificate(leaf)
+    if info.role is None or info.scope is None:
+        raise UsageError(f"{home.cert_path} is not a device certificate")
+    return info.role, info.scope
+
+
+def default_share(role: str, scope: str) -> str:
+    """What a node carries by default: a phone its district, others their scope."""
+    if role == "pantarlih":
+        return "/".join(scope.split("/")[:PHONE_SHARE_DEPTH]) if scope else scope
+    return scope
+
+
+def session_config(home: Home) -> SessionConfig:
+    """Session settings from ``config.toml`` (``mesh``, ``share``) and the certificate."""
+    role, scope = own_certificate(home)
+    config = home.config()
+    mesh = config.get("mesh", "default")
+    share = config.get("share", default_share(role, scope))
+    if not isinstance(mesh, str) or not mesh:
+        raise UsageError(f"{home.config_path}: 'mesh' must be a non-empty string")
+    if not isinstance(share, str):
+        raise UsageError(f"{home.config_path}: 'share' must be a partition prefix string")
+    return SessionConfig(mesh_id=mesh, role=role, share_scope=share)
+
+
+@contextmanager
+def open_endpoint(path: Path) -> Iterator[Endpoint]:
+    """Open the node at ``path`` with its TLS contexts and session settings.
+
+    Raises :class:`UsageError` if the home is not enrolled.
+    """
+    home = Home.open(path)
+    config = session_config(home)
+    client, server = client_context(home), server_context(home)
+    with open_node(path) as node:
+        yield Endpoint(node, config, client, server, trio.CapacityLimiter(1))

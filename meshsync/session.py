@@ -1,0 +1,459 @@
+"""The sync session: a sans-I/O state machine (h11 / aioquic shape, style.md §1-3).
+
+Both ends run the same machine; nobody is "client" once connected. Bytes go in with
+:meth:`SyncSession.receive_data`, bytes to send come out of
+:meth:`SyncSession.data_to_send`, events from :meth:`SyncSession.next_event`, and
+time is an argument: :meth:`get_timer` gives the next deadline and
+:meth:`handle_timer` fires it.
+
+Protocol (every message is a frame, see :mod:`meshsync.frames`)::
+
+    both:  HELLO {proto, mesh, device, role, scope, clock_ms}
+    both:  SUMMARY digest(16 B) of the version vector and credentials over the
+           shared scope, plus the skew this side measured from the peer's hello
+           -> equal digests: done (identical peers cost one round trip)
+    both:  VV feeds [[author, partition, seq]...] and credential digests
+    both:  CRED blobs the peer lacks; CHANGES frames (bounded in bytes, each
+           applied in one transaction and answered by ACK) in feed order, at most
+           ``window`` unacknowledged; then SENT_ALL
+    both:  FIN digest, once the peer's SENT_ALL is in and all our frames are acked
+           -> converged iff both final digests are equal
+
+Resumption needs no extra state: each frame the receiver ACKs is durable, so the
+next session's version vectors start where the last one stopped.
+
+Errors: anything wrong the peer sent raises :class:`SessionError` (the only
+exception ``receive_data`` raises for remote input) after queueing an ERROR frame
+that tells the peer why; the session is then FAILED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from meshsync import frames as fr
+from meshsync.change import Change, FeedId
+from meshsync.errors import MeshsyncError, RemoteError, UsageError
+from meshsync.identity import PUBLIC_KEY_BYTES, sha256, short_id
+from meshsync.node import Node
+from meshsync.session_events import (
+    ChangesApplied,
+    Event,
+    PeerHello,
+    SessionDone,
+    SessionFailed,
+    SessionSummary,
+)
+from meshsync.store.base import in_prefix
+from meshsync.wire import WireDecoder, WireEncoder
+
+DIGEST_BYTES = 16
+
+
+class SessionError(RemoteError):
+    """The peer broke the protocol or sent bad data; the session is over."""
+
+    stage = "protocol"
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Per-node session settings. Times in milliseconds, sizes in bytes."""
+
+    mesh_id: str = "default"
+    role: str = "pantarlih"
+    share_scope: str = ""
+    handshake_timeout_ms: int = 10_000
+    idle_timeout_ms: int = 60_000
+    clock_warn_ms: int = 2 * 60_000
+    window: int = 4
+    frame_target: int = fr.FRAME_TARGET_BYTES
+
+
+def shared_scope(a: str, b: str) -> str | None:
+    """The partition prefix both scopes contain, or None if they are disjoint."""
+    if in_prefix(a, b):
+        return a
+    if in_prefix(b, a):
+        return b
+    return None
+
+
+class State:
+    """Session states."""
+
+    HELLO = "await-hello"
+    SUMMARY = "await-summary"
+    VV = "await-vv"
+    STREAM = "streaming"
+    FIN = "await-fin"
+    DONE = "done"
+    FAILED = "failed"
+
+
+# Every legal (state, received message) pair and its handler; anything else is a
+# protocol error (style.md §2). `make sessiondiagram` can draw this table.
+TRANSITIONS: dict[tuple[str, int], str] = {
+    (State.HELLO, fr.HELLO): "_on_hello",
+    (State.SUMMARY, fr.SUMMARY): "_on_summary",
+    (State.VV, fr.VV): "_on_vv",
+    (State.STREAM, fr.CRED): "_on_cred",
+    (State.STREAM, fr.CHANGES): "_on_changes",
+    (State.STREAM, fr.ACK): "_on_ack",
+    (State.STREAM, fr.SENT_ALL): "_on_sent_all",
+    (State.STREAM, fr.FIN): "_on_fin",
+    (State.FIN, fr.FIN): "_on_fin",
+}
+
+
+class SyncSession:
+    """One sync session with one peer over one ordered byte stream.
+
+    Args:
+        node: the local replica.
+        config: mesh id, role, share scope, limits and timeouts.
+        now_ms: wall-clock milliseconds at creation (the HELLO states it).
+        peer_key: the peer's device key as verified by the transport (mutual TLS),
+            or None when the transport proved nothing (simulator, tests).
+    """
+
+    def __init__(self, node: Node, config: SessionConfig, *, now_ms: int,
+                 peer_key: bytes | None = None) -> None:
+        self.node, self.config = node, config
+        self.state = State.HELLO
+        self.peer_key = peer_key
+        self.summary = SessionSummary(started_ms=now_ms)
+        self._reader = fr.FrameReader()
+        self._out = bytearray()
+        self._events: deque[Event] = deque()
+        self._now = now_ms
+        self._deadline: int | None = now_ms + config.handshake_timeout_ms
+        self._scope: str | None = None
+        self._peer_vv: dict[FeedId, int] = {}
+        self._peer_creds: set[bytes] = set()
+        self._outgoing: Iterator[Change] | None = None
+        self._carry: list[bytes] | None = None
+        self._encoder, self._decoder = WireEncoder(), WireDecoder()
+        self._batches_sent = self._batches_acked = self._batches_received = 0
+        self._sent_all = self._peer_sent_all = self._fin_sent = False
+        self._peer_digest: bytes | None = None
+        self._sent_digest = b""
+        self._send([fr.HELLO, {"proto": fr.PROTOCOL_VERSION, "mesh": config.mesh_id,
+                               "device": node.key.public_key, "role": config.role,
+                               "scope": config.share_scope, "clock_ms": now_ms}])
+
+    # -- the sans-I/O interface ------------------------------------------------
+
+    def receive_data(self, data: bytes, now_ms: int) -> None:
+        """Feed bytes from the peer (``b""`` = the peer closed) and process them.
+
+        Raises :class:`SessionError` if the peer sent anything wrong (an ERROR
+        frame for the peer is then queued) and :class:`UsageError` if the session
+        is already over.
+        """
+        if self.state in (State.DONE, State.FAILED):
+            if data:
+                raise UsageError(f"session is {self.state}; no more data expected")
+            return
+        self._now = now_ms
+        self.summary.bytes_received += len(data)
+        self._reader.feed(data)
+        try:
+            while self.state not in (State.DONE, State.FAILED):
+                got = self._reader.next_message()
+                if got is None:
+                    break
+                self._dispatch(*got)
+            if self._reader.eof and self.state not in (State.DONE, State.FAILED):
+                raise SessionError(f"peer closed the connection while {self.state}")
+        except SessionError as exc:
+            self._fail(exc.stage, exc.detail, by_peer=False)
+            raise
+        except RemoteError as exc:
+            self._fail(exc.stage, exc.detail, by_peer=False)
+            raise SessionError(exc.detail, stage=exc.stage) from exc
+        self._deadline = now_ms + self.config.idle_timeout_ms if self._live() else None
+
+    def data_to_send(self) -> bytes:
+        """Bytes queued for the peer (and forget them)."""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def next_event(self) -> Event | None:
+        """The next event, or None."""
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> int | None:
+        """Deadline (ms) by which something must arrive, or None."""
+        return self._deadline if self._live() else None
+
+    def handle_timer(self, now_ms: int) -> None:
+        """Fail the session if its deadline has passed (handshake or idle timeout)."""
+        if self._live() and self._deadline is not None and now_ms >= self._deadline:
+            what = "handshake" if self.state == State.HELLO else "idle"
+            self._fail("timeout", f"{what} timeout while {self.state}", by_peer=False)
+
+    def abort(self, reason: str, now_ms: int) -> None:
+        """End the session locally (connection lost, shutting down)."""
+        if self._live():
+            self._now = now_ms
+            self._fail("transport", reason, by_peer=False, tell_peer=False)
+
+    @property
+    def finished(self) -> bool:
+        """True once DONE or FAILED."""
+        return not self._live()
+
+    # -- internals ---------------------------------------------------------------
+
+    def _live(self) -> bool:
+        return self.state not in (State.DONE, State.FAILED)
+
+    def _send(self, message: list[Any]) -> None:
+        self._send_raw(fr.encode_frame(message))
+
+    def _send_raw(self, frame: bytes) -> None:
+        self._out += frame
+        self.summary.bytes_sent += len(frame)
+        self.summary.frames_sent += 1
+
+    def _dispatch(self, message: list[Any], size: int) -> None:
+        self.summary.frames_received += 1
+        kind = message[0]
+        if kind == fr.ERROR:
+            self._on_error(message)
+            return
+        handler = TRANSITIONS.get((self.state, kind))
+        if handler is None:
+            raise SessionError(f"unexpected {fr.NAMES[kind]} while {self.state}")
+        getattr(self, handler)(message)
+
+    def _fail(self, stage: str, reason: str, *, by_peer: bool, tell_peer: bool = True) -> None:
+        if tell_peer and not by_peer:
+            self._send([fr.ERROR, stage, reason[:500]])
+        self.state = State.FAILED
+        self.summary.error = f"{stage}: {reason}"
+        self.summary.finished_ms = self._now
+        self._events.append(SessionFailed(stage, reason, by_peer, self.summary))
+
+    def _on_error(self, message: list[Any]) -> None:
+        stage = str(message[1]) if len(message) > 1 else "unknown"
+        reason = str(message[2]) if len(message) > 2 else "no reason given"
+        self._fail(stage, f"peer refused: {reason}", by_peer=True)
+
+    # hello and summary
+
+    def _on_hello(self, message: list[Any]) -> None:
+        hello = message[1] if len(message) == 2 and type(message[1]) is dict else None
+        if hello is None:
+            raise SessionError("malformed hello")
+        if hello.get("proto") != fr.PROTOCOL_VERSION:
+            raise SessionError(f"incompatible protocol version {hello.get('proto')!r}; "
+                               f"this device speaks {fr.PROTOCOL_VERSION}", stage="version")
+        if hello.get("mesh") != self.config.mesh_id:
+            raise SessionError(f"peer is in mesh {hello.get('mesh')!r}, "
+                               f"this device in {self.config.mesh_id!r}", stage="mesh")
+        device, role, scope, clock = (hello.get(k) for k in ("device", "role", "scope",
+                                                               "clock_ms"))
+        if not isinstance(device, bytes) or len(device) != PUBLIC_KEY_BYTES \
+                or type(role) is not str or type(scope) is not str or type(clock) is not int:
+            raise SessionError("malformed hello fields")
+        if self.peer_key is not None and device != self.peer_key:
+            raise SessionError("hello names a different device than the TLS certificate",
+                               stage="identity")
+        self.peer_key = device
+        self.summary.peer, self.summary.peer_role = device, role
+        skew = clock - self._now
+        self.summary.clock_skew_ms = skew
+        if abs(skew) > self.config.clock_warn_ms:
+            self.summary.clock_warnings.append(
+                f"peer {short_id(device)} clock differs from ours by {skew // 1000} s")
+        self._events.append(PeerHello(device, role, scope, skew))
+        self._scope = shared_scope(self.config.share_scope, scope)
+        self._sent_digest = self._digest()
+        self._send([fr.SUMMARY, self._sent_digest, -skew])
+        self.state = State.SUMMARY
+
+    def _in_scope(self, feed: FeedId) -> bool:
+        return self._scope is not None and in_prefix(feed[1], self._scope)
+
+    def _cred_digests(self) -> list[bytes]:
+        return sorted(sha256(b)[:DIGEST_BYTES] for b in self.node.store.credentials())
+
+    def _my_feeds(self) -> list[list[Any]]:
+        return [[f.author, f.partition, f.head_seq] for f in self.node.store.feeds()
+                if self._in_scope(f.feed)]
+
+    def _digest(self) -> bytes:
+        if self._scope is None:
+            return b"\x00" * DIGEST_BYTES
+        packed = msgpack.packb([self._my_feeds(), self._cred_digests()], use_bin_type=True)
+        return hashlib.sha256(packed).digest()[:DIGEST_BYTES]
+
+    def _on_summary(self, message: list[Any]) -> None:
+        if len(message) != 3 or not isinstance(message[1], bytes) or type(message[2]) is not int:
+            raise SessionError("malformed summary")
+        self.summary.peer_says_skew_ms = message[2]
+        if abs(message[2]) > self.config.clock_warn_ms:
+            self.summary.clock_warnings.append(
+                f"peer says this device's clock is off by {message[2] // 1000} s")
+        if self._scope is None or message[1] == self._sent_digest:
+            self._finish(converged=self._scope is not None)
+            return
+        self._send([fr.VV, self._my_feeds(), self._cred_digests()])
+        self.state = State.VV
+
+    # version vectors, credentials, streaming
+
+    def _on_vv(self, message: list[Any]) -> None:
+        if len(message) != 3 or type(message[1]) is not list or type(message[2]) is not list:
+            raise SessionError("malformed version vector")
+        for entry in message[1]:
+            if (type(entry) is not list or len(entry) != 3 or not isinstance(entry[0], bytes)
+                    or type(entry[1]) is not str or type(entry[2]) is not int):
+                raise SessionError("malformed version vector entry")
+            self._peer_vv[(entry[0], entry[1])] = entry[2]
+        self._peer_creds = {d for d in message[2] if isinstance(d, bytes)}
+        self.state = State.STREAM
+        self._send_credentials()
+        self._outgoing = self.node.changes_since(self._peer_vv, self._in_scope)
+        self._pump()
+
+    def _send_credentials(self) -> None:
+        blobs = [b for b in self.node.store.credentials()
+                 if sha256(b)[:DIGEST_BYTES] not in self._peer_creds]
+        if blobs:
+            self._send([fr.CRED, blobs])
+            self.summary.credentials_sent += len(blobs)
+
+    def _on_cred(self, message: list[Any]) -> None:
+        if len(message) != 2 or type(message[1]) is not list:
+            raise SessionError("malformed credentials")
+        for blob in message[1]:
+            if not isinstance(blob, bytes):
+                raise SessionError("credential must be bytes")
+            try:
+                if self.node.add_credential(blob):
+                    self.summary.credentials_received += 1
+            except RemoteError as exc:
+                self.summary.clock_warnings.append(f"credential refused: {exc.detail}")
+
+    def _pump(self) -> None:
+        """Send change frames while the window allows; then SENT_ALL."""
+        while not self._sent_all and self._batches_sent - self._batches_acked < \
+                self.config.window:
+            items, count = self._next_batch()
+            if not items:
+                self._send([fr.SENT_ALL, self._batches_sent])
+                self._sent_all = True
+                break
+            self._batches_sent += 1
+            self._send_raw(_changes_frame(self._batches_sent, items))
+            self.summary.changes_sent += count
+        self._maybe_fin()
+
+    def _next_batch(self) -> tuple[list[bytes], int]:
+        items: list[bytes] = []
+        size = count = 0
+        assert self._outgoing is not None
+        while size < self.config.frame_target:
+            packed = self._carry or self._encode_next()
+            self._carry = None
+            if packed is None:
+                break
+            extra = sum(len(p) for p in packed)
+            if items and size + extra > self.config.frame_target:
+                self._carry = packed
+                break
+            items += packed
+            size += extra
+            count += 1
+        return items, count
+
+    def _encode_next(self) -> list[bytes] | None:
+        assert self._outgoing is not None
+        change = next(self._outgoing, None)
+        if change is None:
+            return None
+        return [msgpack.packb(i, use_bin_type=True) for i in self._encoder.encode(change)]
+
+    def _on_changes(self, message: list[Any]) -> None:
+        if len(message) != 3 or type(message[2]) is not list or \
+                message[1] != self._batches_received + 1:
+            raise SessionError("malformed or out-of-order changes frame")
+        self._batches_received += 1
+        changes = []
+        for item in message[2]:
+            change = self._decoder.decode(item)
+            if change is None:
+                continue
+            if not self._in_scope(change.feed):
+                raise SessionError(f"peer sent feed {change.partition} outside the shared "
+                                   "scope", stage="policy")
+            changes.append(change)
+        report = self.node.receive(changes, source=f"peer:{short_id(self.peer_key or b'')}")
+        self.summary.apply.merge(report)
+        self.summary.changes_received += report.applied
+        self.summary.duplicates += report.duplicates
+        self.summary.clock_warnings += report.clock_warnings
+        self._send([fr.ACK, self._batches_received])
+        self._events.append(ChangesApplied(report))
+
+    def _on_ack(self, message: list[Any]) -> None:
+        if len(message) != 2 or message[1] != self._batches_acked + 1 or \
+                message[1] > self._batches_sent:
+            raise SessionError("unexpected ack")
+        self._batches_acked += 1
+        self._pump()
+
+    def _on_sent_all(self, message: list[Any]) -> None:
+        if len(message) != 2 or message[1] != self._batches_received:
+            raise SessionError("sent-all count does not match the frames received")
+        self._peer_sent_all = True
+        self._maybe_fin()
+
+    def _maybe_fin(self) -> None:
+        if self._fin_sent or not (self._sent_all and self._peer_sent_all
+                                  and self._batches_acked == self._batches_sent):
+            return
+        self._sent_digest = self._digest()
+        self._send([fr.FIN, self._sent_digest])
+        self._fin_sent = True
+        self.state = State.FIN
+        if self._peer_digest is not None:
+            self._finish(converged=self._peer_digest == self._sent_digest)
+
+    def _on_fin(self, message: list[Any]) -> None:
+        if len(message) != 2 or not isinstance(message[1], bytes):
+            raise SessionError("malformed fin")
+        self._peer_digest = message[1]
+        if self._fin_sent:
+            self._finish(converged=self._peer_digest == self._sent_digest)
+        else:
+            self._maybe_fin()
+            if not self._fin_sent:
+                raise SessionError("peer finished before this side's changes were acked")
+
+    def _finish(self, *, converged: bool) -> None:
+        self.state = State.DONE
+        self._deadline = None
+        self.summary.converged = converged
+        self.summary.finished_ms = self._now
+        self._events.append(SessionDone(self.summary))
+
+
+def _changes_frame(batch: int, items: list[bytes]) -> bytes:
+    packer = msgpack.Packer(use_bin_type=True)
+    payload = b"".join([packer.pack_array_header(3), packer.pack(fr.CHANGES),
+                        packer.pack(batch), packer.pack_array_header(len(items)), *items])
+    return len(payload).to_bytes(4, "big") + payload
+
+
+__all__ = ["MeshsyncError", "SessionConfig", "SessionError", "State", "SyncSession"]
