@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-
 from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
 from meshsync.cli.values import parse_assignments
+
 from meshsync.errors import NotFoundError
 from meshsync.home import Home
 from meshsync.identity import device_id
@@ -70,7 +70,8 @@ def _show_record(record: Record, as_json: bool) -> None:
 @click.argument("collection")
 @click.argument("key")
 @click.argument("assignments", nargs=-1, metavar="FIELD=VALUE...")
-@click.option("--partition", default=None, help="Partition [default: the record's, else the home's].")
+@click.option("--partition", default=None,
+              help="Partition [default: the record's, else the home's].")
 @json_option
 @errors_to_exit
 def put(home: Path | None, collection: str, key: str, assignments: tuple[str, ...],

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 import trio
-
 from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+
 from meshsync.errors import UsageError
 from meshsync.net.endpoints import serve_sync, sync_with
 from meshsync.net.setup import open_endpoint
@@ -36,7 +36,7 @@ def _setup_logging(verbose: bool) -> None:
 @errors_to_exit
 def serve(home: Path | None, listen: str, verbose: bool) -> None:
     """Accept sync sessions until SIGINT or SIGTERM."""
-    _setup_logging(True if verbose else False)
+    _setup_logging(verbose)
     host, port = parse_hostport(listen)
 
     async def main() -> None:

@@ -22,6 +22,7 @@ listed as conflicts until an op that saw them all supersedes them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +90,7 @@ class RecordState:
             ops.update(values)
         return ops
 
-    def field_ops(self, names: list[str] | set[str]) -> set[OpId]:
+    def field_ops(self, names: Iterable[str]) -> set[OpId]:
         """Live op ids of the given fields plus live tombstones (pred of a local put)."""
         ops = set(self.tombs)
         for name in names:

@@ -37,7 +37,7 @@ def parse_device_id(text: str) -> bytes:
     clean = text.strip().upper()
     try:
         raw = base64.b32decode(clean + "=" * (-len(clean) % 8))
-    except (ValueError, base64.binascii.Error) as exc:
+    except ValueError as exc:  # binascii.Error is a ValueError
         raise UsageError(f"not a device id: {text!r}") from exc
     if len(raw) != PUBLIC_KEY_BYTES:
         raise UsageError(f"not a device id (wrong length): {text!r}")

@@ -89,9 +89,11 @@ class WireDecoder:
             raise DecodeError("stream item must be a non-empty array")
         tag = item[0]
         if tag == ACTOR and len(item) == 2:
-            return self._define_actor(item[1])
+            self._define_actor(item[1])
+            return None
         if tag == FEED and len(item) == 5:
-            return self._start_section(item)
+            self._start_section(item)
+            return None
         if tag == CHANGE and len(item) == 4:
             return self._change(item)
         raise DecodeError(f"unexpected stream item with tag {tag!r}")

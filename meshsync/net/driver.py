@@ -38,6 +38,10 @@ def _trio_deadline(deadline_ms: int | None) -> float:
     return trio.current_time() + max(0.0, (deadline_ms - now_ms()) / 1000)
 
 
+def _feed(session: SyncSession, data: bytes | bytearray, now: int) -> None:
+    session.receive_data(bytes(data), now)
+
+
 async def run_session(stream: trio.abc.Stream, session: SyncSession,
                       limiter: trio.CapacityLimiter) -> SessionSummary:
     """Run ``session`` on ``stream`` until it is done or failed; return its summary.
@@ -68,7 +72,7 @@ async def run_session(stream: trio.abc.Stream, session: SyncSession,
                     session.handle_timer(now_ms())
                 else:
                     try:
-                        await trio.to_thread.run_sync(session.receive_data, data, now_ms(),
+                        await trio.to_thread.run_sync(_feed, session, data, now_ms(),
                                                       limiter=limiter)
                     except SessionError as exc:
                         log.warning("session with %s failed: %s", _peer(session), exc)

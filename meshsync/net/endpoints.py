@@ -8,6 +8,7 @@ peer, runs one session and returns its summary.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ async def _handshake(stream: trio.SSLStream[Any], endpoint: Endpoint) -> bytes:
     except (ssl.SSLError, trio.BrokenResourceError) as exc:
         cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
         raise TransportError("tls", describe_ssl_error(cause or exc)) from exc
-    chain = peer_chain_der(stream._ssl_object)  # noqa: SLF001 - trio exposes no public getter
+    chain = peer_chain_der(stream._ssl_object)
     checker = getattr(endpoint.node.trust, "peer_identity", None)
     if checker is None:
         raise TransportError("identity", "this node has no trust store (not enrolled)")
@@ -79,12 +80,10 @@ async def _tell(stream: trio.abc.Stream, stage: str, reason: str) -> None:
 
 
 async def _close(stream: trio.abc.AsyncResource) -> None:
-    with trio.move_on_after(2) as scope:
+    with trio.move_on_after(2) as scope, contextlib.suppress(
+            trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
         scope.shield = True
-        try:
-            await stream.aclose()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
-            pass
+        await stream.aclose()
 
 
 async def _session(stream: trio.SSLStream[Any], endpoint: Endpoint) -> SessionSummary:
@@ -135,8 +134,7 @@ async def serve_sync(endpoint: Endpoint, host: str, port: int, *,
     async def handler(tcp: trio.SocketStream) -> None:
         await handle_connection(tcp, endpoint)
 
-    await trio.serve_listeners(handler, listeners,  # type: ignore[arg-type]
-                               task_status=task_status)
+    await trio.serve_listeners(handler, listeners, task_status=task_status)
 
 
 async def sync_with(endpoint: Endpoint, host: str, port: int,
