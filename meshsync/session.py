@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -442,6 +442,11 @@ class SyncSession:
                 raise SessionError("peer finished before this side's changes were acked")
 
     def _finish(self, *, converged: bool) -> None:
+        self.summary.scope = self._scope
+        if converged:
+            self.summary.peer_vv = {(a, p): seq for a, p, seq in self._my_feeds()}
+        else:
+            self.summary.peer_vv = dict(self._peer_vv)
         self.state = State.DONE
         self._deadline = None
         self.summary.converged = converged

@@ -30,6 +30,8 @@ class SessionSummary:
     peer_says_skew_ms: int = 0
     clock_warnings: list[str] = field(default_factory=list)
     apply: ApplyReport = field(default_factory=ApplyReport)
+    peer_vv: dict[tuple[bytes, str], int] = field(default_factory=dict)
+    scope: str | None = None
     started_ms: int = 0
     finished_ms: int = 0
     error: str | None = None

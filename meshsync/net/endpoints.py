@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from meshsync.errors import AuthorizationError, MeshsyncError
 from meshsync.identity import short_id
 from meshsync.net.driver import now_ms, run_session
 from meshsync.net.errors import TransportError
+from meshsync.net.registry import INCOMING, OUTGOING, SessionRegistry
 from meshsync.net.tls import describe_ssl_error, peer_chain_der
 from meshsync.node import Node
 from meshsync.session import SessionConfig, SyncSession
@@ -43,6 +45,8 @@ class Endpoint:
     client_ctx: ssl.SSLContext
     server_ctx: ssl.SSLContext
     limiter: trio.CapacityLimiter
+    registry: SessionRegistry | None = None
+    on_summary: Callable[[str, tuple[str, int], SessionSummary], None] | None = None
 
 
 async def _handshake(stream: trio.SSLStream[Any], endpoint: Endpoint) -> bytes:
@@ -68,6 +72,8 @@ async def _handshake(stream: trio.SSLStream[Any], endpoint: Endpoint) -> bytes:
     except AuthorizationError as exc:
         await _tell(stream, "identity", exc.detail)
         raise TransportError("identity", exc.detail) from exc
+    if key == endpoint.node.key.public_key:
+        raise TransportError("self", "connected to this device itself")
     return bytes(key)
 
 
@@ -86,12 +92,24 @@ async def _close(stream: trio.abc.AsyncResource) -> None:
         await stream.aclose()
 
 
-async def _session(stream: trio.SSLStream[Any], endpoint: Endpoint) -> SessionSummary:
+async def _session(stream: trio.SSLStream[Any], endpoint: Endpoint,
+                   direction: str) -> SessionSummary:
     peer = await _handshake(stream, endpoint)
-    session = await trio.to_thread.run_sync(
-        lambda: SyncSession(endpoint.node, endpoint.config, now_ms=now_ms(), peer_key=peer),
-        limiter=endpoint.limiter)
-    return await run_session(stream, session, endpoint.limiter)
+    registry = endpoint.registry
+    if registry is not None:
+        busy = registry.acquire(peer, direction)
+        if busy is not None:
+            await _tell(stream, "busy", busy)
+            raise TransportError("busy", f"{short_id(peer)}: {busy}")
+    try:
+        session = await trio.to_thread.run_sync(
+            lambda: SyncSession(endpoint.node, endpoint.config, now_ms=now_ms(),
+                                peer_key=peer),
+            limiter=endpoint.limiter)
+        return await run_session(stream, session, endpoint.limiter)
+    finally:
+        if registry is not None:
+            registry.release(peer, direction)
 
 
 async def handle_connection(tcp: trio.SocketStream, endpoint: Endpoint) -> None:
@@ -102,8 +120,10 @@ async def handle_connection(tcp: trio.SocketStream, endpoint: Endpoint) -> None:
         address = ("?", 0)
     stream = trio.SSLStream(tcp, endpoint.server_ctx, server_side=True)
     try:
-        summary = await _session(stream, endpoint)
+        summary = await _session(stream, endpoint, INCOMING)
         _log_summary(address, summary)
+        if endpoint.on_summary is not None:
+            endpoint.on_summary(INCOMING, (address[0], address[1]), summary)
     except TransportError as exc:
         log.warning("refused %s:%s at %s", address[0], address[1], exc)
     except MeshsyncError as exc:
@@ -151,6 +171,6 @@ async def sync_with(endpoint: Endpoint, host: str, port: int,
         raise TransportError("connect", f"cannot reach {host}:{port}: {exc}") from exc
     stream = trio.SSLStream(tcp, endpoint.client_ctx, server_hostname=None)
     try:
-        return await _session(stream, endpoint)
+        return await _session(stream, endpoint, OUTGOING)
     finally:
         await _close(stream)

@@ -42,12 +42,14 @@ def default_share(role: str, scope: str) -> str:
     return scope
 
 
-def session_config(home: Home) -> SessionConfig:
-    """Session settings from ``config.toml`` (``mesh``, ``share``) and the certificate."""
+def session_config(home: Home, *, share: str | None = None,
+                   mesh: str | None = None) -> SessionConfig:
+    """Session settings from ``config.toml`` (``mesh``, ``share``) and the certificate;
+    ``share`` and ``mesh`` override the file."""
     role, scope = own_certificate(home)
     config = home.config()
-    mesh = config.get("mesh", "default")
-    share = config.get("share", default_share(role, scope))
+    mesh = mesh or config.get("mesh", "default")
+    share = share if share is not None else config.get("share", default_share(role, scope))
     if not isinstance(mesh, str) or not mesh:
         raise UsageError(f"{home.config_path}: 'mesh' must be a non-empty string")
     if not isinstance(share, str):
@@ -56,13 +58,14 @@ def session_config(home: Home) -> SessionConfig:
 
 
 @contextmanager
-def open_endpoint(path: Path) -> Iterator[Endpoint]:
+def open_endpoint(path: Path, *, share: str | None = None,
+                  mesh: str | None = None) -> Iterator[Endpoint]:
     """Open the node at ``path`` with its TLS contexts and session settings.
 
     Raises :class:`UsageError` if the home is not enrolled.
     """
     home = Home.open(path)
-    config = session_config(home)
+    config = session_config(home, share=share, mesh=mesh)
     client, server = client_context(home), server_context(home)
     with open_node(path) as node:
         yield Endpoint(node, config, client, server, trio.CapacityLimiter(1))

@@ -1,0 +1,121 @@
+"""``meshsync daemon``, ``meshsync status`` and ``meshsync peers``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+import trio
+from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+
+from meshsync.errors import UsageError
+from meshsync.home import Home
+
+
+@click.command()
+@home_option
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Config file [default: HOME/config.toml].")
+@click.option("--listen", default=None, help="Sync listener HOST:PORT (overrides config).")
+@click.option("--api", default=None, help="Local API HOST:PORT on loopback (overrides config).")
+@click.option("--mesh", default=None, help="Mesh id (overrides config).")
+@click.option("--static-peer", "static_peers", multiple=True, metavar="HOST:PORT",
+              help="A peer to dial (repeatable; replaces config static_peers).")
+@click.option("--discovery", default=None, metavar="M1,M2",
+              help="Discovery methods: mdns,broadcast,gateway,static.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every session.")
+@errors_to_exit
+def daemon(home: Path | None, config_file: Path | None, listen: str | None, api: str | None,
+           mesh: str | None, static_peers: tuple[str, ...], discovery: str | None,
+           verbose: bool) -> None:
+    """Run the node: sync listener, discovery, peer manager, local API and status page,
+    until SIGINT or SIGTERM."""
+    from meshsync.daemon.config import load_config
+    from meshsync.daemon.runner import run_daemon
+
+    path = resolve_home(home)
+    overrides: dict[str, Any] = {
+        "listen": listen, "api": api, "mesh": mesh,
+        "static_peers": list(static_peers) or None,
+        "discovery": discovery.split(",") if discovery else None,
+    }
+    config = load_config(Home.open(path), config_file, overrides)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    trio.run(run_daemon, path, config)
+
+
+def api_get(home: Path, route: str) -> Any | None:
+    """GET ``route`` from the home's running daemon; None if no daemon runs."""
+    runtime = home / "daemon.json"
+    token_file = home / "api.token"
+    if not runtime.exists() or not token_file.exists():
+        return None
+    address = json.loads(runtime.read_text())["api"]
+    request = urllib.request.Request(
+        f"http://{address}{route}",
+        headers={"Authorization": f"Bearer {token_file.read_text().strip()}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _offline_status(path: Path) -> dict[str, Any]:
+    from meshsync.io_local import open_node
+
+    with open_node(path) as node:
+        feeds = node.store.feeds()
+        return {"device_id": node.key.device_id, "daemon": "not running",
+                "changes": sum(f.head_seq for f in feeds),
+                "conflicts": len(node.conflicts()), "diagnosis": "offline", "peers": 0}
+
+
+@click.command()
+@home_option
+@json_option
+@errors_to_exit
+def status(home: Path | None, as_json: bool) -> None:
+    """Show the node's status (from the running daemon, else from the store)."""
+    path = resolve_home(home)
+    Home.open(path)
+    data = api_get(path, "/api/status") or _offline_status(path)
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"device {data['device_id']}: {data['diagnosis']}; {data['peers']} peers; "
+               f"{data['changes']} changes; {data['conflicts']} conflicts")
+    for warning in data.get("clock_warnings", []):
+        click.echo(f"clock: {warning}")
+
+
+@click.command()
+@home_option
+@json_option
+@errors_to_exit
+def peers(home: Path | None, as_json: bool) -> None:
+    """List the peers the running daemon knows."""
+    path = resolve_home(home)
+    Home.open(path)
+    data = api_get(path, "/api/peers")
+    if data is None:
+        raise UsageError(f"no daemon is running on {path} (start: meshsync daemon --home {path})")
+    if as_json:
+        echo_json(data)
+        return
+    if not data:
+        click.echo("no peers found yet")
+    for p in data:
+        addresses = ", ".join(f"{a['host']}:{a['port']}" for a in p["addresses"])
+        click.echo(f"{(p['device_id'] or '?')[:16]}\t{p['role'] or '-'}\t{addresses}\t"
+                   f"synced {p['sessions_ok']}x\t{p['last_error'] or 'ok'}")
+
+
+COMMANDS = [daemon, status, peers]

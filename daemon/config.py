@@ -1,0 +1,172 @@
+"""Daemon configuration: ``config.toml`` in the home, overridden by flags.
+
+Keys (all optional; defaults in :data:`DEFAULTS`)::
+
+    partition = "mimika/jila/diloa/tps-003"   # default partition for local edits
+    mesh = "mimika-jila"                      # only peers of the same mesh are dialled
+    share = "mimika/jila"                     # partition prefix this node carries
+    listen = "0.0.0.0:7420"                   # sync listener HOST:PORT
+    api = "127.0.0.1:7421"                    # local HTTP API (always loopback)
+    discovery = ["mdns", "broadcast", "gateway", "static"]
+    static_peers = ["192.168.43.1:7420"]
+    interfaces = []                           # pin mDNS to these addresses (empty: all)
+    beacon_port = 7422
+    anti_entropy_s = 60.0                     # sync every known peer at least this often
+    beacon_interval_s = 5.0
+    backoff_min_s = 2.0                       # first retry delay after a failed sync
+    backoff_max_s = 300.0
+    uplink = ["central.example:7420"]         # gateway role: where central is (issue 6)
+
+An invalid value is refused with :class:`~meshsync.errors.UsageError` naming the key
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from meshsync.errors import UsageError
+from meshsync.home import Home
+
+DISCOVERY_METHODS = ("mdns", "broadcast", "gateway", "static")
+
+DEFAULTS: dict[str, Any] = {
+    "mesh": "default",
+    "listen": "0.0.0.0:7420",
+    "api": "127.0.0.1:7421",
+    "discovery": list(DISCOVERY_METHODS),
+    "static_peers": [],
+    "interfaces": [],
+    "beacon_port": 7422,
+    "anti_entropy_s": 60.0,
+    "beacon_interval_s": 5.0,
+    "backoff_min_s": 2.0,
+    "backoff_max_s": 300.0,
+    "uplink": [],
+}
+
+
+def parse_hostport(text: Any, key: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); UsageError naming ``key``."""
+    if not isinstance(text, str):
+        raise UsageError(f"config {key}: expected \"HOST:PORT\", got {text!r}")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"config {key}: expected HOST:PORT with a port 0-65535, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """Validated daemon settings. Times in seconds."""
+
+    mesh: str
+    listen: tuple[str, int]
+    api: tuple[str, int]
+    discovery: tuple[str, ...]
+    static_peers: tuple[tuple[str, int], ...]
+    interfaces: tuple[str, ...]
+    beacon_port: int
+    anti_entropy_s: float
+    beacon_interval_s: float
+    backoff_min_s: float
+    backoff_max_s: float
+    uplink: tuple[tuple[str, int], ...]
+    share: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _number(values: dict[str, Any], key: str, low: float, high: float) -> float:
+    value = values[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            not low <= value <= high:
+        raise UsageError(f"config {key}: expected a number of seconds from {low} to {high}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def _string_list(values: dict[str, Any], key: str) -> list[str]:
+    value = values[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"config {key}: expected a list of strings, got {value!r}")
+    return value
+
+
+def _api(values: dict[str, Any]) -> tuple[str, int]:
+    host, port = parse_hostport(values["api"], "api")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise UsageError(f"config api: the local API only listens on loopback "
+                         f"(127.0.0.1 or ::1), got {host!r}")
+    return host, port
+
+
+def validate(values: dict[str, Any]) -> DaemonConfig:
+    """Check merged settings; raises UsageError naming the first bad key."""
+    known = {f.name for f in fields(DaemonConfig)} | {"partition"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UsageError(f"config: unknown key {unknown[0]!r}; known keys: "
+                         f"{', '.join(sorted(known - {'extra'}))}")
+    mesh = values["mesh"]
+    if not isinstance(mesh, str) or not mesh or len(mesh) > 63:
+        raise UsageError(f"config mesh: expected a name of 1-63 characters, got {mesh!r}")
+    methods = _string_list(values, "discovery")
+    bad = [m for m in methods if m not in DISCOVERY_METHODS]
+    if bad:
+        raise UsageError(f"config discovery: unknown method {bad[0]!r}; allowed: "
+                         f"{', '.join(DISCOVERY_METHODS)}")
+    beacon_port = values["beacon_port"]
+    if isinstance(beacon_port, bool) or not isinstance(beacon_port, int) or \
+            not 1 <= beacon_port <= 65535:
+        raise UsageError(f"config beacon_port: expected a port 1-65535, got {beacon_port!r}")
+    share = values.get("share")
+    if share is not None and not isinstance(share, str):
+        raise UsageError(f"config share: expected a partition prefix, got {share!r}")
+    low, high = _number(values, "backoff_min_s", 0.1, 3600), \
+        _number(values, "backoff_max_s", 0.1, 86400)
+    if low > high:
+        raise UsageError("config backoff_min_s: must not exceed backoff_max_s")
+    return DaemonConfig(
+        mesh=mesh,
+        listen=parse_hostport(values["listen"], "listen"),
+        api=_api(values),
+        discovery=tuple(methods),
+        static_peers=tuple(parse_hostport(p, "static_peers")
+                           for p in _string_list(values, "static_peers")),
+        interfaces=tuple(_string_list(values, "interfaces")),
+        beacon_port=beacon_port,
+        anti_entropy_s=_number(values, "anti_entropy_s", 1, 86400),
+        beacon_interval_s=_number(values, "beacon_interval_s", 0.5, 3600),
+        backoff_min_s=low, backoff_max_s=high,
+        uplink=tuple(parse_hostport(p, "uplink") for p in _string_list(values, "uplink")),
+        share=share,
+    )
+
+
+def load_config(home: Home, config_file: Path | None = None,
+                overrides: dict[str, Any] | None = None) -> DaemonConfig:
+    """Defaults, then the home's ``config.toml`` (or ``config_file``), then ``overrides``
+    (flags; None values are ignored)."""
+    values = dict(DEFAULTS)
+    if config_file is not None:
+        values.update(_read_toml(config_file))
+    else:
+        values.update(home.config())
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return validate(values)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read config {path}: {exc}") from exc

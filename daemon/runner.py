@@ -1,0 +1,255 @@
+"""The long-running node: sync listener, discovery, peer manager, local API, signals.
+
+Process wiring only; the protocol lives in :mod:`meshsync.session`, the network in
+:mod:`meshsync.net`. ``Daemon.run`` never returns until cancelled (SIGINT/SIGTERM in
+``run_daemon``), and on the way out it closes listeners, finishes or aborts sessions
+and removes its runtime file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import trio
+from meshsync.daemon.api import NodeService, build_app, serve_api
+from meshsync.daemon.config import DaemonConfig
+from meshsync.daemon.peers import PeerManager
+
+from meshsync.errors import NotFoundError
+from meshsync.home import Home
+from meshsync.identity import device_id
+from meshsync.net.endpoints import Endpoint, serve_sync
+from meshsync.net.registry import SessionRegistry
+from meshsync.session_events import SessionSummary
+
+log = logging.getLogger("meshsync.daemon")
+
+TOKEN_FILE = "api.token"
+RUNTIME_FILE = "daemon.json"
+
+
+def api_token(home: Home) -> str:
+    """The home's API token, created (mode 0600) on first use."""
+    path = home.path / TOKEN_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
+class Daemon(NodeService):
+    """One running node. Build with :func:`meshsync.net.setup.open_endpoint`'s endpoint."""
+
+    def __init__(self, home: Home, config: DaemonConfig, endpoint: Endpoint) -> None:
+        self.home, self.config, self.endpoint = home, config, endpoint
+        self.node = endpoint.node
+        self.limiter = endpoint.limiter
+        endpoint.registry = SessionRegistry(self.node.key.public_key)
+        endpoint.on_summary = self._on_summary
+        self.manager = PeerManager(endpoint, config.mesh, anti_entropy_s=config.anti_entropy_s,
+                                   backoff_min_s=config.backoff_min_s,
+                                   backoff_max_s=config.backoff_max_s)
+        self.clock_warnings: list[str] = []
+        self.peer_vvs: dict[str, dict[tuple[bytes, str], int]] = {}
+        self.listen_address: tuple[str, int] | None = None
+        self.discovery_stats: list[dict[str, Any]] = []
+        self._counts: dict[str, Any] = {"changes": 0, "conflicts": 0, "per_partition": {},
+                                        "digest": ""}
+        self._board: Any = None
+
+    # -- events ------------------------------------------------------------------
+
+    def _on_summary(self, direction: str, address: tuple[str, int],
+                    summary: SessionSummary) -> None:
+        self.manager.session_finished(direction, address, summary)
+        self._after_session(summary)
+
+    def _after_session(self, summary: SessionSummary) -> None:
+        if summary.peer and summary.peer_vv:
+            self.peer_vvs[device_id(summary.peer)] = summary.peer_vv
+        for warning in summary.clock_warnings:
+            if warning not in self.clock_warnings:
+                self.clock_warnings = [*self.clock_warnings[-19:], warning]
+
+    def sync_now(self) -> None:
+        """See :meth:`NodeService.sync_now`."""
+        self.manager.local_change()
+
+    # -- node calls (worker thread, under the limiter) ------------------------------
+
+    def node_call(self, name: str, *args: Any) -> Any:
+        """See :meth:`NodeService.node_call`."""
+        method = getattr(self, f"_call_{name}", None)
+        if method is None:
+            raise NotFoundError(f"no node call {name!r}")
+        return method(*args)
+
+    def _call_list_json(self, collection: str, prefix: str) -> list[dict[str, Any]]:
+        return [r.to_json() for r in self.node.records(collection, prefix)]
+
+    def _call_get_json(self, collection: str, key: str, partition: str | None) -> Any:
+        record = self.node.get(collection, key, partition)
+        return record.to_json() if record else None
+
+    def _call_put_json(self, collection: str, key: str, fields: dict[str, Any],
+                       partition: str | None) -> dict[str, Any]:
+        change = self.node.put(collection, key, fields, partition)
+        self._call_refresh()
+        record = self.node.get(collection, key, change.partition)
+        return {"seq": change.seq, "partition": change.partition, "hash": change.hash.hex(),
+                "record": record.to_json() if record else None}
+
+    def _call_delete_json(self, collection: str, key: str, partition: str | None
+                          ) -> dict[str, Any]:
+        change = self.node.delete(collection, key, partition)
+        self._call_refresh()
+        return {"seq": change.seq, "partition": change.partition, "hash": change.hash.hex()}
+
+    def _call_conflicts_json(self) -> list[dict[str, Any]]:
+        return [r.to_json() for r in self.node.conflicts()]
+
+    def _call_refresh(self) -> None:
+        """Recount what the status shows (cheap counts) and the advertised digest."""
+        store = self.node.store
+        feeds = store.feeds()
+        per_partition = Counter(r.partition for r in store.iter_records() if not r.deleted)
+        digest = hashlib.sha256(repr([(f.author, f.partition, f.head_seq)
+                                      for f in feeds]).encode()).hexdigest()[:16]
+        self._counts = {"changes": sum(f.head_seq for f in feeds),
+                        "conflicts": sum(1 for _ in store.iter_records(conflicts_only=True)),
+                        "per_partition": dict(per_partition), "digest": digest,
+                        "vv": {f.feed: f.head_seq for f in feeds}}
+
+    # -- reading ------------------------------------------------------------------
+
+    def _pending(self, dev: str | None) -> int | None:
+        vv = self.peer_vvs.get(dev or "")
+        if vv is None:
+            return None
+        mine: dict[tuple[bytes, str], int] = self._counts.get("vv", {})
+        return sum(max(0, seq - vv.get(feed, 0)) for feed, seq in mine.items()
+                   if feed in vv or any(feed[1].startswith(p) for _, p in vv))
+
+    def peers(self) -> list[dict[str, Any]]:
+        """See :meth:`NodeService.peers`."""
+        rows = self.manager.snapshot()
+        for row in rows:
+            row["pending"] = self._pending(row["device_id"])
+        return rows
+
+    def status(self) -> dict[str, Any]:
+        """See :meth:`NodeService.status`."""
+        c = self._counts
+        return {
+            "device_id": self.node.key.device_id, "role": self.endpoint.config.role,
+            "mesh": self.config.mesh, "share": self.endpoint.config.share_scope,
+            "diagnosis": self.manager.diagnosis(), "peers": len(self.manager.peers),
+            "sessions": self.manager.sessions_total, "changes": c["changes"],
+            "conflicts": c["conflicts"], "records_per_partition": c["per_partition"],
+            "digest": c["digest"], "clock_warnings": self.clock_warnings,
+            "listen": f"{self.listen_address[0]}:{self.listen_address[1]}"
+            if self.listen_address else None,
+            "uplink": None, "discovery": self.discovery_stats,
+        }
+
+    # -- running ------------------------------------------------------------------
+
+    async def _refresh(self) -> None:
+        await trio.to_thread.run_sync(self._call_refresh, limiter=self.limiter)
+        if self._board is not None:
+            self._board.set(self._advert())
+
+    def _advert(self) -> Any:
+        from meshsync.net.discovery import Advert
+
+        from meshsync.frames import PROTOCOL_VERSION
+
+        assert self.listen_address is not None
+        return Advert(device_id=self.node.key.device_id, mesh=self.config.mesh,
+                      role=self.endpoint.config.role, port=self.listen_address[1],
+                      proto=PROTOCOL_VERSION, digest=self._counts["digest"])
+
+    async def _discovery(self) -> None:
+        try:
+            from meshsync.daemon.discovery_setup import build_methods, run_discovery
+            from meshsync.net.discovery import AdvertBoard
+        except ImportError:  # TEMP until discovery lands
+            from types import SimpleNamespace
+            while True:
+                for host, port in self.config.static_peers:
+                    self.manager.found(SimpleNamespace(host=host, port=port, via="static",
+                                                       device_id=None, mesh=None, digest=None))
+                await trio.sleep(self.config.anti_entropy_s)
+
+        assert self.listen_address is not None
+        methods = build_methods(self.config, self.listen_address[1])
+        if not methods:
+            return
+        self._board = AdvertBoard(self._advert())
+        await run_discovery(methods, self._board, self.manager.found)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Start everything, call ``task_status.started()``, run until cancelled."""
+        token = api_token(self.home)
+        async with trio.open_nursery() as nursery:
+            host, port = self.config.listen
+            listeners = await nursery.start(serve_sync, self.endpoint, host, port)
+            bound = listeners[0].socket.getsockname()
+            self.listen_address = (bound[0], bound[1])
+            await self._refresh()
+            api_host, api_port = self.config.api
+            await nursery.start(serve_api, build_app(self, token), api_host, api_port)
+            await nursery.start(self.manager.run)
+            nursery.start_soon(self._discovery)
+            nursery.start_soon(self._refresher)
+            self._write_runtime()
+            log.info("daemon %s listening on %s:%s, API on %s:%s", self.node.key.device_id[:8],
+                     *self.listen_address, api_host, api_port)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                (self.home.path / RUNTIME_FILE).unlink(missing_ok=True)
+
+    async def _refresher(self) -> None:
+        """Keep counts and the advertised digest current after sessions (cheap)."""
+        seen = -1
+        while True:
+            if self.manager.sessions_total != seen:
+                seen = self.manager.sessions_total
+                await self._refresh()
+            await trio.sleep(1.0)
+
+    def _write_runtime(self) -> None:
+        assert self.listen_address is not None
+        api_host, api_port = self.config.api
+        data = {"pid": os.getpid(), "api": f"{api_host}:{api_port}",
+                "listen": f"{self.listen_address[0]}:{self.listen_address[1]}"}
+        tmp = self.home.path / (RUNTIME_FILE + ".tmp")
+        tmp.write_text(json.dumps(data) + "\n")
+        tmp.replace(self.home.path / RUNTIME_FILE)
+
+
+async def run_daemon(path: Path, config: DaemonConfig) -> None:
+    """Open the home, run the daemon until SIGINT or SIGTERM, then shut down cleanly."""
+    from meshsync.net.setup import open_endpoint
+
+    with open_endpoint(path, share=config.share, mesh=config.mesh) as endpoint:
+        daemon = Daemon(Home.open(path), config, endpoint)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(daemon.run)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("received %s; shutting down", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break

@@ -1,0 +1,62 @@
+"""The operator's status page: plain server-rendered HTML, no scripts, no personal data."""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+_STYLE = """
+body{font-family:sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{border:1px solid #bbb;padding:.3em .6em;text-align:left}
+th{background:#eee}.warn{color:#a40}.ok{color:#070}
+"""
+
+
+def _ago(ms: int | None) -> str:
+    if not ms:
+        return "never"
+    seconds = max(0, int(time.time() - ms / 1000))
+    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _peer_rows(peers: list[dict[str, Any]]) -> str:
+    rows = []
+    for p in peers:
+        addresses = ", ".join(f"{a['host']}:{a['port']} ({a['via']})" for a in p["addresses"])
+        state = "syncing" if p["syncing"] else (p["last_error"] or "ok")
+        rows.append(
+            f"<tr class='peer'><td>{_e((p['device_id'] or '?')[:16])}</td>"
+            f"<td>{_e(p['role'] or '')}</td><td>{_e(addresses)}</td>"
+            f"<td>{_ago(p['last_sync_ms'])}</td><td>{_e(p.get('pending', ''))}</td>"
+            f"<td>{p['changes_sent']} / {p['changes_received']}</td><td>{_e(state)}</td></tr>")
+    return "".join(rows) or "<tr><td colspan=7>no peers found yet</td></tr>"
+
+
+def render_status(status: dict[str, Any], peers: list[dict[str, Any]]) -> str:
+    """The whole page as HTML text."""
+    warnings = "".join(f"<li class='warn'>{_e(w)}</li>" for w in status["clock_warnings"])
+    uplink = status.get("uplink") or "none configured"
+    diag = status["diagnosis"]
+    progress = "".join(f"<tr><td>{_e(k)}</td><td>{v}</td></tr>"
+                       for k, v in sorted(status.get("records_per_partition", {}).items()))
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="10"><title>meshsync {_e(status['device_id'][:8])}</title>
+<style>{_STYLE}</style></head><body>
+<h1>meshsync node {_e(status['device_id'][:16])}</h1>
+<p>Role <b>{_e(status['role'])}</b>, mesh <b>{_e(status['mesh'])}</b>, state
+<b id="diagnosis" class="{'ok' if diag in ('ok', 'syncing') else 'warn'}">{_e(diag)}</b>.
+Uplink: {_e(uplink)}. Changes held: {status['changes']}. Open conflicts:
+<b>{status['conflicts']}</b>.</p>
+<h2>Peers</h2><table id="peers"><tr><th>device</th><th>role</th><th>addresses</th>
+<th>last sync</th><th>pending</th><th>sent / received</th><th>state</th></tr>
+{_peer_rows(peers)}</table>
+<h2>Clock warnings</h2><ul>{warnings or '<li>none</li>'}</ul>
+<h2>Records per partition</h2><table><tr><th>partition</th><th>records</th></tr>
+{progress or '<tr><td colspan=2>none</td></tr>'}</table>
+</body></html>"""
