@@ -1,0 +1,413 @@
+"""``meshsync authority ...`` and ``meshsync enroll``: certificates and revocations.
+
+Files these commands add to a node home (see :mod:`meshsync.home` for the rest)::
+
+    authority.key   ECDSA P-256 authority key, PKCS#8 PEM, mode 0600
+    authority.csr   a district laptop's request to become a sub-authority
+    authority.crt   the authority certificate, then its chain up to the root (PEM)
+    root.crt        the trusted root certificate (PEM)
+
+A sub-authority (the district laptop) has its **own** authority key, separate
+from its device key: the X.509 verifier needs authority keys to be ECDSA P-256
+while device keys are Ed25519 (see :mod:`meshsync.trust.profile`), and keeping
+them apart means the key that syncs all day never signs certificates. Enrolment
+offline at the laptop::
+
+    central$ meshsync authority init --home KPU --name "KPU Mimika"
+    laptop$  meshsync authority request --home PPK --name "PPK Jila"
+    central$ meshsync authority delegate --home KPU PPK/authority.csr \\
+                 --scope mimika/jila -o jila.crt
+    laptop$  meshsync authority install --home PPK jila.crt
+    laptop$  meshsync authority issue --home PPK PHONE/device.csr --role pantarlih \\
+                 --scope mimika/jila/diloa/tps-003 -o phone.crt
+    phone$   meshsync enroll --home PHONE phone.crt
+
+This is the only place of the trust code that reads the clock.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from cryptography.hazmat.primitives.asymmetric import ec
+from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+
+from meshsync.errors import NotFoundError, UsageError
+from meshsync.home import Home
+from meshsync.identity import device_id, parse_device_id
+from meshsync.trust import (
+    DEFAULT_AUTHORITY_DAYS,
+    DEFAULT_DEVICE_DAYS,
+    DEFAULT_SUB_AUTHORITY_DAYS,
+    ROLES,
+    AuthorityKey,
+    CertInfo,
+    TrustStore,
+    armor,
+    authority_key_to_pem,
+    create_authority,
+    generate_authority_key,
+    issue_device_certificate,
+    issue_sub_authority,
+    load_authority_key,
+    load_csr,
+    make_authority_request,
+    make_csr,
+    make_revocation,
+    parse_blob,
+)
+from meshsync.trust.profile import common_name, iso, to_pem
+
+AUTHORITY_KEY = "authority.key"
+AUTHORITY_CSR = "authority.csr"
+AUTHORITY_CERT = "authority.crt"
+ROOT_CERT = "root.crt"
+
+_output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File to write the certificate and its chain to (PEM).",
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 from the start; refuses to overwrite."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically with ``data``."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _read_key(path: Path) -> AuthorityKey:
+    if not path.exists():
+        raise NotFoundError(f"no authority key at {path}")
+    if path.stat().st_mode & 0o077:
+        raise UsageError(f"{path} is readable by others (chmod 600 it)")
+    return load_authority_key(path.read_bytes())
+
+
+def _load_authority(home: Path) -> tuple[AuthorityKey, bytes]:
+    """(authority key, authority.crt chain PEM) of an authority home."""
+    key = _read_key(home / AUTHORITY_KEY)
+    cert = home / AUTHORITY_CERT
+    if not cert.exists():
+        raise NotFoundError(
+            f"no {AUTHORITY_CERT} in {home} (run: meshsync authority install --home {home} CERT)"
+        )
+    return key, cert.read_bytes()
+
+
+def _store_credentials(home: Path, blobs: list[bytes]) -> bool:
+    """Add credentials (canonical DER / revocation bytes) to the node's store.
+
+    They then travel with the next sync or bundle. Returns True.
+    """
+    from meshsync.io_local import open_node
+
+    with open_node(home) as node:
+        for blob in blobs:
+            node.add_credential(blob)
+    return True
+
+
+def _cert_data(info: CertInfo, issuer: str, output: Path | None) -> dict[str, Any]:
+    return {
+        "device_id": device_id(info.device_key) if info.device_key else None,
+        "name": info.name,
+        "role": info.role,
+        "scope": info.scope,
+        "not_before": iso(info.not_before),
+        "not_after": iso(info.not_after),
+        "issuer": issuer,
+        "file": str(output) if output else None,
+    }
+
+
+def _show(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        echo_json(data)
+        return
+    for key, value in data.items():
+        if value is not None:
+            click.echo(f"{key}: {value}")
+
+
+@click.group("authority")
+def authority_group() -> None:
+    """Run the certificate authority: the root (KPU) or a district sub-authority."""
+
+
+@authority_group.command("init")
+@home_option
+@click.option("--name", required=True, help="Authority name, e.g. 'KPU Mimika'.")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=DEFAULT_AUTHORITY_DAYS,
+    show_default=True,
+    help="Validity of the root certificate.",
+)
+@json_option
+@errors_to_exit
+def init(home: Path | None, name: str, days: int, as_json: bool) -> None:
+    """Create a root authority in HOME (a node home, created if needed).
+
+    Writes authority.key (0600) and authority.crt, copies the root to root.crt,
+    and gives the home's own device an admin certificate for every partition
+    (device.crt, with its chain).
+    """
+    path = resolve_home(home)
+    node = Home.open(path) if Home(path).key_path.exists() else Home.create(path)
+    if (path / AUTHORITY_KEY).exists():
+        raise UsageError(f"{path} already holds an authority ({AUTHORITY_KEY} exists)")
+    if (path / ROOT_CERT).exists():
+        raise UsageError(f"{path} is already enrolled under an authority ({ROOT_CERT} exists)")
+    now = _now()
+    key, root = create_authority(name, now, days)
+    csr = make_csr(node.load_key(), name)
+    cert = issue_device_certificate(key, root, csr, role="admin", scope="", now=now, days=days)
+    _write_private(path / AUTHORITY_KEY, authority_key_to_pem(key))
+    _write(path / AUTHORITY_CERT, root)
+    _write(path / ROOT_CERT, root)
+    _write(node.cert_path, cert + root)
+    stored = _store_credentials(path, [parse_blob(cert)[0].der])
+    info = parse_blob(cert)[0]
+    _show({**_cert_data(info, name, node.cert_path), "authority": name, "stored": stored}, as_json)
+
+
+@authority_group.command("request")
+@home_option
+@click.option("--name", required=True, help="Sub-authority name, e.g. 'PPK Jila'.")
+@json_option
+@errors_to_exit
+def request(home: Path | None, name: str, as_json: bool) -> None:
+    """Ask to become a district sub-authority: writes authority.csr.
+
+    Generates a separate ECDSA P-256 authority.key (0600) unless HOME has one;
+    the device key is never used to sign certificates. Take authority.csr to the
+    root (authority delegate), then install the answer (authority install).
+    """
+    path = resolve_home(home)
+    Home.open(path)
+    key_path = path / AUTHORITY_KEY
+    cert_path = path / AUTHORITY_CERT
+    if cert_path.exists() and parse_blob(cert_path.read_bytes())[0].is_root:
+        raise UsageError(f"{path} is the root authority; it needs no delegation")
+    if key_path.exists():
+        key = _read_key(key_path)
+    else:
+        key = generate_authority_key()
+        _write_private(key_path, authority_key_to_pem(key))
+    _write(path / AUTHORITY_CSR, make_authority_request(key, name))
+    _show({"request": str(path / AUTHORITY_CSR), "name": name}, as_json)
+
+
+@authority_group.command("delegate")
+@home_option
+@click.argument(
+    "request_file", metavar="REQUEST", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--scope", required=True, help="Partition prefix it may enrol, e.g. mimika/jila.")
+@click.option(
+    "--days", type=click.IntRange(min=1), default=DEFAULT_SUB_AUTHORITY_DAYS, show_default=True
+)
+@_output_option
+@json_option
+@errors_to_exit
+def delegate(
+    home: Path | None, request_file: Path, scope: str, days: int, output: Path, as_json: bool
+) -> None:
+    """Root only: make the key in REQUEST (authority.csr) a sub-authority for --scope.
+
+    Writes the sub-authority certificate followed by the root to --output.
+    """
+    path = resolve_home(home)
+    key, chain = _load_authority(path)
+    csr = load_csr(request_file.read_bytes())
+    public = csr.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        raise UsageError(f"{request_file} is not a sub-authority request (authority request)")
+    cert = issue_sub_authority(
+        key, chain, public, name=common_name(csr.subject), scope=scope, now=_now(), days=days
+    )
+    _write(output, cert + chain)
+    info = parse_blob(cert)[0]
+    _show(_cert_data(info, common_name(info.cert.issuer), output), as_json)
+
+
+@authority_group.command("install")
+@home_option
+@click.argument(
+    "cert_file", metavar="CERT", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@json_option
+@errors_to_exit
+def install(home: Path | None, cert_file: Path, as_json: bool) -> None:
+    """Install a sub-authority certificate from `authority delegate` as authority.crt.
+
+    CERT must be for this home's authority.key and end with the root, which
+    becomes root.crt (or must equal the root.crt already there).
+    """
+    path = resolve_home(home)
+    key = _read_key(path / AUTHORITY_KEY)
+    infos = parse_blob(cert_file.read_bytes())
+    leaf = infos[0]
+    if not leaf.is_ca or leaf.is_root or leaf.cert.public_key() != key.public_key():
+        raise UsageError(f"{cert_file} is not a sub-authority certificate for this home's key")
+    root = _checked_root(path, infos)
+    TrustStore([to_pem([root])]).add(to_pem([leaf]))
+    _write(path / AUTHORITY_CERT, to_pem([leaf, root]))
+    _write(path / ROOT_CERT, to_pem([root]))
+    stored = _store_credentials(path, [leaf.der])
+    _show({**_cert_data(leaf, root.name, path / AUTHORITY_CERT), "stored": stored}, as_json)
+
+
+def _checked_root(home: Path, infos: list[CertInfo]) -> CertInfo:
+    """The root ending ``infos``; must match the home's root.crt if there is one."""
+    roots = [i for i in infos if i.is_root]
+    if not roots:
+        raise UsageError("the certificate file lacks its root (expected the whole chain)")
+    existing = home / ROOT_CERT
+    if existing.exists():
+        trusted = parse_blob(existing.read_bytes())[0]
+        if trusted.der != roots[0].der:
+            raise UsageError(
+                f"certificate chain ends at authority {roots[0].name!r}, but this home "
+                f"trusts {trusted.name!r} ({ROOT_CERT})"
+            )
+    return roots[0]
+
+
+@authority_group.command("issue")
+@home_option
+@click.argument(
+    "request_file", metavar="REQUEST", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--scope", required=True, help="Partition or prefix, e.g. mimika/jila/diloa.")
+@click.option("--days", type=click.IntRange(min=1), default=DEFAULT_DEVICE_DAYS, show_default=True)
+@_output_option
+@json_option
+@errors_to_exit
+def issue(
+    home: Path | None,
+    request_file: Path,
+    role: str,
+    scope: str,
+    days: int,
+    output: Path,
+    as_json: bool,
+) -> None:
+    """Certify the device in REQUEST (its device.csr) for --role in --scope.
+
+    Works at the root or a sub-authority (only inside its scope). Writes the
+    device certificate followed by its chain up to and including the root.
+    """
+    path = resolve_home(home)
+    key, chain = _load_authority(path)
+    cert = issue_device_certificate(
+        key, chain, request_file.read_bytes(), role=role, scope=scope, now=_now(), days=days
+    )
+    _write(output, cert + chain)
+    info = parse_blob(cert)[0]
+    _show(_cert_data(info, common_name(info.cert.issuer), output), as_json)
+
+
+@authority_group.command("revoke")
+@home_option
+@click.argument("device")
+@click.option(
+    "--after-seq",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Last seq still accepted [default: refuse every change].",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the revocation to this file (PEM-armoured).",
+)
+@json_option
+@errors_to_exit
+def revoke(
+    home: Path | None, device: str, after_seq: int | None, output: Path | None, as_json: bool
+) -> None:
+    """Revoke DEVICE (a device id): changes after --after-seq are refused everywhere.
+
+    The revocation is stored in HOME's node store, so it travels with the next
+    sync; --output also writes it to a file for a bundle or a USB stick.
+    """
+    path = resolve_home(home)
+    key, chain = _load_authority(path)
+    raw = parse_device_id(device)
+    now = _now()
+    blob = make_revocation(key, chain, raw, after_seq, int(now.timestamp() * 1000))
+    if output is not None:
+        _write(output, armor(blob))
+    stored = _store_credentials(path, [blob])
+    data = {
+        "device_id": device_id(raw),
+        "after_seq": after_seq,
+        "issued": now.isoformat(),
+        "file": str(output) if output else None,
+        "stored": stored,
+    }
+    _show(data, as_json)
+
+
+@click.command("enroll")
+@home_option
+@click.argument(
+    "cert_file", metavar="CERT", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@json_option
+@errors_to_exit
+def enroll(home: Path | None, cert_file: Path, as_json: bool) -> None:
+    """Install this device's certificate CERT (from `authority issue`).
+
+    CERT must be for this home's device key and carry its chain up to the root;
+    it becomes device.crt and its root root.crt.
+    """
+    path = resolve_home(home)
+    node = Home.open(path)
+    data = cert_file.read_bytes()
+    infos = parse_blob(data)
+    leaf = infos[0]
+    own = node.load_key().public_key
+    if leaf.device_key != own:
+        other = device_id(leaf.device_key) if leaf.device_key else leaf.describe()
+        raise UsageError(f"{cert_file} is for device {other}, not this device {device_id(own)}")
+    root = _checked_root(path, infos)
+    store = TrustStore([to_pem([root])])
+    store.add(data)
+    row = next((r for r in store.device_info(own) if r["status"] == "verified"), None)
+    if row is None:
+        raise UsageError(f"{cert_file} lacks the sub-authority certificate that issued it")
+    _write(node.cert_path, to_pem(infos))
+    _write(path / ROOT_CERT, to_pem([root]))
+    stored = _store_credentials(path, [i.der for i in infos if not i.is_root])
+    _show({**_cert_data(leaf, row["issuer"], node.cert_path), "stored": stored}, as_json)
+
+
+COMMANDS: list[click.Command] = [authority_group, enroll]

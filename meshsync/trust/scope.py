@@ -1,0 +1,51 @@
+"""Scopes: partition prefixes that limit what a certificate may do.
+
+A partition is a ``/``-separated region path such as ``mimika/jila/diloa/tps-003``.
+A scope is a partition prefix, matched by **whole segments**: ``mimika/jila``
+contains ``mimika/jila`` and ``mimika/jila/diloa`` but not ``mimika/jilab``.
+The empty scope ``""`` contains every partition.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from meshsync.errors import UsageError
+from meshsync.limits import MAX_NAME_CHARS
+
+
+def validate_scope(scope: str) -> str:
+    """Return ``scope`` if it is a well-formed partition prefix.
+
+    ``scope``: ``""`` (everything) or non-empty segments joined by ``/``, at most
+    :data:`~meshsync.limits.MAX_NAME_CHARS` characters, no control characters.
+    Raises :class:`UsageError` naming the problem otherwise.
+    """
+    if not isinstance(scope, str):
+        raise UsageError(f"scope must be a string, not {type(scope).__name__}")
+    if scope == "":
+        return scope
+    if len(scope) > MAX_NAME_CHARS:
+        raise UsageError(f"scope longer than {MAX_NAME_CHARS} characters: {scope[:40]!r}...")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in scope):
+        raise UsageError(f"scope contains a control character: {scope!r}")
+    if any(segment == "" for segment in scope.split("/")):
+        raise UsageError(
+            f"scope {scope!r} has an empty segment (no leading, trailing or double '/')"
+        )
+    return scope
+
+
+@lru_cache(maxsize=65536)
+def scope_contains(scope: str, partition: str) -> bool:
+    """True if ``partition`` (or a narrower scope) lies inside ``scope``.
+
+    Segment-wise prefix test: ``scope_contains("mimika/jila", "mimika/jila/diloa")``
+    is true, ``scope_contains("mimika/jila", "mimika/jilab")`` is false, and
+    ``scope_contains("", anything)`` is true. Never raises.
+    """
+    if scope == "":
+        return True
+    if partition == scope:
+        return True
+    return partition.startswith(scope + "/")
