@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
 
 from meshsync.bundle import export_bundle, import_bundle
-from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.identity import device_id
 from meshsync.io_local import open_node
 
 
@@ -71,7 +72,8 @@ def import_cmd(home: Path | None, file: Path, as_json: bool) -> None:
                    f"{len(a.refused)} refused, {len(a.invalid)} invalid, "
                    f"{report.credentials_new} new credentials")
         for r in a.refused + a.invalid:
-            click.echo(f"  refused seq {r.seq} of {r.partition} [{r.stage}]: {r.reason}")
+            click.echo(f"  refused {device_id(r.author)[:8]} seq {r.seq} of {r.partition} "
+                       f"[{r.stage}]: {r.reason}")
         for text in report.credentials_refused:
             click.echo(f"  refused credential: {text}")
         for text in a.clock_warnings:

@@ -126,7 +126,9 @@ class Receiver:
             self.trust.authorize_change(change.author, change.partition, change.seq,
                                         wall_ms(change.hlc))
         except AuthorizationError as exc:
-            self._refuse(change, "authorization", exc.detail)
+            who = device_id(change.author)
+            reason = exc.detail if who[:8] in exc.detail else f"device {who}: {exc.detail}"
+            self._refuse(change, "authorization", reason)
             return
         if change.seq != head_seq + 1:
             self._refuse(change, "hash chain",
