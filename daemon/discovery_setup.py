@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from meshsync.daemon.config import DaemonConfig
@@ -31,10 +30,3 @@ def build_methods(config: DaemonConfig, sync_port: int) -> list[Any]:
         methods.append(StaticPeers(list(config.static_peers),
                                    interval_s=config.anti_entropy_s))
     return methods
-
-
-async def run_discovery(methods: list[Any], board: Any, found: Callable[[Any], None]) -> None:
-    """Run the cascade until cancelled; one failing method never stops the others."""
-    from meshsync.net.discovery import run_cascade
-
-    await run_cascade(methods, board, found)

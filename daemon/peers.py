@@ -261,15 +261,12 @@ class PeerManager:
     def diagnosis(self) -> str:
         """One word for the operator: ``ok``, ``syncing``, ``no_peers``,
         ``unreachable`` or ``isolation_suspected`` (B02: the access point isolates
-        clients: only a gateway answers while other peers are known)."""
-        now = self._clock()
-        window = 3 * self.anti_entropy_ms
+        clients: gateways answer while the other peers this node knows do not)."""
         known = [p for p in self.peers.values() if p.device_id]
-        reachable = [p for p in known if now - p.last_ok_ms < window]
-        others = [p for p in known if p not in reachable]
-        only_gateways = reachable and all(p.role in GATEWAY_ROLES for p in reachable)
-        claimed = max((p.claimed_peers or 0 for p in reachable), default=0)
-        if only_gateways and (others or claimed > len(known)):
+        reachable = [p for p in known if p.last_ok_ms and not p.failures]
+        failing = [p for p in known if p.failures]
+        if reachable and failing and all(p.role in GATEWAY_ROLES for p in reachable) \
+                and any(p.role not in GATEWAY_ROLES for p in failing):
             return "isolation_suspected"
         if any(p.syncing for p in self.peers.values()):
             return "syncing"

@@ -8,6 +8,7 @@ and removes its runtime file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,7 +33,7 @@ from meshsync.session_events import SessionSummary
 
 log = logging.getLogger("meshsync.daemon")
 
-TOKEN_FILE = "api.token"
+TOKEN_FILE = "api.token"  # noqa: S105 - a file name, not a secret
 RUNTIME_FILE = "daemon.json"
 
 
@@ -61,7 +62,7 @@ class Daemon(NodeService):
         self.clock_warnings: list[str] = []
         self.peer_vvs: dict[str, dict[tuple[bytes, str], int]] = {}
         self.listen_address: tuple[str, int] | None = None
-        self.discovery_stats: list[dict[str, Any]] = []
+        self._cascade: Any = None
         self._counts: dict[str, Any] = {"changes": 0, "conflicts": 0, "per_partition": {},
                                         "digest": ""}
         self._board: Any = None
@@ -146,6 +147,11 @@ class Daemon(NodeService):
             row["pending"] = self._pending(row["device_id"])
         return rows
 
+    def _discovery_stats(self) -> list[dict[str, Any]]:
+        if self._cascade is None:
+            return []
+        return [dataclasses.asdict(s) for s in self._cascade.statistics()]
+
     def status(self) -> dict[str, Any]:
         """See :meth:`NodeService.status`."""
         c = self._counts
@@ -158,20 +164,19 @@ class Daemon(NodeService):
             "digest": c["digest"], "clock_warnings": self.clock_warnings,
             "listen": f"{self.listen_address[0]}:{self.listen_address[1]}"
             if self.listen_address else None,
-            "uplink": None, "discovery": self.discovery_stats,
+            "uplink": None, "discovery": self._discovery_stats(),
         }
 
     # -- running ------------------------------------------------------------------
 
     async def _refresh(self) -> None:
         await trio.to_thread.run_sync(self._call_refresh, limiter=self.limiter)
-        if self._board is not None:
+        if self._board is not None and self._board.current().digest != self._counts["digest"]:
             self._board.set(self._advert())
 
     def _advert(self) -> Any:
-        from meshsync.net.discovery import Advert
-
         from meshsync.frames import PROTOCOL_VERSION
+        from meshsync.net.discovery import Advert
 
         assert self.listen_address is not None
         return Advert(device_id=self.node.key.device_id, mesh=self.config.mesh,
@@ -179,23 +184,18 @@ class Daemon(NodeService):
                       proto=PROTOCOL_VERSION, digest=self._counts["digest"])
 
     async def _discovery(self) -> None:
-        try:
-            from meshsync.daemon.discovery_setup import build_methods, run_discovery
-            from meshsync.net.discovery import AdvertBoard
-        except ImportError:  # TEMP until discovery lands
-            from types import SimpleNamespace
-            while True:
-                for host, port in self.config.static_peers:
-                    self.manager.found(SimpleNamespace(host=host, port=port, via="static",
-                                                       device_id=None, mesh=None, digest=None))
-                await trio.sleep(self.config.anti_entropy_s)
+        from meshsync.daemon.discovery_setup import build_methods
+
+        from meshsync.net.discovery import AdvertBoard, run_cascade
 
         assert self.listen_address is not None
         methods = build_methods(self.config, self.listen_address[1])
         if not methods:
             return
         self._board = AdvertBoard(self._advert())
-        await run_discovery(methods, self._board, self.manager.found)
+        async with trio.open_nursery() as nursery:
+            self._cascade = await nursery.start(run_cascade, methods, self._board,
+                                                self.manager.found)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
