@@ -10,6 +10,7 @@ needs no token. Node access runs in a worker thread under the node's limiter.
 from __future__ import annotations
 
 import hmac
+import logging
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +26,7 @@ from starlette.routing import Route
 from meshsync.errors import MeshsyncError, NotFoundError, UsageError
 
 Handler = Callable[[Request], Awaitable[Response]]
+log = logging.getLogger("meshsync.api")
 
 
 class NodeService:
@@ -70,6 +72,9 @@ def build_app(service: NodeService, token: str) -> Starlette:
                 return _error(400, str(exc))
             except MeshsyncError as exc:
                 return _error(500, str(exc))
+            except Exception as exc:  # a bug: keep serving, log it, say what happened
+                log.exception("API %s %s failed", request.method, request.url.path)
+                return _error(500, f"internal error: {type(exc).__name__}: {exc}")
         return wrapper
 
     async def call(name: str, *args: Any) -> Any:

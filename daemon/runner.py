@@ -150,7 +150,7 @@ class Daemon(NodeService):
     def _discovery_stats(self) -> list[dict[str, Any]]:
         if self._cascade is None:
             return []
-        return [dataclasses.asdict(s) for s in self._cascade.statistics()]
+        return [dataclasses.asdict(s) for s in self._cascade.statistics().values()]
 
     def status(self) -> dict[str, Any]:
         """See :meth:`NodeService.status`."""
