@@ -10,8 +10,8 @@ needs no token. Node access runs in a worker thread under the node's limiter.
 from __future__ import annotations
 
 import hmac
-import logging
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 

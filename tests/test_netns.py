@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from netns import Host, Lab, skip_reason
 
 REASON = skip_reason()
