@@ -9,6 +9,7 @@ import click
 from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
 from meshsync.cli.values import parse_assignments
 
+from meshsync.change import check_partition
 from meshsync.errors import NotFoundError
 from meshsync.home import Home
 from meshsync.identity import device_id
@@ -34,8 +35,6 @@ def _write_csr(home: Home, name: str) -> bool:
 @errors_to_exit
 def init(home: Path | None, partition: str | None, name: str | None, as_json: bool) -> None:
     """Create a node home with a new Ed25519 device key; print the device id."""
-    from meshsync.change import check_partition
-
     if partition is not None:
         check_partition(partition)
     path = resolve_home(home)
@@ -100,6 +99,8 @@ def put(home: Path | None, collection: str, key: str, assignments: tuple[str, ..
 def get(home: Path | None, collection: str, key: str, partition: str | None,
         as_json: bool) -> None:
     """Show one record, with any conflicts."""
+    if partition is not None:
+        check_partition(partition)
     with open_node(resolve_home(home)) as node:
         record = node.get(collection, key, partition)
     if record is None:
@@ -117,6 +118,8 @@ def get(home: Path | None, collection: str, key: str, partition: str | None,
 def ls(home: Path | None, collection: str, partition: str, deleted: bool,
        as_json: bool) -> None:
     """List records of COLLECTION."""
+    if partition:
+        check_partition(partition)
     with open_node(resolve_home(home)) as node:
         records = list(node.records(collection, partition, include_deleted=deleted))
     if as_json:

@@ -8,9 +8,23 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from meshsync.errors import UsageError
+
+
+def _not_json(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; RFC 8259 does not, and `get --json`
+    # would then print them for other programs to choke on.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large for a float")
+    return value
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -19,9 +33,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if eq > 0 and text[eq - 1] == ":":
         name, raw = text[: eq - 1], text[eq + 1 :]
         try:
-            value = json.loads(raw)
+            value = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
         except json.JSONDecodeError as exc:
             raise UsageError(f"{text!r}: value after ':=' is not JSON ({exc.msg})") from exc
+        except (ValueError, RecursionError) as exc:
+            raise UsageError(f"{text!r}: value after ':=' is not JSON ({exc})") from exc
     elif eq >= 0:
         name, value = text[:eq], text[eq + 1 :]
     else:

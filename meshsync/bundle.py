@@ -17,7 +17,7 @@ signature is verified before that transaction commits, and any integrity failure
 unchanged. Per-change refusals (authorization, fork, gap) and validation failures
 are reported and the rest of the bundle applies (see :mod:`meshsync.receive`).
 Memory stays bounded: items are streamed and touched records are flushed to the
-store every few thousand changes.
+store every few thousand ops.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ FOOTER = b"MSEND"
 FOOTER_BYTES = len(FOOTER) + 32
 HEADER, CREDENTIAL, END = 3, 4, 9
 CHUNK = 1 << 16
+#: Record states held between flushes are bounded by ops, not changes: a batched
+#: change carries up to MAX_OPS_PER_CHANGE records.
 FLUSH_EVERY = 2000
 
 Progress = Callable[[int, int], None]
@@ -127,22 +129,37 @@ def _check_footer(f: IO[bytes], size: int) -> None:
         raise DecodeError("bundle checksum mismatch: the file is corrupted or was altered")
 
 
+def _too_large() -> FrameTooLargeError:
+    return FrameTooLargeError(f"bundle item larger than {MAX_ITEM_BYTES} bytes")
+
+
 def _items(f: IO[bytes], size: int, progress: Progress | None) -> Iterator[Any]:
     f.seek(len(MAGIC))
+    # The buffer holds at most one unfinished item plus one chunk, so a longer item
+    # is refused before it is held whole (BufferFull), a declared length past the
+    # buffer from its header alone (msgpack's "exceeds max_..._len" ValueError), and
+    # the few bytes between MAX_ITEM_BYTES and the buffer size by the tell() check.
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=True,
-                                max_buffer_size=2 * MAX_ITEM_BYTES)
+                                max_buffer_size=MAX_ITEM_BYTES + CHUNK)
     left = size - FOOTER_BYTES - len(MAGIC)
-    done = 0
+    done = start = 0
     while left:
         chunk = f.read(min(CHUNK, left))
         left -= len(chunk)
         done += len(chunk)
         try:
             unpacker.feed(chunk)
-            yield from unpacker
+            for item in unpacker:
+                end = unpacker.tell()
+                if end - start > MAX_ITEM_BYTES:
+                    raise _too_large()
+                start = end
+                yield item
         except msgpack.BufferFull as exc:
-            raise FrameTooLargeError(f"bundle item larger than {MAX_ITEM_BYTES} bytes") from exc
-        except (ValueError, TypeError, msgpack.FormatError, msgpack.StackError) as exc:
+            raise _too_large() from exc
+        except (ValueError, TypeError) as exc:  # incl. msgpack.FormatError, StackError
+            if "exceeds max_" in str(exc):
+                raise _too_large() from exc
             raise DecodeError(f"malformed bundle item: {exc}") from exc
         if progress is not None:
             progress(done, size)
@@ -156,7 +173,7 @@ class _Importer:
         self.receiver = node.receiver(source)
         self.report = BundleReport(self.receiver.report)
         self.decoder = WireDecoder()
-        self.changes = self.creds = 0
+        self.changes = self.creds = self.unflushed_ops = 0
         self.state = "header"
 
     def item(self, item: Any) -> None:
@@ -190,9 +207,11 @@ class _Importer:
 
     def change(self, change: Change) -> None:
         self.changes += 1
+        self.unflushed_ops += len(change.ops)
         self.receiver.receive_one(change)
-        if self.changes % FLUSH_EVERY == 0:
+        if self.unflushed_ops >= FLUSH_EVERY:
             self.receiver.flush()
+            self.unflushed_ops = 0
 
     def end(self, item: list[Any]) -> None:
         if len(item) != 3 or item[1:] != [self.changes, self.creds]:

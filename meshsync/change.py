@@ -17,12 +17,13 @@ The change's hash is SHA-256 of the body; its signature is Ed25519 (RFC 8032) ov
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from meshsync import codec
-from meshsync.errors import DecodeError, TooLargeError, UsageError
+from meshsync.errors import DecodeError, FrameTooLargeError, TooLargeError, UsageError
 from meshsync.hlc import MAX_HLC
 from meshsync.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, DeviceKey, sha256, verify
 from meshsync.limits import (
@@ -36,6 +37,7 @@ FORMAT_VERSION = 1
 SIGN_CONTEXT = b"meshsync change v1\x00"
 PUT, DELETE = 0, 1
 HASH_BYTES = 32
+MAX_SEQ = (1 << 63) - 1  # stores keep seq in a signed 64-bit integer
 
 OpId = tuple[int, bytes]
 """An op id: ``(hlc, author public key)``. Ordered by hlc, then author bytes."""
@@ -67,6 +69,11 @@ def check_name(kind: str, name: str) -> str:
     256 characters; raises :class:`UsageError` naming ``kind`` otherwise."""
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
         raise UsageError(f"invalid {kind} {name!r}: must be 1-{MAX_NAME_CHARS} characters")
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise UsageError(f"invalid {kind} {name!r}: not valid Unicode text") from exc
     return name
 
 
@@ -152,7 +159,10 @@ def canonical_put(collection: str, key: str, fields: dict[str, Any],
         check_name("field name", name)
     clean = codec.canonical_value(fields)
     assert isinstance(clean, dict)
-    size = len(codec.pack(clean))
+    try:
+        size = len(codec.pack(clean))
+    except UnicodeEncodeError as exc:  # lone surrogates: not valid Unicode text
+        raise UsageError(f"record {collection}/{key}: a value is not valid text: {exc}") from exc
     if size > MAX_RECORD_BYTES:
         raise TooLargeError(
             f"record {collection}/{key} is {size} bytes; the limit is {MAX_RECORD_BYTES} bytes"
@@ -177,15 +187,26 @@ def make_change(
 ) -> Change:
     """Rebuild a received change from its parts (re-encoding the canonical body).
 
-    Checks the structure (:class:`DecodeError`), not the signature.
+    Checks the structure (:class:`DecodeError`) and that no record exceeds
+    ``MAX_RECORD_BYTES`` (:class:`FrameTooLargeError`), not the signature.
     """
     _check_header(author, partition, seq, prev, hlc, len(ops))
     body = encode_body(author, partition, seq, prev, hlc, ops)
     if len(body) > MAX_CHANGE_BYTES:
         raise DecodeError(f"change is {len(body)} bytes; the limit is {MAX_CHANGE_BYTES}")
+    if len(body) > MAX_RECORD_BYTES:  # only then can one of its records be too large
+        _check_record_sizes(ops)
     if not isinstance(sig, bytes) or len(sig) != SIGNATURE_BYTES:
         raise DecodeError("signature must be 64 bytes")
     return Change(author, partition, seq, prev, hlc, ops, body, sig, sha256(body))
+
+
+def _check_record_sizes(ops: tuple[Op, ...]) -> None:
+    for op in ops:
+        size = len(codec.pack(op.fields)) if isinstance(op, Put) else 0
+        if size > MAX_RECORD_BYTES:
+            raise FrameTooLargeError(f"record {op.collection}/{op.key} is {size} bytes; "
+                                     f"the limit is {MAX_RECORD_BYTES} bytes")
 
 
 def _check_header(author: Any, partition: Any, seq: Any, prev: Any, hlc: Any,
@@ -196,8 +217,8 @@ def _check_header(author: Any, partition: Any, seq: Any, prev: Any, hlc: Any,
         check_partition(partition)
     except UsageError as exc:
         raise DecodeError(str(exc)) from exc
-    if type(seq) is not int or seq < 1:
-        raise DecodeError(f"seq must be a positive integer, got {seq!r}")
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+        raise DecodeError(f"seq must be an integer in 1..{MAX_SEQ}, got {seq!r}")
     want = 0 if seq == 1 else HASH_BYTES
     if not isinstance(prev, bytes) or len(prev) != want:
         raise DecodeError(f"prev hash must be {want} bytes at seq {seq}")
@@ -213,6 +234,8 @@ _SCALARS = (type(None), bool, int, float, str, bytes)
 def check_value(value: Any, depth: int = 0) -> None:
     """Raise :class:`DecodeError` if a received value is not a plain record value."""
     t = type(value)
+    if t is int and not -(2**63) <= value < 2**64:
+        raise DecodeError(f"integer out of range: {value}")
     if t in _SCALARS:
         return
     if depth >= 16:
@@ -225,6 +248,11 @@ def check_value(value: Any, depth: int = 0) -> None:
             if type(k) is not str:
                 raise DecodeError("map keys must be text")
             check_value(v, depth + 1)
+        # Canonical maps have keys in UTF-8 byte order, which for text is code point
+        # order: re-encoding keeps map order, so only this check refuses other orders.
+        keys = list(value)
+        if any(a >= b for a, b in itertools.pairwise(keys)):
+            raise DecodeError("map keys are not in canonical (sorted) order")
     else:
         raise DecodeError(f"unsupported value type {t.__name__}")
 
@@ -257,7 +285,8 @@ def _plain_pred(raw: Any) -> tuple[OpId, ...]:
     out: list[OpId] = []
     for item in raw:
         if (type(item) is not list or len(item) != 2 or type(item[0]) is not int
-                or not isinstance(item[1], bytes) or len(item[1]) != PUBLIC_KEY_BYTES):
+                or not isinstance(item[1], bytes) or len(item[1]) != PUBLIC_KEY_BYTES
+                or not 0 <= item[0] <= MAX_HLC):
             raise DecodeError("pred entries must be [hlc, author]")
         out.append((item[0], item[1]))
     return tuple(out)
