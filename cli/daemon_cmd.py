@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -29,11 +30,17 @@ from meshsync.home import Home
               help="A peer to dial (repeatable; replaces config static_peers).")
 @click.option("--discovery", default=None, metavar="M1,M2",
               help="Discovery methods: mdns,broadcast,gateway,static.")
+@click.option("--uplink", "uplinks", default=None, metavar="HOST:PORT[,HOST:PORT…]",
+              help="Gateway: central server(s) to forward to whenever reachable.")
+@click.option("--role", type=click.Choice(["pantarlih", "gateway", "central", "admin"]),
+              default=None, help="Expected role (checked against the certificate).")
+@click.option("--store", default=None, metavar="postgresql://…",
+              help="Central: keep data in PostgreSQL instead of the home's SQLite file.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every session.")
 @errors_to_exit
 def daemon(home: Path | None, config_file: Path | None, listen: str | None, api: str | None,
            mesh: str | None, static_peers: tuple[str, ...], discovery: str | None,
-           verbose: bool) -> None:
+           uplinks: str | None, role: str | None, store: str | None, verbose: bool) -> None:
     """Run the node: sync listener, discovery, peer manager, local API and status page,
     until SIGINT or SIGTERM."""
     from meshsync.daemon.config import load_config
@@ -44,11 +51,12 @@ def daemon(home: Path | None, config_file: Path | None, listen: str | None, api:
         "listen": listen, "api": api, "mesh": mesh,
         "static_peers": list(static_peers) or None,
         "discovery": discovery.split(",") if discovery else None,
+        "uplink": uplinks.split(",") if uplinks else None,
     }
     config = load_config(Home.open(path), config_file, overrides)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    trio.run(run_daemon, path, config)
+    trio.run(functools.partial(run_daemon, path, config, store=store, role=role))
 
 
 def api_get(home: Path, route: str) -> Any | None:
@@ -69,13 +77,15 @@ def api_get(home: Path, route: str) -> Any | None:
 
 
 def _offline_status(path: Path) -> dict[str, Any]:
+    from meshsync.custody import custody
     from meshsync.io_local import open_node
 
     with open_node(path) as node:
         feeds = node.store.feeds()
         return {"device_id": node.key.device_id, "daemon": "not running",
                 "changes": sum(f.head_seq for f in feeds),
-                "conflicts": len(node.conflicts()), "diagnosis": "offline", "peers": 0}
+                "conflicts": len(node.conflicts()), "diagnosis": "offline", "peers": 0,
+                "custody": custody(node)}
 
 
 @click.command()
@@ -94,6 +104,10 @@ def status(home: Path | None, as_json: bool) -> None:
                f"{data['changes']} changes; {data['conflicts']} conflicts")
     for warning in data.get("clock_warnings", []):
         click.echo(f"clock: {warning}")
+    for feed in data.get("custody", {}).get("feeds", []):
+        safe = "safe at central" if feed["safe_at_central"] else "not yet at central"
+        click.echo(f"  {feed['partition']}: {feed['local']} here, {feed['gateway']} at the "
+                   f"gateway, {feed['central']} at central ({safe})")
 
 
 @click.command()

@@ -150,6 +150,18 @@ class PeerManager:
             peer.dirty = True
         self.wake()
 
+    def clock(self) -> int:
+        """The manager's clock (epoch milliseconds)."""
+        return self._clock()
+
+    def reprobe(self, addresses: set[tuple[str, int]]) -> None:
+        """Forget the backoff of peers at ``addresses`` and dial them now."""
+        for peer in self.peers.values():
+            if addresses & set(peer.addresses):
+                peer.next_try_ms = 0
+                peer.dirty = True
+        self.wake()
+
     def wake(self) -> None:
         """Re-evaluate which peers are due now."""
         self._wake.set()
@@ -176,7 +188,7 @@ class PeerManager:
         peer.changes_received += summary.changes_received
         if direction == "outgoing" or summary.converged:
             peer.dirty = False
-        if summary.changes_received:
+        if summary.changes_received or summary.receipts_received:
             for other in self.peers.values():
                 if other is not peer:
                     other.dirty = True  # gossip what we just learned
@@ -214,7 +226,7 @@ class PeerManager:
                     await self._wake.wait()
 
     def _pick_address(self, peer: PeerState) -> tuple[str, int]:
-        order = {"mdns": 0, "broadcast": 1, "static": 2, "gateway": 3, "uplink": 4}
+        order = {"uplink": 0, "mdns": 1, "broadcast": 2, "static": 3, "gateway": 4}
         return min(peer.addresses, key=lambda a: (order.get(peer.addresses[a], 9), a))
 
     async def _dial(self, peer: PeerState) -> None:

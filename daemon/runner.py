@@ -35,6 +35,7 @@ log = logging.getLogger("meshsync.daemon")
 
 TOKEN_FILE = "api.token"  # noqa: S105 - a file name, not a secret
 RUNTIME_FILE = "daemon.json"
+UPLINK_POLL_S = 5.0
 
 
 def api_token(home: Home) -> str:
@@ -63,6 +64,7 @@ class Daemon(NodeService):
         self.peer_vvs: dict[str, dict[tuple[bytes, str], int]] = {}
         self.listen_address: tuple[str, int] | None = None
         self._cascade: Any = None
+        self._custody: dict[str, Any] = {"feeds": [], "receipts": []}
         self._counts: dict[str, Any] = {"changes": 0, "conflicts": 0, "per_partition": {},
                                         "digest": ""}
         self._board: Any = None
@@ -125,6 +127,9 @@ class Daemon(NodeService):
         per_partition = Counter(r.partition for r in store.iter_records() if not r.deleted)
         digest = hashlib.sha256(repr([(f.author, f.partition, f.head_seq)
                                       for f in feeds]).encode()).hexdigest()[:16]
+        from meshsync.custody import custody
+
+        self._custody = custody(self.node)
         self._counts = {"changes": sum(f.head_seq for f in feeds),
                         "conflicts": sum(1 for _ in store.iter_records(conflicts_only=True)),
                         "per_partition": dict(per_partition), "digest": digest,
@@ -147,6 +152,43 @@ class Daemon(NodeService):
             row["pending"] = self._pending(row["device_id"])
         return rows
 
+    def _uplink_status(self) -> dict[str, Any] | None:
+        if not self.config.uplink:
+            return None
+        targets = set(self.config.uplink)
+        peers = [p for p in self.manager.peers.values() if targets & set(p.addresses)]
+        now = self.manager.clock()
+        last_ok = max((p.last_ok_ms for p in peers), default=0)
+        failing = [p for p in peers if p.failures]
+        state = "down" if failing or not last_ok else "up"
+        return {"targets": [f"{h}:{p}" for h, p in self.config.uplink], "state": state,
+                "last_sync_ms": last_ok or None,
+                "last_error": failing[0].last_error if failing else None,
+                "retry_in_s": max(0, min(p.next_try_ms for p in failing) - now) / 1000
+                if failing else None}
+
+    async def _uplinks(self) -> None:
+        """Offer the uplinks to the peer manager; re-probe at once when the network
+        interfaces change (a modem plugged in, Wi-Fi joined: design.md §8)."""
+        from types import SimpleNamespace
+
+        from meshsync.net.discovery.interfaces import read_links
+
+        links = read_links()
+        next_offer = 0.0
+        while True:
+            if trio.current_time() >= next_offer:
+                for host, port in self.config.uplink:
+                    self.manager.found(SimpleNamespace(host=host, port=port, via="uplink",
+                                                       device_id=None, mesh=None, digest=None))
+                next_offer = trio.current_time() + self.config.anti_entropy_s
+            await trio.sleep(UPLINK_POLL_S)
+            now_links = read_links()
+            if now_links != links:
+                links = now_links
+                log.info("network interfaces changed; probing the uplink now")
+                self.manager.reprobe(set(self.config.uplink))
+
     def _discovery_stats(self) -> list[dict[str, Any]]:
         if self._cascade is None:
             return []
@@ -164,7 +206,8 @@ class Daemon(NodeService):
             "digest": c["digest"], "clock_warnings": self.clock_warnings,
             "listen": f"{self.listen_address[0]}:{self.listen_address[1]}"
             if self.listen_address else None,
-            "uplink": None, "discovery": self._discovery_stats(),
+            "uplink": self._uplink_status(), "discovery": self._discovery_stats(),
+            "custody": self._custody,
         }
 
     # -- running ------------------------------------------------------------------
@@ -211,6 +254,8 @@ class Daemon(NodeService):
             await nursery.start(serve_api, build_app(self, token), api_host, api_port)
             await nursery.start(self.manager.run)
             nursery.start_soon(self._discovery)
+            if self.config.uplink:
+                nursery.start_soon(self._uplinks)
             nursery.start_soon(self._refresher)
             self._write_runtime()
             log.info("daemon %s listening on %s:%s, API on %s:%s", self.node.key.device_id[:8],
@@ -240,11 +285,20 @@ class Daemon(NodeService):
         tmp.replace(self.home.path / RUNTIME_FILE)
 
 
-async def run_daemon(path: Path, config: DaemonConfig) -> None:
-    """Open the home, run the daemon until SIGINT or SIGTERM, then shut down cleanly."""
+async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = None,
+                     role: str | None = None) -> None:
+    """Open the home, run the daemon until SIGINT or SIGTERM, then shut down cleanly.
+
+    ``store``: a PostgreSQL DSN (central). ``role``: the role the operator expects;
+    refused if the home's certificate says otherwise.
+    """
+    from meshsync.errors import UsageError
     from meshsync.net.setup import open_endpoint
 
-    with open_endpoint(path, share=config.share, mesh=config.mesh) as endpoint:
+    with open_endpoint(path, share=config.share, mesh=config.mesh, store=store) as endpoint:
+        if role is not None and role != endpoint.config.role:
+            raise UsageError(f"--role {role}: this home's certificate has role "
+                             f"{endpoint.config.role!r}")
         daemon = Daemon(Home.open(path), config, endpoint)
         async with trio.open_nursery() as nursery:
             await nursery.start(daemon.run)

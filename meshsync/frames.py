@@ -23,9 +23,10 @@ MAX_FRAME_BYTES = MAX_ITEM_BYTES + 64 * 1024
 #: Size a sender aims for when batching changes into one frame (bytes).
 FRAME_TARGET_BYTES = 64 * 1024
 
-HELLO, SUMMARY, VV, CRED, CHANGES, ACK, SENT_ALL, FIN, ERROR = range(1, 10)
+HELLO, SUMMARY, VV, CRED, CHANGES, ACK, SENT_ALL, FIN, ERROR, RCPT = range(1, 11)
 NAMES = {HELLO: "hello", SUMMARY: "summary", VV: "version vector", CRED: "credentials",
-         CHANGES: "changes", ACK: "ack", SENT_ALL: "sent-all", FIN: "fin", ERROR: "error"}
+         CHANGES: "changes", ACK: "ack", SENT_ALL: "sent-all", FIN: "fin", ERROR: "error",
+         RCPT: "receipts"}
 
 _LEN = struct.Struct(">I")
 
@@ -71,7 +72,8 @@ class FrameReader:
         payload = bytes(self._buf[_LEN.size:end])
         del self._buf[:end]
         message = codec.unpack(payload, max_bytes=self._max)
-        if type(message) is not list or not message or message[0] not in NAMES:
+        if type(message) is not list or not message or type(message[0]) is not int \
+                or message[0] not in NAMES:
             raise DecodeError("frame is not a meshsync message")
         return message, end
 

@@ -26,7 +26,7 @@ from meshsync.crdt import RecordState
 from meshsync.errors import AuthorizationError, NotFoundError, UsageError, ValidationError
 from meshsync.hlc import HybridClock
 from meshsync.identity import DeviceKey, sha256
-from meshsync.policy import Authorizer, OpenTrust, Validator
+from meshsync.policy import Authorizer, OpenTrust, Validator, validate
 from meshsync.receive import ApplyReport, Receiver, RecordKey
 from meshsync.records import Record
 from meshsync.store.base import RecordRow, Store, StoredChange
@@ -61,6 +61,8 @@ class Node:
         self.key = key
         self.trust: Authorizer = trust or OpenTrust()
         self.validators: dict[str, Validator] = {}
+        #: This device's certificate role, when known (set by the I/O layer).
+        self.role: str | None = None
         self.default_partition = check_partition(default_partition)
         self._clock = clock
         raw = store.get_meta("hlc")
@@ -167,7 +169,7 @@ class Node:
         for rkey, state in touched.items():
             validator = self.validators.get(rkey[1])
             if validator is not None and not state.deleted:
-                errors = validator(rkey[2], state.visible(), partial=False)
+                errors = validate(validator, rkey[0], rkey[2], state.visible(), partial=False)
                 if errors:
                     raise ValidationError(rkey[1], errors)
             self.store.save_record(record_row(rkey, state))
@@ -244,9 +246,14 @@ class Node:
         Raises :class:`~meshsync.errors.SignatureError` (nothing stored) if any
         signature fails; other refusals are listed in the returned report.
         """
-        with self.store.transaction():
-            report = self.receiver(source).receive(changes)
-            self.save_clock()
+        saved_hlc = self.hlc.last
+        try:
+            with self.store.transaction():
+                report = self.receiver(source).receive(changes)
+                self.save_clock()
+        except BaseException:
+            self.hlc.last = saved_hlc  # the clock must not keep what was rolled back
+            raise
         return report
 
     def receiver(self, source: str) -> Receiver:

@@ -40,7 +40,7 @@ import msgpack
 from meshsync import frames as fr
 from meshsync.change import Change, FeedId
 from meshsync.errors import MeshsyncError, RemoteError, UsageError
-from meshsync.identity import PUBLIC_KEY_BYTES, sha256, short_id
+from meshsync.identity import PUBLIC_KEY_BYTES, short_id
 from meshsync.node import Node
 from meshsync.session_events import (
     ChangesApplied,
@@ -50,10 +50,12 @@ from meshsync.session_events import (
     SessionFailed,
     SessionSummary,
 )
+from meshsync.session_meta import MetaExchange
 from meshsync.store.base import in_prefix
 from meshsync.wire import WireDecoder, WireEncoder
 
 DIGEST_BYTES = 16
+MAX_WALL_MS = (1 << 48) - 1  # the HLC's wall-clock field (meshsync.hlc)
 
 
 class SessionError(RemoteError):
@@ -74,6 +76,7 @@ class SessionConfig:
     clock_warn_ms: int = 2 * 60_000
     window: int = 4
     frame_target: int = fr.FRAME_TARGET_BYTES
+    issue_receipts: bool = False
 
 
 def shared_scope(a: str, b: str) -> str | None:
@@ -104,6 +107,8 @@ TRANSITIONS: dict[tuple[str, int], str] = {
     (State.SUMMARY, fr.SUMMARY): "_on_summary",
     (State.VV, fr.VV): "_on_vv",
     (State.STREAM, fr.CRED): "_on_cred",
+    (State.STREAM, fr.RCPT): "_on_receipts",
+    (State.FIN, fr.RCPT): "_on_receipts",
     (State.STREAM, fr.CHANGES): "_on_changes",
     (State.STREAM, fr.ACK): "_on_ack",
     (State.STREAM, fr.SENT_ALL): "_on_sent_all",
@@ -137,6 +142,7 @@ class SyncSession:
         self._scope: str | None = None
         self._peer_vv: dict[FeedId, int] = {}
         self._peer_creds: set[bytes] = set()
+        self._peer_receipts: set[bytes] = set()
         self._outgoing: Iterator[Change] | None = None
         self._carry: list[bytes] | None = None
         self._encoder, self._decoder = WireEncoder(), WireDecoder()
@@ -178,7 +184,10 @@ class SyncSession:
         except RemoteError as exc:
             self._fail(exc.stage, exc.detail, by_peer=False)
             raise SessionError(exc.detail, stage=exc.stage) from exc
-        self._deadline = now_ms + self.config.idle_timeout_ms if self._live() else None
+        if not self._live():
+            self._deadline = None
+        elif self.state != State.HELLO:  # the handshake deadline is not extended by trickling
+            self._deadline = now_ms + self.config.idle_timeout_ms
 
     def data_to_send(self) -> bytes:
         """Bytes queued for the peer (and forget them)."""
@@ -197,6 +206,7 @@ class SyncSession:
     def handle_timer(self, now_ms: int) -> None:
         """Fail the session if its deadline has passed (handshake or idle timeout)."""
         if self._live() and self._deadline is not None and now_ms >= self._deadline:
+            self._now = now_ms
             what = "handshake" if self.state == State.HELLO else "idle"
             self._fail("timeout", f"{what} timeout while {self.state}", by_peer=False)
 
@@ -263,7 +273,8 @@ class SyncSession:
         device, role, scope, clock = (hello.get(k) for k in ("device", "role", "scope",
                                                                "clock_ms"))
         if not isinstance(device, bytes) or len(device) != PUBLIC_KEY_BYTES \
-                or type(role) is not str or type(scope) is not str or type(clock) is not int:
+                or type(role) is not str or type(scope) is not str or type(clock) is not int \
+                or not 0 <= clock <= MAX_WALL_MS:
             raise SessionError("malformed hello fields")
         if self.peer_key is not None and device != self.peer_key:
             raise SessionError("hello names a different device than the TLS certificate",
@@ -284,17 +295,21 @@ class SyncSession:
     def _in_scope(self, feed: FeedId) -> bool:
         return self._scope is not None and in_prefix(feed[1], self._scope)
 
-    def _cred_digests(self) -> list[bytes]:
-        return sorted(sha256(b)[:DIGEST_BYTES] for b in self.node.store.credentials())
 
     def _my_feeds(self) -> list[list[Any]]:
         return [[f.author, f.partition, f.head_seq] for f in self.node.store.feeds()
                 if self._in_scope(f.feed)]
 
-    def _digest(self) -> bytes:
+    def _digest(self, *, receipts: bool = True) -> bytes:
+        """Digest of what we hold over the shared scope. The final (FIN) digest leaves
+        receipts out: they are advisory, and one issued at the end of this very
+        session must not make two nodes that hold the same changes look different."""
         if self._scope is None:
             return b"\x00" * DIGEST_BYTES
-        packed = msgpack.packb([self._my_feeds(), self._cred_digests()], use_bin_type=True)
+        meta = MetaExchange(self.node, self._scope)
+        packed = msgpack.packb([self._my_feeds(), meta.digests(meta.credentials()),
+                                meta.digests(meta.receipts()) if receipts else []],
+                               use_bin_type=True)
         return hashlib.sha256(packed).digest()[:DIGEST_BYTES]
 
     def _on_summary(self, message: list[Any]) -> None:
@@ -303,47 +318,57 @@ class SyncSession:
         self.summary.peer_says_skew_ms = message[2]
         if abs(message[2]) > self.config.clock_warn_ms:
             self.summary.clock_warnings.append(
-                f"peer says this device's clock is off by {message[2] // 1000} s")
+                f"peer says this device's clock is off by {-message[2] // 1000} s")
         if self._scope is None or message[1] == self._sent_digest:
             self._finish(converged=self._scope is not None)
             return
-        self._send([fr.VV, self._my_feeds(), self._cred_digests()])
+        meta = MetaExchange(self.node, self._scope)
+        self._send([fr.VV, self._my_feeds(), meta.digests(meta.credentials()),
+                    meta.digests(meta.receipts())])
         self.state = State.VV
 
     # version vectors, credentials, streaming
 
     def _on_vv(self, message: list[Any]) -> None:
-        if len(message) != 3 or type(message[1]) is not list or type(message[2]) is not list:
+        if len(message) != 4 or not all(type(m) is list for m in message[1:]):
             raise SessionError("malformed version vector")
         for entry in message[1]:
             if (type(entry) is not list or len(entry) != 3 or not isinstance(entry[0], bytes)
-                    or type(entry[1]) is not str or type(entry[2]) is not int):
+                    or type(entry[1]) is not str or type(entry[2]) is not int
+                    or entry[2] < 0):
                 raise SessionError("malformed version vector entry")
             self._peer_vv[(entry[0], entry[1])] = entry[2]
         self._peer_creds = {d for d in message[2] if isinstance(d, bytes)}
+        self._peer_receipts = {d for d in message[3] if isinstance(d, bytes)}
         self.state = State.STREAM
         self._send_credentials()
+        meta = MetaExchange(self.node, self._scope)
+        receipts = meta.missing(meta.receipts(), self._peer_receipts)
+        if receipts:
+            self._send([fr.RCPT, receipts])
         self._outgoing = self.node.changes_since(self._peer_vv, self._in_scope)
         self._pump()
 
     def _send_credentials(self) -> None:
-        blobs = [b for b in self.node.store.credentials()
-                 if sha256(b)[:DIGEST_BYTES] not in self._peer_creds]
+        meta = MetaExchange(self.node, self._scope)
+        blobs = meta.missing(meta.credentials(), self._peer_creds)
         if blobs:
             self._send([fr.CRED, blobs])
             self.summary.credentials_sent += len(blobs)
 
     def _on_cred(self, message: list[Any]) -> None:
-        if len(message) != 2 or type(message[1]) is not list:
+        if len(message) != 2 or type(message[1]) is not list or \
+                not all(isinstance(b, bytes) for b in message[1]):
             raise SessionError("malformed credentials")
-        for blob in message[1]:
-            if not isinstance(blob, bytes):
-                raise SessionError("credential must be bytes")
-            try:
-                if self.node.add_credential(blob):
-                    self.summary.credentials_received += 1
-            except RemoteError as exc:
-                self.summary.clock_warnings.append(f"credential refused: {exc.detail}")
+        self.summary.credentials_received += MetaExchange(self.node, self._scope) \
+            .accept_credentials(message[1], self.summary.clock_warnings)
+
+    def _on_receipts(self, message: list[Any]) -> None:
+        if len(message) != 2 or type(message[1]) is not list or \
+                not all(isinstance(b, bytes) for b in message[1]):
+            raise SessionError("malformed receipts")
+        self.summary.receipts_received += MetaExchange(self.node, self._scope) \
+            .accept_receipts(message[1], self.summary.clock_warnings)
 
     def _pump(self) -> None:
         """Send change frames while the window allows; then SENT_ALL."""
@@ -416,6 +441,8 @@ class SyncSession:
     def _on_sent_all(self, message: list[Any]) -> None:
         if len(message) != 2 or message[1] != self._batches_received:
             raise SessionError("sent-all count does not match the frames received")
+        if self._peer_sent_all:
+            raise SessionError("second sent-all")
         self._peer_sent_all = True
         self._maybe_fin()
 
@@ -423,7 +450,12 @@ class SyncSession:
         if self._fin_sent or not (self._sent_all and self._peer_sent_all
                                   and self._batches_acked == self._batches_sent):
             return
-        self._sent_digest = self._digest()
+        if self.config.issue_receipts:
+            # The peer's changes are all committed here: say so, before finishing.
+            receipt = MetaExchange(self.node, self._scope).issue()
+            if receipt is not None:
+                self._send([fr.RCPT, [receipt]])
+        self._sent_digest = self._digest(receipts=False)
         self._send([fr.FIN, self._sent_digest])
         self._fin_sent = True
         self.state = State.FIN

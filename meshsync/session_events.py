@@ -21,6 +21,7 @@ class SessionSummary:
     duplicates: int = 0
     credentials_sent: int = 0
     credentials_received: int = 0
+    receipts_received: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
     frames_sent: int = 0
@@ -43,6 +44,7 @@ class SessionSummary:
             "changes_sent": self.changes_sent, "changes_received": self.changes_received,
             "duplicates": self.duplicates, "credentials_sent": self.credentials_sent,
             "credentials_received": self.credentials_received,
+            "receipts_received": self.receipts_received,
             "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
             "frames_sent": self.frames_sent, "frames_received": self.frames_received,
             "converged": self.converged, "clock_skew_ms": self.clock_skew_ms,

@@ -54,18 +54,21 @@ def session_config(home: Home, *, share: str | None = None,
         raise UsageError(f"{home.config_path}: 'mesh' must be a non-empty string")
     if not isinstance(share, str):
         raise UsageError(f"{home.config_path}: 'share' must be a partition prefix string")
-    return SessionConfig(mesh_id=mesh, role=role, share_scope=share)
+    return SessionConfig(mesh_id=mesh, role=role, share_scope=share,
+                         issue_receipts=role in ("gateway", "central"))
 
 
 @contextmanager
-def open_endpoint(path: Path, *, share: str | None = None,
-                  mesh: str | None = None) -> Iterator[Endpoint]:
+def open_endpoint(path: Path, *, share: str | None = None, mesh: str | None = None,
+                  store: str | None = None) -> Iterator[Endpoint]:
     """Open the node at ``path`` with its TLS contexts and session settings.
 
+    ``store`` is a PostgreSQL DSN for central (default: the home's SQLite file).
     Raises :class:`UsageError` if the home is not enrolled.
     """
     home = Home.open(path)
     config = session_config(home, share=share, mesh=mesh)
     client, server = client_context(home), server_context(home)
-    with open_node(path) as node:
+    with open_node(path, store=store) as node:
+        node.role = config.role
         yield Endpoint(node, config, client, server, trio.CapacityLimiter(1))

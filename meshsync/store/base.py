@@ -12,8 +12,12 @@ import abc
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
+from meshsync import codec
 from meshsync.change import FeedId
+
+RECEIPTS_META = "receipts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +175,29 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def credentials(self) -> list[bytes]:
         """Every credential blob, in insertion order."""
+
+    # custody receipts: the newest per (issuer, scope), kept in one metadata value
+    # (a node holds a few dozen at most), so every store has them without a schema change.
+    def put_receipt(self, issuer: bytes, scope: str, at_ms: int, blob: bytes) -> bool:
+        """Keep ``blob`` unless a receipt of ``(issuer, scope)`` at least as new is held.
+
+        Returns True if it was stored. Must be called inside a transaction.
+        """
+        held = self._receipt_map()
+        key = issuer.hex() + "/" + scope
+        if key in held and held[key][0] >= at_ms:
+            return False
+        held[key] = [at_ms, blob]
+        self.set_meta(RECEIPTS_META, codec.pack(dict(sorted(held.items()))))
+        return True
+
+    def receipts(self) -> list[bytes]:
+        """Every receipt held, ordered by issuer and scope."""
+        return [blob for _, blob in self._receipt_map().values()]
+
+    def _receipt_map(self) -> dict[str, list[Any]]:
+        raw = self.get_meta(RECEIPTS_META)
+        return dict(codec.unpack(raw, max_bytes=1 << 28)) if raw else {}
 
     @abc.abstractmethod
     def close(self) -> None:
