@@ -54,6 +54,10 @@ class RecordState:
 
     def apply_put(self, op_id: OpId, fields: dict[str, Any], pred: tuple[OpId, ...]) -> None:
         """Apply a put op (idempotent; any order)."""
+        if not pred and not self.entries and not self.tombs and not self.superseded:
+            # A new record (the bulk of a baseline import): nothing to supersede.
+            self.entries = {name: {op_id: value} for name, value in fields.items()}
+            return
         for p in pred:
             self._supersede(TOMB, p)
             self.tombs.discard(p)
@@ -138,8 +142,44 @@ class RecordState:
 
     # -- encoding ----------------------------------------------------------
 
+    @property
+    def has_conflict(self) -> bool:
+        """True if :meth:`conflicts` would report anything (cheap)."""
+        return bool(self.tombs and self.entries) or any(
+            len(v) > 1 for v in self.entries.values())
+
+    def _encode_simple(self) -> bytes | None:
+        """Fast path of :meth:`encode` for one version per field by one author and no
+        tombstones or remembered preds (a record nobody has edited concurrently)."""
+        if self.tombs or self.superseded:
+            return None
+        author = None
+        items = {}
+        entries = self.entries
+        for name in sorted(entries):
+            values = entries[name]
+            if len(values) != 1:
+                return None
+            for (h, a), v in values.items():
+                if a is not author:
+                    if author is not None and a != author:
+                        return None
+                    author = a
+                items[name] = [[h, 0, v]]
+        return codec.pack([[author] if author is not None else [], items, [], {}])
+
+    def encode_with_flags(self) -> tuple[bytes, bool, bool]:
+        """``(encode(), deleted, has_conflict)``, cheaply for the common simple state."""
+        simple = self._encode_simple()
+        if simple is not None:
+            return simple, False, False
+        return self.encode(), self.deleted, self.has_conflict
+
     def encode(self) -> bytes:
         """Canonical bytes: equal states give equal bytes on every device."""
+        simple = self._encode_simple()
+        if simple is not None:
+            return simple
         authors = sorted(
             {a for v in self.entries.values() for _, a in v}
             | {a for _, a in self.tombs}

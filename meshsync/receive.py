@@ -27,6 +27,7 @@ from meshsync.crdt import RecordState
 from meshsync.errors import AuthorizationError
 from meshsync.hlc import HybridClock, wall_ms
 from meshsync.identity import device_id, short_id
+from meshsync.policy import validate
 from meshsync.store.base import ForkEvidence, RecordRow, Refusal, Store, StoredChange
 
 if TYPE_CHECKING:
@@ -91,8 +92,8 @@ class Receiver:
 
     def flush(self) -> None:
         """Write the record states touched so far (call before the transaction ends)."""
-        for rkey, state in self._states.items():
-            self.store.save_record(self._saver(rkey, state))
+        self.store.save_records([self._saver(rkey, state)
+                                 for rkey, state in self._states.items()])
         self._states.clear()
 
     def _head(self, feed: FeedId) -> tuple[int, bytes]:
@@ -179,7 +180,8 @@ class Receiver:
             validator = self.validators.get(op.collection)
             if validator is None or not isinstance(op, Put):
                 continue
-            for name, message in validator(op.key, op.fields, partial=True):
+            for name, message in validate(validator, change.partition, op.key, op.fields,
+                                          partial=True):
                 problems.append(f"{op.collection}/{op.key} {name}: {message}")
         if not problems:
             return None
@@ -198,7 +200,19 @@ class Receiver:
             self._states[rkey] = state
         return state
 
+    def _prefetch(self, change: Change) -> None:
+        wanted = list(dict.fromkeys(
+            (change.partition, op.collection, op.key) for op in change.ops))
+        missing = [k for k in wanted if k not in self._states]
+        if len(missing) < 2:
+            return
+        rows = self.store.load_records(missing)
+        for rkey in missing:
+            row = rows.get(rkey)
+            self._states[rkey] = RecordState.decode(row.state) if row else RecordState()
+
     def _apply(self, change: Change) -> None:
+        self._prefetch(change)
         for index, op in enumerate(change.ops):
             state = self._state((change.partition, op.collection, op.key))
             if isinstance(op, Put):

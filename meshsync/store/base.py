@@ -133,6 +133,22 @@ class Store(abc.ABC):
     def save_record(self, row: RecordRow) -> None:
         """Insert or replace the row of one record."""
 
+    def load_records(self, keys: list[tuple[str, str, str]]
+                     ) -> dict[tuple[str, str, str], RecordRow]:
+        """Rows of several records by ``(partition, collection, key)``; absent ones are
+        left out. Stores may override this with one query."""
+        rows = {}
+        for rkey in keys:
+            row = self.load_record(*rkey)
+            if row is not None:
+                rows[rkey] = row
+        return rows
+
+    def save_records(self, rows: list[RecordRow]) -> None:
+        """Insert or replace several record rows. Stores may override with one batch."""
+        for row in rows:
+            self.save_record(row)
+
     @abc.abstractmethod
     def iter_records(self, collection: str | None = None, partition_prefix: str = "",
                      *, conflicts_only: bool = False) -> Iterator[RecordRow]:

@@ -72,12 +72,18 @@ class SQLiteStore(Store):
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None,
                                        check_same_thread=False)
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open store {path}: {exc}") from exc
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(f"cannot open store {path}: {exc}") from exc
+        except BaseException as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StorageError(f"cannot open store {path}: {exc}") from exc
+            raise
         self._in_tx = False
         self._feed_ids: dict[FeedId, int] = {}
 
@@ -116,7 +122,8 @@ class SQLiteStore(Store):
             try:
                 yield
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLITE_FULL and IOERR roll back by themselves
+                    self._db.execute("ROLLBACK")
                 self._feed_ids.clear()
                 raise
             self._db.execute("COMMIT")
@@ -229,6 +236,38 @@ class SQLiteStore(Store):
             "VALUES (?,?,?,?,?,?) ON CONFLICT (collection, key, partition) DO UPDATE SET "
             "state=excluded.state, deleted=excluded.deleted, conflict=excluded.conflict",
             (row.partition, row.collection, row.key, row.state, row.deleted, row.conflict))
+
+    def load_records(self, keys: list[tuple[str, str, str]]
+                     ) -> dict[tuple[str, str, str], RecordRow]:
+        """See :meth:`Store.load_records`: ``collection = ? AND key IN (...)`` per
+        collection, in chunks of 500 keys, so the unique index serves it."""
+        wanted = set(keys)
+        by_collection: dict[str, list[str]] = {}
+        for _, collection, key in keys:
+            by_collection.setdefault(collection, []).append(key)
+        rows: dict[tuple[str, str, str], RecordRow] = {}
+        for collection, names in by_collection.items():
+            unique = list(dict.fromkeys(names))
+            for start in range(0, len(unique), 500):
+                chunk = unique[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for r in self._db.execute(
+                        f"SELECT {self._RECORD_COLS} FROM records "
+                        f"WHERE collection=? AND key IN ({marks})", [collection, *chunk]):
+                    if (r[0], r[1], r[2]) in wanted:
+                        rows[(r[0], r[1], r[2])] = self._row(r)
+        return rows
+
+    def save_records(self, rows: list[RecordRow]) -> None:
+        """See :meth:`Store.save_records` (one ``executemany``)."""
+        if not self._in_tx:
+            raise UsageError("write outside a transaction")
+        self._db.executemany(
+            "INSERT INTO records (partition, collection, key, state, deleted, conflict) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT (collection, key, partition) DO UPDATE SET "
+            "state=excluded.state, deleted=excluded.deleted, conflict=excluded.conflict",
+            [(r.partition, r.collection, r.key, r.state, r.deleted, r.conflict)
+             for r in rows])
 
     def iter_records(self, collection: str | None = None, partition_prefix: str = "",
                      *, conflicts_only: bool = False) -> Iterator[RecordRow]:
