@@ -37,5 +37,25 @@ class Validator(Protocol):
         would be after the edit) and True for a received op (``fields`` is only what
         the op writes: received changes are judged on their own content, so every
         device reaches the same verdict whatever order data arrives in).
+
+        A validator that also needs the record's partition (the coklit one checks
+        that a voter is kept under its own TPS) sets ``takes_partition = True`` and
+        accepts a ``partition`` keyword: see :func:`validate`.
         """
         ...
+
+
+def validate(validator: Validator, partition: str, key: str, fields: dict[str, Any], *,
+             partial: bool) -> list[tuple[str, str]]:
+    """Run ``validator`` on one record or op of ``partition``.
+
+    The partition is passed (as ``partition=``) only to validators whose
+    ``takes_partition`` attribute is true; the partition of a received change is
+    part of what its author signed, so the verdict is still the same on every device.
+    """
+    if getattr(validator, "takes_partition", False):
+        call: Any = validator
+        result: list[tuple[str, str]] = call(key, fields, partial=partial,
+                                             partition=partition)
+        return result
+    return validator(key, fields, partial=partial)

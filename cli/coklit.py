@@ -1,0 +1,206 @@
+"""``meshsync coklit``: the voter-list example's commands (see :mod:`meshsync.coklit`).
+
+generate   write a made-up voter list CSV for a Mimika distrik
+import     load a voter list CSV into a home (central's baseline); sets the schema
+export     write a home's voters as CSV
+find       search voters by name (apostrophes, case and Unicode forms folded)
+duplicates list possible duplicate voters
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+
+from meshsync.change import check_partition
+from meshsync.errors import UsageError
+from meshsync.home import Home
+from meshsync.io_local import open_node
+
+SCHEMA = "coklit"
+
+
+@click.group()
+def coklit() -> None:
+    """The coklit voter list: generate, import, export, find, duplicates."""
+
+
+@contextmanager
+def _output(path: str) -> Iterator[TextIO]:
+    """``-`` is standard output; a file is written whole or not at all."""
+    if path == "-":
+        yield sys.stdout
+        return
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as out:
+            yield out
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@coklit.command()
+@click.option("--seed", type=int, required=True, help="Random seed: same seed, same file.")
+@click.option("--distrik", required=True, help="A distrik of Mimika, e.g. Jila, Agimuga.")
+@click.option("--voters-per-tps", type=click.IntRange(1, 5000), default=None,
+              help="Voters per TPS [default: 300-600 at random].")
+@click.option("--tps-per-kampung", type=click.IntRange(1, 50), default=None,
+              help="TPS per kampung [default: 2-4 at random].")
+@click.option("--coklit-results", is_flag=True,
+              help="Mark some voters TMS, ubah or baru, as after coklit.")
+@click.option("--duplicate-rate", type=click.FloatRange(0, 0.5), default=0.0,
+              help="Share of voters listed again at another TPS (for duplicates).")
+@click.option("-o", "--output", required=True, help="CSV file to write, or - for stdout.")
+@json_option
+@errors_to_exit
+def generate(seed: int, distrik: str, voters_per_tps: int | None,
+             tps_per_kampung: int | None, coklit_results: bool, duplicate_rate: float,
+             output: str, as_json: bool) -> None:
+    """Write a made-up voter list (fictitious people, real region names)."""
+    from meshsync.coklit.dpt_csv import write_csv
+    from meshsync.coklit.sample import generate as make
+
+    try:
+        voters = make(seed, distrik, voters_per_tps=voters_per_tps,
+                      tps_per_kampung=tps_per_kampung, coklit_results=coklit_results,
+                      duplicate_rate=duplicate_rate)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    with _output(output) as out:
+        rows = write_csv(out, ((v.partition, v.key, v.fields) for v in voters))
+    info = {"rows": rows, "tps": len({v.partition for v in voters}), "output": output}
+    if as_json:
+        echo_json(info)
+    elif output != "-":
+        click.echo(f"wrote {rows} voters in {info['tps']} TPS to {output}")
+
+
+def _use_schema(path: Path) -> None:
+    home = Home.open(path)
+    config = home.config()
+    if config.get("schema") != SCHEMA:
+        if config.get("schema") is not None:
+            raise UsageError(f"{home.config_path} has schema = {config['schema']!r}, "
+                             f"not {SCHEMA!r}")
+        home.write_config({**config, "schema": SCHEMA})
+
+
+@coklit.command(name="import")
+@home_option
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=500,
+              help="Rows per signed change.")
+@json_option
+@errors_to_exit
+def import_(home: Path | None, file: Path, batch_size: int, as_json: bool) -> None:
+    """Import a voter list CSV (good rows are written; bad ones listed by line).
+
+    Sets ``schema = "coklit"`` in the home's config.toml, so the voters validator
+    checks every later edit and received change.
+    """
+    from meshsync.coklit.dpt_csv import import_csv
+
+    path = resolve_home(home)
+    _use_schema(path)
+    with open_node(path) as node, _progress(not as_json) as progress:
+        report = import_csv(node, file, batch_size=batch_size, progress=progress)
+    if as_json:
+        echo_json(report.to_json())
+        return
+    click.echo(f"{report.imported} voters imported, {report.unchanged} unchanged, "
+               f"{len(report.bad)} bad rows; {report.changes} signed changes in "
+               f"{len(report.partitions)} TPS")
+    for bad in sorted(report.bad, key=lambda b: b.line):
+        click.echo(f"line {bad.line}: {bad.reason}")
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    """A progress callback drawing a bar on a terminal's stderr, else None."""
+    if not (enabled and sys.stderr.isatty()):
+        yield None
+        return
+    with click.progressbar(length=1, label="importing", file=sys.stderr) as bar:
+        def update(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+        yield update
+
+
+@coklit.command()
+@home_option
+@click.option("--partition", default="", help="Only voters under this partition prefix.")
+@click.option("-o", "--output", default="-", help="CSV file to write [default: stdout].")
+@errors_to_exit
+def export(home: Path | None, partition: str, output: str) -> None:
+    """Write the home's voters as a voter list CSV."""
+    from meshsync.coklit.dpt_csv import export_csv
+
+    if partition:
+        check_partition(partition)
+    with open_node(resolve_home(home)) as node, _output(output) as out:
+        rows = export_csv(node, out, partition)
+    if output != "-":
+        click.echo(f"wrote {rows} voters to {output}")
+
+
+def _voter_line(record: Any) -> str:
+    f = record.fields
+    return (f"{record.key}\t{record.partition}\t{f.get('nama', '')}\t"
+            f"{f.get('tanggal_lahir', '')}\t{f.get('status', '')}")
+
+
+@coklit.command()
+@home_option
+@click.argument("name")
+@click.option("--partition", default="", help="Only voters under this partition prefix.")
+@json_option
+@errors_to_exit
+def find(home: Path | None, name: str, partition: str, as_json: bool) -> None:
+    """Search voters by NAME (or part of it); apostrophe variants and case match."""
+    from meshsync.coklit.names import find as search
+
+    if partition:
+        check_partition(partition)
+    with open_node(resolve_home(home)) as node:
+        records = search(node, name, partition)
+    if as_json:
+        echo_json([r.to_json() for r in records])
+        return
+    for record in records:
+        click.echo(_voter_line(record))
+
+
+@coklit.command()
+@home_option
+@click.option("--partition", default="", help="Only voters under this partition prefix.")
+@json_option
+@errors_to_exit
+def duplicates(home: Path | None, partition: str, as_json: bool) -> None:
+    """List possible duplicate voters: same name, birth year and kampung, or same NIK."""
+    from meshsync.coklit.names import duplicates as clusters_of
+
+    if partition:
+        check_partition(partition)
+    with open_node(resolve_home(home)) as node:
+        clusters = clusters_of(node, partition)
+    if as_json:
+        echo_json([c.to_json() for c in clusters])
+        return
+    if not clusters:
+        click.echo("no possible duplicates")
+    for cluster in clusters:
+        click.echo(f"{cluster.reason} {cluster.match}: {len(cluster.records)} records")
+        for record in cluster.records:
+            click.echo("  " + _voter_line(record))
+
+
+COMMANDS = [coklit]

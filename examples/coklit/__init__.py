@@ -1,0 +1,20 @@
+"""The coklit voter-list example (installed as ``meshsync.coklit``).
+
+*Coklit* (pencocokan dan penelitian) is the door-to-door check of the voter list by
+election officers (Pantarlih). This package gives meshsync what a coklit deployment
+in Kabupaten Mimika needs:
+
+* :mod:`.schema` - the ``voters`` collection, its fields and validator; :func:`register`
+* :mod:`.names` - name matching that folds apostrophes, case and Unicode forms;
+  :func:`~.names.find` and :func:`~.names.duplicates`
+* :mod:`.dpt_csv` - import (the baseline at central) and export of the voter list CSV
+* :mod:`.sample` - a made-up, reproducible voter list for a real Mimika distrik
+* :mod:`.regions`, :mod:`.codes`, :mod:`.nik` - region codes, coded values, NIK rules
+
+A node home whose ``config.toml`` says ``schema = "coklit"`` registers the validator
+whenever it is opened (:func:`meshsync.io_local.open_node`).
+"""
+
+from meshsync.coklit.schema import COLLECTION, Rules, VoterValidator, register
+
+__all__ = ["COLLECTION", "Rules", "VoterValidator", "register"]

@@ -1,0 +1,283 @@
+"""Import and export the voter list (DPT) as CSV.
+
+Import is how central loads the baseline: rows are read and checked first, then the
+good ones are written per partition (TPS) in batches of ``batch_size`` rows, one
+signed change per batch (design.md §11: one signature per ≥ 100 ops keeps
+verification cheap). Bad rows never stop an import: each is reported with its line
+number in the file and the reason, in the officers' column names. A row identical
+to the record already held is skipped, so importing the same file twice writes
+nothing the second time.
+
+Export works on any node and writes the columns of :mod:`meshsync.coklit.columns`,
+one row per visible voter (a field in conflict exports its current winner).
+
+Files are UTF-8 (a byte-order mark from Excel is fine), comma-, semicolon- or
+tab-separated (chosen from the header line), with the header on line 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from meshsync.coklit import regions
+from meshsync.coklit.columns import (
+    COLUMN_OF,
+    HEADERS,
+    OPTIONAL_HEADERS,
+    cells_of,
+    fields_of,
+    header_name,
+)
+from meshsync.coklit.schema import COLLECTION, FIELDS, VoterValidator, register
+
+from meshsync.change import check_name
+from meshsync.errors import UsageError, ValidationError
+
+if TYPE_CHECKING:
+    from meshsync.node import Node
+
+BATCH_SIZE = 500
+Progress = Callable[[int, int], None]
+"""``progress(rows_done, rows_total)``, called after each written batch."""
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A row that was not imported: its line in the file and why."""
+
+    line: int
+    reason: str
+
+
+@dataclass
+class Row:
+    """A good row, ready to write."""
+
+    line: int
+    partition: str
+    key: str
+    fields: dict[str, Any]
+
+
+@dataclass
+class ImportReport:
+    """What an import did. ``rows`` counts data rows read (blank lines excluded)."""
+
+    rows: int = 0
+    imported: int = 0
+    unchanged: int = 0
+    changes: int = 0
+    partitions: set[str] = field(default_factory=set)
+    bad: list[BadRow] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready summary; ``bad`` sorted by line."""
+        return {"rows": self.rows, "imported": self.imported, "unchanged": self.unchanged,
+                "changes": self.changes, "partitions": len(self.partitions),
+                "bad": [{"line": b.line, "reason": b.reason}
+                        for b in sorted(self.bad, key=lambda b: b.line)]}
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise UsageError(f"{name} line {line} is not UTF-8 text; save the file as "
+                         "CSV UTF-8") from exc
+
+
+def _dialect(text: str) -> str:
+    first = text.split("\n", 1)[0]
+    return max(",;\t", key=first.count)
+
+
+def _lines(text: str) -> Iterator[tuple[int, list[str]]]:
+    """``(first line number, cells)`` of each record of the CSV text."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_dialect(text))
+    last = 0
+    for cells in reader:
+        yield last + 1, cells
+        last = reader.line_num
+
+
+def _header(cells: list[str], name: str) -> list[str]:
+    columns = [header_name(c) for c in cells]
+    missing = [h for h in HEADERS if h not in OPTIONAL_HEADERS and h not in columns]
+    if missing:
+        raise UsageError(f"{name}: the header row lacks column(s) {', '.join(missing)} "
+                         f"(expected: {', '.join(HEADERS)})")
+    return columns
+
+
+class _Reader:
+    """Turns CSV lines into good :class:`Row` s and :class:`BadRow` s."""
+
+    def __init__(self, validator: VoterValidator, report: ImportReport) -> None:
+        self.validator, self.report = validator, report
+        self.seen: dict[tuple[str, str], int] = {}
+
+    def row(self, line: int, cells: dict[str, str]) -> Row | None:
+        fields, unread = fields_of(cells)
+        partition = regions.partition_for_fields(fields)
+        problems = [str(e) for e in unread]
+        columns = {e.column for e in unread}  # not also reported as missing
+        problems += [f"{COLUMN_OF.get(f, f)} ({f}): {m}" for f, m in
+                     self.validator("", fields, partial=False, partition=partition)
+                     if COLUMN_OF.get(f) not in columns]
+        if partition is None and not problems:
+            problems.append("DISTRIK/KAMPUNG/TPS do not name a TPS of Kabupaten Mimika")
+        if problems:
+            self.report.bad.append(BadRow(line, "; ".join(problems)))
+            return None
+        assert partition is not None
+        key = cells.get("ID", "").strip() or self._derived_key(partition, fields["nik"])
+        try:
+            check_name("key", key)
+        except UsageError as exc:
+            self.report.bad.append(BadRow(line, f"ID: {exc}"))
+            return None
+        first = self.seen.setdefault((partition, key), line)
+        if first != line:
+            self.report.bad.append(BadRow(line, f"ID {key} already used on line {first} "
+                                                f"for the same TPS ({partition})"))
+            return None
+        return Row(line, partition, key, fields)
+
+    def _derived_key(self, partition: str, nik: str) -> str:
+        key, n = f"nik-{nik}", 1
+        while (partition, key) in self.seen:
+            n += 1
+            key = f"nik-{nik}-{n}"
+        return key
+
+
+def read_rows(text: str, name: str, validator: VoterValidator,
+              report: ImportReport) -> list[Row]:
+    """Parse and check every row of CSV ``text``; bad rows go to ``report.bad``.
+
+    Raises :class:`UsageError` if the file is empty or its header lacks a column.
+    """
+    lines = _lines(text)
+    first = next(lines, None)
+    if first is None:
+        raise UsageError(f"{name} is empty; expected a header row ({', '.join(HEADERS)})")
+    columns = _header(first[1], name)
+    reader = _Reader(validator, report)
+    rows = []
+    for line, cells in lines:
+        if not any(c.strip() for c in cells):
+            continue
+        report.rows += 1
+        if len(cells) > len(columns):
+            report.bad.append(BadRow(line, f"has {len(cells)} cells; the header has "
+                                           f"{len(columns)}"))
+            continue
+        row = reader.row(line, dict(zip(columns, cells, strict=False)))
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def import_csv(node: Node, path: Path | str, *, batch_size: int = BATCH_SIZE,
+               progress: Progress | None = None) -> ImportReport:
+    """Import the voter list at ``path`` into ``node``; returns the report.
+
+    Registers the ``voters`` validator on the node if it has none. Raises
+    :class:`UsageError` for an unreadable file (not UTF-8, no header, a missing
+    column) before writing anything, and passes on a write refusal (e.g. the device
+    may not write a partition); batches written before it stay (re-running the
+    import is safe).
+    """
+    path = Path(path)
+    validator = node.validators.get(COLLECTION)
+    if not isinstance(validator, VoterValidator):
+        validator = register(node)
+    report = ImportReport()
+    rows = read_rows(_decode(path.read_bytes(), str(path)), str(path), validator, report)
+    done = 0
+    for partition, group in _by_partition(rows).items():
+        report.partitions.add(partition)
+        for start in range(0, len(group), batch_size):
+            batch = group[start:start + batch_size]
+            _write_batch(node, partition, batch, report)
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(rows))
+    return report
+
+
+def _by_partition(rows: Iterable[Row]) -> dict[str, list[Row]]:
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row.partition, []).append(row)
+    return groups
+
+
+def _edit(node: Node, row: Row) -> dict[str, Any] | None:
+    """The fields to put for ``row``: None if the held record already equals it."""
+    held = node.get(COLLECTION, row.key, row.partition)
+    if held is None or held.deleted:
+        return row.fields
+    current = {k: v for k, v in held.fields.items() if v is not None}
+    if current == row.fields:
+        return None
+    cleared = {k: None for k in current if k not in row.fields and k in FIELDS}
+    return {**row.fields, **cleared}
+
+
+def _write_batch(node: Node, partition: str, batch: list[Row], report: ImportReport) -> None:
+    edits = [(row, _edit(node, row)) for row in batch]
+    todo = [(row, fields) for row, fields in edits if fields is not None]
+    report.unchanged += len(edits) - len(todo)
+    if not todo:
+        return
+    try:
+        node.write(partition, [("put", COLLECTION, r.key, f) for r, f in todo])
+    except ValidationError:
+        _write_one_by_one(node, partition, todo, report)  # a held record makes it invalid
+        return
+    report.imported += len(todo)
+    report.changes += 1
+
+
+def _write_one_by_one(node: Node, partition: str, todo: list[tuple[Row, dict[str, Any]]],
+                      report: ImportReport) -> None:
+    for row, fields in todo:
+        try:
+            node.write(partition, [("put", COLLECTION, row.key, fields)])
+        except ValidationError as exc:
+            report.bad.append(BadRow(row.line, f"with the record already held: {exc}"))
+            continue
+        report.imported += 1
+        report.changes += 1
+
+
+def write_csv(out: TextIO, records: Iterable[tuple[str, str, dict[str, Any]]]) -> int:
+    """Write the header and one row per ``(partition, key, fields)``; returns the row count.
+
+    ``NO`` restarts at 1 for each partition (TPS), in the order given.
+    """
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HEADERS)
+    count, numbers = 0, dict[str, int]()
+    for partition, key, fields in records:
+        numbers[partition] = numbers.get(partition, 0) + 1
+        writer.writerow(cells_of(fields, numbers[partition], key))
+        count += 1
+    return count
+
+
+def export_csv(node: Node, out: TextIO, partition_prefix: str = "") -> int:
+    """Write the voters under ``partition_prefix`` as CSV to ``out``; returns the row count.
+
+    Rows are ordered by partition, then family card (NKK), then key.
+    """
+    records = sorted(node.records(COLLECTION, partition_prefix),
+                     key=lambda r: (r.partition, str(r.fields.get("nkk", "")), r.key))
+    return write_csv(out, ((r.partition, r.key, r.fields) for r in records))

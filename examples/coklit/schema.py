@@ -1,0 +1,244 @@
+"""The ``voters`` collection: one record per person on the voter list, and its validator.
+
+Fields follow the columns of the KPU voter list (Model A-Daftar Pemilih, the Sidalih
+export; column names in :mod:`meshsync.coklit.dpt_csv`). Text is stored exactly as
+entered (names above all: field-failures.md B19); codes are stored canonically.
+
+==============  =======  ====================================================
+field           type     meaning (Indonesian term)
+==============  =======  ====================================================
+nkk             text     family card number, 16 digits (Nomor Kartu Keluarga)
+nik             text     resident number, 16 digits (Nomor Induk Kependudukan)
+nama            text     full name as on the KTP; one word is a valid name
+tempat_lahir    text     place of birth
+tanggal_lahir   text     date of birth, ``YYYY-MM-DD``
+umur            integer  age in whole years on election day (usia); optional
+status_kawin    text     marital status: ``B`` belum kawin (never), ``S`` sudah
+                         kawin (married), ``P`` pernah kawin (widowed/divorced)
+jenis_kelamin   text     sex: ``L`` laki-laki (male), ``P`` perempuan (female)
+alamat          text     address (street, dusun or kampung)
+rt, rw          text     neighbourhood numbers, 1-3 digits; optional (many
+                         kampung in the highlands have none)
+disabilitas     list     kinds of disability, see :mod:`.codes`; optional
+status          text     coklit result: ``MS`` checked and eligible (memenuhi
+                         syarat), ``TMS`` not eligible (tidak memenuhi syarat),
+                         ``baru`` new voter (pemilih baru), ``ubah`` data changed
+tms             text     why TMS, see :mod:`.codes`; only with ``TMS``
+distrik         text     district (kecamatan), e.g. ``Jila``
+kampung         text     village (kampung/kelurahan), e.g. ``Pilik Ogom``
+tps             integer  polling station number within the kampung, 1-999
+==============  =======  ====================================================
+
+A record lives in partition ``mimika/<distrik>/<kampung>/tps-NNN``
+(:func:`meshsync.coklit.regions.partition_for`); the validator checks this.
+
+Rules (each error names the field): NIK and NKK are exactly 16 digits; the NIK's
+birth-date part agrees with ``tanggal_lahir`` and ``jenis_kelamin``; its region part
+is Mimika's (see :class:`Rules`); ``umur`` agrees with ``tanggal_lahir``; an eligible
+status needs age 17 on election day or having married; ``TMS`` needs a reason and
+other statuses must not have one; the kampung belongs to the distrik.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from meshsync.coklit import regions
+from meshsync.coklit.checks import Rules, check_fields, cross_checks, date_of
+from meshsync.coklit.codes import (
+    APOSTROPHES,
+    DISABILITAS,
+    JENIS_KELAMIN,
+    STATUS_KAWIN,
+    STATUSES,
+    TMS_REASONS,
+)
+from meshsync.coklit.nik import length_problem, nik_problem
+
+if TYPE_CHECKING:
+    from meshsync.node import Node
+
+__all__ = ["COLLECTION", "DEFAULT_RULES", "FIELDS", "REQUIRED", "Rules", "VoterValidator",
+           "check_partition", "partition_of", "register"]
+
+COLLECTION = "voters"
+
+REQUIRED = ("nkk", "nik", "nama", "tempat_lahir", "tanggal_lahir", "status_kawin",
+            "jenis_kelamin", "alamat", "status", "distrik", "kampung", "tps")
+FIELDS = ("nkk", "nik", "nama", "tempat_lahir", "tanggal_lahir", "umur", "status_kawin",
+          "jenis_kelamin", "alamat", "rt", "rw", "disabilitas", "status", "tms",
+          "distrik", "kampung", "tps")
+"""Every field, in the order of the voter list's columns."""
+
+MAX_NAME_CHARS = 120
+MAX_TEXT_CHARS = 200
+_NAME_PUNCT = set(" .,-" + APOSTROPHES)
+_RT_RW = re.compile(r"^\d{1,3}$")
+DEFAULT_RULES = Rules()
+
+
+def _text(limit: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, str) or not value.strip():
+            return "must be non-empty text"
+        if len(value) > limit:
+            return f"is {len(value)} characters; the limit is {limit}"
+        if any(unicodedata.category(c).startswith("C") for c in value):
+            return "contains a control character"
+        return None
+    return check
+
+
+def check_nama(value: Any) -> str | None:
+    """Names: letters (any script, any normal form), spaces, apostrophes of every kind,
+    dots, commas and hyphens. A single word is a complete name (B19)."""
+    problem = _text(MAX_NAME_CHARS)(value)
+    if problem:
+        return problem
+    for char in value:
+        if char not in _NAME_PUNCT and unicodedata.category(char)[0] not in "LM":
+            kind = "a digit" if char.isdigit() else f"U+{ord(char):04X}"
+            return (f"contains {char!r} ({kind}): a name holds letters, spaces, "
+                    "apostrophes, dots, commas and hyphens only")
+    return None
+
+
+def _choice(options: dict[str, str]) -> Callable[[Any], str | None]:
+    listed = ", ".join(f"{k} ({v})" for k, v in options.items())
+    return lambda value: None if value in options else f"is {value!r}; use one of {listed}"
+
+
+def _whole(low: int, high: int, hint: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a whole number ({hint}), not {value!r}"
+        return None if low <= value <= high else f"must be {low}-{high}, not {value}"
+    return check
+
+
+def _rt_rw(value: Any) -> str | None:
+    if isinstance(value, str) and (value == "" or _RT_RW.match(value)):
+        return None
+    return f"must be 1-3 digits as text (e.g. \"003\") or empty, not {value!r}"
+
+
+def _disabilitas(value: Any) -> str | None:
+    if not isinstance(value, list) or any(v not in DISABILITAS for v in value):
+        return f"must be a list of {', '.join(DISABILITAS)}; got {value!r}"
+    return "lists a kind twice" if len(set(value)) != len(value) else None
+
+
+def _distrik(value: Any) -> str | None:
+    if isinstance(value, str) and regions.distrik_name(value):
+        return None
+    return f"{value!r} is not a distrik of Kabupaten Mimika ({', '.join(regions.DISTRIK)})"
+
+
+FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "nkk": lambda v: length_problem(v, "NKK, nomor Kartu Keluarga"),
+    "nik": lambda v: length_problem(v, "NIK, Nomor Induk Kependudukan") or nik_problem(v),
+    "nama": check_nama,
+    "tempat_lahir": _text(MAX_TEXT_CHARS),
+    "tanggal_lahir": lambda v: None if date_of(v) else
+    f"must be a date YYYY-MM-DD (e.g. 1980-03-15), not {v!r}",
+    "umur": _whole(0, 150, "years"),
+    "status_kawin": _choice(STATUS_KAWIN),
+    "jenis_kelamin": _choice(JENIS_KELAMIN),
+    "alamat": _text(MAX_TEXT_CHARS),
+    "rt": _rt_rw,
+    "rw": _rt_rw,
+    "disabilitas": _disabilitas,
+    "status": _choice(STATUSES),
+    "tms": _choice({k: v[1] for k, v in TMS_REASONS.items()}),
+    "distrik": _distrik,
+    "kampung": _text(MAX_TEXT_CHARS),
+    "tps": _whole(1, regions.MAX_TPS, "use tps:=3 on the command line"),
+}
+
+
+class VoterValidator:
+    """The ``voters`` validator (:class:`meshsync.policy.Validator`).
+
+    Called as ``validator(key, fields, partial=..., partition=...)``; returns
+    ``[(field, message), ...]``, empty when valid. With ``partial=False`` (a local
+    edit; ``fields`` is the whole record) every rule applies, required fields
+    included. With ``partial=True`` (a received op) only the given fields are
+    judged, and a rule between two fields only when both are given, so the verdict
+    depends on the op alone and every device reaches the same one. Clearing a
+    required field (``None``, ``""`` or ``[]``) is refused in both modes.
+    """
+
+    takes_partition = True
+    """Ask the node to pass the record's partition (see :func:`meshsync.policy.validate`)."""
+
+    def __init__(self, rules: Rules = DEFAULT_RULES) -> None:
+        self.rules = rules
+        self._cross = cross_checks(rules)
+
+    def __call__(self, key: str, fields: dict[str, Any], *, partial: bool,
+                 partition: str | None = None) -> list[tuple[str, str]]:
+        """Check one record or op; see the class docstring."""
+        given = {k: v for k, v in fields.items() if v is not None and v not in ("", [])}
+        problems = check_fields(given, FIELD_CHECKS, FIELDS)
+        missing = "is required and cannot be cleared" if partial else "is required but missing"
+        problems += [(name, missing) for name in REQUIRED
+                     if name not in given and (name in fields or not partial)]
+        bad = {name for name, _ in problems}
+        ok = {k: v for k, v in given.items() if k not in bad}
+        for check in self._cross:
+            problems += check(ok, set(fields), not partial)
+        if partition is not None:
+            problems += check_partition(ok, partition, whole=not partial)
+        return _first_per_field(problems)
+
+
+def _first_per_field(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One message per field, the first found: a field already wrong on its own is
+    not also reported by the rules that relate it to others."""
+    first: dict[str, str] = {}
+    for name, message in problems:
+        first.setdefault(name, message)
+    return list(first.items())
+
+
+def check_partition(fields: dict[str, Any], partition: str, *,
+                    whole: bool) -> list[tuple[str, str]]:
+    """Problems if ``partition`` is not the TPS partition the region fields name.
+
+    ``whole``: the record is complete, so the partition must be a TPS partition even
+    if no region field is given.
+    """
+    expected = "mimika/<distrik>/<kampung>/tps-NNN (lower-case, e.g. mimika/jila/diloa/tps-003)"
+    region = [f for f in ("distrik", "kampung", "tps") if f in fields]
+    parts = regions.split_partition(partition)
+    if parts is None:
+        if whole or region:
+            return [("partition", f"voters are kept in {expected}; this record is in "
+                                  f"{partition!r}")]
+        return []
+    wanted = {"distrik": parts[0], "kampung": parts[1], "tps": parts[2]}
+    actual = {"distrik": regions.slug(str(fields.get("distrik", ""))),
+              "kampung": regions.slug(str(fields.get("kampung", ""))),
+              "tps": fields.get("tps")}
+    named = regions.partition_for_fields(fields)
+    where = f"; by its fields it belongs in {named}" if named else ""
+    return [(name, f"is {fields[name]!r} but the record is in partition {partition}{where}")
+            for name in region if actual[name] != wanted[name]]
+
+
+def partition_of(fields: dict[str, Any]) -> str:
+    """The partition a complete, valid record belongs in."""
+    part = regions.partition_for_fields(fields)
+    if part is None:
+        raise ValueError("record lacks distrik, kampung or tps")
+    return part
+
+
+def register(node: Node, rules: Rules = DEFAULT_RULES) -> VoterValidator:
+    """Register the ``voters`` validator on ``node``; returns it."""
+    validator = VoterValidator(rules)
+    node.register_validator(COLLECTION, validator)
+    return validator
