@@ -44,6 +44,16 @@ class StorageError(MeshsyncError):
     """The store failed (disk full, corrupt file); the current transaction was rolled back."""
 
 
+class ConcurrentAppendError(StorageError):
+    """Another process sharing the store wrote the same feed head or record first.
+
+    Only stores shared by several processes raise it (PostgreSQL at central). The
+    transaction was rolled back and nothing of it is stored; running the same work
+    again in a new transaction is safe and is the expected response: changes the
+    other process stored are then recognised as duplicates.
+    """
+
+
 class RemoteError(MeshsyncError):
     """Received data is wrong. ``stage`` names the receive-pipeline stage that refused it.
 

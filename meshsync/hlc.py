@@ -11,7 +11,9 @@ A change stamped further ahead than the limit is *not* refused (causality, not t
 clock, decides merges, see :mod:`meshsync.crdt`) but it is reported as a clock
 warning naming the author and by how much it is ahead, and it cannot drag this
 device's clock (and through it the mesh's) more than the limit past real time. The
-limit is :data:`meshsync.limits.MAX_CLOCK_DRIFT_MS` (10 minutes).
+limit is :data:`meshsync.limits.MAX_CLOCK_DRIFT_MS` (10 minutes); the warning starts
+one minute past it (:data:`WARN_MARGIN_MS`), so a relay capped at the limit is not
+itself reported.
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ from dataclasses import dataclass
 
 from meshsync.limits import MAX_CLOCK_DRIFT_MS
 
+#: A received timestamp is reported as "ahead" only past the drift limit plus this
+#: margin (ms): an honest relay whose clock sits at the cap (it saw a far-future
+#: change) must not be reported by peers whose clocks are a little behind its own.
+WARN_MARGIN_MS = 60_000
+
 COUNTER_BITS = 16
 COUNTER_MASK = (1 << COUNTER_BITS) - 1
-MAX_HLC = (1 << 64) - 1
+# Stores keep timestamps in signed 64-bit integers (SQLite INTEGER, PostgreSQL bigint),
+# so the greatest timestamp is 2**63 - 1 (wall clock up to the year 6429).
+MAX_HLC = (1 << 63) - 1
 
 
 def make(wall_ms: int, counter: int = 0) -> int:
@@ -54,4 +63,4 @@ class HybridClock:
         ceiling = make(now_ms + self.max_drift_ms, COUNTER_MASK)
         self.last = max(self.last, min(ts, ceiling))
         ahead = wall_ms(ts) - now_ms
-        return ahead if ahead > self.max_drift_ms else 0
+        return ahead if ahead > self.max_drift_ms + WARN_MARGIN_MS else 0

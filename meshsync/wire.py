@@ -23,6 +23,7 @@ from typing import Any
 
 from meshsync.change import Change, Delete, FeedId, OpId, Put, decode_op, make_change
 from meshsync.errors import DecodeError
+from meshsync.hlc import MAX_HLC
 from meshsync.identity import PUBLIC_KEY_BYTES
 
 ACTOR, FEED, CHANGE = 0, 1, 2
@@ -131,6 +132,8 @@ class WireDecoder:
             for entry in raw:
                 if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not int:
                     raise DecodeError("pred entries must be [dhlc, actor]")
+                if not 0 <= hlc - entry[0] <= MAX_HLC:
+                    raise DecodeError(f"pred hlc out of range: {hlc - entry[0]}")
                 out.append((hlc - entry[0], self._author(entry[1])))
             return tuple(sorted(set(out)))
 

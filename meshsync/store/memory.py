@@ -139,7 +139,7 @@ class MemoryStore(Store):
 
     def refusals(self, limit: int = 1000) -> list[Refusal]:
         """See :meth:`Store.refusals`."""
-        return self._refusals[-limit:]
+        return self._refusals[-limit:] if limit > 0 else []
 
     def get_meta(self, name: str) -> bytes | None:
         """See :meth:`Store.get_meta`."""
