@@ -1,12 +1,14 @@
-"""``meshsync demo``: a small district, run with real processes on 127.0.0.1.
+"""``meshsync demo``: the coklit district, end to end, with real daemons on 127.0.0.1.
 
-The KPU authority enrols a district laptop and two Pantarlih phones of one
-village; each phone
-records made-up voters; the phones sync with the laptop over mutual TLS (so the
-second phone receives the first's changes through the laptop, multi-hop); two
-officers edit the same voter concurrently (a visible conflict); the laptop carries
-a bundle to central by sneakernet. The report says whether everyone converged.
-Every step is a real ``meshsync`` process; names and NIK numbers are invented.
+KPU's central server imports a generated voter list (DPT) for one distrik; the
+district laptop (gateway) waits for its uplink; when central comes up the laptop
+takes the district; three Pantarlih phones receive it through the mesh; officers
+record coklit results (MS, TMS with a reason, ubah), two of them edit the same voter
+while one phone is offline (a visible conflict); the uplink goes down and comes
+back; finally a report: converged or not, progress per TPS and village at central,
+conflicts, times and bytes. Every node is a real ``meshsync daemon`` process with
+its own SQLite home, mutual TLS and static peers on loopback (no discovery traffic
+leaves the machine). Names and NIK numbers are invented.
 """
 
 from __future__ import annotations
@@ -17,96 +19,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import click
 
 from meshsync.cli.common import echo_json, json_option
+from meshsync.home import Home
 
-DISTRICT = "mimika/jila"
-VILLAGE = f"{DISTRICT}/diloa"
-TPS = {"phone-a": f"{VILLAGE}/tps-001", "phone-b": f"{VILLAGE}/tps-002"}
-VOTERS = [("Yosina Contoh", "3609014107800001"), ("Ma'ruf Contoh", "3609011203850002"),
-          ("Natalis Uji", "3609010101900003")]
-
-
-class Demo:
-    """Runs the steps in ``root`` and records what happened."""
-
-    def __init__(self, root: Path, quiet: bool) -> None:
-        self.root, self.quiet = root, quiet
-        self.steps: list[dict[str, Any]] = []
-
-    def say(self, text: str) -> None:
-        if not self.quiet:
-            click.echo(text, err=True)
-
-    def run(self, *args: str) -> Any:
-        cmd = [sys.executable, "-m", "meshsync.cli.main", *args]
-        started = time.monotonic()
-        proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, check=False,
-                              timeout=120)
-        self.steps.append({"command": " ".join(args[:2]), "rc": proc.returncode,
-                           "seconds": round(time.monotonic() - started, 3)})
-        if proc.returncode != 0:
-            raise click.ClickException(f"`meshsync {' '.join(args)}` failed: "
-                                       f"{proc.stderr.strip() or proc.stdout.strip()}")
-        return json.loads(proc.stdout) if "--json" in args else proc.stdout
-
-    def enrol(self) -> None:
-        self.say("authority: KPU Mimika creates its root; enrols the laptop and two phones")
-        self.run("authority", "init", "--home", "kpu", "--name", "KPU Mimika (demo)")
-        self.run("init", "--home", "laptop", "--partition", DISTRICT)
-        self.run("authority", "issue", "--home", "kpu", "laptop/device.csr", "--role",
-                 "gateway", "--scope", DISTRICT, "-o", "laptop.crt")
-        self.run("enroll", "--home", "laptop", "laptop.crt")
-        for phone, tps in TPS.items():
-            self.run("init", "--home", phone, "--partition", tps)
-            self.run("authority", "issue", "--home", "kpu", f"{phone}/device.csr", "--role",
-                     "pantarlih", "--scope", VILLAGE, "-o", f"{phone}.crt")
-            self.run("enroll", "--home", phone, f"{phone}.crt")
-
-    def coklit(self) -> None:
-        self.say("coklit: officers record voters on their phones")
-        for phone in TPS:
-            for i, (name, nik) in enumerate(VOTERS):
-                self.run("put", "--home", phone, "voters", f"{phone[-1]}-{i:04d}",
-                         f"nama={name}", f"nik={nik}", "status=MS", "tahun_lahir:=1980")
-
-    def sync_all(self, port: int) -> list[dict[str, Any]]:
-        self.say(f"sync: phones sync with the laptop over mutual TLS on 127.0.0.1:{port}")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "meshsync.cli.main", "serve", "--home", "laptop",
-             "--listen", f"127.0.0.1:{port}"], cwd=self.root, stderr=subprocess.PIPE, text=True)
-        try:
-            _wait_port(port)
-            results = []
-            for phone in [*TPS, *TPS]:  # second round carries each phone's data to the other
-                results.append(self.run("sync", "--home", phone, f"127.0.0.1:{port}", "--json"))
-            self.say("conflict: both officers edit voter a-0001 before syncing again")
-            self.run("put", "--home", "phone-a", "voters", "a-0001", "status=TMS",
-                     "alasan=pindah domisili")
-            self.run("put", "--home", "phone-b", "voters", "a-0001", "status=ubah")
-            for phone in [*TPS, *TPS]:
-                results.append(self.run("sync", "--home", phone, f"127.0.0.1:{port}", "--json"))
-            return results
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-
-    def sneakernet(self) -> None:
-        self.say("bundle: the laptop's data goes to central on a USB stick")
-        self.run("init", "--home", "central", "--partition", "mimika")
-        self.run("authority", "issue", "--home", "kpu", "central/device.csr", "--role",
-                 "central", "--scope", "", "-o", "central.crt")
-        self.run("enroll", "--home", "central", "central.crt")
-        self.run("bundle", "export", "--home", "laptop", "-o", "jila.bundle")
-        self.run("bundle", "import", "--home", "central", "jila.bundle")
-
-    def views(self) -> dict[str, Any]:
-        return {home: self.run("ls", "--home", home, "voters", "--json")
-                for home in ["laptop", "central", *TPS]}
+MESHSYNC = [sys.executable, "-m", "meshsync.cli.main"]
 
 
 def _free_port() -> int:
@@ -115,53 +37,290 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+class District:
+    """The demo's homes, daemons and steps. ``say`` reports progress on stderr."""
+
+    def __init__(self, root: Path, distrik: str, voters: int, quiet: bool) -> None:
+        self.root, self.distrik, self.voters, self.quiet = root, distrik, voters, quiet
+        self.slug = distrik.lower().replace(" ", "-")
+        self.daemons: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports: dict[str, tuple[int, int]] = {}
+        self.started = time.monotonic()
+        self.times: dict[str, float] = {}
+        self.total = 0
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(f"[{time.monotonic() - self.started:5.1f} s] {text}", err=True)
+
+    def mark(self, phase: str) -> None:
+        self.times[phase] = round(time.monotonic() - self.started, 2)
+
+    def run(self, *args: str) -> str:
+        proc = subprocess.run([*MESHSYNC, *args], cwd=self.root, capture_output=True,
+                              text=True, check=False, timeout=300)
+        if proc.returncode != 0:
+            raise click.ClickException(f"`meshsync {' '.join(args)}` failed: "
+                                       f"{(proc.stderr or proc.stdout).strip()}")
+        return proc.stdout
+
+    # -- setup -------------------------------------------------------------------
+
+    def enrol(self) -> None:
+        self.say("KPU creates its authority and enrols central, the laptop and 3 phones")
+        self.run("authority", "init", "--home", "kpu", "--name", "KPU Mimika (demo)")
+        self._device("central", "central", "", "mimika")
+        self._device("laptop", "gateway", f"mimika/{self.slug}", f"mimika/{self.slug}")
+
+    def _device(self, name: str, role: str, scope: str, partition: str) -> None:
+        self.run("init", "--home", name, "--partition", partition)
+        self.run("authority", "issue", "--home", "kpu", f"{name}/device.csr", "--role", role,
+                 "--scope", scope, "-o", f"{name}.crt")
+        self.run("enroll", "--home", name, f"{name}.crt")
+
+    def baseline(self) -> None:
+        self.say(f"central imports a generated DPT for distrik {self.distrik}")
+        csv = self.root / "dpt.csv"
+        self.run("coklit", "generate", "--seed", "2024", "--distrik", self.distrik,
+                 "--voters-per-tps", str(self.voters), "--tps-per-kampung", "1", "-o", str(csv))
+        report = json.loads(self.run("coklit", "import", str(csv), "--home", "central",
+                                     "--json"))
+        self.total = int(report["imported"])
+        village = self._first_village()
+        self.phone_village = village
+        for name, tps in (("phone-a", 1), ("phone-b", 1), ("phone-c", 1)):
+            v = village if name != "phone-c" else self._second_village()
+            self._device(name, "pantarlih", v, f"{v}/tps-{tps:03d}")
+        self.say(f"central holds {self.total} voters in {len(self._villages())} kampung")
+
+    def _villages(self) -> list[str]:
+        from meshsync.io_local import open_node
+
+        with open_node(self.root / "central") as node:
+            parts = sorted({r.partition.rpartition("/")[0]
+                            for r in node.store.iter_records("voters")})
+        return parts
+
+    def _first_village(self) -> str:
+        return self._villages()[0]
+
+    def _second_village(self) -> str:
+        villages = self._villages()
+        return villages[1] if len(villages) > 1 else villages[0]
+
+    # -- daemons -----------------------------------------------------------------
+
+    def configure(self) -> None:
+        names = ["central", "laptop", "phone-a", "phone-b", "phone-c"]
+        self.ports = {n: (_free_port(), _free_port()) for n in names}
+        for name in names:
+            home = Home.open(self.root / name)
+            values = home.config()
+            values.update(mesh="demo", discovery=["static"], anti_entropy_s=3.0,
+                          backoff_min_s=0.5, backoff_max_s=2.0,
+                          listen=f"127.0.0.1:{self.ports[name][0]}",
+                          api=f"127.0.0.1:{self.ports[name][1]}", schema="coklit",
+                          static_peers=self._peers_of(name))
+            if name == "laptop":
+                values["uplink"] = [f"127.0.0.1:{self.ports['central'][0]}"]
+            home.write_config(values)
+
+    def _peers_of(self, name: str) -> list[str]:
+        if name.startswith("phone"):
+            others = ["laptop", *[p for p in ("phone-a", "phone-b", "phone-c") if p != name]]
+            return [f"127.0.0.1:{self.ports[o][0]}" for o in others]
+        return []
+
+    def start(self, name: str) -> None:
+        log = (self.root / f"{name}.log").open("ab")
+        with log:
+            self.daemons[name] = subprocess.Popen(
+                [*MESHSYNC, "daemon", "--home", name], cwd=self.root, stdout=log, stderr=log)
+        proc = self.daemons[name]
+
+        def started() -> bool:
+            if proc.poll() is not None:
+                log_text = (self.root / f"{name}.log").read_text(errors="replace")
+                raise click.ClickException(f"{name} daemon exited: {log_text.strip()[-500:]}")
+            return (self.root / name / "daemon.json").exists()
+        self.wait(started, f"{name} to start")
+
+    def stop(self, name: str) -> None:
+        proc = self.daemons.pop(name)
+        proc.terminate()
+        proc.wait(timeout=20)
+
+    def stop_all(self) -> None:
+        for name in list(self.daemons):
+            self.stop(name)
+
+    def api(self, name: str, method: str, path: str, body: Any = None) -> Any:
+        token = (self.root / name / "api.token").read_text().strip()
+        request = urllib.request.Request(  # noqa: S310 - loopback, our own daemon
+            f"http://127.0.0.1:{self.ports[name][1]}{path}", method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return json.loads(response.read())
+
+    def wait(self, check: Any, what: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if check():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise click.ClickException(f"timed out after {timeout:.0f} s waiting for {what}")
+
+    def count(self, name: str, prefix: str = "") -> int:
+        query = f"?partition={prefix}" if prefix else ""
+        return len(self.api(name, "GET", f"/api/records/voters{query}"))
+
+    # -- the story -----------------------------------------------------------------
+
+    def uplink_up(self) -> None:
+        self.say("the laptop starts with no uplink; the phones start and find the laptop")
+        self.start("laptop")
+        for phone in ("phone-a", "phone-b", "phone-c"):
+            self.start(phone)
+        self.say("the uplink comes up (central starts): the laptop takes the district")
+        self.start("central")
+        self.wait(lambda: self.count("laptop") >= self.total, "the laptop to take the district")
+        self.mark("district_at_gateway")
+        self.say("phones receive their district through the mesh")
+        for phone in ("phone-a", "phone-b", "phone-c"):
+            self.wait(lambda p=phone: self.count(p) >= self.total, f"{phone} to get its TPS")
+        self.mark("district_on_phones")
+
+    def coklit(self) -> tuple[str, str]:
+        self.say("coklit: officers record results; a TMS with its reason; an ubah")
+        a_voters = self.api("phone-a", "GET",
+                            f"/api/records/voters?partition={self.phone_village}")
+        c_village = self._second_village()
+        c_voters = self.api("phone-c", "GET", f"/api/records/voters?partition={c_village}")
+        for record in a_voters[:5]:
+            self.api("phone-a", "PUT", f"/api/records/voters/{record['key']}",
+                     {"fields": {"status": "MS"}})
+        tms = c_voters[0]["key"]
+        self.api("phone-c", "PUT", f"/api/records/voters/{tms}",
+                 {"fields": {"status": "TMS", "tms": "meninggal"}})
+        self.api("phone-c", "PUT", f"/api/records/voters/{c_voters[1]['key']}",
+                 {"fields": {"status": "ubah", "alamat": "Kampung Uji, dekat gereja"}})
+        shared = a_voters[5]["key"]
+        self.say(f"two officers edit voter {shared} while phone-b is offline")
+        self.stop("phone-b")
+        self.api("phone-a", "PUT", f"/api/records/voters/{shared}",
+                 {"fields": {"status": "TMS", "tms": "pindah_domisili"}})
+        self.run("put", "--home", "phone-b", "voters", shared, "status=ubah",
+                 "alamat=Jalan Contoh 7")
+        self.start("phone-b")
+        return shared, tms
+
+    def flap(self) -> None:
+        self.say("the uplink goes down; officers keep working; the uplink comes back")
+        self.stop("central")
+        self.mark("uplink_down")
+        phone_b = self.api("phone-b", "GET",
+                           f"/api/records/voters?partition={self.phone_village}")
+        for record in phone_b[6:9]:
+            self.api("phone-b", "PUT", f"/api/records/voters/{record['key']}",
+                     {"fields": {"status": "MS"}})
+        time.sleep(1.0)
+        self.start("central")
+        self.mark("uplink_back")
+
+    def converge(self) -> bool:
+        self.say("waiting for every node to hold the same district")
+        names = ["central", "laptop", "phone-a", "phone-b", "phone-c"]
+
+        def same() -> bool:
+            views = [json.dumps(self.api(n, "GET", "/api/records/voters"), sort_keys=True)
+                     for n in names]
+            return len(set(views)) == 1
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise click.ClickException(f"the laptop's sync server did not start on port {port}")
+            self.wait(same, "convergence", timeout=60)
+        except click.ClickException:
+            return False
+        self.mark("converged")
+        self.say("waiting for central's custody receipts to reach the phones")
+
+        def safe() -> bool:
+            return all(f["safe_at_central"] for p in ("phone-a", "phone-b", "phone-c")
+                       for f in self.api(p, "GET", "/api/status")["custody"]["feeds"])
+        try:
+            self.wait(safe, "receipts on the phones", timeout=30)
+            self.mark("receipts_on_phones")
+        except click.ClickException:
+            self.say("receipts did not reach every phone in time")
+        return True
+
+    def report(self, converged: bool, shared: str, tms: str) -> dict[str, Any]:
+        status = {n: self.api(n, "GET", "/api/status") for n in self.daemons}
+        peers = {n: self.api(n, "GET", "/api/peers") for n in self.daemons}
+        return {
+            "converged": converged, "distrik": self.distrik, "voters": self.total,
+            "progress": self.api("central", "GET", "/api/progress"),
+            "conflicts": [r["key"] for r in self.api("central", "GET", "/api/conflicts")],
+            "conflict_voter": shared, "tms_voter": tms,
+            "times_s": self.times,
+            "sessions": sum(s["sessions"] for s in status.values()),
+            "bytes": sum(p.get("bytes_sent", 0) + p.get("bytes_received", 0)
+                         for ps in peers.values() for p in ps),
+            "custody_on_phone_a": status["phone-a"].get("custody", {}).get("feeds", []),
+        }
 
 
 @click.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Keep the demo homes here [default: a temporary dir].")
+@click.option("--distrik", default="Jila", show_default=True, help="A distrik of Mimika.")
+@click.option("--voters-per-tps", default=40, show_default=True, type=click.IntRange(5, 600))
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the report as JSON to this file.")
+              help="Also write the report as JSON here [default: DIR/report.json].")
 @json_option
-def demo(directory: Path | None, report: Path | None, as_json: bool) -> None:
-    """Run a small district on this machine and report whether it converged."""
-    started = time.monotonic()
+def demo(directory: Path | None, distrik: str, voters_per_tps: int, report: Path | None,
+         as_json: bool) -> None:
+    """Run a coklit district on this machine with real daemons; report convergence
+    and progress; exit 1 if the nodes did not converge."""
     with tempfile.TemporaryDirectory(prefix="meshsync-demo-") as tmp:
         root = directory or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        d = Demo(root, quiet=as_json)
-        d.enrol()
-        d.coklit()
-        sessions = d.sync_all(_free_port())
-        d.sneakernet()
-        views = d.views()
-    first = json.dumps(views["laptop"], sort_keys=True)
-    converged = all(json.dumps(v, sort_keys=True) == first for v in views.values())
-    conflicts = [r["key"] for r in views["laptop"] if r["conflicts"]]
-    result = {"converged": converged, "records": len(views["laptop"]),
-              "conflicts": conflicts, "sessions": len(sessions),
-              "bytes": sum(s["bytes_sent"] + s["bytes_received"] for s in sessions),
-              "seconds": round(time.monotonic() - started, 2), "steps": len(d.steps)}
-    if report is not None:
-        report.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
+        d = District(root, distrik, voters_per_tps, quiet=as_json)
+        try:
+            d.enrol()
+            d.baseline()
+            d.configure()
+            d.uplink_up()
+            shared, tms = d.coklit()
+            d.flap()
+            converged = d.converge()
+            result = d.report(converged, shared, tms)
+        finally:
+            d.stop_all()
+        result["seconds"] = round(time.monotonic() - d.started, 1)
+        out = report or root / "report.json"
+        out.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
+        result["report"] = str(out) if (report or directory) else None
+    _print(result, as_json)
+    if not result["converged"]:
+        sys.exit(1)
+
+
+def _print(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         echo_json(result)
-    else:
-        click.echo(f"{'converged' if converged else 'NOT converged'}: {result['records']} "
-                   f"voters on laptop, central and both phones; conflicts on {conflicts}; "
-                   f"{result['sessions']} TLS sessions, {result['bytes']} bytes; "
-                   f"{result['seconds']} s")
-    if not converged:
-        sys.exit(1)
+        return
+    word = "converged" if result["converged"] else "NOT converged"
+    click.echo(f"{word}: {result['voters']} voters of distrik {result['distrik']} on central, "
+               f"the laptop and 3 phones in {result['seconds']} s; "
+               f"{result['sessions']} sessions, {result['bytes']} bytes")
+    click.echo(f"conflicts at central: {result['conflicts']}")
+    click.echo("progress per village at central:")
+    for village, row in result["progress"]["village"].items():
+        status = ", ".join(f"{k} {v}" for k, v in row["status"].items())
+        click.echo(f"  {village}: {row['records']} voters ({status})")
 
 
 COMMANDS = [demo]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -53,6 +54,35 @@ class NodeService:
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large for a float")
+    return value
+
+
+def _strict_json(raw: bytes) -> Any:
+    """Parse a request body as RFC 8259 JSON; UsageError (400) otherwise.
+
+    Python's json accepts NaN and Infinity (and turns 1e999 into inf): stored, such a
+    value would make every later JSON response listing the record fail, here and on
+    every peer it syncs to. Deep nesting would raise RecursionError (a 500).
+    """
+    try:
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"request body is not JSON: {exc.msg}") from exc
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise UsageError(f"request body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError("request body is not JSON this API accepts: nested too deeply") \
+            from exc
 
 
 def build_app(service: NodeService, token: str) -> Starlette:
@@ -102,10 +132,7 @@ def build_app(service: NodeService, token: str) -> Starlette:
 
     async def put_record(request: Request) -> Response:
         p = request.path_params
-        try:
-            body = json.loads(await request.body())
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"request body is not JSON: {exc.msg}") from exc
+        body = _strict_json(await request.body())
         if not isinstance(body, dict) or not isinstance(body.get("fields"), dict):
             raise UsageError('body must be {"fields": {...}, "partition": optional}')
         result = await call("put_json", p["collection"], p["key"], body["fields"],
@@ -120,6 +147,10 @@ def build_app(service: NodeService, token: str) -> Starlette:
         service.sync_now()
         return JSONResponse(result)
 
+    async def progress_route(request: Request) -> Response:
+        collection = request.query_params.get("collection", "voters")
+        return JSONResponse(await call("progress_json", collection))
+
     async def conflicts(request: Request) -> Response:
         return JSONResponse(await call("conflicts_json"))
 
@@ -131,7 +162,8 @@ def build_app(service: NodeService, token: str) -> Starlette:
         return JSONResponse(OPENAPI)
 
     async def page(request: Request) -> Response:
-        return HTMLResponse(render_status(service.status(), service.peers()))
+        progress = await call("progress_json", "voters")
+        return HTMLResponse(render_status(service.status(), service.peers(), progress))
 
     routes = [
         Route("/", page),
@@ -143,14 +175,19 @@ def build_app(service: NodeService, token: str) -> Starlette:
         Route("/api/records/{collection}/{key}", guarded(put_record), methods=["PUT"]),
         Route("/api/records/{collection}/{key}", guarded(delete_record), methods=["DELETE"]),
         Route("/api/conflicts", guarded(conflicts)),
+        Route("/api/progress", guarded(progress_route)),
         Route("/api/sync", guarded(sync), methods=["POST"]),
     ]
     return Starlette(routes=routes)
 
 
 async def serve_api(app: Starlette, host: str, port: int, *,
-                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve ``app`` on ``host:port`` with hypercorn until cancelled."""
+                    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+    """Serve ``app`` on ``host:port`` with hypercorn until cancelled.
+
+    ``task_status.started(binds)`` once bound: ``["http://HOST:PORT"]`` with the port
+    the kernel picked when ``port`` is 0."""
     from hypercorn.config import Config
     from hypercorn.trio import serve
 

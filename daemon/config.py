@@ -24,6 +24,7 @@ and what is allowed.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,12 @@ from meshsync.errors import UsageError
 from meshsync.home import Home
 
 DISCOVERY_METHODS = ("mdns", "broadcast", "gateway", "static")
+#: What discovery adverts accept as a mesh id (meshsync.net.discovery.model), so a
+#: mesh the daemon starts with can always be advertised.
+MESH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,62}")
+
+#: Keys of config.toml read by the node itself, not the daemon (meshsync.home, io_local).
+HOME_KEYS = {"partition", "schema"}
 
 DEFAULTS: dict[str, Any] = {
     "mesh": "default",
@@ -49,14 +56,31 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def parse_hostport(text: Any, key: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); UsageError naming ``key``."""
+def parse_hostport(text: Any, key: str, low: int = 0) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); UsageError naming ``key``.
+
+    ``low`` is the lowest port allowed: 0 (the kernel picks) only makes sense for an
+    address this node listens on, never for one it dials.
+    """
     if not isinstance(text, str):
         raise UsageError(f"config {key}: expected \"HOST:PORT\", got {text!r}")
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise UsageError(f"config {key}: expected HOST:PORT with a port 0-65535, got {text!r}")
+    if not sep or not host or not port.isdigit() or not low <= int(port) <= 65535:
+        raise UsageError(f"config {key}: expected HOST:PORT with a port {low}-65535, "
+                         f"got {text!r}")
     return host.strip("[]"), int(port)
+
+
+def _listen(values: dict[str, Any]) -> tuple[str, int]:
+    # An IP literal, so that starting never resolves a name (DNS) on the network.
+    host, port = parse_hostport(values["listen"], "listen")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise UsageError(f"config listen: expected an IP address of this device "
+                             f"(0.0.0.0, ::, 127.0.0.1, ...), got {host!r}") from None
+    return host, port
 
 
 @dataclass(frozen=True)
@@ -109,14 +133,15 @@ def _api(values: dict[str, Any]) -> tuple[str, int]:
 
 def validate(values: dict[str, Any]) -> DaemonConfig:
     """Check merged settings; raises UsageError naming the first bad key."""
-    known = {f.name for f in fields(DaemonConfig)} | {"partition"}
+    known = {f.name for f in fields(DaemonConfig)} | HOME_KEYS
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(f"config: unknown key {unknown[0]!r}; known keys: "
                          f"{', '.join(sorted(known - {'extra'}))}")
     mesh = values["mesh"]
-    if not isinstance(mesh, str) or not mesh or len(mesh) > 63:
-        raise UsageError(f"config mesh: expected a name of 1-63 characters, got {mesh!r}")
+    if not isinstance(mesh, str) or not MESH_RE.fullmatch(mesh):
+        raise UsageError(f"config mesh: expected a name of 1-63 letters, digits or ._:/- "
+                         f"(starting with a letter or digit), got {mesh!r}")
     methods = _string_list(values, "discovery")
     bad = [m for m in methods if m not in DISCOVERY_METHODS]
     if bad:
@@ -132,20 +157,22 @@ def validate(values: dict[str, Any]) -> DaemonConfig:
     low, high = _number(values, "backoff_min_s", 0.1, 3600), \
         _number(values, "backoff_max_s", 0.1, 86400)
     if low > high:
-        raise UsageError("config backoff_min_s: must not exceed backoff_max_s")
+        raise UsageError(f"config backoff_min_s: must not exceed backoff_max_s "
+                         f"(got {low:g} > {high:g})")
     return DaemonConfig(
         mesh=mesh,
-        listen=parse_hostport(values["listen"], "listen"),
+        listen=_listen(values),
         api=_api(values),
         discovery=tuple(methods),
-        static_peers=tuple(parse_hostport(p, "static_peers")
+        static_peers=tuple(parse_hostport(p, "static_peers", low=1)
                            for p in _string_list(values, "static_peers")),
         interfaces=tuple(_string_list(values, "interfaces")),
         beacon_port=beacon_port,
         anti_entropy_s=_number(values, "anti_entropy_s", 1, 86400),
         beacon_interval_s=_number(values, "beacon_interval_s", 0.5, 3600),
         backoff_min_s=low, backoff_max_s=high,
-        uplink=tuple(parse_hostport(p, "uplink") for p in _string_list(values, "uplink")),
+        uplink=tuple(parse_hostport(p, "uplink", low=1)
+                     for p in _string_list(values, "uplink")),
         share=share,
     )
 

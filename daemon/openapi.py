@@ -36,6 +36,12 @@ OPENAPI: dict[str, Any] = {
                    "schemas": {"Record": _RECORD, "Error": _ERROR}},
     "security": [{"token": []}],
     "paths": {
+        "/": {"get": {"summary": "The operator's status page (HTML; no personal data)",
+                      "security": [],
+                      "responses": {"200": {"description": "OK", "content": {
+                          "text/html": {"schema": {"type": "string"}}}}}}},
+        "/api/openapi.json": {"get": {"summary": "This description", "security": [],
+                                      "responses": {"200": _json({"type": "object"})}}},
         "/api/status": {"get": {"summary": "Node status: identity, diagnosis, peers, "
                                            "pending changes, conflicts, clock warnings",
                                 "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
@@ -63,6 +69,11 @@ OPENAPI: dict[str, Any] = {
                                    "responses": {"200": _json({"type": "array",
                                                                "items": _RECORD}),
                                                  **_ERRORS}}},
+        "/api/progress": {"get": {
+            "summary": "Progress per TPS and per village: records by status",
+            "parameters": [{"name": "collection", "in": "query", "required": False,
+                            "schema": {"type": "string", "default": "voters"}}],
+            "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
         "/api/sync": {"post": {"summary": "Sync with every known peer now",
                                "responses": {"202": _json({"type": "object"}), **_ERRORS}}},
     },

@@ -63,6 +63,8 @@ class PeerState:
     sessions_ok: int = 0
     changes_sent: int = 0
     changes_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
     clock_skew_ms: int = 0
     claimed_peers: int | None = None
 
@@ -76,6 +78,7 @@ class PeerState:
             "last_error": self.last_error, "failures": self.failures,
             "syncing": self.syncing, "sessions_ok": self.sessions_ok,
             "changes_sent": self.changes_sent, "changes_received": self.changes_received,
+            "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
             "clock_skew_ms": self.clock_skew_ms,
         }
 
@@ -177,6 +180,8 @@ class PeerManager:
             self.peers.setdefault(dev, PeerState(dev, device_id=dev))
         peer.role = summary.peer_role or peer.role
         peer.clock_skew_ms = summary.clock_skew_ms
+        peer.bytes_sent += summary.bytes_sent
+        peer.bytes_received += summary.bytes_received
         now = self._clock()
         if summary.error:
             peer.last_error = summary.error

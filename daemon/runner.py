@@ -63,6 +63,7 @@ class Daemon(NodeService):
         self.clock_warnings: list[str] = []
         self.peer_vvs: dict[str, dict[tuple[bytes, str], int]] = {}
         self.listen_address: tuple[str, int] | None = None
+        self.api_address = ""  # "HOST:PORT" once the API is bound
         self._cascade: Any = None
         self._custody: dict[str, Any] = {"feeds": [], "receipts": []}
         self._counts: dict[str, Any] = {"changes": 0, "conflicts": 0, "per_partition": {},
@@ -116,6 +117,11 @@ class Daemon(NodeService):
         change = self.node.delete(collection, key, partition)
         self._call_refresh()
         return {"seq": change.seq, "partition": change.partition, "hash": change.hash.hex()}
+
+    def _call_progress_json(self, collection: str) -> dict[str, Any]:
+        from meshsync.progress import progress
+
+        return progress(self.node.store, collection)
 
     def _call_conflicts_json(self) -> list[dict[str, Any]]:
         return [r.to_json() for r in self.node.conflicts()]
@@ -246,20 +252,31 @@ class Daemon(NodeService):
         token = api_token(self.home)
         async with trio.open_nursery() as nursery:
             host, port = self.config.listen
-            listeners = await nursery.start(serve_sync, self.endpoint, host, port)
+            try:
+                listeners = await nursery.start(serve_sync, self.endpoint, host, port)
+            except (OSError, ExceptionGroup) as exc:
+                _refuse_bind("listen", host, port, exc)
+                raise
             bound = listeners[0].socket.getsockname()
             self.listen_address = (bound[0], bound[1])
             await self._refresh()
             api_host, api_port = self.config.api
-            await nursery.start(serve_api, build_app(self, token), api_host, api_port)
+            try:
+                binds = await nursery.start(serve_api, build_app(self, token), api_host,
+                                            api_port)
+            except (OSError, ExceptionGroup) as exc:
+                _refuse_bind("api", api_host, api_port, exc)
+                raise
+            # The bound address (port 0 picks one), as clients must dial it.
+            self.api_address = binds[0].split("://", 1)[-1]
             await nursery.start(self.manager.run)
             nursery.start_soon(self._discovery)
             if self.config.uplink:
                 nursery.start_soon(self._uplinks)
             nursery.start_soon(self._refresher)
             self._write_runtime()
-            log.info("daemon %s listening on %s:%s, API on %s:%s", self.node.key.device_id[:8],
-                     *self.listen_address, api_host, api_port)
+            log.info("daemon %s listening on %s:%s, API on %s", self.node.key.device_id[:8],
+                     *self.listen_address, self.api_address)
             task_status.started()
             try:
                 await trio.sleep_forever()
@@ -277,12 +294,24 @@ class Daemon(NodeService):
 
     def _write_runtime(self) -> None:
         assert self.listen_address is not None
-        api_host, api_port = self.config.api
-        data = {"pid": os.getpid(), "api": f"{api_host}:{api_port}",
+        data = {"pid": os.getpid(), "api": self.api_address,
                 "listen": f"{self.listen_address[0]}:{self.listen_address[1]}"}
         tmp = self.home.path / (RUNTIME_FILE + ".tmp")
         tmp.write_text(json.dumps(data) + "\n")
         tmp.replace(self.home.path / RUNTIME_FILE)
+
+
+def _refuse_bind(key: str, host: str, port: int, exc: BaseException) -> None:
+    """Raise a start-up bind failure (port in use, address not on this machine) as a
+    one-line error naming the config key; return for anything else."""
+    leaf = exc
+    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]  # hypercorn binds inside its own nursery
+    if isinstance(leaf, OSError):
+        from meshsync.errors import UsageError
+
+        raise UsageError(f"config {key}: cannot listen on {host}:{port}: "
+                         f"{leaf.strerror or leaf}") from exc
 
 
 async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = None,

@@ -38,13 +38,21 @@ def _peer_rows(peers: list[dict[str, Any]]) -> str:
     return "".join(rows) or "<tr><td colspan=7>no peers found yet</td></tr>"
 
 
-def render_status(status: dict[str, Any], peers: list[dict[str, Any]]) -> str:
+def _progress_rows(rows: dict[str, dict[str, Any]]) -> str:
+    out = []
+    for name, row in rows.items():
+        status = ", ".join(f"{_e(k)} {v}" for k, v in row["status"].items())
+        out.append(f"<tr><td>{_e(name)}</td><td>{row['records']}</td><td>{status}</td>"
+                   f"<td>{row['conflicts']}</td></tr>")
+    return "".join(out) or "<tr><td colspan=4>no records</td></tr>"
+
+
+def render_status(status: dict[str, Any], peers: list[dict[str, Any]],
+                  progress: dict[str, Any] | None = None) -> str:
     """The whole page as HTML text."""
     warnings = "".join(f"<li class='warn'>{_e(w)}</li>" for w in status["clock_warnings"])
     uplink = status.get("uplink") or "none configured"
     diag = status["diagnosis"]
-    progress = "".join(f"<tr><td>{_e(k)}</td><td>{v}</td></tr>"
-                       for k, v in sorted(status.get("records_per_partition", {}).items()))
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="10"><title>meshsync {_e(status['device_id'][:8])}</title>
 <style>{_STYLE}</style></head><body>
@@ -57,6 +65,10 @@ Uplink: {_e(uplink)}. Changes held: {status['changes']}. Open conflicts:
 <th>last sync</th><th>pending</th><th>sent / received</th><th>state</th></tr>
 {_peer_rows(peers)}</table>
 <h2>Clock warnings</h2><ul>{warnings or '<li>none</li>'}</ul>
-<h2>Records per partition</h2><table><tr><th>partition</th><th>records</th></tr>
-{progress or '<tr><td colspan=2>none</td></tr>'}</table>
+<h2>Progress per village</h2><table id="progress-village"><tr><th>village</th>
+<th>voters</th><th>by status</th><th>conflicts</th></tr>
+{_progress_rows((progress or {}).get("village", {}))}</table>
+<h2>Progress per TPS</h2><table id="progress-tps"><tr><th>TPS</th><th>voters</th>
+<th>by status</th><th>conflicts</th></tr>
+{_progress_rows((progress or {}).get("tps", {}))}</table>
 </body></html>"""
