@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-
 from meshsync.cli.common import echo_json, json_option
+
 from meshsync.home import Home
 
 MESHSYNC = [sys.executable, "-m", "meshsync.cli.main"]
@@ -156,7 +156,7 @@ class District:
 
     def api(self, name: str, method: str, path: str, body: Any = None) -> Any:
         token = (self.root / name / "api.token").read_text().strip()
-        request = urllib.request.Request(  # noqa: S310 - loopback, our own daemon
+        request = urllib.request.Request(
             f"http://127.0.0.1:{self.ports[name][1]}{path}", method=method,
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Authorization": f"Bearer {token}"})
