@@ -1,0 +1,490 @@
+"""PostgreSQL store (psycopg 3) for central, where several processes share one database.
+
+Install with the ``central`` extra (``pip install 'meshsync[central]'``). Nothing
+else in meshsync imports this module, so phones never need psycopg.
+
+**Schema.** Numbered migrations (:mod:`meshsync.store.pg_schema`) recorded in
+``meshsync_schema`` and applied under an advisory lock when a store opens, so
+several processes may start at once. Records are stored with their opaque state
+plus the visible fields as ``jsonb``; the views ``meshsync_records_current`` and
+``meshsync_progress`` are documented in ``docs/central-sql.md``. Text columns hold
+:func:`~meshsync.store.pg_text.escape` of the value (PostgreSQL text cannot hold
+U+0000).
+
+**Transactions** run at READ COMMITTED, explicitly, whatever the server default.
+Each statement sees what other processes have committed; races are resolved by
+row locks and compare-and-set, never by snapshots (see
+:mod:`meshsync.store.pg_write`). SERIALIZABLE would also be correct but would
+make every overlapping transaction a retry, including the common case of two
+processes ingesting different feeds that touch no common record. Commits are
+durable: the session sets ``synchronous_commit = on`` (the server must run with
+``fsync = on``, its default).
+
+**Errors.** psycopg errors become :class:`~meshsync.errors.StorageError`; lost
+races (a feed head or record another process changed first, and PostgreSQL's own
+deadlock, serialization and lock-timeout errors) become
+:class:`~meshsync.errors.ConcurrentAppendError`, after which the transaction rolls
+back and the caller runs it again. Write-behind: appends and record saves are sent
+in bulk, so a lost race may surface at a later write, a read or the commit (always
+before anything is committed). If the connection breaks during COMMIT the outcome
+is unknown; sending the same changes again is safe (ingest is idempotent on
+``(feed, seq)``). A broken connection is reopened at the next use outside a
+transaction. A store object is for one thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+try:
+    import psycopg
+    from psycopg.rows import TupleRow
+except ImportError as _exc:  # pragma: no cover - depends on the installation
+    raise ImportError("PostgresStore needs psycopg 3: pip install 'meshsync[central]'") from _exc
+
+from meshsync.change import FeedId
+from meshsync.errors import ConcurrentAppendError, StorageError, UsageError
+from meshsync.identity import sha256
+from meshsync.store.base import (
+    FeedInfo,
+    ForkEvidence,
+    RecordRow,
+    Refusal,
+    Store,
+    StoredChange,
+)
+from meshsync.store.pg_schema import migrate
+from meshsync.store.pg_text import escape, unescape, unescape_opt
+from meshsync.store.pg_write import ABSENT, UNKNOWN, Entry, Head, RecordKey, WriteBuffer
+
+T = TypeVar("T")
+
+#: sqlstates of lost races: serialization failure, deadlock, lock timeout.
+_RACE_STATES = {"40001", "40P01", "55P03"}
+_PAGE = 500  # rows per page of iter_changes / iter_records
+_SCAN_LIMIT = 5000  # largest partition load_record prefetches whole
+_SEEN_MAX = 4096  # record versions remembered from reads outside a transaction
+_RECORD_COLS = "partition, collection, key, state, deleted, conflict"
+
+
+def _prefix_bounds(prefix: str) -> tuple[str, str]:
+    # '0' sorts right after '/', so every partition below `prefix` lies in
+    # [prefix + '/', prefix + '0') under COLLATE "C" (see the SQLite store).
+    return prefix + "/", prefix + "0"
+
+
+def _record(r: TupleRow) -> RecordRow:
+    return RecordRow(unescape(r[0]), unescape(r[1]), unescape(r[2]), r[3], r[4], r[5])
+
+
+def _map_error(exc: psycopg.Error) -> StorageError:
+    if exc.sqlstate in _RACE_STATES:
+        return ConcurrentAppendError(f"lost a race with another process: {exc}")
+    return StorageError(f"PostgreSQL store failed, the transaction was rolled back: {exc}")
+
+
+class PostgresStore(Store):
+    """A :class:`Store` in a PostgreSQL database (see the module docs).
+
+    Args:
+        dsn: libpq connection string or URI, e.g. ``"host=/run/postgresql
+            dbname=meshsync"``; add ``options=-csearch_path=NAME`` to keep the
+            store in schema ``NAME`` (which must exist).
+        lock_timeout_ms: longest wait (milliseconds) for a row another process
+            holds locked before giving up with :class:`ConcurrentAppendError`.
+
+    Raises :class:`StorageError` if the database cannot be reached or migrated.
+    """
+
+    def __init__(self, dsn: str, *, lock_timeout_ms: int = 30_000) -> None:
+        self._dsn, self._lock_timeout_ms = dsn, lock_timeout_ms
+        self._closed = self._in_tx = False
+        self._doomed: StorageError | None = None
+        self._buf = WriteBuffer()
+        self._seen: dict[RecordKey, int] = {}
+        self.schema_version = 0
+        self._conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection[TupleRow]:
+        try:
+            conn = psycopg.connect(self._dsn, autocommit=True, application_name="meshsync")
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        try:
+            conn.execute("SET synchronous_commit = on")
+            conn.execute("SELECT set_config('lock_timeout', %s, false)",
+                         [f"{self._lock_timeout_ms}ms"])
+            self.schema_version = migrate(conn)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise StorageError(f"cannot open the PostgreSQL store: {exc}") from exc
+            raise
+        return conn
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    @contextmanager
+    def _guard(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        """Yield the connection; map psycopg errors and doom the open transaction."""
+        if self._closed:
+            raise UsageError("the store is closed")
+        if self._conn.broken and not self._in_tx:
+            self._conn = self._connect()
+        try:
+            yield self._conn
+        except psycopg.Error as exc:
+            err = _map_error(exc)
+            if self._in_tx:
+                self._doomed = err
+            raise err from exc
+        except StorageError as err:
+            if self._in_tx:
+                self._doomed = err
+            raise
+
+    def _one(self, sql: str, args: Any = None) -> TupleRow | None:
+        with self._guard() as conn:
+            return conn.execute(sql.encode(), args).fetchone()
+
+    def _all(self, sql: str, args: Any = None) -> list[TupleRow]:
+        with self._guard() as conn:
+            return conn.execute(sql.encode(), args).fetchall()
+
+    def _write(self, sql: str, args: Any) -> int:
+        if not self._in_tx:
+            raise UsageError("write outside a transaction")
+        with self._guard() as conn:
+            return conn.execute(sql.encode(), args).rowcount
+
+    def _read_pages(self, fetch: Callable[[T | None], list[TupleRow]],
+                    last: Callable[[TupleRow], T]) -> Iterator[TupleRow]:
+        after: T | None = None
+        while True:
+            self.flush()  # the caller may have written between two pages
+            rows = fetch(after)
+            yield from rows
+            if len(rows) < _PAGE:
+                return
+            after = last(rows[-1])
+
+    # -- transactions ------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """See :meth:`Store.transaction`. Not re-entrant.
+
+        Raises :class:`ConcurrentAppendError` (run the transaction again) or
+        :class:`StorageError`; in both cases nothing of the transaction is stored.
+        """
+        if self._in_tx:
+            raise UsageError("transaction already open")
+        with self._guard() as conn:
+            conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        self._in_tx, self._doomed, self._buf = True, None, WriteBuffer()
+        try:
+            yield
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._in_tx, self._buf = False, WriteBuffer()
+
+    def _commit(self) -> None:
+        if self._doomed is not None:
+            raise type(self._doomed)(
+                f"an error inside this transaction was caught and ignored: {self._doomed}")
+        self.flush()
+        with self._guard() as conn:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+                raise StorageError("the transaction failed earlier and cannot commit")
+            try:
+                conn.execute("COMMIT")
+            except psycopg.OperationalError as exc:
+                if not conn.broken:
+                    raise
+                raise StorageError(
+                    "the connection to PostgreSQL broke during COMMIT, so the transaction "
+                    "may or may not be stored; ingest is idempotent, sending the same "
+                    f"changes again is safe: {exc}") from exc
+
+    def _rollback(self) -> None:
+        # If the connection is gone, the server has rolled back by itself.
+        if not self._conn.broken and not self._conn.closed:
+            with suppress(psycopg.Error):
+                self._conn.execute("ROLLBACK")
+
+    def flush(self) -> None:
+        """Send buffered writes of the open transaction now (no-op outside one).
+
+        Raises :class:`ConcurrentAppendError` if another process won a race.
+        """
+        if self._in_tx and self._buf.pending():
+            with self._guard() as conn:
+                self._buf.flush(conn)
+
+    # -- feeds and changes -------------------------------------------------------------
+
+    def _tx_head(self, feed: FeedId) -> Head:
+        head = self._buf.heads.get(feed)
+        if head is None:
+            r = self._one("SELECT id, head_seq, head_hash FROM meshsync_feeds "
+                          "WHERE author = %s AND partition = %s", [feed[0], escape(feed[1])])
+            head = Head(r[0], r[1], r[1], r[2]) if r else Head(None, 0, 0, b"")
+            self._buf.heads[feed] = head
+        return head
+
+    def feed_head(self, feed: FeedId) -> FeedInfo | None:
+        """See :meth:`Store.feed_head`. Inside a transaction, the head as this
+        transaction sees it (including its own appends)."""
+        if self._in_tx:
+            head = self._tx_head(feed)
+            return FeedInfo(feed[0], feed[1], head.seq, head.hash) if head.seq else None
+        r = self._one("SELECT head_seq, head_hash FROM meshsync_feeds "
+                      "WHERE author = %s AND partition = %s", [feed[0], escape(feed[1])])
+        return FeedInfo(feed[0], feed[1], r[0], r[1]) if r else None
+
+    def feeds(self) -> list[FeedInfo]:
+        """See :meth:`Store.feeds`."""
+        self.flush()
+        rows = self._all("SELECT author, partition, head_seq, head_hash FROM meshsync_feeds "
+                         "ORDER BY author, partition")
+        return [FeedInfo(r[0], unescape(r[1]), r[2], r[3]) for r in rows]
+
+    def append_change(self, feed: FeedId, change: StoredChange, hlc: int) -> None:
+        """See :meth:`Store.append_change`.
+
+        ``change.seq`` must follow the head this transaction sees (else
+        :class:`UsageError`, and the transaction stays usable). If another process
+        appends to the feed first, :class:`ConcurrentAppendError` is raised here or
+        at a later flush or the commit.
+        """
+        if not self._in_tx:
+            raise UsageError("write outside a transaction")
+        head = self._tx_head(feed)
+        if change.seq != head.seq + 1:
+            raise UsageError(f"append at seq {change.seq} does not follow the feed head "
+                             f"{head.seq}")
+        self._buf.append(feed, change, hlc)
+        if self._buf.full():
+            self.flush()
+
+    def change_at(self, feed: FeedId, seq: int) -> StoredChange | None:
+        """See :meth:`Store.change_at`."""
+        if self._in_tx and (pending := self._buf.pending_change(feed, seq)) is not None:
+            return pending
+        r = self._one(
+            "SELECT c.seq, c.hash, c.body, c.sig, c.invalid FROM meshsync_changes c "
+            "JOIN meshsync_feeds f ON f.id = c.feed "
+            "WHERE f.author = %s AND f.partition = %s AND c.seq = %s",
+            [feed[0], escape(feed[1]), seq])
+        return StoredChange(r[0], r[1], r[2], r[3], unescape_opt(r[4])) if r else None
+
+    def iter_changes(self, feed: FeedId, after_seq: int = 0) -> Iterator[StoredChange]:
+        """See :meth:`Store.iter_changes`. Reads in pages, so memory stays bounded."""
+        def fetch(after: int | None) -> list[TupleRow]:
+            return self._all(
+                "SELECT c.seq, c.hash, c.body, c.sig, c.invalid FROM meshsync_changes c "
+                "JOIN meshsync_feeds f ON f.id = c.feed WHERE f.author = %s "
+                "AND f.partition = %s AND c.seq > %s ORDER BY c.seq LIMIT %s",
+                [feed[0], escape(feed[1]), after_seq if after is None else after, _PAGE])
+        for r in self._read_pages(fetch, lambda r: int(r[0])):
+            yield StoredChange(r[0], r[1], r[2], r[3], unescape_opt(r[4]))
+
+    def count_changes(self) -> int:
+        """See :meth:`Store.count_changes`. Feeds are contiguous from seq 1, so this
+        is the sum of the heads (no scan of the changes)."""
+        self.flush()
+        r = self._one("SELECT coalesce(sum(head_seq), 0) FROM meshsync_feeds")
+        return int(r[0]) if r else 0
+
+    # -- records -----------------------------------------------------------------------
+
+    def _select_record(self, rkey: RecordKey) -> tuple[RecordRow | None, int]:
+        r = self._one(f"SELECT {_RECORD_COLS}, version FROM meshsync_records "
+                      "WHERE collection = %s AND key = %s AND partition = %s",
+                      [escape(rkey[1]), escape(rkey[2]), escape(rkey[0])])
+        return (_record(r), r[6]) if r else (None, ABSENT)
+
+    def _scan_partition(self, partition: str) -> None:
+        rows = self._all(f"SELECT {_RECORD_COLS}, version FROM meshsync_records "
+                         "WHERE partition = %s LIMIT %s", [escape(partition), _SCAN_LIMIT + 1])
+        if len(rows) > _SCAN_LIMIT:
+            self._buf.misses[partition] = -(1 << 62)  # too large: never scan it again
+            return
+        for r in rows:
+            row = _record(r)
+            entry = self._buf.rows.get((row.partition, row.collection, row.key))
+            if entry is None or not entry.loaded:
+                self._buf.rows[(row.partition, row.collection, row.key)] = Entry(row, r[6])
+        self._buf.complete.add(partition)
+
+    def _note(self, rkey: RecordKey, row: RecordRow | None, version: int) -> None:
+        """Remember the version the caller was shown (what its save is checked against)."""
+        if self._in_tx:
+            self._seen.pop(rkey, None)  # this read supersedes one made before the tx
+            self._buf.rows[rkey] = Entry(row, version)
+            return
+        self._seen.pop(rkey, None)
+        self._seen[rkey] = version
+        if len(self._seen) > _SEEN_MAX:
+            del self._seen[next(iter(self._seen))]
+
+    def load_record(self, partition: str, collection: str, key: str) -> RecordRow | None:
+        """See :meth:`Store.load_record`.
+
+        Inside a transaction, the second uncached load in one partition reads the
+        whole partition (up to 5,000 rows) into the transaction's cache, so ingest
+        costs no round trip per record. The version read is what the record's save
+        is checked against (see :mod:`meshsync.store.pg_write`).
+        """
+        rkey = (partition, collection, key)
+        buf = self._buf
+        if self._in_tx and rkey not in buf.rows and partition not in buf.complete:
+            if buf.misses.get(partition, 0) >= 1:
+                self._scan_partition(partition)
+            buf.misses[partition] = buf.misses.get(partition, 0) + 1
+        entry = buf.lookup(rkey) if self._in_tx else None
+        if entry is not None:
+            return entry.row
+        row, version = self._select_record(rkey)
+        self._note(rkey, row, version)
+        return row
+
+    def load_records(self, keys: list[RecordKey]) -> dict[RecordKey, RecordRow]:
+        """See :meth:`Store.load_records`: one query for the keys not cached."""
+        out, todo = {}, []
+        for rkey in dict.fromkeys(keys):
+            entry = self._buf.lookup(rkey) if self._in_tx else None
+            if entry is None:
+                todo.append(rkey)
+            elif entry.row is not None:
+                out[rkey] = entry.row
+        if todo:
+            rows = self._all(
+                f"SELECT {_RECORD_COLS}, version FROM meshsync_records r "
+                "JOIN unnest(%b::text[], %b::text[], %b::text[]) AS u(c, k, p) "
+                "ON r.collection = u.c AND r.key = u.k AND r.partition = u.p",
+                [[escape(k[1]) for k in todo], [escape(k[2]) for k in todo],
+                 [escape(k[0]) for k in todo]])
+            found = {(row.partition, row.collection, row.key): (row, r[6])
+                     for r in rows if (row := _record(r))}
+            for rkey in todo:
+                hit = found.get(rkey)
+                self._note(rkey, hit[0] if hit else None, hit[1] if hit else ABSENT)
+                if hit:
+                    out[rkey] = hit[0]
+        return out
+
+    def save_record(self, row: RecordRow) -> None:
+        """See :meth:`Store.save_record`. A lost update (another process changed the
+        row since this store read it) raises :class:`ConcurrentAppendError` at a
+        later flush or the commit."""
+        if not self._in_tx:
+            raise UsageError("write outside a transaction")
+        rkey = (row.partition, row.collection, row.key)
+        base = ABSENT if row.partition in self._buf.complete else self._seen.pop(rkey, UNKNOWN)
+        self._buf.save(row, base)
+        if self._buf.full():
+            self.flush()
+
+    def iter_records(self, collection: str | None = None, partition_prefix: str = "",
+                     *, conflicts_only: bool = False) -> Iterator[RecordRow]:
+        """See :meth:`Store.iter_records`. Reads in pages of 500 rows."""
+        where, args = ["true"], []
+        if collection is not None:
+            where.append("collection = %s")
+            args.append(escape(collection))
+        if conflicts_only:
+            where.append("conflict")
+        if partition_prefix:
+            prefix = escape(partition_prefix)
+            where.append("(partition = %s OR (partition >= %s AND partition < %s))")
+            args += [prefix, *_prefix_bounds(prefix)]
+
+        def fetch(after: tuple[str, str, str] | None) -> list[TupleRow]:
+            page = "" if after is None else "AND (collection, key, partition) > (%s, %s, %s) "
+            return self._all(
+                f"SELECT {_RECORD_COLS} FROM meshsync_records WHERE {' AND '.join(where)} "
+                f"{page}ORDER BY collection, key, partition LIMIT {_PAGE}",
+                args + list(after or ()))
+        for r in self._read_pages(fetch, lambda r: (r[1], r[2], r[0])):
+            yield _record(r)
+
+    def find_record(self, collection: str, key: str) -> list[RecordRow]:
+        """See :meth:`Store.find_record`."""
+        self.flush()
+        rows = self._all(f"SELECT {_RECORD_COLS} FROM meshsync_records "
+                         "WHERE collection = %s AND key = %s ORDER BY partition",
+                         [escape(collection), escape(key)])
+        return [_record(r) for r in rows]
+
+    # -- evidence, refusals, metadata, credentials -------------------------------------
+
+    def add_fork(self, evidence: ForkEvidence) -> None:
+        """See :meth:`Store.add_fork`. Evidence is unique on the refused body's SHA-256."""
+        e = evidence
+        self._write(
+            "INSERT INTO meshsync_forks (author, partition, seq, held_hash, other_body, "
+            "other_hash, other_sig, note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (author, partition, seq, other_hash) DO NOTHING",
+            [e.author, escape(e.partition), e.seq, e.held_hash, e.other_body,
+             sha256(e.other_body), e.other_sig, escape(e.note)])
+
+    def forks(self) -> list[ForkEvidence]:
+        """See :meth:`Store.forks`."""
+        rows = self._all(
+            "SELECT author, partition, seq, held_hash, other_body, other_sig, note "
+            "FROM meshsync_forks ORDER BY author, partition, seq, other_body")
+        return [ForkEvidence(r[0], unescape(r[1]), r[2], r[3], r[4], r[5], unescape(r[6]))
+                for r in rows]
+
+    def add_refusal(self, refusal: Refusal) -> None:
+        """See :meth:`Store.add_refusal`."""
+        r = refusal
+        self._write(
+            "INSERT INTO meshsync_refusals (author, partition, seq, stage, reason, source) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            [r.author, escape(r.partition), r.seq, escape(r.stage), escape(r.reason),
+             escape(r.source)])
+
+    def refusals(self, limit: int = 1000) -> list[Refusal]:
+        """See :meth:`Store.refusals`."""
+        if limit <= 0:
+            return []
+        rows = self._all(
+            "SELECT author, partition, seq, stage, reason, source FROM "
+            "(SELECT * FROM meshsync_refusals ORDER BY id DESC LIMIT %s) AS recent "
+            "ORDER BY id", [limit])
+        return [Refusal(r[0], unescape(r[1]), r[2], unescape(r[3]), unescape(r[4]),
+                        unescape(r[5])) for r in rows]
+
+    def get_meta(self, name: str) -> bytes | None:
+        """See :meth:`Store.get_meta`."""
+        r = self._one("SELECT value FROM meshsync_meta WHERE name = %s", [escape(name)])
+        return bytes(r[0]) if r else None
+
+    def set_meta(self, name: str, value: bytes) -> None:
+        """See :meth:`Store.set_meta`. Last writer wins across processes."""
+        self._write("INSERT INTO meshsync_meta (name, value) VALUES (%s, %s) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    [escape(name), value])
+
+    def add_credential(self, digest: bytes, blob: bytes) -> bool:
+        """See :meth:`Store.add_credential`. If another process adds the same
+        credential at the same time, this waits for it and returns False."""
+        return self._write("INSERT INTO meshsync_credentials (digest, blob) VALUES (%s, %s) "
+                           "ON CONFLICT (digest) DO NOTHING", [digest, blob]) == 1
+
+    def credentials(self) -> list[bytes]:
+        """See :meth:`Store.credentials`."""
+        return [r[0] for r in self._all("SELECT blob FROM meshsync_credentials ORDER BY id")]
+
+    def close(self) -> None:
+        """See :meth:`Store.close`. An open transaction is rolled back by the server."""
+        if not self._closed:
+            self._closed = True
+            self._conn.close()
