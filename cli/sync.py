@@ -83,8 +83,9 @@ def sync(home: Path | None, peer: str, timeout: float, as_json: bool) -> None:
         for warning in result["clock_warnings"]:  # type: ignore[attr-defined]
             click.echo(f"clock: {warning}")
     if result["error"]:
-        if not as_json:
-            click.echo(f"meshsync: error: sync failed: {result['error']}", err=True)
+        # stderr even with --json: the JSON on stdout stays parseable, and every
+        # failing command prints its one-line reason (README, "Commands").
+        click.echo(f"meshsync: error: sync failed: {result['error']}", err=True)
         sys.exit(1)
     if not result["converged"]:
         sys.exit(4)

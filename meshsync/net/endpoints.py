@@ -12,14 +12,14 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from meshsync import frames as fr
 from meshsync.errors import AuthorizationError, MeshsyncError
-from meshsync.identity import short_id
+from meshsync.identity import sha256, short_id
 from meshsync.net.driver import now_ms, run_session
 from meshsync.net.errors import TransportError
 from meshsync.net.registry import INCOMING, OUTGOING, SessionRegistry
@@ -47,6 +47,27 @@ class Endpoint:
     limiter: trio.CapacityLimiter
     registry: SessionRegistry | None = None
     on_summary: Callable[[str, tuple[str, int], SessionSummary], None] | None = None
+    #: SHA-256 of every stored credential the trust store has seen (refresh_trust).
+    loaded_credentials: set[bytes] = field(default_factory=set)
+
+
+def refresh_trust(endpoint: Endpoint) -> None:
+    """Give the trust store the credentials stored since it was loaded.
+
+    Another process may add one to this home while it serves (``meshsync authority
+    revoke --home`` on the serving home): without this a revoked device could still
+    connect, and its changes be accepted, until a restart. Invalid blobs are skipped
+    as :func:`meshsync.io_local.load_trust` skips them. Call with the node's limiter.
+    """
+    adder = getattr(endpoint.node.trust, "add", None)
+    if adder is None:
+        return
+    for blob in endpoint.node.store.credentials():
+        digest = sha256(blob)
+        if digest not in endpoint.loaded_credentials:
+            with contextlib.suppress(AuthorizationError):
+                adder(blob)
+            endpoint.loaded_credentials.add(digest)
 
 
 async def _handshake(stream: trio.SSLStream[Any], endpoint: Endpoint) -> bytes:
@@ -62,11 +83,13 @@ async def _handshake(stream: trio.SSLStream[Any], endpoint: Endpoint) -> bytes:
         raise TransportError("tls", "TLS handshake timed out") from exc
     except (ssl.SSLError, trio.BrokenResourceError) as exc:
         cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+        await _send_pending_alert(stream)
         raise TransportError("tls", describe_ssl_error(cause or exc)) from exc
     chain = peer_chain_der(stream._ssl_object)
     checker = getattr(endpoint.node.trust, "peer_identity", None)
     if checker is None:
         raise TransportError("identity", "this node has no trust store (not enrolled)")
+    await trio.to_thread.run_sync(refresh_trust, endpoint, limiter=endpoint.limiter)
     try:
         key, _role, _scope = checker(chain, now_ms())
     except AuthorizationError as exc:
@@ -75,6 +98,21 @@ async def _handshake(stream: trio.SSLStream[Any], endpoint: Endpoint) -> bytes:
     if key == endpoint.node.key.public_key:
         raise TransportError("self", "connected to this device itself")
     return bytes(key)
+
+
+async def _send_pending_alert(stream: trio.SSLStream[Any]) -> None:
+    """Send the TLS alert OpenSSL queued when our side failed the handshake.
+
+    trio breaks the stream without sending it (python-trio/trio#3413, open), so the
+    peer would see only "EOF occurred in violation of protocol" instead of why it
+    was refused (unknown CA, certificate required; RFC 8446 §6.2).
+    """
+    outgoing = getattr(stream, "_outgoing", None)
+    pending = outgoing.read() if isinstance(outgoing, ssl.MemoryBIO) else b""
+    if pending:
+        with trio.move_on_after(2), contextlib.suppress(
+                trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await stream.transport_stream.send_all(pending)
 
 
 async def _tell(stream: trio.abc.Stream, stage: str, reason: str) -> None:

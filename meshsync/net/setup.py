@@ -10,6 +10,7 @@ import trio
 
 from meshsync.errors import UsageError
 from meshsync.home import Home
+from meshsync.identity import sha256
 from meshsync.io_local import open_node
 from meshsync.net.endpoints import Endpoint
 from meshsync.net.tls import client_context, server_context
@@ -71,4 +72,7 @@ def open_endpoint(path: Path, *, share: str | None = None, mesh: str | None = No
     client, server = client_context(home), server_context(home)
     with open_node(path, store=store) as node:
         node.role = config.role
-        yield Endpoint(node, config, client, server, trio.CapacityLimiter(1))
+        # open_node's trust store holds every credential stored now (refresh_trust)
+        loaded = {sha256(blob) for blob in node.store.credentials()}
+        yield Endpoint(node, config, client, server, trio.CapacityLimiter(1),
+                       loaded_credentials=loaded)

@@ -68,7 +68,8 @@ def describe_ssl_error(exc: BaseException) -> str:
     hints = {
         "CERTIFICATE_VERIFY_FAILED": "peer certificate not issued by our authority "
                                      "(self-signed, another authority, or expired)",
-        "UNKNOWN_CA": "the peer does not trust our certificate (another authority)",
+        "UNKNOWN_CA": "the peer does not trust our certificate (not issued by its "
+                      "authority: self-signed or another authority's)",
         "CERTIFICATE_REQUIRED": "the peer requires a client certificate",
         "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the client presented no certificate",
         "WRONG_VERSION_NUMBER": "the peer does not speak TLS",

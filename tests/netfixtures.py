@@ -1,0 +1,463 @@
+"""Real-process helpers for network tests: authorities, enrolled homes, ``meshsync serve``.
+
+Everything goes through the real CLI (``python -m meshsync.cli.main``) except where a
+test needs to be a *bad* peer (no certificate, garbage frames): those use ``ssl`` and
+trio directly (:func:`raw_tls_exchange`). Traffic only ever goes to 127.0.0.1.
+
+Waiting is polling with a deadline (:func:`wait_until`), never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack, closing, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from meshsync import frames as fr
+from meshsync.change import Put, sign_change
+from meshsync.crdt import RecordState
+from meshsync.home import Home
+from meshsync.io_local import open_node
+from meshsync.net.setup import session_config
+from meshsync.node import Node, record_row
+from meshsync.session import State, SyncSession
+from meshsync.store import SQLiteStore
+from meshsync.store.base import StoredChange
+from meshsync.wire import WireEncoder
+
+LOOPBACK = "127.0.0.1"
+MESHSYNC = (sys.executable, "-m", "meshsync.cli.main")
+DISTRICT = "mimika/jila"
+VILLAGE = f"{DISTRICT}/diloa"
+
+# -- the CLI -------------------------------------------------------------------------
+
+
+def run(*args: object, check: bool = True,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``meshsync ARGS``; with ``check``, fail with its stderr if it exits non-zero."""
+    proc = subprocess.run([*MESHSYNC, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"meshsync {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                             f"{proc.stderr}{proc.stdout}")
+    return proc
+
+
+def run_json(*args: object) -> Any:
+    """Run ``meshsync ARGS --json`` (must exit 0) and parse its output."""
+    return json.loads(run(*args, "--json").stdout)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
+               interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+# -- authorities and homes -------------------------------------------------------------
+
+
+@dataclass
+class District:
+    """A throwaway root authority (an admin node home) and the homes it enrolled."""
+
+    root: Path
+    authority: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.authority = self.root / "kpu"
+        if not self.authority.exists():
+            run("authority", "init", "--home", self.authority, "--name", "KPU Uji")
+
+    def enrol(self, name: str, role: str = "pantarlih", scope: str = VILLAGE,
+              partition: str | None = None) -> Path:
+        """``init`` + ``authority issue`` + ``enroll`` a home called ``name``."""
+        home = self.root / name
+        run("init", "--home", home, "--partition", partition or scope)
+        run("authority", "issue", "--home", self.authority, home / "device.csr",
+            "--role", role, "--scope", scope, "-o", self.root / f"{name}.crt")
+        run("enroll", "--home", home, self.root / f"{name}.crt")
+        return home
+
+    def revoke(self, home: Path) -> None:
+        """Revoke every change of ``home``'s device; the revocation is stored at the
+        authority home and travels with its next sync."""
+        run("authority", "revoke", "--home", self.authority, device_id(home))
+
+    def copy_to(self, dest: Path) -> District:
+        """A copy of every home (same keys and certificates) under ``dest``."""
+        shutil.copytree(self.root, dest)
+        return District(dest)
+
+    def home(self, name: str) -> Path:
+        """Path of the home called ``name``."""
+        return self.root / name
+
+
+def device_id(home: Path) -> str:
+    """The device id of ``home``."""
+    return Home.open(home).load_key().device_id
+
+
+def self_signed_home(district: District, name: str, scope: str = VILLAGE) -> Path:
+    """A home whose device certificate follows the meshsync profile (role, scope,
+    device URIs) but is signed by the device's own key, not by any authority. It
+    trusts the district's root, so it is the *server* that must refuse it."""
+    home = district.root / name
+    run("init", "--home", home, "--partition", scope)
+    key = Home.open(home).load_key()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} (self-signed)")])
+    uris = [f"meshsync:device/{key.device_id}", "meshsync:role/pantarlih",
+            f"meshsync:scope/{scope}"]
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.private_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH,
+                                              ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.UniformResourceIdentifier(u) for u in uris]), critical=False)
+        .sign(key.private_key, None))
+    (home / "device.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    shutil.copy(district.authority / "root.crt", home / "root.crt")
+    return home
+
+
+# -- meshsync serve ----------------------------------------------------------------------
+
+_SERVING = re.compile(r"serving \S+ on 127\.0\.0\.1:(\d+)")
+
+
+class ServerProcess:
+    """``meshsync serve --listen 127.0.0.1:0 -v`` with its stderr in a file.
+
+    The port is read from the "serving ... on HOST:PORT" line, printed only once the
+    listener is bound, so there is no free-port race and no probe connection.
+    """
+
+    def __init__(self, home: Path, log_path: Path) -> None:
+        self.home, self.log_path = home, log_path
+        with log_path.open("wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [*MESHSYNC, "serve", "--home", str(home), "--listen", f"{LOOPBACK}:0", "-v"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        self.port = int(wait_until(self._bound_port, 30, f"meshsync serve on {home}"))
+
+    def _bound_port(self) -> str | None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"meshsync serve exited {self.proc.returncode}:\n{self.log()}")
+        found = _SERVING.search(self.log())
+        return found.group(1) if found else None
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT`` for ``meshsync sync``."""
+        return f"{LOOPBACK}:{self.port}"
+
+    def log(self) -> str:
+        """Everything the server wrote to stderr so far."""
+        return self.log_path.read_text("utf-8", errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout: float = 15) -> re.Match[str]:
+        """Wait until a line of the log matches ``pattern`` (a regex); return the match."""
+        regex = re.compile(pattern)
+        return wait_until(lambda: regex.search(self.log()), timeout,  # type: ignore[no-any-return]
+                          f"server log line /{pattern}/; log so far:\n{self.log()}")
+
+    def stop(self, timeout: float = 15) -> int:
+        """SIGTERM, wait, return the exit code (SIGKILL and fail if it does not exit;
+        fail if the log holds a traceback: a clean exit is code 0 and no traceback)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"serve ignored SIGTERM for {timeout} s:\n{self.log()}") \
+                    from None
+        if "Traceback (most recent call last)" in self.log():
+            raise AssertionError(f"serve logged a traceback:\n{self.log()}")
+        return self.proc.returncode
+
+    def assert_alive(self) -> None:
+        """Fail if the server process has exited."""
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server died (rc {self.proc.returncode}):\n{self.log()}")
+
+
+@dataclass
+class Servers:
+    """Starts servers for one test and always stops them at teardown."""
+
+    logs: Path
+    started: list[ServerProcess] = field(default_factory=list)
+
+    def start(self, home: Path) -> ServerProcess:
+        """Start ``meshsync serve`` on ``home`` and wait until it listens."""
+        server = ServerProcess(home, self.logs / f"serve-{home.name}-{len(self.started)}.log")
+        self.started.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        """Stop whatever is still running (teardown)."""
+        for server in self.started:
+            if server.proc.poll() is None:
+                server.proc.kill()
+                server.proc.wait()
+
+
+def sync(home: Path, server: ServerProcess, *, check: bool = True) -> dict[str, Any]:
+    """``meshsync sync --json`` from ``home``; the parsed summary plus ``rc`` and ``stderr``."""
+    proc = run("sync", "--home", home, server.address, "--json", check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sync exited {proc.returncode}: {proc.stderr}{proc.stdout}")
+    summary = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    return {**summary, "rc": proc.returncode, "stderr": proc.stderr}
+
+
+# -- looking inside a home --------------------------------------------------------------
+
+
+def count_changes(home: Path) -> int:
+    """Changes held by ``home``, read through a read-only connection (safe while a
+    process writes: WAL readers see the last committed transaction)."""
+    uri = f"file:{home / 'store.sqlite'}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+        return int(db.execute("SELECT count(*) FROM changes").fetchone()[0])
+
+
+def stored_changes(home: Path) -> dict[tuple[bytes, str, int], tuple[bytes, bytes]]:
+    """``(author, partition, seq) -> (body, sig)`` of every change stored in ``home``."""
+    store = SQLiteStore(home / "store.sqlite")
+    try:
+        return {(f.author, f.partition, c.seq): (c.body, c.sig)
+                for f in store.feeds() for c in store.iter_changes(f.feed)}
+    finally:
+        store.close()
+
+
+# -- bad peers: raw TLS -------------------------------------------------------------------
+
+
+def client_context(root: Path, cert_home: Path | None) -> ssl.SSLContext:
+    """A TLS 1.3 client context trusting ``root``; presents ``cert_home``'s certificate
+    and key, or no certificate at all when it is None."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(root))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    if cert_home is not None:
+        ctx.load_cert_chain(cert_home / "device.crt", cert_home / "device.key")
+    return ctx
+
+
+@dataclass
+class RawResult:
+    """What a raw client saw: decoded frames from the server and how the stream ended."""
+
+    frames: list[list[Any]]
+    error: str | None  # the TLS / stream error, if the connection broke
+
+    def error_frame(self) -> list[Any] | None:
+        """The server's ERROR frame ``[ERROR, stage, reason]``, if it sent one."""
+        return next((f for f in self.frames if f and f[0] == fr.ERROR), None)
+
+
+def raw_tls_exchange(port: int, ctx: ssl.SSLContext, payload: bytes, *,
+                     speak_as: Path | None = None, close_after_send: bool = False,
+                     until: Callable[[list[list[Any]]], bool] | None = None,
+                     timeout: float = 15) -> RawResult:
+    """Connect to 127.0.0.1:``port`` and complete TLS; with ``speak_as`` (a home), run
+    that device's real session up to streaming first (see :class:`_Prelude`); send
+    ``payload``; then read frames until the server closes, or until ``until(frames)``
+    holds, or not at all with ``close_after_send``; then close."""
+    return trio.run(_raw_tls, port, ctx, payload, speak_as, close_after_send, until, timeout)
+
+
+class _Prelude:
+    """A real :class:`~meshsync.session.SyncSession` of a home, used only to bring the
+    server to streaming with protocol-correct HELLO, SUMMARY, VV and CRED frames (so
+    the test does not restate the protocol); its own changes are never sent."""
+
+    FORWARD = (fr.HELLO, fr.SUMMARY, fr.VV, fr.CRED)
+
+    def __init__(self, node: Node, home: Path) -> None:
+        self.session = SyncSession(node, session_config(Home.open(home)),
+                                   now_ms=time.time_ns() // 10**6)
+
+    def output(self) -> bytes:
+        """The session's pending frames that are part of the prelude."""
+        reader, kept = fr.FrameReader(), []
+        reader.feed(self.session.data_to_send())
+        while (got := reader.next_message()) is not None:
+            if got[0][0] in self.FORWARD:
+                kept.append(frame(got[0]))
+        return b"".join(kept)
+
+    def feed(self, data: bytes) -> bool:
+        """Give the session the server's bytes; True once it is streaming."""
+        self.session.receive_data(data, time.time_ns() // 10**6)
+        return self.session.state == State.STREAM
+
+
+async def _raw_tls(port: int, ctx: ssl.SSLContext, payload: bytes, speak_as: Path | None,
+                   close_after_send: bool, until: Callable[[list[list[Any]]], bool] | None,
+                   timeout: float) -> RawResult:
+    reader, error = fr.FrameReader(), None
+    frames: list[list[Any]] = []
+    with ExitStack() as stack, trio.fail_after(timeout):
+        stream = trio.SSLStream(await trio.open_tcp_stream(LOOPBACK, port), ctx)
+        try:
+            await stream.do_handshake()
+            if speak_as is not None:
+                prelude = _Prelude(stack.enter_context(open_node(speak_as)), speak_as)
+                await stream.send_all(prelude.output())
+                while not prelude.feed(await stream.receive_some(65536)):
+                    await stream.send_all(prelude.output())
+                await stream.send_all(prelude.output())
+            await stream.send_all(payload)
+            while not close_after_send and not (until and until(frames)):
+                data = await stream.receive_some(65536)
+                reader.feed(data)
+                while (got := reader.next_message()) is not None:
+                    frames.append(got[0])
+                if not data:
+                    break
+        except (trio.BrokenResourceError, ssl.SSLError) as exc:
+            cause = exc.__cause__ or exc
+            error = f"{type(cause).__name__}: {cause}"
+        finally:
+            with trio.move_on_after(2):
+                await stream.aclose()
+    return RawResult(frames, error)
+
+
+def frame(message: list[Any]) -> bytes:
+    """One length-prefixed protocol frame."""
+    return fr.encode_frame(message)
+
+
+def wire_items(home: Path) -> list[list[Any]]:
+    """Wire items (actor, feed, change) of every change ``home`` holds, in feed order."""
+    encoder = WireEncoder()
+    with open_node(home) as node:
+        return [item for change in node.changes_since({}) for item in encoder.encode(change)]
+
+
+def write_many_changes(home: Path, count: int, collection: str = "kunjungan") -> None:
+    """Append ``count`` one-op changes (one small record each) to ``home``'s own feed in
+    its default partition, in one transaction.
+
+    ``Node.put`` commits (and fsyncs) once per change, about 4,000 a second; this
+    signs each change the same way (:func:`~meshsync.change.sign_change`) and stores it
+    with the store's own ``append_change``/``save_record``, about 12,000 a second.
+    """
+    with open_node(home) as node:
+        partition = node.default_partition
+        feed = (node.key.public_key, partition)
+        with node.store.transaction():
+            head = node.store.feed_head(feed)
+            seq, prev = (head.head_seq, head.head_hash) if head else (0, b"")
+            now = node.now_ms()
+            for _ in range(count):
+                seq += 1
+                put = Put(collection, f"k-{seq:07d}", {"status": "dikunjungi"})
+                hlc = node.hlc.reserve(now, 1)
+                change = sign_change(node.key, partition, seq, prev, hlc, (put,))
+                state = RecordState()
+                state.apply_put(change.op_id(0), put.fields, ())
+                node.store.append_change(
+                    feed, StoredChange(seq, change.hash, change.body, change.sig), hlc)
+                node.store.save_record(record_row((partition, collection, put.key), state))
+                prev = change.hash
+            node.save_clock()
+
+
+# -- counting bytes on the wire ---------------------------------------------------------------
+
+
+class ByteCountingRelay:
+    """A TCP relay on 127.0.0.1 in front of a server, counting the bytes of every
+    connection each way (TLS records included): what a radio would carry."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.connections: list[dict[str, int]] = []
+        self._listener = socket.create_server((LOOPBACK, 0))
+        self.port = self._listener.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._accept = threading.Thread(target=self._accept_loop, daemon=True)
+        self._accept.start()
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT`` to dial instead of the server."""
+        return f"{LOOPBACK}:{self.port}"
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((LOOPBACK, self.target))
+            counts = {"to_server": 0, "to_client": 0}
+            self.connections.append(counts)
+            for src, dst, key in ((client, upstream, "to_server"),
+                                  (upstream, client, "to_client")):
+                thread = threading.Thread(target=_pump, args=(src, dst, counts, key),
+                                          daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def close(self, timeout: float = 15) -> None:
+        """Stop accepting and wait for the connections' pumps to finish."""
+        self._listener.close()
+        self._accept.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
+
+
+def _pump(src: socket.socket, dst: socket.socket, counts: dict[str, int], key: str) -> None:
+    try:
+        while data := src.recv(65536):
+            counts[key] += len(data)
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for sock in (src, dst):
+            sock.close()
+
