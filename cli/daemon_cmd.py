@@ -15,7 +15,7 @@ import click
 import trio
 from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
 
-from meshsync.errors import UsageError
+from meshsync.errors import MeshsyncError, UsageError
 from meshsync.home import Home
 
 
@@ -56,7 +56,22 @@ def daemon(home: Path | None, config_file: Path | None, listen: str | None, api:
     config = load_config(Home.open(path), config_file, overrides)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    trio.run(functools.partial(run_daemon, path, config, store=store, role=role))
+    try:
+        trio.run(functools.partial(run_daemon, path, config, store=store, role=role))
+    except BaseExceptionGroup as group:
+        # A refusal at start (a port in use, say) arrives wrapped in trio's
+        # nursery groups: print it as the one line every command prints, not a trace.
+        leaves = _leaves(group)
+        if leaves and all(isinstance(e, MeshsyncError | OSError) for e in leaves):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return found
 
 
 def api_get(home: Path, route: str) -> Any | None:
@@ -69,8 +84,11 @@ def api_get(home: Path, route: str) -> Any | None:
     request = urllib.request.Request(
         f"http://{address}{route}",
         headers={"Authorization": f"Bearer {token_file.read_text().strip()}"})
+    # Never through a proxy from the environment (http_proxy): the request carries the
+    # token, and the daemon only listens on this machine's loopback anyway.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        with opener.open(request, timeout=5) as response:
             return json.loads(response.read())
     except (urllib.error.URLError, OSError):
         return None

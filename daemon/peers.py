@@ -145,6 +145,7 @@ class PeerManager:
 
     def _merge(self, old: PeerState, into: PeerState) -> None:
         into.addresses.update(old.addresses)
+        into.last_seen_ms = max(into.last_seen_ms, old.last_seen_ms)
         del self.peers[old.key]
 
     def local_change(self) -> None:

@@ -329,9 +329,11 @@ async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = No
             raise UsageError(f"--role {role}: this home's certificate has role "
                              f"{endpoint.config.role!r}")
         daemon = Daemon(Home.open(path), config, endpoint)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(daemon.run)
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # Catch the signals before starting: daemon.json tells clients the daemon is
+        # up, and a SIGTERM right after it appears must still shut down cleanly.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(daemon.run)
                 async for signum in signals:
                     log.info("received %s; shutting down", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()

@@ -1,0 +1,822 @@
+"""``meshsync daemon`` as real processes on 127.0.0.1 (design.md §9, §10 level 4).
+
+Every daemon here runs with ``discovery = ["static"]``: the default cascade would send
+mDNS multicast and UDP broadcasts and dial the default gateway on the real network.
+Peers are given as static peers, either directly or through a :class:`Link` (a TCP
+relay on 127.0.0.1 the test can cut and restore, like a phone walking out of Wi-Fi
+range). Ports are 0 (the kernel picks; the daemon records the bound ports in
+``daemon.json``), so tests never race for a port.
+
+Covers: three daemons converging after puts and a concurrent edit through the HTTP
+API; the API's token, validation, OpenAPI description and ``POST /api/sync``;
+``meshsync status`` and ``peers`` against a running and a stopped daemon; every
+invalid configuration refused at start with one line; SIGINT and SIGTERM shutdown;
+a receiving daemon SIGKILLed mid-sync resuming with only the remainder
+(field-failures.md B11, B21).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import closing, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netfixtures import (
+    DISTRICT,
+    LOOPBACK,
+    MESHSYNC,
+    VILLAGE,
+    ByteCountingRelay,
+    District,
+    count_changes,
+    device_id,
+    run,
+    run_json,
+    wait_until,
+    write_many_changes,
+)
+
+from meshsync import frames as fr
+from meshsync.session import SessionConfig
+
+PHONES = {"phone-a": "tps-001", "phone-b": "tps-002", "phone-c": "tps-003"}
+
+#: Fast retries so a restored link is used within about a second; anti-entropy left
+#: long so that every sync a test sees was caused by what the test did.
+FAST = {"backoff_min_s": 0.2, "backoff_max_s": 1.0, "anti_entropy_s": 3600.0}
+
+
+# -- a link the test can cut -------------------------------------------------------------
+
+
+class Link:
+    """A TCP relay on 127.0.0.1 to one daemon's sync port that the test can cut.
+
+    ``down()`` closes every relayed connection and refuses new ones (accepts and
+    closes at once, as a dead route looks to TLS); ``up()`` relays again. Daemons
+    are given the relay's port as their static peer, so every byte between two
+    daemons crosses a link.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server((LOOPBACK, 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.target: int | None = None
+        self._up = False
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT`` to give as a static peer."""
+        return f"{LOOPBACK}:{self.port}"
+
+    def up(self) -> None:
+        """Relay new connections."""
+        with self._lock:
+            self._up = True
+
+    def down(self) -> None:
+        """Cut every relayed connection and refuse new ones."""
+        with self._lock:
+            self._up = False
+            cut, self._open = self._open, set()
+        for sock in cut:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Stop listening and cut everything."""
+        self.down()
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                target = self.target if self._up else None
+            try:
+                if target is None:
+                    raise ConnectionRefusedError
+                upstream = socket.create_connection((LOOPBACK, target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open |= {client, upstream}
+            threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
+
+    def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
+        back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+        back.start()
+        _pump(client, upstream)
+        back.join()
+        with self._lock:
+            self._open -= {client, upstream}
+        client.close()
+        upstream.close()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    """Copy until EOF or error, then shut both down (the other pump ends too)."""
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+# -- daemons ----------------------------------------------------------------------------
+
+
+@dataclass
+class ApiReply:
+    """An HTTP reply: status and the body parsed as JSON (or the text if it is not)."""
+
+    status: int
+    body: Any
+    content_type: str
+
+
+#: urllib would send a request through http_proxy from the environment.
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http(method: str, url: str, token: str | None = None, body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> ApiReply:
+    """One HTTP request to 127.0.0.1 with urllib; never raises for an HTTP status."""
+    assert url.startswith(f"http://{LOOPBACK}:"), url
+    all_headers = dict(headers or {})
+    if token is not None:
+        all_headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, method=method, headers=all_headers)
+    try:
+        with NO_PROXY.open(request, timeout=15) as response:
+            status, raw, ctype = response.status, response.read(), \
+                response.headers.get("content-type", "")
+    except urllib.error.HTTPError as exc:
+        status, raw, ctype = exc.code, exc.read(), exc.headers.get("content-type", "")
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = raw.decode("utf-8", "replace")
+    return ApiReply(status, parsed, ctype)
+
+
+class DaemonProcess:
+    """``meshsync daemon --config FILE -v`` on one home, stderr in a log file.
+
+    Always static discovery only, listen and API on 127.0.0.1 port 0 unless given.
+    ``start`` returns once ``daemon.json`` names this process (so a file left behind
+    by a killed predecessor is never mistaken for it).
+    """
+
+    def __init__(self, home: Path, logs: Path, static_peers: list[str] | None = None,
+                 **settings: Any) -> None:
+        self.home = home
+        self.config_path = logs / f"{home.name}.toml"
+        self.log_path = logs / f"{home.name}.log"
+        values: dict[str, Any] = {
+            "mesh": "uji", "listen": f"{LOOPBACK}:0", "api": f"{LOOPBACK}:0",
+            **FAST, **settings,
+            "discovery": ["static"],  # never the real network (see the module docstring)
+            "static_peers": static_peers or [],
+        }
+        self.config_path.write_text("".join(f"{k} = {json.dumps(v)}\n"
+                                            for k, v in values.items()))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runtime: dict[str, Any] = {}
+
+    def start(self, timeout: float = 30, interval: float = 0.05) -> DaemonProcess:
+        """Start the process and wait until its API and listener are up."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*MESHSYNC, "daemon", "--home", str(self.home), "--config",
+                 str(self.config_path), "-v"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.runtime = wait_until(self._runtime, timeout, f"daemon on {self.home.name}",
+                                  interval=interval)
+        return self
+
+    def _runtime(self) -> dict[str, Any] | None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"daemon {self.home.name} exited {self.proc.returncode}:\n"
+                                 f"{self.log()}")
+        try:
+            data = json.loads((self.home / "daemon.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return data if data.get("pid") == self.proc.pid else None  # type: ignore[no-any-return]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def api_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the local API."""
+        return f"http://{self.runtime['api']}"
+
+    @property
+    def listen_port(self) -> int:
+        """The bound sync port."""
+        return int(self.runtime["listen"].rpartition(":")[2])
+
+    @property
+    def token(self) -> str:
+        return (self.home / "api.token").read_text().strip()
+
+    @property
+    def device_id(self) -> str:
+        return device_id(self.home)
+
+    def request(self, method: str, path: str, body: Any = None,
+                token: str | None = "") -> ApiReply:
+        """A request to the API; ``token=""`` means this home's token, None none."""
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        return http(method, self.api_url + path, self.token if token == "" else token, data)
+
+    def get(self, path: str) -> Any:
+        """GET with the token; the parsed body (asserts 200)."""
+        reply = self.request("GET", path)
+        assert reply.status == 200, (path, reply)
+        return reply.body
+
+    def put(self, collection: str, key: str, fields: dict[str, Any],
+            partition: str | None = None) -> Any:
+        body: dict[str, Any] = {"fields": fields}
+        if partition is not None:
+            body["partition"] = partition
+        reply = self.request("PUT", f"/api/records/{collection}/{key}", body)
+        assert reply.status == 200, reply
+        return reply.body
+
+    def peer(self, other: DaemonProcess) -> dict[str, Any] | None:
+        """This daemon's peer-table row for ``other``, if it has one."""
+        return next((p for p in self.get("/api/peers") if p["device_id"] == other.device_id),
+                    None)
+
+    def synced_with(self, other: DaemonProcess, sessions: int = 1) -> bool:
+        row = self.peer(other)
+        return row is not None and row["sessions_ok"] >= sessions
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        """Send ``sig``, wait, return the exit code (fail if it ignores the signal)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"daemon ignored {signal.Signals(sig).name} for "
+                                     f"{timeout} s:\n{self.log()}") from None
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a flat battery does."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace")
+
+
+@dataclass
+class Lab:
+    """This test's copy of the district, its daemons and links; all stopped at the end."""
+
+    district: District
+    logs: Path
+    daemons: list[DaemonProcess] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+
+    def home(self, name: str) -> Path:
+        return self.district.home(name)
+
+    def daemon(self, name: str, static_peers: list[str] | None = None,
+               **settings: Any) -> DaemonProcess:
+        """A daemon on home ``name`` (not started)."""
+        made = DaemonProcess(self.home(name), self.logs, static_peers, **settings)
+        self.daemons.append(made)
+        return made
+
+    def link(self) -> Link:
+        made = Link()
+        self.links.append(made)
+        return made
+
+    def close(self) -> None:
+        for daemon in self.daemons:
+            if daemon.proc is not None and daemon.proc.poll() is None:
+                daemon.kill()
+        for link in self.links:
+            link.close()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enrol once: a district laptop (gateway) and three phones in one village."""
+    root = tmp_path_factory.mktemp("district")
+    district = District(root)
+    district.enrol("laptop", "gateway", DISTRICT)
+    for name, tps in PHONES.items():
+        district.enrol(name, scope=VILLAGE, partition=f"{VILLAGE}/{tps}")
+    return root
+
+
+@pytest.fixture
+def lab(template: Path, tmp_path: Path) -> Iterator[Lab]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    the_lab = Lab(District(template).copy_to(tmp_path / "district"), logs)
+    try:
+        yield the_lab
+    finally:
+        the_lab.close()
+
+
+def pair(lab: Lab, **settings: Any) -> tuple[DaemonProcess, DaemonProcess]:
+    """phone-b serving, phone-a with phone-b as its static peer; both started and
+    synced once."""
+    b = lab.daemon("phone-b", **settings).start()
+    a = lab.daemon("phone-a", [f"{LOOPBACK}:{b.listen_port}"], **settings).start()
+    wait_until(lambda: a.synced_with(b) and b.synced_with(a), 30, "a first sync",
+               interval=0.1)
+    return a, b
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str,
+             state: Callable[[], Any] | None = None) -> Any:
+    """``wait_until`` at API pace; on timeout the message includes ``state()``."""
+    try:
+        return wait_until(check, timeout, what, interval=0.1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; state: {state() if state else ''}") from None
+
+
+# -- convergence ----------------------------------------------------------------------------
+
+
+def test_three_daemons_converge_after_puts_and_a_concurrent_edit(lab: Lab) -> None:
+    names = ["laptop", "phone-a", "phone-b"]
+    links = {n: lab.link() for n in names}  # links[n] leads to n's sync port
+    daemons = {n: lab.daemon(n, [links[o].address for o in names if o != n]).start()
+               for n in names}
+    for name, link in links.items():
+        link.target = daemons[name].listen_port
+        link.up()
+    laptop, a, b = (daemons[n] for n in names)
+    shared = f"{VILLAGE}/tps-001"
+
+    def views() -> dict[str, Any]:
+        return {n: (d.get("/api/records/voters"), d.get("/api/conflicts"))
+                for n, d in daemons.items()}
+
+    # Everyone sees one voter before the links go down, so the edits below share it.
+    a.put("voters", "v-bersama", {"nama": "Contoh Bersama", "status": "MS"}, shared)
+    wait_for(lambda: all(d.request("GET", f"/api/records/voters/v-bersama?partition="
+                                   f"{shared}").status == 200 for d in daemons.values()),
+             30, "v-bersama everywhere", views)
+
+    for link in links.values():
+        link.down()
+    for name, daemon in daemons.items():
+        for i in range(3):
+            daemon.put("voters", f"v-{name}-{i}", {"nama": f"Contoh {name} {i}", "umur": 30 + i})
+    a.put("voters", "v-bersama", {"status": "TMS", "catatan": "pindah"}, shared)
+    b.put("voters", "v-bersama", {"status": "MS-ganda"}, shared)
+    # Still apart: each holds only its own new voters.
+    assert {r["key"] for r in b.get("/api/records/voters")} == \
+        {"v-bersama", *(f"v-phone-b-{i}" for i in range(3))}
+    assert a.get(f"/api/records/voters/v-bersama?partition={shared}")["fields"]["status"] == \
+        "TMS"
+
+    for link in links.values():
+        link.up()
+    expected = {"v-bersama", *(f"v-{n}-{i}" for n in names for i in range(3))}
+    wait_for(lambda: all({r["key"] for r in d.get("/api/records/voters")} == expected
+                         and d.get("/api/conflicts") for d in daemons.values()),
+             60, "every voter and the conflict everywhere", views)
+    records, conflicts = laptop.get("/api/records/voters"), laptop.get("/api/conflicts")
+    for daemon in (a, b):
+        assert daemon.get("/api/records/voters") == records
+        assert daemon.get("/api/conflicts") == conflicts
+    [conflict] = conflicts
+    assert (conflict["key"], conflict["partition"]) == ("v-bersama", shared)
+    versions = conflict["conflicts"]["status"]
+    assert sorted(v["value"] for v in versions) == ["MS-ganda", "TMS"]
+    assert {v["author"] for v in versions} == {a.device_id, b.device_id}
+    assert conflict["fields"]["status"] == versions[0]["value"]  # the winner is first
+    assert conflict["fields"]["catatan"] == "pindah"  # edited on one side only: no conflict
+    assert conflict["fields"]["nama"] == "Contoh Bersama"
+    wait_for(lambda: all(d.get("/api/status")["conflicts"] == 1 for d in daemons.values()),
+             10, "every status to count the conflict")
+
+
+# -- the API -------------------------------------------------------------------------------
+
+
+def _app_routes() -> list[tuple[str, str]]:
+    """(path, method) of every route the daemon's Starlette app serves."""
+    from meshsync.daemon.api import NodeService, build_app
+
+    app = build_app(NodeService(), "not-used")
+    return sorted((route.path, method) for route in app.routes
+                  for method in (route.methods or ()) if method != "HEAD")
+
+
+def _concrete(path: str) -> str:
+    return path.replace("{collection}", "voters").replace("{key}", "v-0001")
+
+
+PUBLIC = {"/", "/api/openapi.json"}
+
+
+def test_every_api_route_needs_the_token(lab: Lab) -> None:
+    daemon = lab.daemon("phone-a").start()
+    daemon.put("voters", "v-0001", {"nama": "Contoh"})
+    guarded = [(p, m) for p, m in _app_routes() if p not in PUBLIC]
+    assert {p for p, _ in guarded} >= {"/api/status", "/api/peers", "/api/sync",
+                                       "/api/conflicts", "/api/records/{collection}"}
+    token = daemon.token
+    wrong = [{}, {"Authorization": "Bearer "}, {"Authorization": f"Bearer {'x' * len(token)}"},
+             {"Authorization": f"Bearer {token[:-1]}"}, {"Authorization": f"Bearer {token}x"},
+             {"Authorization": f"Bearer {token.swapcase()}"},
+             {"Authorization": f"Basic {token}"}, {"X-Api-Key": token}]
+    for path, method in guarded:
+        for headers in wrong:
+            body = b'{"fields": {"nama": "Penyusup"}}' if method == "PUT" else None
+            reply = http(method, daemon.api_url + _concrete(path), body=body, headers=headers)
+            assert reply.status == 401, (method, path, headers, reply)
+            assert reply.content_type.startswith("application/json")
+            assert "token" in reply.body["error"]
+    # None of the refused writes happened; the right token works for each route.
+    assert daemon.get("/api/records/voters/v-0001")["fields"] == {"nama": "Contoh"}
+    for path, method in guarded:
+        body = {"fields": {"nama": "Contoh 2"}} if method == "PUT" else None
+        reply = daemon.request(method, _concrete(path), body)
+        assert reply.status in (200, 202), (method, path, reply)
+        if method == "DELETE":
+            daemon.put("voters", "v-0001", {"nama": "Contoh"})
+    for path in PUBLIC:
+        assert http("GET", daemon.api_url + path).status == 200
+
+
+def test_api_token_file_is_private(lab: Lab) -> None:
+    assert not (lab.home("phone-a") / "api.token").exists()
+    daemon = lab.daemon("phone-a").start()
+    token_file = daemon.home / "api.token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert len(daemon.token) >= 32
+    # Restarting keeps the token (apps that read it once keep working).
+    token = daemon.token
+    assert daemon.stop() == 0
+    again = lab.daemon("phone-a").start()
+    assert again.token == token
+    assert again.request("GET", "/api/status").status == 200
+
+
+BAD_PUTS = {
+    "not JSON": (b"nama=Contoh", "JSON"),
+    "empty body": (b"", "JSON"),
+    "a list": (b"[1, 2]", "fields"),
+    "no fields": (b'{"partition": "mimika/jila/diloa/tps-001"}', "fields"),
+    "fields not an object": (b'{"fields": "Contoh"}', "fields"),
+    "no field at all": (b'{"fields": {}}', "field"),
+    "empty field name": (b'{"fields": {"": 1}}', "field name"),
+    "NaN": (b'{"fields": {"umur": NaN}}', "NaN"),
+    "Infinity": (b'{"fields": {"umur": -Infinity}}', "Infinity"),
+    "float overflow": (b'{"fields": {"umur": 1e999}}', "1e999"),
+    "deep nesting": (b'{"fields": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+                     "nest"),
+    "partition syntax": (b'{"fields": {"a": 1}, "partition": "Mimika//X"}', "partition"),
+    "partition type": (b'{"fields": {"a": 1}, "partition": 7}', "partition"),
+    "partition outside scope": (b'{"fields": {"a": 1}, "partition": "mimika/hoya/tps-001"}',
+                                "scope"),
+}
+
+
+def test_put_validation_errors_are_400_with_a_message(lab: Lab) -> None:
+    daemon = lab.daemon("phone-a").start()
+    daemon.put("voters", "v-0001", {"nama": "Contoh", "umur": 40})
+    for case, (body, needle) in BAD_PUTS.items():
+        reply = daemon.request("PUT", "/api/records/voters/v-0001", body)
+        assert reply.status == 400, (case, reply)
+        assert reply.content_type.startswith("application/json"), case
+        message = reply.body["error"]
+        assert needle.lower() in message.lower() and "\n" not in message, (case, message)
+    oversized = json.dumps({"fields": {"catatan": "x" * (9 * 1024 * 1024)}}).encode()
+    reply = daemon.request("PUT", "/api/records/voters/v-0002", oversized)
+    assert reply.status == 400 and "limit" in reply.body["error"], reply.body
+    # Nothing of the refused puts was stored, and the collection still reads as JSON.
+    assert daemon.get("/api/records/voters") == [daemon.get("/api/records/voters/v-0001")]
+    assert daemon.get("/api/records/voters/v-0001")["fields"] == {"nama": "Contoh", "umur": 40}
+    assert daemon.get("/api/status")["changes"] == 1
+    missing = daemon.request("GET", "/api/records/voters/v-9999")
+    assert missing.status == 404 and "v-9999" in missing.body["error"]
+
+
+def test_openapi_is_valid_3_1_and_describes_every_route(lab: Lab) -> None:
+    daemon = lab.daemon("phone-a").start()
+    reply = http("GET", daemon.api_url + "/api/openapi.json")  # no token needed
+    assert reply.status == 200
+    spec = reply.body
+    assert spec["openapi"].startswith("3.1.")
+    try:
+        from openapi_spec_validator import validate
+    except ImportError:  # optional: the structural checks below still run
+        pass
+    else:
+        validate(spec)
+    described = sorted((path, method.upper()) for path, item in spec["paths"].items()
+                       for method in item if method in
+                       ("get", "put", "post", "delete", "patch", "head", "options"))
+    assert described == _app_routes()
+    security = spec["components"]["securitySchemes"]
+    for path, method in described:
+        operation = spec["paths"][path][method.lower()]
+        needs_token = operation.get("security", spec.get("security")) not in (None, [])
+        assert needs_token == (path not in PUBLIC), (path, method)
+        for requirement in operation.get("security", spec.get("security")) or []:
+            assert set(requirement) <= set(security)
+        assert ("401" in operation["responses"]) == needs_token, (path, method)
+        params = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+        assert params == {part[1:-1] for part in path.split("/") if part.startswith("{")}
+
+
+def test_post_sync_syncs_with_every_peer_now(lab: Lab) -> None:
+    a, b = pair(lab)  # anti-entropy is an hour: nothing syncs unless asked
+    before = a.peer(b)["sessions_ok"]  # type: ignore[index]
+    # A record written beside the daemon (another process on the same home): the
+    # daemon does not know it changed, so only POST /api/sync can carry it to b.
+    run("put", "--home", a.home, "voters", "v-luar", "nama=Contoh Luar")
+    quiet_until = time.monotonic() + 2
+    while time.monotonic() < quiet_until:  # the negative control: nothing moves by itself
+        assert b.request("GET", "/api/records/voters/v-luar").status == 404
+        time.sleep(0.2)
+    reply = a.request("POST", "/api/sync")
+    assert reply.status == 202 and reply.body == {"ok": True, "peers": 1}
+    wait_for(lambda: b.request("GET", "/api/records/voters/v-luar").status == 200, 15,
+             "v-luar at b")
+    wait_for(lambda: a.peer(b)["sessions_ok"] > before, 15,  # type: ignore[index]
+             "a new session at a")
+    assert a.request("GET", "/api/sync").status == 405
+
+
+# -- status and peers commands ---------------------------------------------------------------
+
+
+def test_status_and_peers_use_the_running_daemon_then_fall_back(lab: Lab) -> None:
+    a, b = pair(lab)
+    a.put("voters", "v-0001", {"nama": "Contoh"})
+    wait_for(lambda: b.request("GET", "/api/records/voters/v-0001").status == 200, 15,
+             "v-0001 at b")
+    status = run_json("status", "--home", a.home)
+    assert status["device_id"] == a.device_id and "daemon" not in status
+    assert status["listen"] == a.runtime["listen"]  # only the running daemon knows this
+    assert status["peers"] == 1 and status["diagnosis"] in ("ok", "syncing")
+    assert status["changes"] == 1
+    peers = run_json("peers", "--home", a.home)
+    assert [p["device_id"] for p in peers] == [b.device_id]
+    assert peers[0]["addresses"] == [{"host": LOOPBACK, "port": b.listen_port,
+                                      "via": "static"}]
+    assert peers[0]["sessions_ok"] >= 1 and peers[0]["last_error"] is None
+    assert peers[0]["last_seen_ms"] is not None  # seen (static) before the first sync
+    text = run("peers", "--home", a.home).stdout
+    assert b.device_id[:16] in text
+
+    assert a.stop(signal.SIGTERM) == 0
+    assert not (a.home / "daemon.json").exists(), "daemon.json left behind after SIGTERM"
+    offline = run_json("status", "--home", a.home)
+    assert offline["daemon"] == "not running"
+    assert offline["device_id"] == a.device_id and offline["changes"] == 1
+    gone = run("peers", "--home", a.home, "--json", check=False)
+    assert gone.returncode != 0 and gone.stderr.startswith("meshsync: error: ")
+    assert "no daemon" in gone.stderr and gone.stderr.count("\n") == 1
+    assert b.stop(signal.SIGTERM) == 0
+    assert "Traceback" not in a.log() + b.log()
+
+
+def test_status_never_sends_the_token_through_a_proxy(lab: Lab) -> None:
+    daemon = lab.daemon("phone-a").start()
+    with closing(socket.create_server((LOOPBACK, 0))) as proxy:
+        proxy.settimeout(0.5)
+        env = {**os.environ, "http_proxy": f"http://{LOOPBACK}:{proxy.getsockname()[1]}",
+               "HTTP_PROXY": f"http://{LOOPBACK}:{proxy.getsockname()[1]}", "no_proxy": "",
+               "NO_PROXY": ""}
+        proc = subprocess.run([*MESHSYNC, "status", "--home", str(daemon.home), "--json"],
+                              capture_output=True, text=True, timeout=30, env=env,
+                              check=False)
+        with pytest.raises(TimeoutError):  # nothing ever connected to the proxy
+            proxy.accept()[0].close()
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["listen"] == daemon.runtime["listen"]
+
+
+def test_sigint_shuts_down_gracefully(lab: Lab) -> None:
+    a, b = pair(lab)
+    api_port = int(a.runtime["api"].rpartition(":")[2])
+    assert a.stop(signal.SIGINT) == 0
+    assert not (a.home / "daemon.json").exists()
+    assert "Traceback" not in a.log() and "KeyboardInterrupt" not in a.log()
+    with closing(socket.socket()) as probe:  # both ports are closed
+        assert probe.connect_ex((LOOPBACK, api_port)) != 0
+    with closing(socket.socket()) as probe:
+        assert probe.connect_ex((LOOPBACK, a.listen_port)) != 0
+    with closing(sqlite3.connect(f"file:{a.home / 'store.sqlite'}?mode=ro", uri=True)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # The other daemon noticed nothing bad about itself and keeps serving.
+    assert b.request("GET", "/api/status").status == 200
+    assert b.stop(signal.SIGINT) == 0
+
+
+def test_sigterm_right_after_start_still_shuts_down_cleanly(lab: Lab) -> None:
+    # daemon.json says "up": from then on a signal must mean a clean shutdown (it
+    # once arrived before the handler was installed: exit -15, daemon.json left).
+    for _ in range(5):
+        daemon = lab.daemon("phone-a").start(interval=0.001)
+        assert daemon.stop(signal.SIGTERM) == 0, daemon.log()
+        assert not (daemon.home / "daemon.json").exists()
+
+
+def test_api_port_0_is_recorded_as_the_bound_port(lab: Lab) -> None:
+    daemon = lab.daemon("phone-a", api=f"{LOOPBACK}:0").start()
+    host, _, port = daemon.runtime["api"].rpartition(":")
+    assert host == LOOPBACK and int(port) > 0
+    assert run_json("status", "--home", daemon.home)["listen"] == daemon.runtime["listen"]
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+BAD_CONFIGS = {
+    "unknown key": ("colour = \"merah\"\n", ["colour", "known keys", "listen"]),
+    "listen without port": ('listen = "127.0.0.1"\n', ["listen", "HOST:PORT"]),
+    "listen port too big": ('listen = "127.0.0.1:70000"\n', ["listen", "0-65535"]),
+    "listen on an address this machine lacks": ('listen = "192.0.2.1:7420"\n',
+                                                ["listen", "192.0.2.1:7420"]),
+    "listen not a string": ("listen = 7420\n", ["listen", "HOST:PORT"]),
+    "api on all interfaces": ('api = "0.0.0.0:7421"\n', ["api", "loopback"]),
+    "api on the LAN": ('api = "192.168.43.1:7421"\n', ["api", "loopback"]),
+    "unknown discovery": ('discovery = ["static", "merpati"]\n',
+                          ["discovery", "merpati", "mdns, broadcast, gateway, static"]),
+    "discovery not a list": ('discovery = "static"\n', ["discovery", "list"]),
+    "negative anti-entropy": ("anti_entropy_s = -5\n", ["anti_entropy_s", "1 to 86400"]),
+    "anti-entropy as text": ('anti_entropy_s = "60"\n', ["anti_entropy_s", "number"]),
+    "negative backoff": ("backoff_min_s = -1\n", ["backoff_min_s", "0.1"]),
+    "backoff min above max": ("backoff_min_s = 30\nbackoff_max_s = 5\n",
+                              ["backoff_min_s", "backoff_max_s"]),
+    "static peer without port": ('static_peers = ["192.168.43.1"]\n',
+                                 ["static_peers", "HOST:PORT"]),
+    "static peer port 0": ('static_peers = ["127.0.0.1:0"]\n', ["static_peers", "1-65535"]),
+    "static peers not a list": ('static_peers = "127.0.0.1:7420"\n', ["static_peers", "list"]),
+    "empty mesh": ('mesh = ""\n', ["mesh"]),
+    "mesh with a space": ('mesh = "jila barat"\n', ["mesh", "letters"]),
+    "beacon port 0": ("beacon_port = 0\n", ["beacon_port", "1-65535"]),
+    "bad TOML": ("listen = \n", ["config", "line 1"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_invalid_config_is_refused_at_start_with_one_line(lab: Lab, case: str) -> None:
+    text, needles = BAD_CONFIGS[case]
+    # Every other value is valid and safe: static discovery, loopback, port 0. If the
+    # bad value were accepted, the daemon would run (and be killed by the timeout).
+    safe = {"discovery": '["static"]', "listen": '"127.0.0.1:0"', "api": '"127.0.0.1:0"'}
+    given = {line.split("=")[0].strip() for line in text.splitlines()}
+    config = lab.logs / "bad.toml"
+    config.write_text(text + "".join(f"{k} = {v}\n" for k, v in safe.items()
+                                     if k not in given))
+    home = lab.home("phone-a")
+    try:
+        proc = subprocess.run([*MESHSYNC, "daemon", "--home", str(home), "--config",
+                               str(config)], capture_output=True, text=True, timeout=20,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{case}: the daemon started with {text!r}") from None
+    assert proc.returncode != 0
+    assert proc.stderr.startswith("meshsync: error: ") and proc.stderr.count("\n") == 1, \
+        proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, (case, needle, proc.stderr)
+    assert not (home / "daemon.json").exists()
+
+
+@pytest.mark.parametrize("which", ["listen", "api"])
+def test_a_port_in_use_is_refused_with_one_line(lab: Lab, which: str) -> None:
+    with closing(socket.create_server((LOOPBACK, 0))) as taken:
+        port = taken.getsockname()[1]
+        settings = {which: f"{LOOPBACK}:{port}"}
+        daemon = lab.daemon("phone-a", **settings)
+        proc = subprocess.run([*MESHSYNC, "daemon", "--home", str(daemon.home), "--config",
+                               str(daemon.config_path)], capture_output=True, text=True,
+                              timeout=30, check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith("meshsync: error: ") and proc.stderr.count("\n") == 1, \
+        proc.stderr
+    assert which in proc.stderr and str(port) in proc.stderr, proc.stderr
+    assert not (daemon.home / "daemon.json").exists()
+
+
+# -- killed mid-sync ------------------------------------------------------------------------------
+
+BIG = 50_000
+
+
+def _store_counts(home: Path) -> tuple[int, int]:
+    """(changes, distinct (feed, seq)) in ``home``'s store, read-only."""
+    uri = f"file:{home / 'store.sqlite'}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+        total, distinct = db.execute(
+            "SELECT count(*), count(DISTINCT feed || ':' || seq) FROM changes").fetchone()
+    return int(total), int(distinct)
+
+
+@pytest.mark.slow
+def test_daemon_killed_mid_sync_restarts_and_resumes_with_the_remainder(lab: Lab) -> None:
+    sender_home, receiver_home = lab.home("phone-a"), lab.home("phone-b")
+    write_many_changes(sender_home, BIG)
+    assert count_changes(sender_home) == BIG
+    sender = lab.daemon("phone-a").start()
+    relay = ByteCountingRelay(sender.listen_port)  # counts what the receiver is sent
+    try:
+        receiver = lab.daemon("phone-b", [relay.address]).start()
+        wait_until(lambda: count_changes(receiver_home) >= BIG // 5, 120,
+                   "a fifth of the changes at the receiver")
+        receiver.kill()
+        held = count_changes(receiver_home)
+        assert BIG // 5 <= held < BIG, f"not killed midway: {held} of {BIG}"
+        with closing(sqlite3.connect(f"file:{receiver_home / 'store.sqlite'}?mode=ro",
+                                     uri=True)) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert _store_counts(receiver_home) == (held, held)
+        first_connections = len(relay.connections)
+        first_bytes = sum(c["to_client"] for c in relay.connections)
+
+        restarted = lab.daemon("phone-b", [relay.address]).start()
+        wait_until(lambda: count_changes(receiver_home) == BIG, 120, "the remainder")
+        wait_for(lambda: restarted.synced_with(sender) and sender.synced_with(restarted),
+                 30, "the session to finish on both sides")
+    finally:
+        relay.close()
+    remainder = BIG - held
+    assert _store_counts(receiver_home) == (BIG, BIG)  # no change twice
+    assert restarted.peer(sender)["changes_received"] == remainder  # type: ignore[index]
+    # The sender counts only finished sessions: the killed one does not count.
+    assert sender.peer(restarted)["changes_sent"] == remainder  # type: ignore[index]
+    # Bytes: what the first run was sent covers `held` changes plus at most the window
+    # in flight when it died, so it bounds the cost of one change from above.
+    after = sum(c["to_client"] for c in relay.connections[first_connections:])
+    per_change = first_bytes / held
+    window = SessionConfig().window * fr.FRAME_TARGET_BYTES
+    assert after <= remainder * per_change * 1.02 + window, (after, per_change, remainder)
+    for daemon in (sender, restarted):
+        assert daemon.get("/api/status")["changes"] == BIG
+    wait_for(lambda: sender.get("/api/status")["digest"] ==
+             restarted.get("/api/status")["digest"], 10, "the same digest")
+    last = f"/api/records/kunjungan/k-{BIG:07d}?partition={VILLAGE}/tps-001"
+    assert restarted.get(last) == sender.get(last)
+    print(f"\nkilled at {held} of {BIG}; the restart carried {remainder} changes in "
+          f"{after} bytes (first run {first_bytes} bytes)")
+    assert sender.stop() == 0 and restarted.stop() == 0
+
+
+def test_listen_must_be_an_ip_address_so_no_name_is_resolved_at_start() -> None:
+    # In-process: a host name here would make the daemon resolve it (DNS) at start.
+    from meshsync.daemon.config import DEFAULTS, validate
+
+    from meshsync.errors import UsageError
+
+    base = {**DEFAULTS, "discovery": ["static"]}
+    for host in ("pc-kantor", "256.1.1.1", "laptop.local"):
+        with pytest.raises(UsageError, match=r"config listen: .*IP address"):
+            validate({**base, "listen": f"{host}:7420"})
+    for ok in ("0.0.0.0:7420", "[::]:7420", "127.0.0.1:0", "localhost:7420"):
+        validate({**base, "listen": ok})

@@ -1,0 +1,122 @@
+"""The operator's status page in a real browser: headless Chromium (design.md §9).
+
+A district laptop's daemon syncs with two phone daemons (static peers, 127.0.0.1
+only); Chromium loads the laptop's status page and the rendered DOM must list both
+phones and the diagnosis, and must not show the voter data the node holds (the page
+promises no personal data and needs no token).
+
+Chromium is kept off the network: besides the usual switches, every host name
+resolves to nothing but 127.0.0.1 and every non-loopback URL goes to a dead proxy
+on 127.0.0.1. Needs Debian's ``chromium`` package; skipped with the reason without it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import test_daemon
+from netfixtures import LOOPBACK, wait_until
+from test_daemon import Lab
+
+# The district and daemon fixtures of test_daemon, used here by name.
+template, lab = test_daemon.template, test_daemon.lab
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="headless Chromium is not installed (Debian: apt-get install chromium)")
+
+WINDOW = (1000, 700)
+
+
+def chromium(user_data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run headless Chromium with switches that keep it off the network."""
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--disable-extensions", "--no-default-browser-check",
+         f"--user-data-dir={user_data}",
+         f"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE {LOOPBACK}",
+         f"--proxy-server=http://{LOOPBACK}:9",  # loopback itself bypasses proxies
+         f"--window-size={WINDOW[0]},{WINDOW[1]}", *args],
+        capture_output=True, text=True, timeout=90, check=False)
+
+
+class PageText(HTMLParser):
+    """The text of the element with id ``diagnosis`` and the cells of ``tr.peer`` rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.diagnosis = ""
+        self.peer_rows: list[list[str]] = []
+        self._where: str | None = None  # "diagnosis", "peer-row" or "cell"
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if attributes.get("id") == "diagnosis":
+            self._where = "diagnosis"
+        elif tag == "tr":
+            is_peer = attributes.get("class") == "peer"
+            self._where = "peer-row" if is_peer else None
+            if is_peer:
+                self.peer_rows.append([])
+        elif tag == "td" and self._where == "peer-row":
+            self.peer_rows[-1].append("")
+            self._where = "cell"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._where == "cell":
+            self._where = "peer-row"
+        elif tag in ("b", "tr"):
+            self._where = None
+
+    def handle_data(self, data: str) -> None:
+        if self._where == "diagnosis":
+            self.diagnosis += data
+        elif self._where == "cell":
+            self.peer_rows[-1][-1] += data
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_status_page_in_headless_chromium_lists_the_peers(lab: Lab, tmp_path: Path) -> None:
+    phones = [lab.daemon(name).start() for name in ("phone-a", "phone-b")]
+    laptop = lab.daemon("laptop", [f"{LOOPBACK}:{p.listen_port}" for p in phones]).start()
+    secret = "Contoh Rahasia Pemilih"
+    phones[0].put("voters", "v-0001", {"nama": secret, "nik": "0000000000000001"})
+    wait_until(lambda: all(laptop.synced_with(p) for p in phones) and
+               laptop.request("GET", "/api/records/voters/v-0001?partition="
+                              "mimika/jila/diloa/tps-001").status == 200
+               and laptop.get("/api/status")["diagnosis"] == "ok",
+               30, "the laptop to sync with both phones", interval=0.1)
+
+    dom = chromium(tmp_path / "profile", "--dump-dom", laptop.api_url + "/")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = PageText()
+    page.feed(dom.stdout)
+    assert page.diagnosis == "ok", dom.stdout
+    assert f"meshsync node {laptop.device_id[:16]}" in dom.stdout
+    assert sorted(row[0] for row in page.peer_rows) == sorted(p.device_id[:16] for p in phones)
+    for row in page.peer_rows:
+        assert row[1] == "pantarlih" and row[-1] == "ok", row
+        assert f"{LOOPBACK}:" in row[2] and "(static)" in row[2], row
+    assert secret not in dom.stdout and "0000000000000001" not in dom.stdout
+    assert laptop.token not in dom.stdout
+
+    shot = tmp_path / "status.png"
+    rendered = chromium(tmp_path / "profile", f"--screenshot={shot}", laptop.api_url + "/")
+    assert rendered.returncode == 0 and shot.exists(), rendered.stderr[-2000:]
+    assert png_size(shot) == WINDOW
+    # A blank page of this size is ~3.6 KB; the rendered tables and text are ~40 KB.
+    assert shot.stat().st_size > 15_000, shot.stat().st_size
