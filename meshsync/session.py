@@ -39,9 +39,10 @@ import msgpack
 
 from meshsync import frames as fr
 from meshsync.change import Change, FeedId
-from meshsync.errors import MeshsyncError, RemoteError, UsageError
+from meshsync.errors import ConcurrentAppendError, MeshsyncError, RemoteError, UsageError
 from meshsync.identity import PUBLIC_KEY_BYTES, short_id
 from meshsync.node import Node
+from meshsync.receive import ApplyReport
 from meshsync.session_events import (
     ChangesApplied,
     Event,
@@ -55,6 +56,7 @@ from meshsync.store.base import in_prefix
 from meshsync.wire import WireDecoder, WireEncoder
 
 DIGEST_BYTES = 16
+RACE_RETRIES = 5
 MAX_WALL_MS = (1 << 48) - 1  # the HLC's wall-clock field (meshsync.hlc)
 
 
@@ -143,6 +145,7 @@ class SyncSession:
         self._peer_vv: dict[FeedId, int] = {}
         self._peer_creds: set[bytes] = set()
         self._peer_receipts: set[bytes] = set()
+        self._meta_frames: set[tuple[int, bool]] = set()
         self._outgoing: Iterator[Change] | None = None
         self._carry: list[bytes] | None = None
         self._encoder, self._decoder = WireEncoder(), WireDecoder()
@@ -356,7 +359,15 @@ class SyncSession:
             self._send([fr.CRED, blobs])
             self.summary.credentials_sent += len(blobs)
 
+    def _once_per_phase(self, kind: int) -> None:
+        """A peer sends CRED and RCPT at most once before its SENT_ALL and once after
+        (receipts: the missing ones after VV, its own before FIN); a copy is refused."""
+        if (kind, self._peer_sent_all) in self._meta_frames:
+            raise SessionError(f"second {fr.NAMES[kind]} frame")
+        self._meta_frames.add((kind, self._peer_sent_all))
+
     def _on_cred(self, message: list[Any]) -> None:
+        self._once_per_phase(fr.CRED)
         if len(message) != 2 or type(message[1]) is not list or \
                 not all(isinstance(b, bytes) for b in message[1]):
             raise SessionError("malformed credentials")
@@ -364,6 +375,7 @@ class SyncSession:
             .accept_credentials(message[1], self.summary.clock_warnings)
 
     def _on_receipts(self, message: list[Any]) -> None:
+        self._once_per_phase(fr.RCPT)
         if len(message) != 2 or type(message[1]) is not list or \
                 not all(isinstance(b, bytes) for b in message[1]):
             raise SessionError("malformed receipts")
@@ -423,13 +435,25 @@ class SyncSession:
                 raise SessionError(f"peer sent feed {change.partition} outside the shared "
                                    "scope", stage="policy")
             changes.append(change)
-        report = self.node.receive(changes, source=f"peer:{short_id(self.peer_key or b'')}")
+        report = self._receive(changes)
         self.summary.apply.merge(report)
         self.summary.changes_received += report.applied
         self.summary.duplicates += report.duplicates
         self.summary.clock_warnings += report.clock_warnings
         self._send([fr.ACK, self._batches_received])
         self._events.append(ChangesApplied(report))
+
+    def _receive(self, changes: list[Change]) -> ApplyReport:
+        """Apply one frame; when another process sharing the store (central) won a
+        race, run it again: what the other stored is then a duplicate here."""
+        source = f"peer:{short_id(self.peer_key or b'')}"
+        for _ in range(RACE_RETRIES):
+            try:
+                return self.node.receive(changes, source=source)
+            except ConcurrentAppendError:
+                continue
+        raise SessionError("the store stayed busy with another process; try again later",
+                           stage="storage")
 
     def _on_ack(self, message: list[Any]) -> None:
         if len(message) != 2 or message[1] != self._batches_acked + 1 or \

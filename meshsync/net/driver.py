@@ -76,6 +76,9 @@ async def run_session(stream: trio.abc.Stream, session: SyncSession,
                                                       limiter=limiter)
                     except SessionError as exc:
                         log.warning("session with %s failed: %s", _peer(session), exc)
+                    except MeshsyncError as exc:  # local fault (store): end this session only
+                        log.error("session with %s stopped: %s", _peer(session), exc)
+                        session.abort(f"local error: {exc}", now_ms())
                 await flush()
 
     try:
