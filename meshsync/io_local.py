@@ -13,7 +13,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,16 +74,49 @@ def use_schema(node: Node, home: Home) -> None:
     importlib.import_module(SCHEMAS[name]).register(node)
 
 
+#: libpq's keyword/value form of a connection string (``host=/run/postgresql dbname=kpu``),
+#: the form docs/central-sql.md shows; the other form is a ``postgresql://`` URL.
+_CONNINFO_PAIR = re.compile(r"\s*[A-Za-z_]+\s*=")
+
+
 def open_store(home: Home, dsn: str | None = None) -> Store:
-    """The home's SQLite store, or the PostgreSQL store at ``dsn``
-    (``postgresql://...``; needs the ``central`` extra)."""
+    """The home's SQLite store, or the PostgreSQL store at ``dsn`` (a libpq connection
+    string: ``postgresql://...`` or ``host=... dbname=...``; needs the ``central`` extra)."""
     if dsn is None:
         return SQLiteStore(home.store_path)
-    if not dsn.startswith(("postgresql://", "postgres://")):
-        raise UsageError(f"--store must be a postgresql:// URL, got {dsn!r}")
+    if not (dsn.startswith(("postgresql://", "postgres://")) or _CONNINFO_PAIR.match(dsn)):
+        raise UsageError(f"--store must be a PostgreSQL connection string "
+                         f"(postgresql://... or host=... dbname=...), got {dsn!r}")
     from meshsync.store.postgres import PostgresStore
 
     return PostgresStore(dsn)
+
+
+def keep_own_certificate(node: Node, home: Home) -> None:
+    """Put the home's own certificate chain (``device.crt`` without the root) in the
+    store if it is not there yet.
+
+    ``meshsync enroll`` stores it in the home's SQLite file; a store opened with
+    ``--store`` (central's PostgreSQL) starts without it, and then the device may not
+    write (no certificate for its own changes) and its peers never learn its role
+    from it (its custody receipts are refused as from an unknown device).
+    """
+    if not home.cert_path.exists() or not (home.path / ROOT_FILE).exists():
+        return
+    from meshsync.errors import AuthorizationError
+    from meshsync.identity import sha256
+    from meshsync.trust.profile import parse_blob
+
+    held = {sha256(blob) for blob in node.store.credentials()}
+    try:
+        chain = [info.der for info in parse_blob(home.cert_path.read_bytes())
+                 if not info.is_root]
+    except AuthorizationError:
+        return  # not a certificate this build reads: nothing of ours to share
+    for der in chain:
+        if sha256(der) not in held:
+            with contextlib.suppress(AuthorizationError):  # not from our authority
+                node.add_credential(der)
 
 
 @contextmanager
@@ -101,6 +136,7 @@ def open_node(path: str | Path, *, store: str | None = None) -> Iterator[Node]:
     try:
         node = Node(store_, key, system_clock, trust=load_trust(home, store_),
                     default_partition=home.default_partition())
+        keep_own_certificate(node, home)
         use_schema(node, home)
         yield node
     finally:
