@@ -231,13 +231,18 @@ def import_bundle(node: Node, f: IO[bytes], *, source: str = "bundle",
     size = f.tell()
     _check_footer(f, size)
     imp = _Importer(node, source)
-    with node.store.transaction():
-        for item in _items(f, size, progress):
-            imp.item(item)
-        if imp.state != "ended":
-            raise DecodeError("bundle has no end marker")
-        imp.receiver.flush()
-        node.save_clock()
+    saved_clock = node.hlc.last
+    try:
+        with node.store.transaction():
+            for item in _items(f, size, progress):
+                imp.item(item)
+            if imp.state != "ended":
+                raise DecodeError("bundle has no end marker")
+            imp.receiver.flush()
+            node.save_clock()
+    except BaseException:
+        node.hlc.last = saved_clock  # nothing of a refused bundle, not even its clock
+        raise
     imp.report.bytes = size
     return imp.report
 

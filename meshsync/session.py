@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +51,9 @@ from meshsync.session_events import (
     SessionSummary,
 )
 from meshsync.session_meta import MetaExchange
+from meshsync.session_stream import OutgoingChanges, changes_frame
 from meshsync.store.base import in_prefix
-from meshsync.wire import WireDecoder, WireEncoder
+from meshsync.wire import WireDecoder
 
 DIGEST_BYTES = 16
 RACE_RETRIES = 5
@@ -146,9 +146,8 @@ class SyncSession:
         self._peer_creds: set[bytes] = set()
         self._peer_receipts: set[bytes] = set()
         self._meta_frames: set[tuple[int, bool]] = set()
-        self._outgoing: Iterator[Change] | None = None
-        self._carry: list[bytes] | None = None
-        self._encoder, self._decoder = WireEncoder(), WireDecoder()
+        self._outgoing: OutgoingChanges | None = None
+        self._decoder = WireDecoder()
         self._batches_sent = self._batches_acked = self._batches_received = 0
         self._sent_all = self._peer_sent_all = self._fin_sent = False
         self._peer_digest: bytes | None = None
@@ -349,7 +348,8 @@ class SyncSession:
         receipts = meta.missing(meta.receipts(), self._peer_receipts)
         if receipts:
             self._send([fr.RCPT, receipts])
-        self._outgoing = self.node.changes_since(self._peer_vv, self._in_scope)
+        self._outgoing = OutgoingChanges(
+            self.node.changes_since(self._peer_vv, self._in_scope), self.config.frame_target)
         self._pump()
 
     def _send_credentials(self) -> None:
@@ -386,40 +386,16 @@ class SyncSession:
         """Send change frames while the window allows; then SENT_ALL."""
         while not self._sent_all and self._batches_sent - self._batches_acked < \
                 self.config.window:
-            items, count = self._next_batch()
+            assert self._outgoing is not None
+            items, count = self._outgoing.next_batch()
             if not items:
                 self._send([fr.SENT_ALL, self._batches_sent])
                 self._sent_all = True
                 break
             self._batches_sent += 1
-            self._send_raw(_changes_frame(self._batches_sent, items))
+            self._send_raw(changes_frame(self._batches_sent, items))
             self.summary.changes_sent += count
         self._maybe_fin()
-
-    def _next_batch(self) -> tuple[list[bytes], int]:
-        items: list[bytes] = []
-        size = count = 0
-        assert self._outgoing is not None
-        while size < self.config.frame_target:
-            packed = self._carry or self._encode_next()
-            self._carry = None
-            if packed is None:
-                break
-            extra = sum(len(p) for p in packed)
-            if items and size + extra > self.config.frame_target:
-                self._carry = packed
-                break
-            items += packed
-            size += extra
-            count += 1
-        return items, count
-
-    def _encode_next(self) -> list[bytes] | None:
-        assert self._outgoing is not None
-        change = next(self._outgoing, None)
-        if change is None:
-            return None
-        return [msgpack.packb(i, use_bin_type=True) for i in self._encoder.encode(change)]
 
     def _on_changes(self, message: list[Any]) -> None:
         if len(message) != 3 or type(message[2]) is not list or \
@@ -508,13 +484,6 @@ class SyncSession:
         self.summary.converged = converged
         self.summary.finished_ms = self._now
         self._events.append(SessionDone(self.summary))
-
-
-def _changes_frame(batch: int, items: list[bytes]) -> bytes:
-    packer = msgpack.Packer(use_bin_type=True)
-    payload = b"".join([packer.pack_array_header(3), packer.pack(fr.CHANGES),
-                        packer.pack(batch), packer.pack_array_header(len(items)), *items])
-    return len(payload).to_bytes(4, "big") + payload
 
 
 __all__ = ["MeshsyncError", "SessionConfig", "SessionError", "State", "SyncSession"]

@@ -34,26 +34,24 @@ command that replays it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import random
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from meshsync import codec
 from meshsync.change import Change, FeedId
-from meshsync.identity import DeviceKey, sha256
-from meshsync.limits import MAX_CHANGE_BYTES
+from meshsync.identity import DeviceKey
 from meshsync.node import Node
-from meshsync.receipt import decode_receipt
 from meshsync.session import SessionConfig, SyncSession
 from meshsync.session_events import SessionDone, SessionFailed
 from meshsync.store import MemoryStore
+from meshsync.testing.checks import check_store, state_diff
 from meshsync.testing.faults import HOUR_MS, MINUTE_MS, FaultInjector, SessionPair
+from meshsync.testing.model import SimConfig, SimResult, SimStats, SimulationFailure
 
 DISTRICT = "mimika/jila"
 MESH_ID = "kpu-mimika-2024"
@@ -68,71 +66,6 @@ TRACE_TAIL = 25
 
 ACTIONS = ("_edit", "_connect", "_deliver", "_tick", "_fault")
 WEIGHTS = (40, 12, 38, 10, 10)
-
-
-@dataclass(frozen=True)
-class SimConfig:
-    """One simulated district. The seed decides everything else."""
-
-    seed: int = 0
-    devices: int = 10
-    steps: int = 500
-    faults: bool = True
-    max_heal_rounds: int = 6
-
-    def replay(self) -> str:
-        """The command that replays this run with its trace."""
-        extra = "" if self.faults else " --no-faults"
-        return (f"python -m meshsync.testing.sim --seed {self.seed} --devices {self.devices}"
-                f" --steps {self.steps}{extra} -v")
-
-
-@dataclass
-class SimStats:
-    """What happened in one run (faults injected and their effects)."""
-
-    edits: int = 0
-    sessions: int = 0
-    sessions_done: int = 0
-    sessions_failed: int = 0
-    converged: int = 0
-    changes_moved: int = 0
-    receipts_moved: int = 0
-    resets: int = 0
-    mid_frame_resets: int = 0
-    crashes: int = 0
-    crashes_mid_session: int = 0
-    partitions: int = 0
-    refused_connects: int = 0
-    duplicates: int = 0
-    drops: int = 0
-    silent_links: int = 0
-    clock_jumps: int = 0
-    skewed_devices: int = 0
-    timeouts: int = 0
-    protocol_errors: int = 0
-    heal_rounds: int = 0
-    heal_sessions: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        """Counters by name."""
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class SimResult:
-    """A converged run: its counters, the digest of its event trace and of the state."""
-
-    config: SimConfig
-    stats: SimStats
-    changes: int
-    trace_digest: str
-    state_digest: str
-    trace: tuple[str, ...] = field(repr=False)
-
-
-class SimulationFailure(AssertionError):
-    """A simulated run broke an invariant; the message names the seed and the replay."""
 
 
 class SimDevice:
@@ -489,48 +422,15 @@ class Simulation:
         for device in self.devices:
             if device.node.canonical_state() != state:
                 raise AssertionError(f"{device.name} state differs from {first.name}'s: "
-                                     + _state_diff(device.node, first.node))
+                                     + state_diff(device.node, first.node))
             if device.node.version_vector() != vv:
                 raise AssertionError(f"{device.name} version vector differs from "
                                      f"{first.name}'s")
-            self._check_store(device)
+            check_store(self, device)
         reference = self._replay_reference()
         if reference != state:
             raise AssertionError("state differs from a fresh replay of every written change")
         return state
-
-    def _check_store(self, device: SimDevice) -> None:
-        store = device.store
-        for (author, partition, seq), change in self.ledger.items():
-            held = store.change_at((author, partition), seq)
-            if held is None or held.hash != change.hash:
-                raise AssertionError(f"{device.name} lacks change {partition} seq {seq} "
-                                     f"by {author.hex()[:8]}")
-        if store.count_changes() != len(self.ledger):
-            raise AssertionError(f"{device.name} holds {store.count_changes()} changes, "
-                                 f"{len(self.ledger)} were written")
-        for info in store.feeds():
-            _check_chain(device.name, info.feed, store)
-        if store.refusals() or store.forks():
-            raise AssertionError(f"{device.name} refused changes: {store.refusals()[:3]} "
-                                 f"forks: {len(store.forks())}")
-        self._check_receipts(device)
-        saved = int.from_bytes(store.get_meta("hlc") or b"", "big")
-        if device.node.hlc.last != saved:
-            raise AssertionError(f"{device.name} clock in memory {device.node.hlc.last} is "
-                                 f"not the stored one {saved}")
-
-    def _check_receipts(self, device: SimDevice) -> None:
-        """B16: a custody receipt never claims a change its issuer does not hold."""
-        issuers = {d.key.public_key: d for d in self.devices}
-        for blob in device.store.receipts():
-            receipt = decode_receipt(blob)
-            held = issuers[receipt.issuer].node.version_vector()
-            for feed, seq in receipt.vv.items():
-                if held.get(feed, 0) < seq:
-                    raise AssertionError(f"{device.name} holds a receipt by "
-                                         f"{issuers[receipt.issuer].name} claiming {feed[1]} "
-                                         f"seq {seq}, which its issuer lacks")
 
     def _replay_reference(self) -> bytes:
         """Apply every written change to a fresh node, feeds in a shuffled order."""
@@ -543,23 +443,6 @@ class Simulation:
         node = Node(MemoryStore(), key, lambda: self.now_ms)
         node.receive([c for feed in order for c in feeds[feed]], source="reference")
         return node.canonical_state()
-
-
-def _check_chain(name: str, feed: FeedId, store: MemoryStore) -> None:
-    prev, expect = b"", 1
-    for stored in store.iter_changes(feed):
-        body = codec.unpack(stored.body, max_bytes=MAX_CHANGE_BYTES)
-        if stored.seq != expect or sha256(stored.body) != stored.hash or body[4] != prev:
-            raise AssertionError(f"{name}: feed {feed[1]} by {feed[0].hex()[:8]} breaks its "
-                                 f"hash chain at seq {stored.seq}")
-        prev, expect = stored.hash, expect + 1
-
-
-def _state_diff(a: Node, b: Node) -> str:
-    rows_a = {(r.partition, r.key): r.state for r in a.store.iter_records()}
-    rows_b = {(r.partition, r.key): r.state for r in b.store.iter_records()}
-    differ = sorted(k for k in rows_a.keys() | rows_b.keys() if rows_a.get(k) != rows_b.get(k))
-    return f"{len(differ)} records differ, first {differ[:3]}"
 
 
 def simulate(config: SimConfig, log: Callable[[str], None] | None = None) -> SimResult:
