@@ -45,6 +45,10 @@ class RecordState:
     entries: dict[str, dict[OpId, Any]] = field(default_factory=dict)
     tombs: set[OpId] = field(default_factory=set)
     superseded: dict[str, set[OpId]] = field(default_factory=dict)
+    #: Set while the state is exactly one put (op id, canonical fields) and nothing
+    #: else; lets :meth:`encode` skip its loops (the bulk of a baseline import).
+    _single: tuple[OpId, dict[str, Any]] | None = field(default=None, compare=False,
+                                                          repr=False)
 
     def _is_superseded(self, key: str, op: OpId) -> bool:
         return op in self.superseded.get(key, ()) or op in self.superseded.get(ALL, ())
@@ -57,7 +61,9 @@ class RecordState:
         if not pred and not self.entries and not self.tombs and not self.superseded:
             # A new record (the bulk of a baseline import): nothing to supersede.
             self.entries = {name: {op_id: value} for name, value in fields.items()}
+            self._single = (op_id, fields)
             return
+        self._single = None
         for p in pred:
             self._supersede(TOMB, p)
             self.tombs.discard(p)
@@ -70,6 +76,7 @@ class RecordState:
 
     def apply_delete(self, op_id: OpId, pred: tuple[OpId, ...]) -> None:
         """Apply a delete op (idempotent; any order)."""
+        self._single = None
         for p in pred:
             self._supersede(ALL, p)
             self.tombs.discard(p)
@@ -151,6 +158,10 @@ class RecordState:
     def _encode_simple(self) -> bytes | None:
         """Fast path of :meth:`encode` for one version per field by one author and no
         tombstones or remembered preds (a record nobody has edited concurrently)."""
+        if self._single is not None:
+            (h, a), fields = self._single
+            if list(fields) == sorted(fields):
+                return codec.pack([a, h, fields])
         if self.tombs or self.superseded:
             return None
         author = None
@@ -166,6 +177,10 @@ class RecordState:
                         return None
                     author = a
                 items[name] = [[h, 0, v]]
+        hlcs = {pair[0][0] for pair in items.values()}
+        if author is not None and len(hlcs) == 1:
+            # Every field from one put: the compact form [author, hlc, {field: value}].
+            return codec.pack([author, hlcs.pop(), {n: pair[0][2] for n, pair in items.items()}])
         return codec.pack([[author] if author is not None else [], items, [], {}])
 
     def encode_with_flags(self) -> tuple[bytes, bool, bool]:
@@ -201,7 +216,13 @@ class RecordState:
     def decode(cls, data: bytes) -> RecordState:
         """Inverse of :meth:`encode`; :class:`DecodeError` if ``data`` is not a state."""
         try:
-            authors, entries, tombs, superseded = codec.unpack(data, max_bytes=1 << 30)
+            raw = codec.unpack(data, max_bytes=1 << 30)
+            if len(raw) == 3:  # compact form of a single put
+                author, h, fields = raw
+                state = cls({name: {(h, author): v} for name, v in fields.items()})
+                state._single = ((h, author), fields)
+                return state
+            authors, entries, tombs, superseded = raw
             state = cls()
             for name, items in entries.items():
                 state.entries[name] = {(h, authors[i]): v for h, i, v in items}
