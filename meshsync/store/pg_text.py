@@ -83,8 +83,12 @@ def visible_fields(state: bytes) -> dict[str, Any]:
     """``RecordState.decode(state).visible()`` of a live record, read straight from the
     canonical encoding ``[authors, {field: [[hlc, author index, value], ...]}, ...]``
     (see :meth:`RecordState.encode`) without building the superseded sets: the winner
-    of a field is its entry with the greatest ``(hlc, author)``."""
-    authors, entries, _tombs, _superseded = codec.unpack(state, max_bytes=1 << 30)
+    of a field is its entry with the greatest ``(hlc, author)``. The compact form of a
+    single put, ``[author, hlc, {field: value}]``, holds exactly the visible fields."""
+    raw = codec.unpack(state, max_bytes=1 << 30)
+    if len(raw) == 3:
+        return dict(raw[2])
+    authors, entries, _tombs, _superseded = raw
     out = {}
     for name, items in entries.items():
         best = items[0] if len(items) == 1 else max(items, key=lambda e: (e[0], authors[e[1]]))
