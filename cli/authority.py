@@ -320,8 +320,12 @@ def issue(
     """Certify the device in REQUEST (its device.csr) for --role in --scope.
 
     Works at the root or a sub-authority (only inside its scope). Writes the
-    device certificate followed by its chain up to and including the root.
+    device certificate followed by its chain up to and including the root. An empty
+    --scope means every partition and is only for the central and admin roles.
     """
+    if not scope and role not in ("central", "admin"):
+        raise UsageError(f"--scope is empty, which means every partition; a {role} needs "
+                         "a partition prefix such as mimika/jila/diloa")
     path = resolve_home(home)
     key, chain = _load_authority(path)
     cert = issue_device_certificate(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +15,7 @@ from meshsync.errors import MeshsyncError
 from meshsync.home import default_home
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def home_option(func: F) -> F:
@@ -24,6 +25,16 @@ def home_option(func: F) -> F:
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
         help="Node home directory [default: $MESHSYNC_HOME or the user data dir].",
+    )(func)
+
+
+def store_option(func: F) -> F:
+    """Add ``--store DSN``: central's PostgreSQL store instead of the home's SQLite file
+    (the same value as ``meshsync daemon --store``)."""
+    return click.option(
+        "--store", default=None, metavar="postgresql://…",
+        help="Central: use this PostgreSQL store (as `meshsync daemon --store`) instead "
+             "of the home's SQLite file.",
     )(func)
 
 
@@ -37,9 +48,16 @@ def resolve_home(home: Path | None) -> Path:
     return home if home is not None else default_home()
 
 
+MAX_MESSAGE = 300
+
+
 def fail(message: str, code: int = 1) -> None:
-    """Print ``meshsync: error: MESSAGE`` on stderr (one line) and exit with ``code``."""
-    click.echo(f"meshsync: error: {message}", err=True)
+    """Print ``meshsync: error: MESSAGE`` on stderr (one line, at most ~300 characters)
+    and exit with ``code``."""
+    line = " ".join(message.split())
+    if len(line) > MAX_MESSAGE:
+        line = line[:MAX_MESSAGE] + f"… ({len(line) - MAX_MESSAGE} more characters)"
+    click.echo(f"meshsync: error: {line}", err=True)
     sys.exit(code)
 
 
@@ -50,6 +68,9 @@ def errors_to_exit(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:  # `meshsync ls | head`: the reader left; say nothing
+            sys.stderr.close()
+            sys.exit(141)
         except MeshsyncError as exc:
             fail(str(exc))
         except OSError as exc:
@@ -57,6 +78,27 @@ def errors_to_exit(func: F) -> F:
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def run_trio(async_fn: Callable[[], Awaitable[T]]) -> T:
+    """``trio.run(async_fn)``; a refusal at start (a port in use, say) arrives wrapped in
+    trio's nursery exception groups: raise its first leaf so it prints as one line."""
+    import trio
+
+    try:
+        return trio.run(async_fn)
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if leaves and all(isinstance(e, MeshsyncError | OSError) for e in leaves):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return found
 
 
 def echo_json(data: Any) -> None:

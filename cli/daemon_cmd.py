@@ -12,10 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-import trio
-from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.common import (
+    echo_json,
+    errors_to_exit,
+    home_option,
+    json_option,
+    resolve_home,
+    run_trio,
+)
 
-from meshsync.errors import MeshsyncError, UsageError
+from meshsync.errors import UsageError
 from meshsync.home import Home
 
 
@@ -56,22 +62,7 @@ def daemon(home: Path | None, config_file: Path | None, listen: str | None, api:
     config = load_config(Home.open(path), config_file, overrides)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        trio.run(functools.partial(run_daemon, path, config, store=store, role=role))
-    except BaseExceptionGroup as group:
-        # A refusal at start (a port in use, say) arrives wrapped in trio's
-        # nursery groups: print it as the one line every command prints, not a trace.
-        leaves = _leaves(group)
-        if leaves and all(isinstance(e, MeshsyncError | OSError) for e in leaves):
-            raise leaves[0] from None
-        raise
-
-
-def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        found += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
-    return found
+    run_trio(functools.partial(run_daemon, path, config, store=store, role=role))
 
 
 def api_get(home: Path, route: str) -> Any | None:

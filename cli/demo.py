@@ -284,8 +284,14 @@ def demo(directory: Path | None, distrik: str, voters_per_tps: int, report: Path
          as_json: bool) -> None:
     """Run a coklit district on this machine with real daemons; report convergence
     and progress; exit 1 if the nodes did not converge."""
+    from meshsync.coklit.regions import distrik_name
+
+    if distrik_name(distrik) is None:
+        raise click.UsageError(f"--distrik {distrik!r} is not a distrik of Mimika")
+    if directory is not None and any(directory.iterdir() if directory.exists() else ()):
+        raise click.UsageError(f"--dir {directory} is not empty; give a new directory")
     with tempfile.TemporaryDirectory(prefix="meshsync-demo-") as tmp:
-        root = directory or Path(tmp)
+        root = (directory or Path(tmp)).resolve()
         root.mkdir(parents=True, exist_ok=True)
         d = District(root, distrik, voters_per_tps, quiet=as_json)
         try:

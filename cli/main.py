@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from meshsync.cli import authority as _authority
 from meshsync.cli import bundle as _bundle
@@ -23,5 +25,27 @@ for _module in (_records, _bundle, _authority, _sync, _daemon, _demo, _coklit):
         main.add_command(_command)
 
 
+def run() -> None:
+    """The console script: usage errors (unknown option, missing argument, bad value)
+    print one ``meshsync: error:`` line and exit 2, like every other error."""
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(0)
+    except click.UsageError as exc:
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+        click.echo(f"meshsync: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("meshsync: error: aborted", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"meshsync: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import click
 import trio
-from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.common import (
+    echo_json,
+    errors_to_exit,
+    home_option,
+    json_option,
+    resolve_home,
+    run_trio,
+)
 
 from meshsync.errors import UsageError
 from meshsync.net.endpoints import serve_sync, sync_with
@@ -52,7 +59,7 @@ def serve(home: Path | None, listen: str, verbose: bool) -> None:
                         nursery.cancel_scope.cancel()
                         break
 
-    trio.run(main)
+    run_trio(main)
 
 
 @click.command()
@@ -72,7 +79,7 @@ def sync(home: Path | None, peer: str, timeout: float, as_json: bool) -> None:
             summary = await sync_with(endpoint, host, port, timeout)
             return summary.to_json()
 
-    result = trio.run(main)
+    result = run_trio(main)
     if as_json:
         echo_json(result)
     else:

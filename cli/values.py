@@ -27,6 +27,11 @@ def _finite(text: str) -> float:
     return value
 
 
+def _show(text: str, limit: int = 60) -> str:
+    """The argument as quoted in an error: cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
 def parse_assignment(text: str) -> tuple[str, Any]:
     """Parse one argument; raises UsageError naming it if malformed."""
     eq = text.find("=")
@@ -35,15 +40,15 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         try:
             value = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
         except json.JSONDecodeError as exc:
-            raise UsageError(f"{text!r}: value after ':=' is not JSON ({exc.msg})") from exc
+            raise UsageError(f"{_show(text)}: value after ':=' is not JSON ({exc.msg})") from exc
         except (ValueError, RecursionError) as exc:
-            raise UsageError(f"{text!r}: value after ':=' is not JSON ({exc})") from exc
+            raise UsageError(f"{_show(text)}: value after ':=' is not JSON ({exc})") from exc
     elif eq >= 0:
         name, value = text[:eq], text[eq + 1 :]
     else:
-        raise UsageError(f"{text!r}: expected field=value or field:=json")
+        raise UsageError(f"{_show(text)}: expected field=value or field:=json")
     if not name:
-        raise UsageError(f"{text!r}: missing field name before '='")
+        raise UsageError(f"{_show(text)}: missing field name before '='")
     return name, value
 
 

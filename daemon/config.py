@@ -131,6 +131,16 @@ def _api(values: dict[str, Any]) -> tuple[str, int]:
     return host, port
 
 
+def _is_partition(text: str) -> bool:
+    from meshsync.change import check_partition
+
+    try:
+        check_partition(text)
+    except UsageError:
+        return False
+    return True
+
+
 def validate(values: dict[str, Any]) -> DaemonConfig:
     """Check merged settings; raises UsageError naming the first bad key."""
     known = {f.name for f in fields(DaemonConfig)} | HOME_KEYS
@@ -152,8 +162,9 @@ def validate(values: dict[str, Any]) -> DaemonConfig:
             not 1 <= beacon_port <= 65535:
         raise UsageError(f"config beacon_port: expected a port 1-65535, got {beacon_port!r}")
     share = values.get("share")
-    if share is not None and not isinstance(share, str):
-        raise UsageError(f"config share: expected a partition prefix, got {share!r}")
+    if share is not None and (not isinstance(share, str) or (share and not _is_partition(share))):
+        raise UsageError(f"config share: expected a partition prefix like mimika/jila "
+                         f"(or \"\" for everything), got {share!r}")
     low, high = _number(values, "backoff_min_s", 0.1, 3600), \
         _number(values, "backoff_max_s", 0.1, 86400)
     if low > high:

@@ -8,7 +8,9 @@ and removes its runtime file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -16,6 +18,7 @@ import os
 import secrets
 import signal
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ log = logging.getLogger("meshsync.daemon")
 
 TOKEN_FILE = "api.token"  # noqa: S105 - a file name, not a secret
 RUNTIME_FILE = "daemon.json"
+LOCK_FILE = "daemon.lock"
 UPLINK_POLL_S = 5.0
 
 
@@ -314,6 +318,21 @@ def _refuse_bind(key: str, host: str, port: int, exc: BaseException) -> None:
                          f"{leaf.strerror or leaf}") from exc
 
 
+@contextlib.contextmanager
+def home_lock(path: Path) -> Iterator[None]:
+    """Hold ``HOME/daemon.lock`` (an advisory ``flock``) while a daemon runs, so a
+    second daemon on the same home is refused instead of taking over its files."""
+    from meshsync.errors import UsageError
+
+    with (path / LOCK_FILE).open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise UsageError(f"another daemon is already running on {path} "
+                             f"(see {path / RUNTIME_FILE})") from exc
+        yield
+
+
 async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = None,
                      role: str | None = None) -> None:
     """Open the home, run the daemon until SIGINT or SIGTERM, then shut down cleanly.
@@ -324,7 +343,8 @@ async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = No
     from meshsync.errors import UsageError
     from meshsync.net.setup import open_endpoint
 
-    with open_endpoint(path, share=config.share, mesh=config.mesh, store=store) as endpoint:
+    with home_lock(path), \
+            open_endpoint(path, share=config.share, mesh=config.mesh, store=store) as endpoint:
         if role is not None and role != endpoint.config.role:
             raise UsageError(f"--role {role}: this home's certificate has role "
                              f"{endpoint.config.role!r}")
