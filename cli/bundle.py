@@ -8,7 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.common import (
+    echo_json,
+    errors_to_exit,
+    home_option,
+    json_option,
+    resolve_home,
+    store_option,
+)
 
 from meshsync.bundle import export_bundle, import_bundle
 from meshsync.identity import device_id
@@ -56,12 +63,13 @@ def export_cmd(home: Path | None, output: Path, as_json: bool) -> None:
 @bundle.command(name="import")
 @home_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@store_option
 @json_option
 @errors_to_exit
-def import_cmd(home: Path | None, file: Path, as_json: bool) -> None:
+def import_cmd(home: Path | None, file: Path, store: str | None, as_json: bool) -> None:
     """Verify a bundle and apply it. A corrupted or forged bundle changes nothing;
     changes refused one by one (scope, revocation, fork) are listed."""
-    with open_node(resolve_home(home)) as node, file.open("rb") as f, \
+    with open_node(resolve_home(home), store=store) as node, file.open("rb") as f, \
             _progress("importing", not as_json) as progress:
         report = import_bundle(node, f, source=f"bundle:{file.name}", progress=progress)
     if as_json:

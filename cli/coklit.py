@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
-from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.common import (
+    echo_json,
+    errors_to_exit,
+    home_option,
+    json_option,
+    resolve_home,
+    store_option,
+)
 
 from meshsync.change import check_partition
 from meshsync.errors import UsageError
@@ -98,9 +105,11 @@ def _use_schema(path: Path) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=500,
               help="Rows per signed change.")
+@store_option
 @json_option
 @errors_to_exit
-def import_(home: Path | None, file: Path, batch_size: int, as_json: bool) -> None:
+def import_(home: Path | None, file: Path, batch_size: int, store: str | None,
+            as_json: bool) -> None:
     """Import a voter list CSV (good rows are written; bad ones listed by line).
 
     Sets ``schema = "coklit"`` in the home's config.toml, so the voters validator
@@ -110,7 +119,7 @@ def import_(home: Path | None, file: Path, batch_size: int, as_json: bool) -> No
 
     path = resolve_home(home)
     _use_schema(path)
-    with open_node(path) as node, _progress(not as_json) as progress:
+    with open_node(path, store=store) as node, _progress(not as_json) as progress:
         report = import_csv(node, file, batch_size=batch_size, progress=progress)
     if as_json:
         echo_json(report.to_json())

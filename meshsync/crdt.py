@@ -61,7 +61,7 @@ class RecordState:
         if not pred and not self.entries and not self.tombs and not self.superseded:
             # A new record (the bulk of a baseline import): nothing to supersede.
             self.entries = {name: {op_id: value} for name, value in fields.items()}
-            self._single = (op_id, fields)
+            self._single = (op_id, fields) if fields else None
             return
         self._single = None
         for p in pred:
@@ -160,7 +160,7 @@ class RecordState:
         tombstones or remembered preds (a record nobody has edited concurrently)."""
         if self._single is not None:
             (h, a), fields = self._single
-            if list(fields) == sorted(fields):
+            if fields and list(fields) == sorted(fields):
                 return codec.pack([a, h, fields])
         if self.tombs or self.superseded:
             return None
