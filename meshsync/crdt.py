@@ -34,7 +34,7 @@ ALL = "*"  # supersession key of a delete's pred: every field and the tombstone
 TOMB = "#"  # supersession key of a put's pred: the tombstone only
 
 
-@dataclass
+@dataclass(eq=False)
 class RecordState:
     """Everything a device holds about one record.
 
@@ -42,13 +42,32 @@ class RecordState:
     ``superseded[key]`` = op ids named by preds, keyed by field, ``*`` or ``#``.
     """
 
-    entries: dict[str, dict[OpId, Any]] = field(default_factory=dict)
+    _entries: dict[str, dict[OpId, Any]] | None = field(default=None, repr=False)
     tombs: set[OpId] = field(default_factory=set)
     superseded: dict[str, set[OpId]] = field(default_factory=dict)
     #: Set while the state is exactly one put (op id, canonical fields) and nothing
     #: else; lets :meth:`encode` skip its loops (the bulk of a baseline import).
     _single: tuple[OpId, dict[str, Any]] | None = field(default=None, compare=False,
                                                           repr=False)
+
+    @property
+    def entries(self) -> dict[str, dict[OpId, Any]]:
+        """``field -> {op id: value}`` of live entries (built on first use for a state
+        that is a single put, so a baseline import never builds it)."""
+        if self._entries is None:
+            single = self._single
+            self._entries = {} if single is None else {
+                name: {single[0]: value} for name, value in single[1].items()}
+        return self._entries
+
+    @entries.setter
+    def entries(self, value: dict[str, dict[OpId, Any]]) -> None:
+        self._entries = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RecordState) and self.encode() == other.encode()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
 
     def _is_superseded(self, key: str, op: OpId) -> bool:
         return op in self.superseded.get(key, ()) or op in self.superseded.get(ALL, ())
@@ -59,10 +78,12 @@ class RecordState:
     def apply_put(self, op_id: OpId, fields: dict[str, Any], pred: tuple[OpId, ...]) -> None:
         """Apply a put op (idempotent; any order)."""
         if not pred and not self.entries and not self.tombs and not self.superseded:
-            # A new record (the bulk of a baseline import): nothing to supersede.
-            self.entries = {name: {op_id: value} for name, value in fields.items()}
-            self._single = (op_id, fields) if fields else None
+            # A new record (the bulk of a baseline import): nothing to supersede, and
+            # its entries are built only if something reads them.
+            if fields:
+                self._entries, self._single = None, (op_id, fields)
             return
+        self.entries  # noqa: B018 - build the entries before forgetting the single put
         self._single = None
         for p in pred:
             self._supersede(TOMB, p)
@@ -76,6 +97,7 @@ class RecordState:
 
     def apply_delete(self, op_id: OpId, pred: tuple[OpId, ...]) -> None:
         """Apply a delete op (idempotent; any order)."""
+        self.entries  # noqa: B018 - build the entries before forgetting the single put
         self._single = None
         for p in pred:
             self._supersede(ALL, p)
@@ -160,7 +182,7 @@ class RecordState:
         tombstones or remembered preds (a record nobody has edited concurrently)."""
         if self._single is not None:
             (h, a), fields = self._single
-            if fields and list(fields) == sorted(fields):
+            if fields:  # a put's fields are canonical (sorted) on every path
                 return codec.pack([a, h, fields])
         if self.tombs or self.superseded:
             return None
@@ -219,7 +241,7 @@ class RecordState:
             raw = codec.unpack(data, max_bytes=1 << 30)
             if len(raw) == 3:  # compact form of a single put
                 author, h, fields = raw
-                state = cls({name: {(h, author): v} for name, v in fields.items()})
+                state = cls()
                 state._single = ((h, author), fields)
                 return state
             authors, entries, tombs, superseded = raw
