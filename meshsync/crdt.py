@@ -75,12 +75,17 @@ class RecordState:
     def _supersede(self, key: str, op: OpId) -> None:
         self.superseded.setdefault(key, set()).add(op)
 
-    def apply_put(self, op_id: OpId, fields: dict[str, Any], pred: tuple[OpId, ...]) -> None:
-        """Apply a put op (idempotent; any order)."""
+    def apply_put(self, op_id: OpId, fields: dict[str, Any], pred: tuple[OpId, ...], *,
+                  sorted_fields: bool = False) -> None:
+        """Apply a put op (idempotent; any order). ``sorted_fields``: the caller
+        guarantees ``fields`` is in canonical (sorted) order, as every op of a
+        :class:`~meshsync.change.Change` is; it only saves a check."""
         if not pred and not self.entries and not self.tombs and not self.superseded:
             # A new record (the bulk of a baseline import): nothing to supersede, and
             # its entries are built only if something reads them.
             if fields:
+                if not sorted_fields and list(fields) != sorted(fields):
+                    fields = dict(sorted(fields.items()))
                 self._entries, self._single = None, (op_id, fields)
             return
         self.entries  # noqa: B018 - build the entries before forgetting the single put
@@ -182,8 +187,7 @@ class RecordState:
         tombstones or remembered preds (a record nobody has edited concurrently)."""
         if self._single is not None:
             (h, a), fields = self._single
-            if fields:  # a put's fields are canonical (sorted) on every path
-                return codec.pack([a, h, fields])
+            return codec.pack([a, h, fields])  # sorted when it was stored (apply_put)
         if self.tombs or self.superseded:
             return None
         author = None

@@ -164,7 +164,7 @@ class Node:
             if isinstance(op, Delete):
                 state.apply_delete(change.op_id(index), op.pred)
             else:
-                state.apply_put(change.op_id(index), op.fields, op.pred)
+                state.apply_put(change.op_id(index), op.fields, op.pred, sorted_fields=True)
         for rkey, state in touched.items():
             validator = self.validators.get(rkey[1])
             if validator is not None and not state.deleted:

@@ -216,6 +216,7 @@ class Receiver:
         for index, op in enumerate(change.ops):
             state = self._state((change.partition, op.collection, op.key))
             if isinstance(op, Put):
-                state.apply_put(change.op_id(index), op.fields, op.pred)
+                state.apply_put(change.op_id(index), op.fields, op.pred,
+                                sorted_fields=True)
             else:
                 state.apply_delete(change.op_id(index), op.pred)
