@@ -498,3 +498,30 @@ def test_phones_never_import_psycopg() -> None:
             "meshsync.io_local, meshsync.errors; "
             "sys.exit(any(m.split('.')[0] == 'psycopg' for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_two_processes_storing_receipts_lose_none(pg_dsn: str) -> None:
+    """Two central processes on one database: receipts of different issuers written
+    at the same time both survive (the receipts row is locked, not last-writer-wins)."""
+    import threading
+
+    a, b = PostgresStore(pg_dsn), PostgresStore(pg_dsn)
+    try:
+        with a.transaction():
+            assert a.put_receipt(b"\x01" * 32, "mimika/jila", 1, b"receipt-of-one")
+            done = threading.Event()
+
+            def other() -> None:
+                with b.transaction():
+                    b.put_receipt(b"\x02" * 32, "mimika/jila", 1, b"receipt-of-two")
+                done.set()
+
+            thread = threading.Thread(target=other)
+            thread.start()
+            assert not done.wait(0.5), "the second writer must wait for the first"
+        thread.join(10)
+        assert done.is_set()
+        assert sorted(a.receipts()) == [b"receipt-of-one", b"receipt-of-two"]
+    finally:
+        a.close()
+        b.close()

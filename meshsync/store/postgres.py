@@ -44,10 +44,12 @@ try:
 except ImportError as _exc:  # pragma: no cover - depends on the installation
     raise ImportError("PostgresStore needs psycopg 3: pip install 'meshsync[central]'") from _exc
 
+from meshsync import codec
 from meshsync.change import FeedId
 from meshsync.errors import ConcurrentAppendError, StorageError, UsageError
 from meshsync.identity import sha256
 from meshsync.store.base import (
+    RECEIPTS_META,
     FeedInfo,
     ForkEvidence,
     RecordRow,
@@ -472,6 +474,16 @@ class PostgresStore(Store):
         self._write("INSERT INTO meshsync_meta (name, value) VALUES (%s, %s) "
                     "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                     [escape(name), value])
+
+    def put_receipt(self, issuer: bytes, scope: str, at_ms: int, blob: bytes) -> bool:
+        """See :meth:`Store.put_receipt`. The receipts row is locked (``FOR UPDATE``)
+        for the rest of the transaction, so central processes sharing the database
+        update it one after another and never lose each other's receipts."""
+        self._write("INSERT INTO meshsync_meta (name, value) VALUES (%s, %s) "
+                    "ON CONFLICT (name) DO NOTHING", [escape(RECEIPTS_META), codec.pack({})])
+        self._one("SELECT value FROM meshsync_meta WHERE name = %s FOR UPDATE",
+                  [escape(RECEIPTS_META)])
+        return super().put_receipt(issuer, scope, at_ms, blob)
 
     def add_credential(self, digest: bytes, blob: bytes) -> bool:
         """See :meth:`Store.add_credential`. If another process adds the same
