@@ -183,15 +183,23 @@ def sign_change(
 
 def make_change(
     author: bytes, partition: str, seq: int, prev: bytes, hlc: int,
-    ops: tuple[Op, ...], sig: bytes,
+    ops: tuple[Op, ...], sig: bytes, arrays: list[Any] | None = None,
 ) -> Change:
     """Rebuild a received change from its parts (re-encoding the canonical body).
 
+    ``arrays``, if given, are ``ops`` already in canonical array form (see
+    :func:`decode_ops`); the body is then packed from them directly.
     Checks the structure (:class:`DecodeError`) and that no record exceeds
     ``MAX_RECORD_BYTES`` (:class:`FrameTooLargeError`), not the signature.
     """
     _check_header(author, partition, seq, prev, hlc, len(ops))
-    body = encode_body(author, partition, seq, prev, hlc, ops)
+    try:
+        if arrays is None:
+            body = encode_body(author, partition, seq, prev, hlc, ops)
+        else:
+            body = codec.pack([FORMAT_VERSION, author, partition, seq, prev, hlc, arrays])
+    except OverflowError as exc:  # an int msgpack cannot carry (not from a decoder)
+        raise DecodeError(f"integer out of range in change: {exc}") from exc
     if len(body) > MAX_CHANGE_BYTES:
         raise DecodeError(f"change is {len(body)} bytes; the limit is {MAX_CHANGE_BYTES}")
     if len(body) > MAX_RECORD_BYTES:  # only then can one of its records be too large
@@ -259,42 +267,82 @@ def check_value(value: Any, depth: int = 0) -> None:
         raise DecodeError(f"unsupported value type {t.__name__}")
 
 
-_PLAIN = frozenset({str, bytes, float, bool, type(None)})
+_PLAIN = frozenset({str, bytes, float, bool, type(None), int})
+"""Value types needing no further check in decoded data: msgpack has no integer
+outside [-2**63, 2**64) (spec: int 64 / uint 64), so a decoded int is in range."""
+_GOOD_NAMES: set[tuple[str, ...]] = set()
+"""Field-name tuples already found valid (voter lists repeat a handful of layouts)."""
+_GOOD_NAMES_MAX = 4096
+
+
+def _check_names(names: tuple[Any, ...]) -> None:
+    if not set(map(type, names)) <= {str}:
+        raise DecodeError("field names must be text")
+    if list(names) != sorted(names):
+        raise DecodeError("map keys are not in canonical (sorted) order")
+    if "" in names or max(map(len, names), default=0) > MAX_NAME_CHARS:
+        raise DecodeError("invalid field name in op")
 
 
 def check_fields(fields: dict[Any, Any]) -> None:
     """:func:`check_value` for a put's top-level fields, inlined for speed (a baseline
-    import checks millions of them); also checks the field names."""
-    names = list(fields)
-    if not set(map(type, names)) <= {str}:
-        raise DecodeError("field names must be text")
-    if names != sorted(names):
-        raise DecodeError("map keys are not in canonical (sorted) order")
-    if "" in fields or max(map(len, names), default=0) > MAX_NAME_CHARS:
-        raise DecodeError("invalid field name in op")
-    plain = _PLAIN
-    for value in fields.values():
-        if type(value) not in plain:
+    import checks millions of them); also checks the field names.
+
+    A tuple of names found valid once is remembered (at most 4,096 tuples), so a
+    voter list's repeated layout is checked once. Only tuples of ``str`` are ever
+    remembered, and a tuple equal to one of them holds the same text, so the cache
+    cannot admit a name the full check would refuse.
+    """
+    names = tuple(fields)
+    if names not in _GOOD_NAMES:
+        _check_names(names)
+        if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+            _GOOD_NAMES.add(names)
+    if not set(map(type, fields.values())) <= _PLAIN:
+        for value in fields.values():
             check_value(value, 1)
 
 
 def decode_op(raw: Any, resolve_pred: Any) -> Op:
-    """Build an op from its array form; ``resolve_pred`` maps the raw pred list to OpIds."""
+    """Build an op from its array form; ``resolve_pred`` maps the raw pred list to OpIds.
+
+    Raises :class:`DecodeError` naming what is malformed.
+    """
     if type(raw) is not list or len(raw) < 4:
         raise DecodeError("op must be an array")
     kind, coll, key = raw[0], raw[1], raw[2]
-    for kind_name, name in (("collection", coll), ("key", key)):
-        if type(name) is not str or not name or len(name) > MAX_NAME_CHARS:
-            raise DecodeError(f"invalid {kind_name} in op")
-    if kind == PUT and len(raw) == 5:
+    if type(coll) is not str or not coll or len(coll) > MAX_NAME_CHARS:
+        raise DecodeError("invalid collection in op")
+    if type(key) is not str or not key or len(key) > MAX_NAME_CHARS:
+        raise DecodeError("invalid key in op")
+    if kind == PUT and len(raw) == 5 and type(kind) is int:
         fields = raw[3]
         if type(fields) is not dict:
             raise DecodeError("put fields must be a map")
         check_fields(fields)
         return Put(coll, key, fields, resolve_pred(raw[4]))
-    if kind == DELETE and len(raw) == 4:
+    if kind == DELETE and len(raw) == 4 and type(kind) is int:
         return Delete(coll, key, resolve_pred(raw[3]))
     raise DecodeError(f"unknown op kind {kind!r}")
+
+
+def decode_ops(ops_raw: Any, resolve_pred: Any) -> tuple[tuple[Op, ...], list[Any]]:
+    """Decode a change's op arrays; also return them in canonical body form.
+
+    ``ops_raw`` is the decoded msgpack array of op arrays (it is reused: each op's
+    pred is replaced in place by its canonical ``[[hlc, author], ...]`` list), so the
+    body can be re-encoded from it in one call without rebuilding every op.
+    Raises :class:`DecodeError` for anything malformed.
+    """
+    if type(ops_raw) is not list:
+        raise DecodeError("ops must be an array")
+    ops: list[Op] = []
+    for raw in ops_raw:
+        op = decode_op(raw, resolve_pred)
+        if op.pred or raw[-1]:
+            raw[-1] = [[h, a] for h, a in sorted(set(op.pred))]
+        ops.append(op)
+    return tuple(ops), ops_raw
 
 
 def _plain_pred(raw: Any) -> tuple[OpId, ...]:
@@ -318,11 +366,29 @@ def decode_body(body: bytes, sig: bytes) -> Change:
     raw = codec.unpack(body, max_bytes=MAX_CHANGE_BYTES)
     if type(raw) is not list or len(raw) != 7 or raw[0] != FORMAT_VERSION:
         raise DecodeError("not a meshsync change body (version 1)")
-    ops_raw = raw[6]
-    if type(ops_raw) is not list:
-        raise DecodeError("ops must be an array")
-    ops = tuple(decode_op(o, _plain_pred) for o in ops_raw)
-    change = make_change(raw[1], raw[2], raw[3], raw[4], raw[5], ops, sig)
+    ops, arrays = decode_ops(raw[6], _plain_pred)
+    change = make_change(raw[1], raw[2], raw[3], raw[4], raw[5], ops, sig, arrays)
     if change.body != body:
         raise DecodeError("change body is not in canonical form")
     return change
+
+
+def decode_stored(body: bytes, sig: bytes, digest: bytes) -> Change:
+    """Rebuild a change from a body this device verified when it stored it.
+
+    The light inverse of :attr:`Change.body` for sending what a store holds: no
+    canonical re-encoding, no value checks (the receiver does all of them again).
+    ``digest`` is the stored SHA-256 of ``body``. Use :func:`decode_body` for bytes
+    that did not come from this device's own store. Raises :class:`DecodeError`
+    if ``body`` is not a change body at all.
+    """
+    raw = codec.unpack(body, max_bytes=MAX_CHANGE_BYTES)
+    try:
+        _, author, partition, seq, prev, hlc, ops_raw = raw
+        ops = tuple(
+            Put(o[1], o[2], o[3], tuple((h, a) for h, a in o[4])) if o[0] == PUT
+            else Delete(o[1], o[2], tuple((h, a) for h, a in o[3]))
+            for o in ops_raw)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise DecodeError(f"stored change body is malformed: {exc}") from exc
+    return Change(author, partition, seq, prev, hlc, ops, body, sig, digest)

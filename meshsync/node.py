@@ -19,7 +19,7 @@ from meshsync.change import (
     canonical_put,
     check_name,
     check_partition,
-    decode_body,
+    decode_stored,
     sign_change,
 )
 from meshsync.crdt import RecordState
@@ -237,7 +237,7 @@ class Node:
             if feeds is not None and not feeds(info.feed):
                 continue
             for stored in self.store.iter_changes(info.feed, vv.get(info.feed, 0)):
-                yield decode_body(stored.body, stored.sig)
+                yield decode_stored(stored.body, stored.sig, stored.hash)
 
     def receive(self, changes: Iterable[Change], source: str = "api") -> ApplyReport:
         """Apply received changes in one transaction (see :mod:`meshsync.receive`).

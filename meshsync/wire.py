@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meshsync.change import Change, Delete, FeedId, OpId, Put, decode_op, make_change
+from meshsync.change import Change, Delete, FeedId, OpId, Put, decode_ops, make_change
 from meshsync.errors import DecodeError
 from meshsync.hlc import MAX_HLC
 from meshsync.identity import PUBLIC_KEY_BYTES
@@ -126,6 +126,8 @@ class WireDecoder:
         hlc = sec.last_hlc + dhlc
 
         def resolve(raw: Any) -> tuple[OpId, ...]:
+            if raw == [] and type(raw) is list:
+                return ()  # the common case: a new record
             if type(raw) is not list:
                 raise DecodeError("pred must be an array")
             out = []
@@ -137,8 +139,8 @@ class WireDecoder:
                 out.append((hlc - entry[0], self._author(entry[1])))
             return tuple(sorted(set(out)))
 
-        ops = tuple(decode_op(o, resolve) for o in ops_raw)
+        ops, arrays = decode_ops(ops_raw, resolve)
         author, partition = sec.feed
-        change = make_change(author, partition, sec.next_seq, sec.prev, hlc, ops, sig)
+        change = make_change(author, partition, sec.next_seq, sec.prev, hlc, ops, sig, arrays)
         sec.next_seq, sec.prev, sec.last_hlc = change.seq + 1, change.hash, hlc
         return change
