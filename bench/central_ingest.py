@@ -55,12 +55,13 @@ from voters import voters  # bench/voters.py
 
 from meshsync import change as change_mod
 from meshsync.bundle import END, FOOTER, HEADER, MAGIC, import_bundle
-from meshsync.change import Change, Put, sign_change
+from meshsync.change import SIGN_CONTEXT, Change, Put, sign_change
 from meshsync.hlc import make as make_hlc
 from meshsync.identity import DeviceKey
 from meshsync.node import Node
 from meshsync.store import MemoryStore, SQLiteStore, Store
 from meshsync.store.postgres import PostgresStore
+from meshsync.verify_pool import shared_verifier
 from meshsync.wire import WireEncoder
 
 START_MS = 1_717_200_000_000  # 2024-06-01, the coklit month
@@ -172,8 +173,14 @@ def run(fn: Callable[[], Any], backend: int | None = None) -> tuple[Any, Cost]:
     return result, Cost(wall, cpu, server)
 
 
+#: Whether the central node checks signatures on every core, as ``open_node`` sets it up.
+SETTINGS = {"verifier": True}
+
+
 def central(store: Store) -> Node:
-    return Node(store, key_of("central"), lambda: START_MS + 86_400_000)
+    node = Node(store, key_of("central"), lambda: START_MS + 86_400_000)
+    node.verifier = shared_verifier() if SETTINGS["verifier"] else None
+    return node
 
 
 def ingest(store: Store, bundle: Path, profile: bool = False) -> tuple[Any, str]:
@@ -240,10 +247,12 @@ def without_signatures(fn: Callable[[], Any]) -> Any:
     """Run ``fn`` with Change.verify a no-op (to see what the rest costs)."""
     saved = change_mod.Change.verify
     change_mod.Change.verify = lambda self: None  # type: ignore[method-assign]
+    SETTINGS["verifier"] = False
     try:
         return fn()
     finally:
         change_mod.Change.verify = saved  # type: ignore[method-assign]
+        SETTINGS["verifier"] = True
 
 
 def measure(n: int, ops: int, dsn: str, profile: bool, sqlite: bool) -> dict[str, Any]:
@@ -258,7 +267,12 @@ def measure(n: int, ops: int, dsn: str, profile: bool, sqlite: bool) -> dict[str
             lambda: pg_ingest(dsn, bundle))[2]
         steps["  MemoryStore, signature checks off"] = without_signatures(
             lambda: run(lambda: ingest(MemoryStore(), bundle)))[1]
-        steps["  Ed25519 verify alone"] = run(lambda: [c.verify() for c in changes])[1]
+        steps["  Ed25519 verify alone, one thread"] = run(
+            lambda: [c.verify() for c in changes])[1]
+        items = [(c.author, c.sig, SIGN_CONTEXT + c.body) for c in changes]
+        pool = shared_verifier()
+        if pool is not None:
+            steps["  Ed25519 verify alone, all cores"] = run(lambda: pool(items))[1]
         if sqlite:
             lite = SQLiteStore(Path(tmp) / "central.sqlite")
             steps["import_bundle -> SQLiteStore (for scale)"] = run(

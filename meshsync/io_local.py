@@ -27,6 +27,7 @@ from meshsync.node import Node
 from meshsync.policy import Authorizer, OpenTrust
 from meshsync.store.base import Store
 from meshsync.store.sqlite import SQLiteStore
+from meshsync.verify_pool import shared_verifier
 
 ROOT_FILE = "root.crt"
 
@@ -136,6 +137,7 @@ def open_node(path: str | Path, *, store: str | None = None) -> Iterator[Node]:
     try:
         node = Node(store_, key, system_clock, trust=load_trust(home, store_),
                     default_partition=home.default_partition())
+        node.verifier = shared_verifier()
         keep_own_certificate(node, home)
         use_schema(node, home)
         yield node

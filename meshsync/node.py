@@ -27,7 +27,7 @@ from meshsync.errors import AuthorizationError, NotFoundError, UsageError, Valid
 from meshsync.hlc import HybridClock
 from meshsync.identity import DeviceKey, sha256
 from meshsync.policy import Authorizer, OpenTrust, Validator, validate
-from meshsync.receive import ApplyReport, Receiver, RecordKey
+from meshsync.receive import ApplyReport, Receiver, RecordKey, Verifier
 from meshsync.records import Record
 from meshsync.store.base import RecordRow, Store, StoredChange
 
@@ -62,6 +62,9 @@ class Node:
         self.validators: dict[str, Validator] = {}
         #: This device's certificate role, when known (set by the I/O layer).
         self.role: str | None = None
+        #: Checks many signatures at once, e.g. on several cores (set by the I/O
+        #: layer: :func:`meshsync.verify_pool.shared_verifier`); None: one by one.
+        self.verifier: Verifier | None = None
         self.default_partition = check_partition(default_partition)
         self._clock = clock
         raw = store.get_meta("hlc")
@@ -258,7 +261,7 @@ class Node:
     def receiver(self, source: str) -> Receiver:
         """A :class:`Receiver` for a batch the caller runs inside its own transaction."""
         return Receiver(self.store, self.trust, self.validators, self.hlc, self._clock(),
-                        source, record_row)
+                        source, record_row, self.verifier)
 
     def save_clock(self) -> None:
         """Persist the HLC (inside the caller's transaction)."""

@@ -18,11 +18,11 @@ reported in ``invalid``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from meshsync.change import Change, FeedId, Put
+from meshsync.change import SIGN_CONTEXT, Change, FeedId, Put
 from meshsync.crdt import RecordState
 from meshsync.errors import AuthorizationError
 from meshsync.hlc import HybridClock, wall_ms
@@ -34,6 +34,15 @@ if TYPE_CHECKING:
     from meshsync.policy import Authorizer, Validator
 
 RecordKey = tuple[str, str, str]  # (partition, collection, key)
+
+Verifier = Callable[[list[tuple[bytes, bytes, bytes]]], list[bool]]
+"""Checks many Ed25519 signatures at once: given ``(public key 32 B, signature 64 B,
+signed bytes)`` triples, returns one bool per triple, True where it verifies. The
+I/O layer supplies one that runs on several cores (:mod:`meshsync.verify_pool`);
+the core only calls it."""
+
+#: Batches smaller than this are verified one by one, in pipeline order.
+VERIFY_AHEAD_MIN = 16
 
 
 @dataclass
@@ -73,10 +82,13 @@ class Receiver:
 
     def __init__(self, store: Store, trust: Authorizer, validators: dict[str, Validator],
                  clock: HybridClock, now_ms: int, source: str,
-                 saver: Callable[[RecordKey, RecordState], RecordRow]) -> None:
+                 saver: Callable[[RecordKey, RecordState], RecordRow],
+                 verifier: Verifier | None = None) -> None:
         self.store, self.trust, self.validators = store, trust, validators
         self.clock, self.now_ms, self.source = clock, now_ms, source
         self._saver = saver
+        self._verifier = verifier
+        self._verified: set[tuple[bytes, bytes]] = set()
         self.report = ApplyReport()
         self._heads: dict[FeedId, tuple[int, bytes]] = {}
         self._blocked: dict[FeedId, int] = {}
@@ -85,6 +97,8 @@ class Receiver:
 
     def receive(self, changes: Iterable[Change]) -> ApplyReport:
         """Run every change through the pipeline, then write touched records once."""
+        if isinstance(changes, list):
+            self.verify_ahead(changes)
         for change in changes:
             self.receive_one(change)
         self.flush()
@@ -96,11 +110,36 @@ class Receiver:
                                  for rkey, state in self._states.items()])
         self._states.clear()
 
+    def verify_ahead(self, changes: Sequence[Change]) -> None:
+        """Check at once the signatures of those ``changes`` the store does not hold yet.
+
+        Uses the verifier given at construction (none: does nothing), so the checks
+        can run on several cores; :meth:`receive_one` then skips the check for the
+        changes that passed. A change that failed is checked again, in pipeline
+        order, by :meth:`receive_one`, which raises as usual; so the outcome of a
+        batch is the same with or without this step.
+        """
+        if self._verifier is None or len(changes) < VERIFY_AHEAD_MIN:
+            return
+        todo = [c for c in changes if c.seq > self._head(c.feed)[0]]
+        if len(todo) < VERIFY_AHEAD_MIN:
+            return
+        results = self._verifier([(c.author, c.sig, SIGN_CONTEXT + c.body) for c in todo])
+        self._verified.update((c.hash, c.sig) for c, ok in zip(todo, results, strict=True)
+                              if ok)
+
+    def _check_signature(self, change: Change) -> None:
+        key = (change.hash, change.sig)
+        if key in self._verified:
+            self._verified.discard(key)
+        else:
+            change.verify()
+
     def _head(self, feed: FeedId) -> tuple[int, bytes]:
         head = self._heads.get(feed)
         if head is None:
             info = self.store.feed_head(feed)
-            head = (info.head_seq, info.head_hash) if info else (0, b"")
+            head = self._heads[feed] = (info.head_seq, info.head_hash) if info else (0, b"")
         return head
 
     def _refuse(self, change: Change, stage: str, reason: str) -> None:
@@ -122,7 +161,7 @@ class Receiver:
             self._refuse(change, "hash chain",
                          f"follows refused change seq {self._blocked[feed]} of this feed")
             return
-        change.verify()
+        self._check_signature(change)
         try:
             self.trust.authorize_change(change.author, change.partition, change.seq,
                                         wall_ms(change.hlc))
