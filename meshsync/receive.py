@@ -18,9 +18,10 @@ reported in ``invalid``.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from meshsync.change import SIGN_CONTEXT, Change, FeedId, Put
 from meshsync.crdt import RecordState
@@ -35,12 +36,26 @@ if TYPE_CHECKING:
 
 RecordKey = tuple[str, str, str]  # (partition, collection, key)
 
-Verifier = Callable[[list[tuple[bytes, bytes, bytes]]], list[bool]]
-"""Checks many Ed25519 signatures at once: given ``(public key 32 B, signature 64 B,
-signed bytes)`` triples, returns one bool per triple, True where it verifies. The
-I/O layer supplies one that runs on several cores (:mod:`meshsync.verify_pool`);
-the core only calls it."""
+SignedItem = tuple[bytes, bytes, bytes]
+"""``(public key 32 B, signature 64 B, signed bytes)``."""
 
+
+class Verifier(Protocol):
+    """Checks many Ed25519 signatures, possibly on other cores while the caller works.
+
+    ``submit(items)`` starts checking and returns a function that waits for the
+    results: one bool per item, True where the signature verifies. The I/O layer
+    supplies one (:mod:`meshsync.verify_pool`); the core only calls it.
+    """
+
+    def submit(self, items: list[SignedItem]) -> Callable[[], list[bool]]:
+        """Start checking ``items``; the returned function waits for the results."""
+        ...
+
+
+#: Changes per submitted chunk: the pipeline starts on the first chunk while the
+#: verifier is still checking the later ones.
+VERIFY_CHUNK = 128
 #: Batches smaller than this are verified one by one, in pipeline order.
 VERIFY_AHEAD_MIN = 16
 
@@ -89,6 +104,7 @@ class Receiver:
         self._saver = saver
         self._verifier = verifier
         self._verified: set[tuple[bytes, bytes]] = set()
+        self._pending: deque[tuple[list[Change], Callable[[], list[bool]]]] = deque()
         self.report = ApplyReport()
         self._heads: dict[FeedId, tuple[int, bytes]] = {}
         self._blocked: dict[FeedId, int] = {}
@@ -111,25 +127,32 @@ class Receiver:
         self._states.clear()
 
     def verify_ahead(self, changes: Sequence[Change]) -> None:
-        """Check at once the signatures of those ``changes`` the store does not hold yet.
+        """Start checking the signatures of those ``changes`` the store does not hold yet.
 
-        Uses the verifier given at construction (none: does nothing), so the checks
-        can run on several cores; :meth:`receive_one` then skips the check for the
-        changes that passed. A change that failed is checked again, in pipeline
-        order, by :meth:`receive_one`, which raises as usual; so the outcome of a
-        batch is the same with or without this step.
+        Uses the verifier given at construction (none: does nothing), in chunks of
+        :data:`VERIFY_CHUNK`, so the checks run on other cores while this thread
+        runs the pipeline. :meth:`receive_one` waits for a change's chunk and skips
+        the check for a change that passed; a change that failed is checked again,
+        in pipeline order, which raises as usual. So the outcome of a batch is the
+        same with or without this step.
         """
         if self._verifier is None or len(changes) < VERIFY_AHEAD_MIN:
             return
         todo = [c for c in changes if c.seq > self._head(c.feed)[0]]
         if len(todo) < VERIFY_AHEAD_MIN:
             return
-        results = self._verifier([(c.author, c.sig, SIGN_CONTEXT + c.body) for c in todo])
-        self._verified.update((c.hash, c.sig) for c, ok in zip(todo, results, strict=True)
-                              if ok)
+        for start in range(0, len(todo), VERIFY_CHUNK):
+            chunk = todo[start:start + VERIFY_CHUNK]
+            waiter = self._verifier.submit(
+                [(c.author, c.sig, SIGN_CONTEXT + c.body) for c in chunk])
+            self._pending.append((chunk, waiter))
 
     def _check_signature(self, change: Change) -> None:
         key = (change.hash, change.sig)
+        while key not in self._verified and self._pending:
+            chunk, waiter = self._pending.popleft()
+            self._verified.update((c.hash, c.sig)
+                                  for c, ok in zip(chunk, waiter(), strict=True) if ok)
         if key in self._verified:
             self._verified.discard(key)
         else:

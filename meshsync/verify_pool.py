@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from cryptography.exceptions import InvalidSignature
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 Item = tuple[bytes, bytes, bytes]
 """``(public key 32 B, signature 64 B, signed bytes)``."""
 
-#: Fewer items than this per worker are not worth a thread hand-off.
+#: Fewer items than this per thread are not worth splitting further.
 MIN_PER_WORKER = 32
 
 
@@ -44,7 +45,7 @@ def check_all(items: list[Item]) -> list[bool]:
 
 
 class ThreadVerifier:
-    """A :data:`meshsync.receive.Verifier` that splits a batch over ``workers`` threads.
+    """A :class:`meshsync.receive.Verifier` running checks on ``workers`` threads.
 
     Args:
         workers: number of threads (default: the CPUs this process may use).
@@ -54,17 +55,24 @@ class ThreadVerifier:
         self.workers = max(1, workers or len(os.sched_getaffinity(0)))
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="meshsync-verify")
 
+    def submit(self, items: list[Item]) -> Callable[[], list[bool]]:
+        """Start checking ``items`` (split over the threads); the returned function
+        waits and gives one bool per item (see :func:`check_all`)."""
+        parts = max(1, min(self.workers, len(items) // MIN_PER_WORKER))
+        size = -(-len(items) // parts) if items else 1
+        futures = [self._pool.submit(check_all, items[i:i + size])
+                   for i in range(0, len(items), size)]
+
+        def wait() -> list[bool]:
+            out: list[bool] = []
+            for future in futures:
+                out += future.result()
+            return out
+        return wait
+
     def __call__(self, items: list[Item]) -> list[bool]:
-        """One bool per item, True where its signature verifies (see :func:`check_all`)."""
-        parts = min(self.workers, len(items) // MIN_PER_WORKER)
-        if parts < 2:
-            return check_all(items)
-        size = -(-len(items) // parts)
-        chunks = [items[i:i + size] for i in range(0, len(items), size)]
-        out: list[bool] = []
-        for part in self._pool.map(check_all, chunks):
-            out += part
-        return out
+        """Check ``items`` and wait: one bool per item."""
+        return self.submit(items)()
 
     def close(self) -> None:
         """Stop the worker threads (waits for running checks)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -20,7 +21,7 @@ from meshsync.bundle import FOOTER, FOOTER_BYTES, MAGIC, export_bundle, import_b
 from meshsync.change import SIGN_CONTEXT
 from meshsync.errors import RemoteError
 from meshsync.node import Node
-from meshsync.receive import VERIFY_AHEAD_MIN
+from meshsync.receive import VERIFY_AHEAD_MIN, VERIFY_CHUNK
 from meshsync.store import SQLiteStore
 from meshsync.verify_pool import ThreadVerifier, check_all
 
@@ -33,9 +34,10 @@ class CountingVerifier:
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    def __call__(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    def submit(self, items: list[tuple[bytes, bytes, bytes]]) -> Callable[[], list[bool]]:
         self.calls.append(len(items))
-        return check_all(items)
+        results = check_all(items)
+        return lambda: results
 
 
 def writer(n: int) -> Node:
@@ -95,17 +97,18 @@ def test_thread_verifier_matches_one_by_one_on_good_and_bad_signatures() -> None
 
 
 def test_bundle_import_checks_signatures_in_batches_and_applies_the_same() -> None:
-    data = bundle_of(writer(60))
+    data = bundle_of(writer(300))
     counting = CountingVerifier()
     with_pool, without = reader(counting), reader(None)
     import_bundle(with_pool, io.BytesIO(data))
     import_bundle(without, io.BytesIO(data))
-    assert counting.calls == [60]  # all 60 new changes in one call
+    # All 300 new changes submitted at once, in chunks the pipeline waits for in turn.
+    assert counting.calls == [VERIFY_CHUNK] * (300 // VERIFY_CHUNK) + [300 % VERIFY_CHUNK]
     assert with_pool.canonical_state() == without.canonical_state()
     assert with_pool.version_vector() == without.version_vector()
     # A replay: every change is already held, so none is checked again.
     import_bundle(with_pool, io.BytesIO(data))
-    assert counting.calls == [60]
+    assert sum(counting.calls) == 300
 
 
 @pytest.mark.parametrize("verifier", [None, CountingVerifier(), ThreadVerifier(workers=2)],
@@ -134,4 +137,4 @@ def test_session_batches_use_the_verifier() -> None:
     counting = CountingVerifier()
     node = reader(counting)
     report = node.receive(list(source.changes_since({})))
-    assert report.applied == 50 and counting.calls == [50]
+    assert report.applied == 50 and sum(counting.calls) == 50
