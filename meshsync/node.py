@@ -40,7 +40,7 @@ Clock = Callable[[], int]
 
 def record_row(rkey: RecordKey, state: RecordState) -> RecordRow:
     """The stored row of a record state."""
-    return RecordRow(rkey[0], rkey[1], rkey[2], *state.encode_with_flags())
+    return RecordRow(*rkey, *state.encode_with_flags())
 
 
 class Node:

@@ -262,23 +262,26 @@ class Receiver:
             self._states[rkey] = state
         return state
 
-    def _prefetch(self, change: Change) -> None:
-        wanted = list(dict.fromkeys(
-            (change.partition, op.collection, op.key) for op in change.ops))
-        missing = [k for k in wanted if k not in self._states]
-        if len(missing) < 2:
-            return
-        rows = self.store.load_records(missing)
-        for rkey in missing:
-            row = rows.get(rkey)
-            self._states[rkey] = RecordState.decode(row.state) if row else RecordState()
+    def _prefetch(self, change: Change) -> list[RecordKey]:
+        """Load the states of the change's records not held yet, in one store call;
+        returns the record key of each op."""
+        part = change.partition
+        rkeys = [(part, op.collection, op.key) for op in change.ops]
+        states = self._states
+        missing = [k for k in dict.fromkeys(rkeys) if k not in states]
+        if len(missing) >= 2:
+            rows = self.store.load_records(missing)
+            for rkey in missing:
+                row = rows.get(rkey)
+                states[rkey] = RecordState.decode(row.state) if row else RecordState()
+        return rkeys
 
     def _apply(self, change: Change) -> None:
-        self._prefetch(change)
-        for index, op in enumerate(change.ops):
-            state = self._state((change.partition, op.collection, op.key))
-            if isinstance(op, Put):
-                state.apply_put(change.op_id(index), op.fields, op.pred,
-                                sorted_fields=True)
+        rkeys = self._prefetch(change)
+        states, hlc, author = self._states, change.hlc, change.author
+        for index, (op, rkey) in enumerate(zip(change.ops, rkeys, strict=True)):
+            state = states.get(rkey) or self._state(rkey)
+            if type(op) is Put:
+                state.apply_put((hlc + index, author), op.fields, op.pred, sorted_fields=True)
             else:
-                state.apply_delete(change.op_id(index), op.pred)
+                state.apply_delete((hlc + index, author), op.pred)

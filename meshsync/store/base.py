@@ -12,7 +12,7 @@ import abc
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from meshsync import codec
 from meshsync.change import FeedId
@@ -48,9 +48,12 @@ class FeedInfo:
         return (self.author, self.partition)
 
 
-@dataclass(frozen=True, slots=True)
-class RecordRow:
-    """A record's encoded :class:`~meshsync.crdt.RecordState` plus summary flags."""
+class RecordRow(NamedTuple):
+    """A record's encoded :class:`~meshsync.crdt.RecordState` plus summary flags.
+
+    A named tuple (not a dataclass): an import builds one per record, and the tuple
+    is already the parameter row stores bind.
+    """
 
     partition: str
     collection: str

@@ -266,8 +266,7 @@ class SQLiteStore(Store):
             "INSERT INTO records (partition, collection, key, state, deleted, conflict) "
             "VALUES (?,?,?,?,?,?) ON CONFLICT (collection, key, partition) DO UPDATE SET "
             "state=excluded.state, deleted=excluded.deleted, conflict=excluded.conflict",
-            [(r.partition, r.collection, r.key, r.state, r.deleted, r.conflict)
-             for r in rows])
+            rows)  # a RecordRow is the parameter tuple, in column order
 
     def iter_records(self, collection: str | None = None, partition_prefix: str = "",
                      *, conflicts_only: bool = False) -> Iterator[RecordRow]:
