@@ -4,6 +4,7 @@ processes ingesting at once, and migrations started by several processes."""
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import os
@@ -22,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from store_conformance import StoreConformance
 
+from meshsync import codec
 from meshsync.change import Change, canonical_put, sign_change
 from meshsync.crdt import RecordState
 from meshsync.errors import ConcurrentAppendError, StorageError, UsageError
@@ -30,7 +32,7 @@ from meshsync.node import Node
 from meshsync.records import Record
 from meshsync.store import MemoryStore
 from meshsync.store.base import RecordRow, Store, StoredChange
-from meshsync.store.pg_text import escape, unescape, visible_fields
+from meshsync.store.pg_text import escape, fields_json, fields_jsonb, unescape, visible_fields
 
 if TYPE_CHECKING:
     from pg import PgServer
@@ -44,7 +46,7 @@ except ImportError:
     pytest.skip("psycopg is not installed (pip install -e '.[central]')",
                 allow_module_level=True)
 
-from meshsync.store import pg_write  # noqa: E402  (needs psycopg only for typing)
+from meshsync.store import pg_schema, pg_write  # noqa: E402
 from meshsync.store.pg_schema import MIGRATIONS  # noqa: E402
 from meshsync.store.postgres import PostgresStore  # noqa: E402
 
@@ -146,6 +148,40 @@ def test_visible_fields_reads_the_state_as_the_crdt_does(
         ids.append(op_id)
     if not state.deleted:
         assert visible_fields(state.encode()) == state.visible()
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.text()
+    | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                               max_size=3), max_leaves=8)
+
+
+@given(st.dictionaries(st.text(max_size=6), _VALUES, max_size=6))
+def test_fields_json_is_the_documented_json(fields: dict[str, Any]) -> None:
+    """The fast encoder writes what json.dumps with the documented conversions writes."""
+    def reference(value: Any) -> Any:
+        if isinstance(value, str):
+            return escape(value)
+        if isinstance(value, bytes):
+            import base64
+            return base64.b64encode(value).decode()
+        if isinstance(value, float) and not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        if isinstance(value, list):
+            return [reference(v) for v in value]
+        if isinstance(value, dict):
+            return {escape(k): reference(v) for k, v in value.items()}
+        return value
+
+    state = codec.pack([b"\x01" * 32, 5, fields])  # the compact single-put state
+    text = fields_json(state, False)
+    assert text is not None and json.loads(text) == reference(fields)
+    assert fields_jsonb(state, False) == b"\x01" + text.encode()
+    assert fields_json(state, True) == "{}" and fields_jsonb(b"junk", False) is None
+    plain = {"nama": "Ma\u2019ruf", "rt": 17, "skor": 1.5, "ktp_el": True, "x": None}
+    assert fields_json(codec.pack([b"\x01" * 32, 5, plain]), False) == json.dumps(
+        plain, ensure_ascii=False, separators=(",", ":"))
 
 
 def test_record_fields_are_queryable_jsonb(pg_dsn: str) -> None:
@@ -364,6 +400,64 @@ def test_large_ingest_flushes_in_batches_and_matches_memory(
     assert store.count_changes() == len(changes)
     got = dict(sql(pg_dsn, "SELECT partition || ' ' || key, fields FROM meshsync_records"))
     assert got == {f"{r.partition} {r.key}": r.fields for r in reference.records("voters")}
+    store.close()
+
+
+def test_reads_see_flushed_and_buffered_writes_of_their_transaction(
+        pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Appends and saves are sent in bulk; every read in the transaction still sees
+    them, whether already sent or still buffered, and a bad append is still refused."""
+    monkeypatch.setattr(pg_write, "MAX_PENDING_ROWS", 5)
+    store = PostgresStore(pg_dsn)
+    rows = [RecordRow(TPS1, "voters", f"v-{i}", codec.pack([b"\x01" * 32, i, {"n": i}]),
+                      False, False) for i in range(7)]
+    with store.transaction():
+        for seq in range(1, 8):  # five are sent at the fifth, two stay buffered
+            store.append_change(FEED, stored(seq), seq)
+        assert store._buf.n_changes == 2
+        for bad in (9, 7, 1):
+            with pytest.raises(UsageError, match="does not follow the feed head 7"):
+                store.append_change(FEED, stored(bad), bad)
+        assert store.feed_head(FEED).head_seq == 7  # type: ignore[union-attr]
+        assert store.change_at(FEED, 2) == stored(2) and store.change_at(FEED, 7) == stored(7)
+        assert store.change_at(FEED, 8) is None
+        assert [c.seq for c in store.iter_changes(FEED, 3)] == [4, 5, 6, 7]
+        assert store.count_changes() == 7
+        store.save_records(rows[:5])  # sent at the fifth row
+        store.save_record(rows[5])  # buffered
+        assert len(store._buf.dirty) == 1
+        assert store.load_record(TPS1, "voters", "v-5") == rows[5]
+        assert store.load_records([(TPS1, "voters", "v-0"), (TPS1, "voters", "v-6")]) == {
+            (TPS1, "voters", "v-0"): rows[0]}
+        assert store.find_record("voters", "v-5") == [rows[5]]
+        assert list(store.iter_records("voters")) == rows[:6]
+        store.save_record(RecordRow(TPS1, "voters", "v-0", b"x", True, False))  # sent row
+        assert store.load_record(TPS1, "voters", "v-0").state == b"x"  # type: ignore[union-attr]
+    assert sql(pg_dsn, "SELECT count(*) FROM meshsync_changes") == [(7,)]
+    assert sql(pg_dsn, "SELECT key, fields, version FROM meshsync_records ORDER BY key") == [
+        ("v-0", {}, 2), ("v-1", {"n": 1}, 1), ("v-2", {"n": 2}, 1), ("v-3", {"n": 3}, 1),
+        ("v-4", {"n": 4}, 1), ("v-5", {"n": 5}, 1)]
+    store.close()
+
+
+def test_a_version_1_database_is_upgraded(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migration 2 drops the changes' foreign key; what was stored before is kept."""
+    fks = ("SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
+           "AND conrelid = 'meshsync_changes'::regclass")
+    monkeypatch.setattr(pg_schema, "MIGRATIONS", MIGRATIONS[:1])
+    old = PostgresStore(pg_dsn)
+    assert old.schema_version == 1
+    with old.transaction():
+        old.append_change(FEED, stored(1), 1)
+    old.close()
+    assert sql(pg_dsn, fks) == [(1,)]
+    monkeypatch.undo()
+    store = PostgresStore(pg_dsn)
+    assert store.schema_version == len(MIGRATIONS) >= 2
+    assert sql(pg_dsn, fks) == [(0,)]
+    with store.transaction():
+        store.append_change(FEED, stored(2), 2)
+    assert [c.seq for c in store.iter_changes(FEED)] == [1, 2]
     store.close()
 
 

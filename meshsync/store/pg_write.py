@@ -19,8 +19,11 @@ before a read that needs the database, when the buffer is full, and at commit.
 * *Record rows* carry a ``version``. A save is checked against the version its
   row had when this store last read it (optimistic control: reads take no lock,
   as most ingest touches records nobody else touches): rows are locked in key
-  order, compared, then updated; rows read as absent are inserted with ``ON
-  CONFLICT DO NOTHING``. A row saved without having been read is upserted.
+  order, compared, then updated. Rows read as absent are copied in (binary
+  ``COPY``, in key order): if another process inserted one of them first, the
+  primary key refuses the copy (a unique violation, after waiting for that
+  process's transaction as an insert does). A row saved without having been read
+  is upserted.
 
 Any mismatch raises :class:`~meshsync.errors.ConcurrentAppendError`: the loser of a
 race stores nothing and retries; it never holds a duplicate, a gap or a record
@@ -29,17 +32,21 @@ state that misses the winner's changes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.types.string import BytesBinaryDumper
 
 from meshsync.change import FeedId
 from meshsync.errors import ConcurrentAppendError
 from meshsync.identity import short_id
 from meshsync.store.base import RecordRow, StoredChange
-from meshsync.store.pg_text import escape, fields_json
+from meshsync.store.pg_text import escape, fields_json, fields_jsonb
 
 if TYPE_CHECKING:
-    import psycopg
     from psycopg.rows import TupleRow
 
 RecordKey = tuple[str, str, str]
@@ -55,6 +62,11 @@ MAX_CACHED_ROWS = 20_000  #: past this, a flush drops cached row contents (not v
 _COPY_CHANGES = ("COPY meshsync_changes (feed, seq, hash, hlc, body, sig, invalid) "
                  "FROM STDIN (FORMAT BINARY)")
 _COPY_TYPES = ["int8", "int8", "bytea", "numeric", "bytea", "bytea", "text"]
+# `fields` is jsonb: its binary form is the version byte 1 and the JSON text, sent
+# as raw bytes (pg_text.fields_jsonb), so the client needs no jsonb dumper.
+_COPY_RECORDS = ("COPY meshsync_records (collection, key, partition, state, fields, "
+                 "deleted, conflict) FROM STDIN (FORMAT BINARY)")
+_COPY_RECORD_TYPES = ["text", "text", "text", "bytea", "bytea", "bool", "bool"]
 _RECORD_ARRAYS = ("unnest(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::text[], "
                   "%b::bool[], %b::bool[]) AS u(c, k, p, state, fields, deleted, conflict)")
 
@@ -79,8 +91,14 @@ class Entry:
     loaded: bool = True  # False once the content was dropped; `base` still holds
 
 
-def _sort_key(rkey: RecordKey) -> tuple[str, str, str]:
-    return (rkey[1], rkey[2], rkey[0])  # the primary key's order
+_sort_key = itemgetter(1, 2, 0)  # a RecordKey in the primary key's order
+
+
+def configure(conn: psycopg.Connection[TupleRow]) -> None:
+    """Adapt ``conn`` for the bulk writes: binary ``COPY`` sends ``bytea`` through
+    psycopg's C dumper (the default for a type given by name is a Python one that
+    also accepts ``psycopg.Binary``, which meshsync never passes)."""
+    conn.adapters.register_dumper(None, BytesBinaryDumper)
 
 
 def _conflict(what: str) -> ConcurrentAppendError:
@@ -102,20 +120,23 @@ class WriteBuffer:
     evicted: int = 0  # rows whose content was dropped at the last eviction
     bytes: int = 0
 
-    def append(self, feed: FeedId, change: StoredChange, hlc: int) -> None:
-        """Queue ``change`` (already checked against ``heads[feed]``)."""
-        head = self.heads[feed]
+    def append(self, feed: FeedId, head: Head, change: StoredChange, hlc: int) -> None:
+        """Queue ``change`` (already checked against ``head``, ``heads[feed]``)."""
         head.seq, head.hash = change.seq, change.hash
-        self.changes.setdefault(feed, []).append((change, hlc))
+        pending = self.changes.get(feed)
+        if pending is None:
+            pending = self.changes[feed] = []
+        pending.append((change, hlc))
         self.n_changes += 1
         self.bytes += len(change.body) + len(change.sig)
 
-    def save(self, row: RecordRow, base: int) -> None:
+    def save(self, rkey: RecordKey, row: RecordRow, base: int) -> None:
         """Queue a record save; ``base`` is used if the row was not read in this tx."""
-        rkey = (row.partition, row.collection, row.key)
         entry = self.rows.get(rkey)
         if entry is None:
-            entry = self.rows[rkey] = Entry(row, base)
+            entry = self.rows[rkey] = Entry(row, base, True)
+            self.dirty.append(rkey)
+            return
         if not entry.dirty:
             self.dirty.append(rkey)
         entry.row, entry.dirty, entry.loaded = row, True, True
@@ -222,76 +243,89 @@ class WriteBuffer:
     # -- records --------------------------------------------------------------------
 
     def _flush_records(self, conn: psycopg.Connection[TupleRow]) -> None:
-        dirty = sorted(self.dirty, key=_sort_key)
-        groups: dict[int, list[RecordKey]] = {ABSENT: [], UNKNOWN: [], 1: []}
-        for rkey in dirty:
-            base = self.rows[rkey].base
-            groups[base if base <= 0 else 1].append(rkey)
-        versions: dict[RecordKey, int] = {}
-        if groups[1]:
-            versions.update(self._update_rows(conn, groups[1]))
-        if groups[ABSENT]:
-            versions.update(self._insert_rows(conn, groups[ABSENT]))
-        if groups[UNKNOWN]:
-            versions.update(self._upsert_rows(conn, groups[UNKNOWN]))
-        for rkey in dirty:
-            entry = self.rows[rkey]
-            entry.base, entry.dirty = versions[rkey], False
+        rows = self.rows
+        read: list[tuple[RecordKey, Entry]] = []
+        absent: list[tuple[RecordKey, Entry]] = []
+        unknown: list[tuple[RecordKey, Entry]] = []
+        for rkey in sorted(self.dirty, key=_sort_key):
+            entry = rows[rkey]
+            base = entry.base
+            (absent if base == ABSENT else unknown if base == UNKNOWN else read).append(
+                (rkey, entry))
+        if read:
+            self._update_rows(conn, read)
+        if absent:
+            self._insert_rows(conn, absent)
+        if unknown:
+            self._upsert_rows(conn, unknown)
+        for rkey in self.dirty:
+            rows[rkey].dirty = False
         self.dirty.clear()
 
-    def _arrays(self, keys: list[RecordKey]) -> list[list[Any]]:
-        rows: list[RecordRow] = []
-        for k in keys:
-            row = self.rows[k].row
+    @staticmethod
+    def _arrays(dirty: list[tuple[RecordKey, Entry]]) -> list[list[Any]]:
+        cols: list[list[Any]] = [[], [], [], [], [], [], []]
+        c, k, p, state, fields, deleted, conflict = cols
+        for rkey, entry in dirty:
+            row = entry.row
             assert row is not None  # dirty entries always hold their row
-            rows.append(row)
-        return [[escape(k[1]) for k in keys], [escape(k[2]) for k in keys],
-                [escape(k[0]) for k in keys], [r.state for r in rows],
-                [fields_json(r.state, r.deleted) for r in rows],
-                [r.deleted for r in rows], [r.conflict for r in rows]]
+            c.append(escape(rkey[1]))
+            k.append(escape(rkey[2]))
+            p.append(escape(rkey[0]))
+            state.append(row.state)
+            fields.append(fields_json(row.state, row.deleted))
+            deleted.append(row.deleted)
+            conflict.append(row.conflict)
+        return cols
 
     @staticmethod
-    def _returned(keys: list[RecordKey], rows: list[TupleRow]) -> dict[RecordKey, int]:
+    def _versions(dirty: list[tuple[RecordKey, Entry]],
+                  rows: list[TupleRow]) -> Iterator[tuple[RecordKey, Entry, int]]:
+        """Each dirty row with its version in ``rows`` ``(collection, key, partition,
+        version)``; ConcurrentAppendError if one is missing."""
         by_pk = {(c, k, p): int(v) for c, k, p, v in rows}
-        out = {}
-        for rkey in keys:
+        for rkey, entry in dirty:
             version = by_pk.get((escape(rkey[1]), escape(rkey[2]), escape(rkey[0])))
             if version is None:
                 raise _conflict(f"record {rkey[1]}/{rkey[2]} in {rkey[0]}")
-            out[rkey] = version
-        return out
+            yield rkey, entry, version
 
     def _update_rows(self, conn: psycopg.Connection[TupleRow],
-                     keys: list[RecordKey]) -> dict[RecordKey, int]:
-        arrays = self._arrays(keys)
+                     dirty: list[tuple[RecordKey, Entry]]) -> None:
+        arrays = self._arrays(dirty)
         locked = conn.execute(
             "SELECT r.collection, r.key, r.partition, r.version FROM meshsync_records r "
             "JOIN unnest(%b::text[], %b::text[], %b::text[]) AS u(c, k, p) "
             "ON r.collection = u.c AND r.key = u.k AND r.partition = u.p "
             "ORDER BY 1, 2, 3 FOR UPDATE OF r", arrays[:3]).fetchall()
-        now = self._returned(keys, locked)
-        for rkey in keys:
-            if now[rkey] != self.rows[rkey].base:
+        for rkey, entry, version in self._versions(dirty, locked):
+            if version != entry.base:
                 raise _conflict(f"record {rkey[1]}/{rkey[2]} in {rkey[0]}")
+        for _, entry in dirty:
+            entry.base += 1  # as the update below sets it
         conn.execute(
             "UPDATE meshsync_records r SET state = u.state, fields = u.fields::jsonb, "
             "deleted = u.deleted, conflict = u.conflict, version = r.version + 1, "
             f"updated_at = now() FROM {_RECORD_ARRAYS} "
             "WHERE r.collection = u.c AND r.key = u.k AND r.partition = u.p", arrays)
-        return {rkey: v + 1 for rkey, v in now.items()}
 
     def _insert_rows(self, conn: psycopg.Connection[TupleRow],
-                     keys: list[RecordKey]) -> dict[RecordKey, int]:
-        rows = conn.execute(
-            "INSERT INTO meshsync_records (collection, key, partition, state, fields, "
-            "deleted, conflict) SELECT c, k, p, state, fields::jsonb, deleted, conflict "
-            f"FROM {_RECORD_ARRAYS} ORDER BY 1, 2, 3 "
-            "ON CONFLICT (collection, key, partition) DO NOTHING "
-            "RETURNING collection, key, partition, version", self._arrays(keys)).fetchall()
-        return self._returned(keys, rows)
+                     dirty: list[tuple[RecordKey, Entry]]) -> None:
+        try:
+            with conn.cursor() as cur, cur.copy(_COPY_RECORDS) as copy:
+                copy.set_types(_COPY_RECORD_TYPES)
+                write = copy.write_row
+                for rkey, entry in dirty:
+                    row = entry.row
+                    assert row is not None  # dirty entries always hold their row
+                    write((escape(rkey[1]), escape(rkey[2]), escape(rkey[0]), row.state,
+                           fields_jsonb(row.state, row.deleted), row.deleted, row.conflict))
+                    entry.base = 1  # the column's default version
+        except psycopg.errors.UniqueViolation as exc:
+            raise _conflict(f"a record read as absent ({exc.diag.message_detail})") from exc
 
     def _upsert_rows(self, conn: psycopg.Connection[TupleRow],
-                     keys: list[RecordKey]) -> dict[RecordKey, int]:
+                     dirty: list[tuple[RecordKey, Entry]]) -> None:
         rows = conn.execute(
             "INSERT INTO meshsync_records (collection, key, partition, state, fields, "
             "deleted, conflict) SELECT c, k, p, state, fields::jsonb, deleted, conflict "
@@ -300,5 +334,6 @@ class WriteBuffer:
             "fields = excluded.fields, deleted = excluded.deleted, "
             "conflict = excluded.conflict, version = meshsync_records.version + 1, "
             "updated_at = now() RETURNING collection, key, partition, version",
-            self._arrays(keys)).fetchall()
-        return self._returned(keys, rows)
+            self._arrays(dirty)).fetchall()
+        for _, entry, version in self._versions(dirty, rows):
+            entry.base = version

@@ -59,7 +59,15 @@ from meshsync.store.base import (
 )
 from meshsync.store.pg_schema import migrate
 from meshsync.store.pg_text import escape, unescape, unescape_opt
-from meshsync.store.pg_write import ABSENT, UNKNOWN, Entry, Head, RecordKey, WriteBuffer
+from meshsync.store.pg_write import (
+    ABSENT,
+    UNKNOWN,
+    Entry,
+    Head,
+    RecordKey,
+    WriteBuffer,
+    configure,
+)
 
 T = TypeVar("T")
 
@@ -119,6 +127,7 @@ class PostgresStore(Store):
             conn.execute("SELECT set_config('lock_timeout', %s, false)",
                          [f"{self._lock_timeout_ms}ms"])
             self.schema_version = migrate(conn)
+            configure(conn)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, psycopg.Error):
@@ -266,12 +275,13 @@ class PostgresStore(Store):
         """
         if not self._in_tx:
             raise UsageError("write outside a transaction")
-        head = self._tx_head(feed)
+        buf = self._buf
+        head = buf.heads.get(feed) or self._tx_head(feed)
         if change.seq != head.seq + 1:
             raise UsageError(f"append at seq {change.seq} does not follow the feed head "
                              f"{head.seq}")
-        self._buf.append(feed, change, hlc)
-        if self._buf.full():
+        buf.append(feed, head, change, hlc)
+        if buf.full():
             self.flush()
 
     def change_at(self, feed: FeedId, seq: int) -> StoredChange | None:
@@ -385,13 +395,19 @@ class PostgresStore(Store):
         """See :meth:`Store.save_record`. A lost update (another process changed the
         row since this store read it) raises :class:`ConcurrentAppendError` at a
         later flush or the commit."""
+        self.save_records([row])
+
+    def save_records(self, rows: list[RecordRow]) -> None:
+        """See :meth:`Store.save_records` and :meth:`save_record`."""
         if not self._in_tx:
             raise UsageError("write outside a transaction")
-        rkey = (row.partition, row.collection, row.key)
-        base = ABSENT if row.partition in self._buf.complete else self._seen.pop(rkey, UNKNOWN)
-        self._buf.save(row, base)
-        if self._buf.full():
-            self.flush()
+        buf, seen = self._buf, self._seen
+        for row in rows:
+            rkey = (row.partition, row.collection, row.key)
+            base = seen.pop(rkey, UNKNOWN) if seen else UNKNOWN
+            buf.save(rkey, row, ABSENT if row.partition in buf.complete else base)
+            if buf.full():
+                self.flush()
 
     def iter_records(self, collection: str | None = None, partition_prefix: str = "",
                      *, conflicts_only: bool = False) -> Iterator[RecordRow]:
