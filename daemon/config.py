@@ -16,6 +16,8 @@ Keys (all optional; defaults in :data:`DEFAULTS`)::
     backoff_min_s = 2.0                       # first retry delay after a failed sync
     backoff_max_s = 300.0
     uplink = ["central.example:7420"]         # gateway role: where central is (issue 6)
+    storage_reserve_mb = 64                   # free MiB kept for local edits: received
+                                              # changes are refused below it (io_local)
 
 An invalid value is refused with :class:`~meshsync.errors.UsageError` naming the key
 and what is allowed.
@@ -38,7 +40,7 @@ DISCOVERY_METHODS = ("mdns", "broadcast", "gateway", "static")
 MESH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,62}")
 
 #: Keys of config.toml read by the node itself, not the daemon (meshsync.home, io_local).
-HOME_KEYS = {"partition", "schema"}
+HOME_KEYS = {"partition", "schema", "storage_reserve_mb"}
 
 DEFAULTS: dict[str, Any] = {
     "mesh": "default",

@@ -240,11 +240,15 @@ def import_bundle(node: Node, f: IO[bytes], *, source: str = "bundle",
     """Import a bundle from a seekable binary file (see the module docs for the rules).
 
     Raises :class:`~meshsync.errors.RemoteError` subclasses (``DecodeError``,
-    ``SignatureError``, ``FrameTooLargeError``) with nothing stored.
+    ``SignatureError``, ``FrameTooLargeError``) with nothing stored, and
+    :class:`~meshsync.errors.StorageLowError` (nothing stored) if the node's
+    ``inbound_guard`` refuses a bundle of this size.
     """
     f.seek(0, 2)
     size = f.tell()
     _check_footer(f, size)
+    if node.inbound_guard is not None:
+        node.inbound_guard(size)
     imp = _Importer(node, source)
     saved_clock = node.hlc.last
     try:

@@ -44,6 +44,12 @@ class StorageError(MeshsyncError):
     """The store failed (disk full, corrupt file); the current transaction was rolled back."""
 
 
+class StorageLowError(StorageError):
+    """Free space on the store's disk is below the reserve kept for local edits, so
+    received changes are refused (nothing of the batch is stored); local edits go on
+    using the reserve (field-failures.md B17). Syncing resumes once space is freed."""
+
+
 class ConcurrentAppendError(StorageError):
     """Another process sharing the store wrote the same feed head or record first.
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from meshsync.errors import UsageError
+from meshsync.errors import StorageLowError, UsageError
 from meshsync.home import Home
 from meshsync.node import Node
 from meshsync.policy import Authorizer, OpenTrust
@@ -73,6 +74,50 @@ def use_schema(node: Node, home: Home) -> None:
         raise UsageError(f"{home.config_path}: unknown schema {name!r} "
                          f"(known: {', '.join(sorted(SCHEMAS))})")
     importlib.import_module(SCHEMAS[name]).register(node)
+
+
+#: Default of ``storage_reserve_mb`` in ``config.toml``: free space (MiB) on the home's
+#: disk kept for local edits; received data is refused below it (field-failures.md B17).
+DEFAULT_RESERVE_MB = 64
+
+#: Disk bytes a received byte may take before checkpoints reclaim any: the change body,
+#: the record states built from it, and the WAL copy of both.
+NEED_FACTOR = 3
+
+
+class DiskReserve:
+    """An ``inbound_guard`` for :class:`~meshsync.node.Node`: refuses received data that
+    would bring free space on ``path``'s disk below ``reserve_bytes``.
+
+    Calling it with ``incoming`` (bytes about to be received) raises
+    :class:`~meshsync.errors.StorageLowError` if free space minus
+    ``NEED_FACTOR * incoming`` is below the reserve. Local edits are never checked,
+    so the officer can go on typing from the reserve.
+    """
+
+    def __init__(self, path: Path, reserve_bytes: int) -> None:
+        self.path, self.reserve = path, reserve_bytes
+
+    def __call__(self, incoming: int) -> None:
+        free = shutil.disk_usage(self.path).free
+        if free - NEED_FACTOR * incoming < self.reserve:
+            raise StorageLowError(
+                f"storage low: {free / 2**20:.1f} MiB free on the disk of {self.path}, "
+                f"{incoming / 2**20:.1f} MiB arriving, and {self.reserve / 2**20:.0f} MiB "
+                "are kept for local edits (storage_reserve_mb); received changes are "
+                "refused until space is freed; local edits still work")
+
+
+def disk_reserve(home: Home) -> DiskReserve:
+    """The home's :class:`DiskReserve` (``storage_reserve_mb`` in ``config.toml``).
+
+    Raises :class:`~meshsync.errors.UsageError` if the setting is not a number >= 0.
+    """
+    value = home.config().get("storage_reserve_mb", DEFAULT_RESERVE_MB)
+    if type(value) not in (int, float) or value < 0:
+        raise UsageError(f"{home.config_path}: 'storage_reserve_mb' must be a number of "
+                         f"MiB >= 0, got {value!r}")
+    return DiskReserve(home.path, int(value * 2**20))
 
 
 #: libpq's keyword/value form of a connection string (``host=/run/postgresql dbname=kpu``),
@@ -138,6 +183,8 @@ def open_node(path: str | Path, *, store: str | None = None) -> Iterator[Node]:
         node = Node(store_, key, system_clock, trust=load_trust(home, store_),
                     default_partition=home.default_partition())
         node.verifier = shared_verifier()
+        if store is None:  # a PostgreSQL store's disk is the database server's
+            node.inbound_guard = disk_reserve(home)
         keep_own_certificate(node, home)
         use_schema(node, home)
         yield node

@@ -65,6 +65,11 @@ class Node:
         #: Checks many signatures at once, e.g. on several cores (set by the I/O
         #: layer: :func:`meshsync.verify_pool.shared_verifier`); None: one by one.
         self.verifier: Verifier | None = None
+        #: Called with the size in bytes of received data about to be stored (a sync
+        #: batch, a bundle) before anything of it is; raises
+        #: :class:`~meshsync.errors.StorageLowError` to refuse it. Set by the I/O
+        #: layer (:class:`meshsync.io_local.DiskReserve`); None: no check.
+        self.inbound_guard: Callable[[int], None] | None = None
         self.default_partition = check_partition(default_partition)
         self._clock = clock
         raw = store.get_meta("hlc")
@@ -246,8 +251,12 @@ class Node:
         """Apply received changes in one transaction (see :mod:`meshsync.receive`).
 
         Raises :class:`~meshsync.errors.SignatureError` (nothing stored) if any
-        signature fails; other refusals are listed in the returned report.
+        signature fails; other refusals are listed in the returned report. Raises
+        :class:`~meshsync.errors.StorageLowError` (nothing stored) if the
+        :attr:`inbound_guard` refuses the batch.
         """
+        if self.inbound_guard is not None and isinstance(changes, list):
+            self.inbound_guard(sum(len(c.body) for c in changes))
         saved_hlc = self.hlc.last
         try:
             with self.store.transaction():
