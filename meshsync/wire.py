@@ -12,8 +12,12 @@ the receiver can recompute is not sent per change:
   change's hlc in the section (the first is absolute), and every pred entry is
   ``[hlc - pred_hlc, actor]`` (signed difference, so it stays short).
 
-Item tags 3 and up belong to the container (bundle or session) and are passed
-through by :class:`WireDecoder`.
+Item tags 3 and up belong to the container (bundle or session): :class:`WireDecoder`
+refuses them, a container's decoder handles its own first. The sync session
+(:mod:`meshsync.session_stream`) subclasses both classes: it adds a short feed item
+naming a feed the receiver listed in its version vector, and starts each section's
+``dhlc`` from the previous section's last hlc instead of 0 (``carry_hlc``). Bundles
+use the classes as they are.
 """
 
 from __future__ import annotations
@@ -51,19 +55,27 @@ class WireEncoder:
             out.append([ACTOR, author])
         return index
 
+    #: Start each section's hlc from the previous section's last one (else 0).
+    carry_hlc = False
+
     def encode(self, change: Change) -> list[list[Any]]:
         """Items (zero or more actor/feed items, then one change item) for ``change``."""
         out: list[list[Any]] = []
-        me = self._actor(change.author, out)
         sec = self._section
         if sec is None or sec.feed != change.feed or sec.next_seq != change.seq \
                 or sec.prev != change.prev:
-            out.append([FEED, me, change.partition, change.seq, change.prev])
-            sec = self._section = _Section(change.feed, change.seq, change.prev, 0)
+            out.append(self._feed_item(change, out))
+            start = sec.last_hlc if sec is not None and self.carry_hlc else 0
+            sec = self._section = _Section(change.feed, change.seq, change.prev, start)
         ops = [self._op(op, change.hlc, out) for op in change.ops]
         out.append([CHANGE, change.hlc - sec.last_hlc, ops, change.sig])
         sec.next_seq, sec.prev, sec.last_hlc = change.seq + 1, change.hash, change.hlc
         return out
+
+    def _feed_item(self, change: Change, out: list[list[Any]]) -> list[Any]:
+        """The item starting a section at ``change`` (its actor item goes to ``out``)."""
+        return [FEED, self._actor(change.author, out), change.partition, change.seq,
+                change.prev]
 
     def _op(self, op: Put | Delete, hlc: int, out: list[list[Any]]) -> list[Any]:
         pred = [[hlc - h, self._actor(a, out)] for h, a in op.pred]
@@ -79,6 +91,9 @@ class WireDecoder:
     stream's own bookkeeping items, and raises :class:`DecodeError` for anything
     malformed. It does not verify signatures.
     """
+
+    #: Start each section's hlc from the previous section's last one (else 0).
+    carry_hlc = False
 
     def __init__(self) -> None:
         self._actors: list[bytes] = []
@@ -114,7 +129,12 @@ class WireDecoder:
         _, _, partition, seq, prev = item
         if type(seq) is not int or not isinstance(prev, bytes) or type(partition) is not str:
             raise DecodeError("malformed feed item")
-        self._section = _Section((author, partition), seq, prev, 0)
+        self._open_section((author, partition), seq, prev)
+
+    def _open_section(self, feed: FeedId, seq: int, prev: bytes) -> None:
+        last = self._section
+        start = last.last_hlc if last is not None and self.carry_hlc else 0
+        self._section = _Section(feed, seq, prev, start)
 
     def _change(self, item: list[Any]) -> Change:
         sec = self._section
