@@ -21,7 +21,7 @@ from typing import Any
 from meshsync import codec
 from meshsync.change import FeedId
 from meshsync.errors import DecodeError
-from meshsync.identity import PUBLIC_KEY_BYTES, DeviceKey, verify
+from meshsync.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, DeviceKey, verify
 from meshsync.store.base import in_prefix
 
 TAG = "meshsync/receipt"
@@ -40,6 +40,11 @@ class Receipt:
     vv: dict[FeedId, int]
     blob: bytes
 
+    @property
+    def sig(self) -> bytes:
+        """The issuer's signature (the blob is canonical: it ends with the 64 bytes)."""
+        return self.blob[-SIGNATURE_BYTES:]
+
     def covers(self, feed: FeedId) -> int:
         """The seq the issuer holds of ``feed`` (0 if none or outside the scope)."""
         return self.vv.get(feed, 0) if in_prefix(feed[1], self.scope) else 0
@@ -55,6 +60,13 @@ def make_receipt(key: DeviceKey, scope: str, at_ms: int, vv: dict[FeedId, int]) 
     body = _body(key.public_key, scope, at_ms, vv)
     sig = key.sign(SIGN_CONTEXT + codec.pack(body))
     return codec.pack([*body, sig])
+
+
+def assemble_receipt(issuer: bytes, scope: str, at_ms: int, vv: dict[FeedId, int],
+                     sig: bytes) -> bytes:
+    """The canonical blob of a receipt from its parts (a sync session sends receipts
+    without what the receiver knows); :func:`decode_receipt` then verifies it."""
+    return codec.pack([*_body(issuer, scope, at_ms, vv), sig])
 
 
 def is_receipt(blob: bytes) -> bool:
