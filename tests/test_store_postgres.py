@@ -348,6 +348,25 @@ def test_a_lost_record_update_is_refused(
     assert b.load_records([rkey, (TPS2, "voters", "v-0001")]) == {rkey: row(b"a\x01")}
 
 
+def test_one_lost_update_among_many_refuses_the_whole_flush(
+        two_stores: tuple[PostgresStore, PostgresStore], pg_dsn: str) -> None:
+    a, b = two_stores
+    rows = [RecordRow(TPS1, "voters", f"v-{i}", b"s0", False, False) for i in range(5)]
+    with a.transaction():
+        a.save_records(rows)
+    with pytest.raises(ConcurrentAppendError, match="1 of the 5 records"), b.transaction():
+        keys = [(r.partition, r.collection, r.key) for r in rows]
+        assert b.load_records(keys) == dict(zip(keys, rows, strict=True))
+        with a.transaction():
+            a.load_record(TPS1, "voters", "v-3")
+            a.save_record(RecordRow(TPS1, "voters", "v-3", b"a1", False, False))
+        b.save_records([RecordRow(TPS1, "voters", f"v-{i}", b"b1", False, False)
+                        for i in range(5)])
+    assert sql(pg_dsn, "SELECT key, state, version FROM meshsync_records ORDER BY key") == [
+        ("v-0", b"s0", 1), ("v-1", b"s0", 1), ("v-2", b"s0", 1), ("v-3", b"a1", 2),
+        ("v-4", b"s0", 1)]
+
+
 def test_a_caught_conflict_still_rolls_back(
         two_stores: tuple[PostgresStore, PostgresStore], pg_dsn: str) -> None:
     a, b = two_stores

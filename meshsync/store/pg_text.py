@@ -31,6 +31,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from msgpack import unpackb as _unpackb
+
 from meshsync import codec
 
 _ESCAPED = re.compile("\x01([\x01\x02])")
@@ -124,8 +126,9 @@ def fields_json(state: bytes, deleted: bool) -> str | None:
     ``state`` is not a record state encoding (only tests store such bytes)."""
     if deleted:
         return "{}"
-    try:
-        visible = _visible(codec.unpack(state, max_bytes=1 << 30))
+    try:  # (msgpack straight: a malformed state fails here as in codec.unpack)
+        raw = _unpackb(state, raw=False, strict_map_key=True, use_list=True)
+        visible = raw[2] if len(raw) == 3 else _visible(raw)
     except Exception:  # the projection is best effort; `state` stays authoritative
         return None
     try:

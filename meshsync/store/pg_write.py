@@ -18,8 +18,11 @@ before a read that needs the database, when the buffer is full, and at commit.
   ``(feed, seq)`` is a second guard against duplicates.
 * *Record rows* carry a ``version``. A save is checked against the version its
   row had when this store last read it (optimistic control: reads take no lock,
-  as most ingest touches records nobody else touches): rows are locked in key
-  order, compared, then updated. Rows read as absent are copied in (binary
+  as most ingest touches records nobody else touches): one ``UPDATE`` sets each
+  row whose version is still the one read (under READ COMMITTED it waits for a
+  transaction holding the row, then checks the version that one committed), and
+  a row count short of the rows sent is a lost race. Rows read as absent are
+  copied in (binary
   ``COPY``, in key order): if another process inserted one of them first, the
   primary key refuses the copy (a unique violation, after waiting for that
   process's transaction as an insert does). A row saved without having been read
@@ -32,7 +35,6 @@ state that misses the winner's changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -69,6 +71,9 @@ _COPY_RECORDS = ("COPY meshsync_records (collection, key, partition, state, fiel
 _COPY_RECORD_TYPES = ["text", "text", "text", "bytea", "bytea", "bool", "bool"]
 _RECORD_ARRAYS = ("unnest(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::text[], "
                   "%b::bool[], %b::bool[]) AS u(c, k, p, state, fields, deleted, conflict)")
+_UPDATE_ARRAYS = ("unnest(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::text[], "
+                  "%b::bool[], %b::bool[], %b::bigint[]) "
+                  "AS u(c, k, p, state, fields, deleted, conflict, base)")
 
 
 @dataclass(slots=True)
@@ -278,36 +283,21 @@ class WriteBuffer:
             conflict.append(row.conflict)
         return cols
 
-    @staticmethod
-    def _versions(dirty: list[tuple[RecordKey, Entry]],
-                  rows: list[TupleRow]) -> Iterator[tuple[RecordKey, Entry, int]]:
-        """Each dirty row with its version in ``rows`` ``(collection, key, partition,
-        version)``; ConcurrentAppendError if one is missing."""
-        by_pk = {(c, k, p): int(v) for c, k, p, v in rows}
-        for rkey, entry in dirty:
-            version = by_pk.get((escape(rkey[1]), escape(rkey[2]), escape(rkey[0])))
-            if version is None:
-                raise _conflict(f"record {rkey[1]}/{rkey[2]} in {rkey[0]}")
-            yield rkey, entry, version
-
     def _update_rows(self, conn: psycopg.Connection[TupleRow],
                      dirty: list[tuple[RecordKey, Entry]]) -> None:
         arrays = self._arrays(dirty)
-        locked = conn.execute(
-            "SELECT r.collection, r.key, r.partition, r.version FROM meshsync_records r "
-            "JOIN unnest(%b::text[], %b::text[], %b::text[]) AS u(c, k, p) "
-            "ON r.collection = u.c AND r.key = u.k AND r.partition = u.p "
-            "ORDER BY 1, 2, 3 FOR UPDATE OF r", arrays[:3]).fetchall()
-        for rkey, entry, version in self._versions(dirty, locked):
-            if version != entry.base:
-                raise _conflict(f"record {rkey[1]}/{rkey[2]} in {rkey[0]}")
-        for _, entry in dirty:
-            entry.base += 1  # as the update below sets it
-        conn.execute(
+        arrays.append([entry.base for _, entry in dirty])
+        updated = conn.execute(
             "UPDATE meshsync_records r SET state = u.state, fields = u.fields::jsonb, "
             "deleted = u.deleted, conflict = u.conflict, version = r.version + 1, "
-            f"updated_at = now() FROM {_RECORD_ARRAYS} "
-            "WHERE r.collection = u.c AND r.key = u.k AND r.partition = u.p", arrays)
+            f"updated_at = now() FROM {_UPDATE_ARRAYS} WHERE r.collection = u.c "
+            "AND r.key = u.k AND r.partition = u.p AND r.version = u.base", arrays).rowcount
+        if updated != len(dirty):
+            (p, c, k), lost = dirty[0][0], len(dirty) - updated
+            raise _conflict(f"record {c}/{k} in {p}" if len(dirty) == 1 else
+                            f"{lost} of the {len(dirty)} records this transaction saved")
+        for _, entry in dirty:
+            entry.base += 1  # as the update set it
 
     def _insert_rows(self, conn: psycopg.Connection[TupleRow],
                      dirty: list[tuple[RecordKey, Entry]]) -> None:
@@ -335,5 +325,9 @@ class WriteBuffer:
             "conflict = excluded.conflict, version = meshsync_records.version + 1, "
             "updated_at = now() RETURNING collection, key, partition, version",
             self._arrays(dirty)).fetchall()
-        for _, entry, version in self._versions(dirty, rows):
+        by_pk = {(c, k, p): int(v) for c, k, p, v in rows}
+        for rkey, entry in dirty:
+            version = by_pk.get((escape(rkey[1]), escape(rkey[2]), escape(rkey[0])))
+            if version is None:  # (an upsert always returns its row)
+                raise _conflict(f"record {rkey[1]}/{rkey[2]} in {rkey[0]}")
             entry.base = version

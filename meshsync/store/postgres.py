@@ -59,15 +59,7 @@ from meshsync.store.base import (
 )
 from meshsync.store.pg_schema import migrate
 from meshsync.store.pg_text import escape, unescape, unescape_opt
-from meshsync.store.pg_write import (
-    ABSENT,
-    UNKNOWN,
-    Entry,
-    Head,
-    RecordKey,
-    WriteBuffer,
-    configure,
-)
+from meshsync.store.pg_write import ABSENT, UNKNOWN, Entry, Head, RecordKey, WriteBuffer, configure
 
 T = TypeVar("T")
 
