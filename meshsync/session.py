@@ -6,18 +6,26 @@ Both ends run the same machine; nobody is "client" once connected. Bytes go in w
 time is an argument: :meth:`get_timer` gives the next deadline and
 :meth:`handle_timer` fires it.
 
-Protocol (every message is a frame, see :mod:`meshsync.frames`)::
+Protocol version 2 (every message is a frame, see :mod:`meshsync.frames`)::
 
     both:  HELLO {proto, mesh, device, role, scope, clock_ms}
-    both:  SUMMARY digest(16 B) of the version vector and credentials over the
-           shared scope, plus the skew this side measured from the peer's hello
-           -> equal digests: done (identical peers cost one round trip)
-    both:  VV feeds [[author, partition, seq]...] and credential digests
-    both:  CRED blobs the peer lacks; CHANGES frames (bounded in bytes, each
-           applied in one transaction and answered by ACK) in feed order, at most
-           ``window`` unacknowledged; then SENT_ALL
-    both:  FIN digest, once the peer's SENT_ALL is in and all our frames are acked
+    both:  SUMMARY [feeds, credentials, receipts] digests (16 B each) of what this
+           side holds over the shared scope, and the skew it measured from the
+           peer's hello -> all three equal: done (identical peers: one round trip)
+    both:  VV [authors, entries] | nil, credential digests | nil, receipt
+           digests | nil; nil where that SUMMARY digest was equal (the peer then
+           holds the same). The VV is the version vector taken for the SUMMARY, in
+           its compact form (:mod:`meshsync.session_meta`).
+    both:  CRED blobs the peer lacks; RCPT receipts the peer lacks; CHANGES frames
+           (bounded in bytes, each applied in one transaction and answered by
+           [ACK, n] or [ACK, n, [VV index, ...]]) in feed order, at most ``window``
+           unacknowledged (items: :mod:`meshsync.session_stream`); then SENT_ALL
+    both:  RCPT [at_ms, delta, sig] (gateway and central: their receipt for the
+           shared scope, compact), then FIN digest of feeds and credentials, once
+           the peer's SENT_ALL is in and all our frames are acked
            -> converged iff both final digests are equal
+
+A peer of another version is refused at HELLO (see :mod:`meshsync.frames`).
 
 Resumption needs no extra state: each frame the receiver ACKs is durable, so the
 next session's version vectors start where the last one stopped.
@@ -29,12 +37,9 @@ that tells the peer why; the session is then FAILED.
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
-
-import msgpack
 
 from meshsync import frames as fr
 from meshsync.change import Change, FeedId
@@ -50,12 +55,21 @@ from meshsync.session_events import (
     SessionFailed,
     SessionSummary,
 )
-from meshsync.session_meta import MetaExchange
-from meshsync.session_stream import OutgoingChanges, changes_frame
+from meshsync.session_meta import (
+    DIGEST_BYTES,
+    Holdings,
+    MetaExchange,
+    VersionList,
+    compact_receipt,
+    expand_receipt,
+    final_digest,
+    receipt_base,
+    shared_scope,
+    version_list,
+)
+from meshsync.session_stream import OutgoingChanges, SessionDecoder, changes_frame
 from meshsync.store.base import in_prefix
-from meshsync.wire import WireDecoder
 
-DIGEST_BYTES = 16
 RACE_RETRIES = 5
 MAX_WALL_MS = (1 << 48) - 1  # the HLC's wall-clock field (meshsync.hlc)
 
@@ -79,15 +93,6 @@ class SessionConfig:
     window: int = 4
     frame_target: int = fr.FRAME_TARGET_BYTES
     issue_receipts: bool = False
-
-
-def shared_scope(a: str, b: str) -> str | None:
-    """The partition prefix both scopes contain, or None if they are disjoint."""
-    if in_prefix(a, b):
-        return a
-    if in_prefix(b, a):
-        return b
-    return None
 
 
 class State:
@@ -143,11 +148,14 @@ class SyncSession:
         self._deadline: int | None = now_ms + config.handshake_timeout_ms
         self._scope: str | None = None
         self._peer_vv: dict[FeedId, int] = {}
+        self._held = Holdings([], [], [])  # what our SUMMARY and VV describe
+        self._peer_digests: list[bytes] = []
+        self._last_short_batch = 0  # last of our frames with a short feed item
         self._peer_creds: set[bytes] = set()
         self._peer_receipts: set[bytes] = set()
         self._meta_frames: set[tuple[int, bool]] = set()
         self._outgoing: OutgoingChanges | None = None
-        self._decoder = WireDecoder()
+        self._decoder = SessionDecoder(self._held)
         self._batches_sent = self._batches_acked = self._batches_received = 0
         self._sent_all = self._peer_sent_all = self._fin_sent = False
         self._peer_digest: bytes | None = None
@@ -290,66 +298,48 @@ class SyncSession:
                 f"peer {short_id(device)} clock differs from ours by {skew // 1000} s")
         self._events.append(PeerHello(device, role, scope, skew))
         self._scope = shared_scope(self.config.share_scope, scope)
-        self._sent_digest = self._digest()
-        self._send([fr.SUMMARY, self._sent_digest, -skew])
+        self._held = Holdings.of(self.node, self._scope)
+        self._send([fr.SUMMARY, self._held.digests, -skew])
         self.state = State.SUMMARY
 
     def _in_scope(self, feed: FeedId) -> bool:
         return self._scope is not None and in_prefix(feed[1], self._scope)
 
-
-    def _my_feeds(self) -> list[list[Any]]:
-        return [[f.author, f.partition, f.head_seq] for f in self.node.store.feeds()
-                if self._in_scope(f.feed)]
-
-    def _digest(self, *, receipts: bool = True) -> bytes:
-        """Digest of what we hold over the shared scope. The final (FIN) digest leaves
-        receipts out: they are advisory, and one issued at the end of this very
-        session must not make two nodes that hold the same changes look different."""
-        if self._scope is None:
-            return b"\x00" * DIGEST_BYTES
-        meta = MetaExchange(self.node, self._scope)
-        packed = msgpack.packb([self._my_feeds(), meta.digests(meta.credentials()),
-                                meta.digests(meta.receipts()) if receipts else []],
-                               use_bin_type=True)
-        return hashlib.sha256(packed).digest()[:DIGEST_BYTES]
-
     def _on_summary(self, message: list[Any]) -> None:
-        if len(message) != 3 or not isinstance(message[1], bytes) or type(message[2]) is not int:
+        if len(message) != 3 or type(message[1]) is not list or len(message[1]) != 3 \
+                or not all(isinstance(d, bytes) and len(d) == DIGEST_BYTES
+                           for d in message[1]) or type(message[2]) is not int:
             raise SessionError("malformed summary")
         self.summary.peer_says_skew_ms = message[2]
         if abs(message[2]) > self.config.clock_warn_ms:
             self.summary.clock_warnings.append(
                 f"peer says this device's clock is off by {-message[2] // 1000} s")
-        if self._scope is None or message[1] == self._sent_digest:
+        self._peer_digests = message[1]
+        if self._scope is None or self._peer_digests == self._held.digests:
             self._finish(converged=self._scope is not None)
             return
         meta = MetaExchange(self.node, self._scope)
-        self._send([fr.VV, self._my_feeds(), meta.digests(meta.credentials()),
-                    meta.digests(meta.receipts())])
+        self._send([fr.VV, *meta.vv_parts(self._held, self._peer_digests)])
+        self._decoder = SessionDecoder(self._held)
         self.state = State.VV
 
     # version vectors, credentials, streaming
 
     def _on_vv(self, message: list[Any]) -> None:
-        if len(message) != 4 or not all(type(m) is list for m in message[1:]):
+        if len(message) != 4:
             raise SessionError("malformed version vector")
-        for entry in message[1]:
-            if (type(entry) is not list or len(entry) != 3 or not isinstance(entry[0], bytes)
-                    or type(entry[1]) is not str or type(entry[2]) is not int
-                    or entry[2] < 0):
-                raise SessionError("malformed version vector entry")
-            self._peer_vv[(entry[0], entry[1])] = entry[2]
-        self._peer_creds = {d for d in message[2] if isinstance(d, bytes)}
-        self._peer_receipts = {d for d in message[3] if isinstance(d, bytes)}
+        meta = MetaExchange(self.node, self._scope)
+        peer_list, self._peer_creds, self._peer_receipts = meta.read_vv_parts(
+            message[1:], self._held, self._peer_digests)
+        self._peer_vv = dict(peer_list)
         self.state = State.STREAM
         self._send_credentials()
-        meta = MetaExchange(self.node, self._scope)
         receipts = meta.missing(meta.receipts(), self._peer_receipts)
         if receipts:
             self._send([fr.RCPT, receipts])
-        self._outgoing = OutgoingChanges(
-            self.node.changes_since(self._peer_vv, self._in_scope), self.config.frame_target)
+        refs = {feed: (index, seq) for index, (feed, seq) in enumerate(peer_list)}
+        self._outgoing = OutgoingChanges(self.node, self._peer_vv, self._in_scope,
+                                         self.config.frame_target, refs)
         self._pump()
 
     def _send_credentials(self) -> None:
@@ -375,24 +365,36 @@ class SyncSession:
             .accept_credentials(message[1], self.summary.clock_warnings)
 
     def _on_receipts(self, message: list[Any]) -> None:
+        """Receipts the peer relays (blobs) or issued at the end of this session
+        (compact, see :mod:`meshsync.session_meta`)."""
         self._once_per_phase(fr.RCPT)
-        if len(message) != 2 or type(message[1]) is not list or \
-                not all(isinstance(b, bytes) for b in message[1]):
+        if len(message) != 2 or type(message[1]) is not list:
             raise SessionError("malformed receipts")
+        assert self._scope is not None and self.peer_key is not None
+        blobs = [item if isinstance(item, bytes) else
+                 expand_receipt(item, self.peer_key, self._scope, self._receipt_base())
+                 for item in message[1]]
         self.summary.receipts_received += MetaExchange(self.node, self._scope) \
-            .accept_receipts(message[1], self.summary.clock_warnings)
+            .accept_receipts(blobs, self.summary.clock_warnings)
+
+    def _receipt_base(self) -> VersionList:
+        return receipt_base(dict(self._held.vv), self._peer_vv)
 
     def _pump(self) -> None:
-        """Send change frames while the window allows; then SENT_ALL."""
+        """Send change frames while the window allows; then SENT_ALL, once no frame
+        with a short feed item awaits its ack (which may ask for a feed again)."""
         while not self._sent_all and self._batches_sent - self._batches_acked < \
                 self.config.window:
             assert self._outgoing is not None
-            items, count = self._outgoing.next_batch()
+            items, count, short = self._outgoing.next_batch()
             if not items:
-                self._send([fr.SENT_ALL, self._batches_sent])
-                self._sent_all = True
+                if self._batches_acked >= self._last_short_batch:
+                    self._send([fr.SENT_ALL, self._batches_sent])
+                    self._sent_all = True
                 break
             self._batches_sent += 1
+            if short:
+                self._last_short_batch = self._batches_sent
             self._send_raw(changes_frame(self._batches_sent, items))
             self.summary.changes_sent += count
         self._maybe_fin()
@@ -416,7 +418,8 @@ class SyncSession:
         self.summary.changes_received += report.applied
         self.summary.duplicates += report.duplicates
         self.summary.clock_warnings += report.clock_warnings
-        self._send([fr.ACK, self._batches_received])
+        resend = self._decoder.take_resend()
+        self._send([fr.ACK, self._batches_received, *([resend] if resend else [])])
         self._events.append(ChangesApplied(report))
 
     def _receive(self, changes: list[Change]) -> ApplyReport:
@@ -432,9 +435,15 @@ class SyncSession:
                            stage="storage")
 
     def _on_ack(self, message: list[Any]) -> None:
-        if len(message) != 2 or message[1] != self._batches_acked + 1 or \
+        if len(message) not in (2, 3) or message[1] != self._batches_acked + 1 or \
                 message[1] > self._batches_sent:
             raise SessionError("unexpected ack")
+        if len(message) == 3:  # feeds to send again with full feed items (a fork)
+            if type(message[2]) is not list or not message[2] or self._sent_all:
+                raise SessionError("malformed ack or feeds asked for after sent-all")
+            assert self._outgoing is not None
+            for index in message[2]:
+                self._outgoing.resend(index)
         self._batches_acked += 1
         self._pump()
 
@@ -454,8 +463,8 @@ class SyncSession:
             # The peer's changes are all committed here: say so, before finishing.
             receipt = MetaExchange(self.node, self._scope).issue()
             if receipt is not None:
-                self._send([fr.RCPT, [receipt]])
-        self._sent_digest = self._digest(receipts=False)
+                self._send([fr.RCPT, [compact_receipt(receipt, self._receipt_base())]])
+        self._sent_digest = final_digest(self.node, self._scope)
         self._send([fr.FIN, self._sent_digest])
         self._fin_sent = True
         self.state = State.FIN
@@ -476,7 +485,7 @@ class SyncSession:
     def _finish(self, *, converged: bool) -> None:
         self.summary.scope = self._scope
         if converged:
-            self.summary.peer_vv = {(a, p): seq for a, p, seq in self._my_feeds()}
+            self.summary.peer_vv = dict(version_list(self.node, self._scope))
         else:
             self.summary.peer_vv = dict(self._peer_vv)
         self.state = State.DONE

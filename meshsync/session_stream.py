@@ -1,52 +1,191 @@
-"""The sending half of a session's streaming phase: changes packed into frames.
+"""The streaming phase of a session: changes packed into CHANGES frames, and read back.
 
-Changes are taken in feed order and encoded with one :class:`~meshsync.wire.WireEncoder`
-per session; a frame holds whole changes up to ``frame_target`` bytes (a change larger
+Changes are taken in feed order and encoded with one :class:`SessionEncoder` per
+session; a frame holds whole changes up to ``frame_target`` bytes (a change larger
 than that goes alone in its frame, which the frame limit always admits).
+
+The items are those of :mod:`meshsync.wire` with two savings over a bundle:
+
+* ``[3, index, prev8]`` starts a feed section in a feed the receiver listed in its
+  VV message (entry ``index``, at seq ``s``): the section starts at ``s + 1``, and
+  ``prev8`` is the first 8 bytes of that change's ``prev``. The receiver checks them
+  against the hash of the change it holds at ``s`` and, if they match, rebuilds the
+  body with that full hash. If they do not, the two hold different changes at ``s``
+  (a fork): the receiver skips the section's change items and names ``index`` in
+  its ACK (``[ACK, n, [index, ...]]``); the sender sends the feed again from
+  ``s + 1`` with a full feed item ``[1, actor, partition, seq, prev]``, so the
+  receiver verifies the change and keeps the fork's evidence as from any other
+  stream. A sender only sends SENT_ALL once no such request can still come (every
+  frame with a short feed item acknowledged).
+* A section's first ``dhlc`` is relative to the last hlc of the section before it
+  (``carry_hlc``), not absolute.
+
+An 8-byte prefix cannot be matched by accident (2**-64), nor on purpose: a device
+forking its own feed would need about 2**64 tries to make a second change whose hash
+starts like the first one's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import msgpack
 
 from meshsync import frames as fr
-from meshsync.change import Change
-from meshsync.wire import WireEncoder
+from meshsync.change import HASH_BYTES, Change, FeedId
+from meshsync.errors import DecodeError
+from meshsync.node import Node
+from meshsync.session_meta import Holdings
+from meshsync.wire import CHANGE, FEED, WireDecoder, WireEncoder
+
+FEED_REF = 3
+PREV_CHECK = 8
+
+
+class SessionEncoder(WireEncoder):
+    """Wire items for a session; ``refs`` maps a feed the receiver holds to
+    ``(index in its VV list, seq it holds)``."""
+
+    carry_hlc = True
+
+    def __init__(self, refs: dict[FeedId, tuple[int, int]]) -> None:
+        super().__init__()
+        self._refs = refs
+        self.referenced: set[int] = set()
+        self.used_ref = False
+
+    def forget(self, feed: FeedId) -> None:
+        """Send ``feed`` with full feed items from now on (a new section follows)."""
+        self._refs.pop(feed, None)
+        if self._section is not None:
+            self._section.next_seq = -1
+
+    def _feed_item(self, change: Change, out: list[list[Any]]) -> list[Any]:
+        ref = self._refs.get(change.feed)
+        if ref is not None and change.seq == ref[1] + 1 and len(change.prev) == HASH_BYTES:
+            self.used_ref = True
+            self.referenced.add(ref[0])
+            return [FEED_REF, ref[0], change.prev[:PREV_CHECK]]
+        return super()._feed_item(change, out)
+
+
+class SessionDecoder(WireDecoder):
+    """Reads a session's items; ``held`` is what this side's VV message sent. Short
+    feed items whose ``prev8`` does not match are collected in :attr:`resend`."""
+
+    carry_hlc = True
+
+    def __init__(self, held: Holdings) -> None:
+        super().__init__()
+        self._own, self._heads = held.vv, held.heads
+        self._skipping = False
+        self._asked: set[int] = set()
+        self.resend: list[int] = []
+
+    def decode(self, item: Any) -> Change | None:
+        """Consume one item (see the module docs and :mod:`meshsync.wire`)."""
+        if type(item) is list and item:
+            tag = item[0]
+            if tag == FEED_REF and len(item) == 3:
+                self._ref(item[1], item[2])
+                return None
+            if self._skipping:
+                if tag == CHANGE and len(item) == 4:
+                    self._skip(item[1])
+                    return None
+                if tag == FEED and len(item) == 5:
+                    self._skipping = False
+        return super().decode(item)
+
+    def _ref(self, index: Any, prev8: Any) -> None:
+        if type(index) is not int or not 0 <= index < len(self._own) \
+                or not isinstance(prev8, bytes) or len(prev8) != PREV_CHECK:
+            raise DecodeError("malformed short feed item")
+        (feed, seq), head = self._own[index], self._heads[index]
+        self._open_section(feed, seq + 1, head)
+        self._skipping = head[:PREV_CHECK] != prev8
+        if self._skipping:
+            if index in self._asked:
+                raise DecodeError("feed sent again with a short feed item after a "
+                                  "request for its full form")
+            self._asked.add(index)
+            self.resend.append(index)
+
+    def _skip(self, dhlc: Any) -> None:
+        """A change of a section that follows a different change than ours: only its
+        hlc is kept (the next section's starts from it)."""
+        assert self._section is not None
+        if type(dhlc) is not int:
+            raise DecodeError("malformed change item")
+        self._section.last_hlc += dhlc
+
+    def take_resend(self) -> list[int]:
+        """Indexes to ask for in full since the last call."""
+        out, self.resend = self.resend, []
+        return out
 
 
 class OutgoingChanges:
-    """Packs ``changes`` into CHANGES frames of about ``frame_target`` bytes."""
+    """Packs the changes ``node`` holds beyond ``peer_vv`` into CHANGES frames of
+    about ``frame_target`` bytes; ``refs`` as for :class:`SessionEncoder`."""
 
-    def __init__(self, changes: Iterator[Change], frame_target: int) -> None:
-        self._changes, self._target = changes, frame_target
-        self._encoder = WireEncoder()
-        self._carry: list[bytes] | None = None
+    def __init__(self, node: Node, peer_vv: dict[FeedId, int],
+                 in_scope: Callable[[FeedId], bool], frame_target: int,
+                 refs: dict[FeedId, tuple[int, int]]) -> None:
+        self._node, self._peer_vv, self._target = node, peer_vv, frame_target
+        self._changes: Iterator[Change] = node.changes_since(peer_vv, in_scope)
+        self._by_index = {index: feed for feed, (index, _) in refs.items()}
+        self._encoder = SessionEncoder(dict(refs))
+        self._carry: tuple[list[bytes], bool] | None = None
+        self._resends: deque[FeedId] = deque()
+        self._resent: set[int] = set()
 
-    def next_batch(self) -> tuple[list[bytes], int]:
-        """``(packed items, number of changes)`` of the next frame; empty when done."""
+    def resend(self, index: Any) -> None:
+        """The peer asks for the feed of its VV entry ``index`` again, in full;
+        :class:`DecodeError` unless that feed was sent with a short feed item."""
+        feed = self._by_index.get(index) if type(index) is int else None
+        if feed is None or index not in self._encoder.referenced or index in self._resent:
+            raise DecodeError(f"unexpected request to send feed {index!r} again")
+        self._resent.add(index)
+        self._resends.append(feed)
+
+    def next_batch(self) -> tuple[list[bytes], int, bool]:
+        """``(packed items, number of changes, whether a short feed item is among
+        them)`` of the next frame; no items when there is nothing (yet) to send."""
         items: list[bytes] = []
         size = count = 0
+        short = False
         while size < self._target:
-            packed = self._carry or self._encode_next()
+            got = self._carry or self._encode_next()
             self._carry = None
-            if packed is None:
+            if got is None:
                 break
+            packed, ref = got
             extra = sum(len(p) for p in packed)
             if items and size + extra > self._target:
-                self._carry = packed
+                self._carry = got
                 break
             items += packed
             size += extra
             count += 1
-        return items, count
+            short = short or ref
+        return items, count, short
 
-    def _encode_next(self) -> list[bytes] | None:
+    def _encode_next(self) -> tuple[list[bytes], bool] | None:
         change = next(self._changes, None)
+        while change is None and self._resends:
+            feed = self._resends.popleft()
+            self._encoder.forget(feed)
+            self._changes = self._node.changes_since({feed: self._peer_vv[feed]},
+                                                     feed.__eq__)
+            change = next(self._changes, None)
         if change is None:
             return None
-        return [msgpack.packb(i, use_bin_type=True) for i in self._encoder.encode(change)]
+        self._encoder.used_ref = False
+        items = self._encoder.encode(change)
+        return [msgpack.packb(i, use_bin_type=True) for i in items], self._encoder.used_ref
 
 
 def changes_frame(batch: int, items: list[bytes]) -> bytes:

@@ -49,7 +49,7 @@ from meshsync import frames as fr
 from meshsync.change import decode_body
 from meshsync.io_local import open_node
 from meshsync.session import SessionConfig
-from meshsync.wire import WireEncoder
+from meshsync.session_stream import SessionEncoder
 
 PHONES = {"phone-a": "tps-001", "phone-b": "tps-002", "phone-c": "tps-003",
           "phone-h": "tps-004"}
@@ -364,10 +364,12 @@ BIG = 100_000
 
 def _encoded_bytes(home: Path, after_seq: int) -> int:
     """Bytes of the wire items of ``home``'s own changes with seq > ``after_seq``, as a
-    sync session packs them (one fresh encoder, like a new session)."""
-    encoder, total = WireEncoder(), 0
+    sync session packs them (one fresh encoder, like a new session: a receiver holding
+    the feed's start is sent a short feed item, meshsync.session_stream)."""
+    total = 0
     with open_node(home) as node:
         feed = (node.key.public_key, node.default_partition)
+        encoder = SessionEncoder({feed: (0, after_seq)} if after_seq else {})
         for change in node.changes_since({feed: after_seq}, lambda f: f == feed):
             total += sum(len(msgpack.packb(i, use_bin_type=True))
                          for i in encoder.encode(change))

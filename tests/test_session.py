@@ -301,10 +301,10 @@ def test_version_vector_with_a_negative_seq_is_refused(devices: Callable[..., De
     session = SyncSession(a.node, CONFIG, now_ms=a.clock())
     peer_session = SyncSession(peer.node, CONFIG, now_ms=peer.clock())
     session.receive_data(peer_session.data_to_send(), a.clock())
-    session.receive_data(fr.encode_frame([fr.SUMMARY, b"\x00" * 16, 0]), a.clock())
+    session.receive_data(fr.encode_frame([fr.SUMMARY, [b"\x00" * 16] * 3, 0]), a.clock())
     with pytest.raises(SessionError, match="malformed version vector entry"):
         session.receive_data(fr.encode_frame(
-            [fr.VV, [[a.key.public_key, TPS, -1]], [], []]), a.clock())
+            [fr.VV, [[a.key.public_key], [0, 0, TPS, -1]], [], []]), a.clock())
     assert session.summary.changes_sent == 0
 
 
