@@ -44,12 +44,14 @@ def bundle() -> None:
 @home_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               required=True, help="Bundle file to write.")
+@store_option
 @json_option
 @errors_to_exit
-def export_cmd(home: Path | None, output: Path, as_json: bool) -> None:
-    """Write every change and credential this node holds to a bundle file."""
+def export_cmd(home: Path | None, output: Path, store: str | None, as_json: bool) -> None:
+    """Write every change and credential this node holds to a bundle file (written
+    to FILE.part, renamed to FILE once complete)."""
     tmp = output.with_name(output.name + ".part")
-    with open_node(resolve_home(home)) as node, tmp.open("wb") as f, \
+    with open_node(resolve_home(home), store=store) as node, tmp.open("wb") as f, \
             _progress("exporting", not as_json) as progress:
         changes, size = export_bundle(node, f, progress=progress)
         f.flush()
