@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
-from meshsync.cli.values import parse_assignments
+from meshsync.cli.values import parse_assignments, record_to_json
 
 from meshsync.change import check_partition
 from meshsync.errors import NotFoundError
@@ -52,7 +52,7 @@ def init(home: Path | None, partition: str | None, name: str | None, as_json: bo
 
 def _show_record(record: Record, as_json: bool) -> None:
     if as_json:
-        echo_json(record.to_json())
+        echo_json(record_to_json(record.to_json()))
         return
     state = " (deleted)" if record.deleted else ""
     click.echo(f"{record.collection}/{record.key} [{record.partition}]{state}")
@@ -76,7 +76,8 @@ def _show_record(record: Record, as_json: bool) -> None:
 def put(home: Path | None, collection: str, key: str, assignments: tuple[str, ...],
         partition: str | None, as_json: bool) -> None:
     """Set fields of a record. FIELD=text stores text; FIELD:=JSON stores a number,
-    true/false, null, a list or a map (e.g. age:=42, ok:=true, note:=null)."""
+    true/false, null, a list or a map (e.g. age:=42, ok:=true, note:=null), or bytes
+    as foto:='{"$bytes": "BASE64"}'. Duplicate keys, NaN and Infinity are refused."""
     fields = parse_assignments(assignments)
     with open_node(resolve_home(home)) as node:
         change = node.put(collection, key, fields, partition)
@@ -84,7 +85,7 @@ def put(home: Path | None, collection: str, key: str, assignments: tuple[str, ..
     if as_json:
         echo_json({"change": {"author": device_id(change.author), "partition": change.partition,
                               "seq": change.seq, "hash": change.hash.hex()},
-                   "record": record.to_json() if record else None})
+                   "record": record_to_json(record.to_json()) if record else None})
     else:
         click.echo(f"saved {collection}/{key} in {change.partition} (seq {change.seq})")
 
@@ -98,7 +99,8 @@ def put(home: Path | None, collection: str, key: str, assignments: tuple[str, ..
 @errors_to_exit
 def get(home: Path | None, collection: str, key: str, partition: str | None,
         as_json: bool) -> None:
-    """Show one record, with any conflicts."""
+    """Show one record, with any conflicts. --json shows bytes as {"$bytes": BASE64}
+    and NaN or an infinity as {"$float": "NaN"} (see `put`)."""
     if partition is not None:
         check_partition(partition)
     with open_node(resolve_home(home)) as node:
@@ -123,7 +125,7 @@ def ls(home: Path | None, collection: str, partition: str, deleted: bool,
     with open_node(resolve_home(home)) as node:
         records = list(node.records(collection, partition, include_deleted=deleted))
     if as_json:
-        echo_json([r.to_json() for r in records])
+        echo_json([record_to_json(r.to_json()) for r in records])
         return
     for r in records:
         flags = (" !conflict" if r.conflicts else "") + (" (deleted)" if r.deleted else "")
@@ -160,7 +162,7 @@ def conflicts(home: Path | None, collection: str | None, as_json: bool) -> None:
     with open_node(resolve_home(home)) as node:
         records = node.conflicts(collection)
     if as_json:
-        echo_json([r.to_json() for r in records])
+        echo_json([record_to_json(r.to_json()) for r in records])
         return
     if not records:
         click.echo("no conflicts")
