@@ -5,25 +5,41 @@ token kept in the home (``api.token``, mode 0600) as ``Authorization: Bearer TOK
 (Syncthing's model: any app on the device that can read the home may drive the
 node). The status page ``/`` shows no personal data (peers, counts, warnings), so it
 needs no token. Node access runs in a worker thread under the node's limiter.
+
+Every answer but the status page is JSON. Errors are ``{"error": MESSAGE}`` plus
+``field`` (where in the request the bad value is, e.g. ``fields.alamat.rt``) when
+one member is at fault and ``limit_bytes`` with 413: 400 bad input, 401 missing or
+wrong token, 404 no such record or path, 405 method not allowed (``Allow`` header),
+413 body over :data:`MAX_BODY_BYTES` bytes, 500 a storage failure or a bug. Record
+values travel in the JSON form of :mod:`meshsync.cli.values` (bytes as
+``{"$bytes": BASE64}``), the same as ``meshsync get --json``.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
-import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
-from meshsync.daemon.openapi import OPENAPI
+from meshsync.cli.values import (
+    JsonInputError,
+    JsonSyntaxError,
+    child_path,
+    fields_from_json,
+    loads_strict,
+    record_to_json,
+)
+from meshsync.daemon.openapi import MAX_BODY_BYTES, OPENAPI
 from meshsync.daemon.status_page import render_status
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from meshsync.change import check_partition
 from meshsync.errors import MeshsyncError, NotFoundError, UsageError
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -52,37 +68,102 @@ class NodeService:
         raise NotImplementedError
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+_PUT_MEMBERS = ("fields", "partition")
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+def _status_of(exc: MeshsyncError) -> int:
+    """404 for NotFoundError, 400 for other UsageErrors (the caller's fault), else 500."""
+    if isinstance(exc, NotFoundError):
+        return 404
+    return 400 if isinstance(exc, UsageError) else 500
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is too large for a float")
-    return value
+class ApiError(Exception):
+    """An answer other than 200: ``status``, the message, and extra members of the
+    JSON error (``field``: where in the request; ``limit_bytes`` for 413)."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
 
 
-def _strict_json(raw: bytes) -> Any:
-    """Parse a request body as RFC 8259 JSON; UsageError (400) otherwise.
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None,
+           **extra: Any) -> JSONResponse:
+    """The JSON error every failing request gets: ``{"error": MESSAGE, ...extra}``."""
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
-    Python's json accepts NaN and Infinity (and turns 1e999 into inf): stored, such a
-    value would make every later JSON response listing the record fail, here and on
-    every peer it syncs to. Deep nesting would raise RecursionError (a 500).
-    """
+
+def _input_error(exc: JsonInputError) -> ApiError:
+    """400 for a refused body, naming the member at fault as ``field``."""
+    if isinstance(exc, JsonSyntaxError):
+        return ApiError(400, f"request body is {exc.reason}")
+    if not exc.where:
+        return ApiError(400, f"request body: {exc.reason}")
+    return ApiError(400, str(exc), field=exc.where)
+
+
+async def _read_body(request: Request) -> bytes:
+    """The request body, at most :data:`MAX_BODY_BYTES`; ApiError 413 (without reading
+    on) past it, 400 for a malformed ``Content-Length``."""
+    too_large = ApiError(413, f"request body larger than the limit of {MAX_BODY_BYTES} "
+                              "bytes", limit_bytes=MAX_BODY_BYTES)
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "Content-Length is not a number of bytes")
+        if int(declared) > MAX_BODY_BYTES:
+            raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _put_body(raw: bytes) -> tuple[dict[str, Any], str | None]:
+    """``(fields, partition)`` of a PUT body ``{"fields": {...}, "partition": P}``, field
+    values decoded from their JSON form (:mod:`meshsync.cli.values`). ApiError 400
+    naming the member at fault otherwise."""
     try:
-        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"request body is not JSON: {exc.msg}") from exc
-    except ValueError as exc:  # includes UnicodeDecodeError
-        raise UsageError(f"request body is not JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise UsageError("request body is not JSON this API accepts: nested too deeply") \
-            from exc
+        body = loads_strict(raw)
+        if not isinstance(body, dict):
+            raise JsonInputError("", 'must be a JSON object {"fields": {...}, '
+                                     '"partition": optional}')
+        for name in body:
+            if name not in _PUT_MEMBERS:
+                raise JsonInputError(child_path("", name), "unknown member (a body has "
+                                                           "only fields and partition)")
+        fields, partition = body.get("fields"), body.get("partition")
+        if not isinstance(fields, dict):
+            raise JsonInputError("fields", "missing or not a JSON object of field names "
+                                           "to values")
+        if not fields:
+            raise JsonInputError("fields", "give at least one field")
+        if partition is not None:
+            if not isinstance(partition, str):
+                raise JsonInputError("partition", "must be text (a partition path)")
+            try:
+                check_partition(partition)
+            except UsageError as exc:
+                raise JsonInputError("partition", str(exc)) from exc
+        return fields_from_json(fields, "fields"), partition
+    except JsonInputError as exc:
+        raise _input_error(exc) from exc
+
+
+def _partition(where: str, value: str | None) -> str | None:
+    """``value`` if None, empty (none given) or a valid partition path; ApiError 400
+    naming ``where`` otherwise."""
+    if value:
+        try:
+            check_partition(value)
+        except UsageError as exc:
+            raise ApiError(400, f"{where}: {exc}", field=where) from exc
+    return value
 
 
 def build_app(service: NodeService, token: str) -> Starlette:
@@ -96,12 +177,11 @@ def build_app(service: NodeService, token: str) -> Starlette:
                 return _error(401, "missing or wrong API token (see api.token in the home)")
             try:
                 return await func(request)
-            except NotFoundError as exc:
-                return _error(404, str(exc))
-            except UsageError as exc:
-                return _error(400, str(exc))
             except MeshsyncError as exc:
-                return _error(500, str(exc))
+                return _error(_status_of(exc), str(exc))
+            except ApiError as exc:
+                close = {"Connection": "close"} if exc.status == 413 else None
+                return _error(exc.status, str(exc), close, **exc.extra)
             except Exception as exc:  # a bug: keep serving, log it, say what happened
                 log.exception("API %s %s failed", request.method, request.url.path)
                 return _error(500, f"internal error: {type(exc).__name__}: {exc}")
@@ -111,6 +191,9 @@ def build_app(service: NodeService, token: str) -> Starlette:
         return await trio.to_thread.run_sync(service.node_call, name, *args,
                                              limiter=service.limiter)
 
+    def partition_param(request: Request) -> str | None:
+        return _partition("partition", request.query_params.get("partition"))
+
     async def status(request: Request) -> Response:
         return JSONResponse(service.status())
 
@@ -119,31 +202,33 @@ def build_app(service: NodeService, token: str) -> Starlette:
 
     async def list_records(request: Request) -> Response:
         collection = request.path_params["collection"]
-        prefix = request.query_params.get("partition", "")
-        return JSONResponse(await call("list_json", collection, prefix))
+        records = await call("list_json", collection, partition_param(request) or "")
+        return JSONResponse([record_to_json(r) for r in records])
 
-    async def get_record(request: Request) -> Response:
+    async def record(request: Request) -> Response:
+        if request.method == "PUT":
+            return await put_record(request)
+        if request.method == "DELETE":
+            return await delete_record(request)
         p = request.path_params
-        record = await call("get_json", p["collection"], p["key"],
-                            request.query_params.get("partition"))
-        if record is None:
+        found = await call("get_json", p["collection"], p["key"], partition_param(request))
+        if found is None:
             raise NotFoundError(f"no record {p['collection']}/{p['key']}")
-        return JSONResponse(record)
+        return JSONResponse(record_to_json(found))
 
     async def put_record(request: Request) -> Response:
         p = request.path_params
-        body = _strict_json(await request.body())
-        if not isinstance(body, dict) or not isinstance(body.get("fields"), dict):
-            raise UsageError('body must be {"fields": {...}, "partition": optional}')
-        result = await call("put_json", p["collection"], p["key"], body["fields"],
-                            body.get("partition"))
+        fields, partition = _put_body(await _read_body(request))
+        result = await call("put_json", p["collection"], p["key"], fields, partition)
         service.sync_now()
+        if result.get("record") is not None:
+            result = {**result, "record": record_to_json(result["record"])}
         return JSONResponse(result, status_code=200)
 
     async def delete_record(request: Request) -> Response:
         p = request.path_params
         result = await call("delete_json", p["collection"], p["key"],
-                            request.query_params.get("partition"))
+                            partition_param(request))
         service.sync_now()
         return JSONResponse(result)
 
@@ -152,7 +237,7 @@ def build_app(service: NodeService, token: str) -> Starlette:
         return JSONResponse(await call("progress_json", collection))
 
     async def conflicts(request: Request) -> Response:
-        return JSONResponse(await call("conflicts_json"))
+        return JSONResponse([record_to_json(r) for r in await call("conflicts_json")])
 
     async def sync(request: Request) -> Response:
         service.sync_now()
@@ -171,14 +256,36 @@ def build_app(service: NodeService, token: str) -> Starlette:
         Route("/api/status", guarded(status)),
         Route("/api/peers", guarded(peers)),
         Route("/api/records/{collection}", guarded(list_records)),
-        Route("/api/records/{collection}/{key}", guarded(get_record), methods=["GET"]),
-        Route("/api/records/{collection}/{key}", guarded(put_record), methods=["PUT"]),
-        Route("/api/records/{collection}/{key}", guarded(delete_record), methods=["DELETE"]),
+        Route("/api/records/{collection}/{key}", guarded(record),
+              methods=["GET", "PUT", "DELETE"]),
         Route("/api/conflicts", guarded(conflicts)),
         Route("/api/progress", guarded(progress_route)),
         Route("/api/sync", guarded(sync), methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error,
+                                                        Exception: _server_error})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404 (no route) and 405 (method not allowed) in the API's JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path  # percent-decoded: shown as repr, cut, on one line
+    path = repr(path if len(path) <= 80 else path[:80] + "…")
+    if exc.status_code == 404:
+        return _error(404, f"no such path {path} (the API is described at "
+                           "/api/openapi.json)")
+    if exc.status_code == 405:
+        allowed = sorted(m.strip() for m in (exc.headers or {}).get("Allow", "").split(","))
+        return _error(405, f"method {request.method} not allowed on {path} (allowed: "
+                           f"{', '.join(allowed)})", {"Allow": ", ".join(allowed)})
+    return _error(exc.status_code, exc.detail, exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """A failure outside the guarded routes (the status page): JSON, never a traceback."""
+    log.error("API %s %s failed: %s: %s", request.method, request.url.path,
+              type(exc).__name__, exc)
+    return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
 async def serve_api(app: Starlette, host: str, port: int, *,

@@ -4,25 +4,53 @@ from __future__ import annotations
 
 from typing import Any
 
+from meshsync.limits import MAX_RECORD_BYTES
+
+_VALUES = ("Field values are plain JSON, except values JSON cannot carry, which are "
+           "one-key tag objects (the same form as `meshsync get --json`): bytes are "
+           '`{"$bytes": "<base64>"}`, a non-finite float `{"$float": "NaN"}` (or '
+           '"Infinity", "-Infinity"; never accepted as input), and a stored map that '
+           'itself has exactly one key named $bytes, $float or $map is `{"$map": {...}}`.')
 _RECORD = {
     "type": "object",
+    "description": _VALUES,
     "properties": {
         "partition": {"type": "string"}, "collection": {"type": "string"},
-        "key": {"type": "string"}, "fields": {"type": "object"},
+        "key": {"type": "string"},
+        "fields": {"type": "object", "description": "field -> value (see above)"},
         "deleted": {"type": "boolean"},
-        "conflicts": {"type": "object", "description": "field -> versions, winner first"},
+        "conflicts": {"type": "object", "description": "field -> versions, winner first; "
+                                                       "each version's value as above"},
     },
     "required": ["partition", "collection", "key", "fields", "deleted", "conflicts"],
 }
-_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_ERROR = {
+    "type": "object",
+    "description": "Every error answer, including unknown paths (404) and methods (405).",
+    "properties": {
+        "error": {"type": "string", "description": "what is wrong, one line"},
+        "field": {"type": "string", "description": "where in the request the bad value is, "
+                                                   "e.g. `fields.alamat.rt` or `partition`"},
+        "limit_bytes": {"type": "integer", "description": "413 only: the largest body "
+                                                         "accepted, in bytes"},
+    },
+    "required": ["error"],
+}
+#: Largest request body the API reads, in bytes: twice the record limit plus 64 KiB,
+#: so every record within :data:`~meshsync.limits.MAX_RECORD_BYTES` fits as JSON even
+#: with bytes in base64 (4/3) or escaped text. A larger ``Content-Length`` is refused
+#: with 413 before any of the body is read, a chunked body as soon as it passes this.
+MAX_BODY_BYTES = 2 * MAX_RECORD_BYTES + 64 * 1024
 
 
 def _json(schema: dict[str, Any], text: str = "OK") -> dict[str, Any]:
     return {"description": text, "content": {"application/json": {"schema": schema}}}
 
 
-_ERRORS = {"400": _json(_ERROR, "bad input"), "401": _json(_ERROR, "missing or wrong token"),
-           "404": _json(_ERROR, "no such record")}
+_ERRORS = {"400": _json(_ERROR, "bad input (`field` names where)"),
+           "401": _json(_ERROR, "missing or wrong token"),
+           "404": _json(_ERROR, "no such record"),
+           "405": _json(_ERROR, "method not allowed (the Allow header lists the methods)")}
 _COLL = {"name": "collection", "in": "path", "required": True, "schema": {"type": "string"}}
 _KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
 _PART = {"name": "partition", "in": "query", "required": False, "schema": {"type": "string"}}
@@ -31,7 +59,9 @@ OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "meshsync local API", "version": "1",
              "description": "Loopback-only API of a meshsync daemon. Send the token from "
-                            "the home's api.token as `Authorization: Bearer TOKEN`."},
+                            "the home's api.token as `Authorization: Bearer TOKEN`. "
+                            "Every error is JSON (`Error`), unknown paths (404) and "
+                            "methods (405) included. " + _VALUES},
     "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
                    "schemas": {"Record": _RECORD, "Error": _ERROR}},
     "security": [{"token": []}],
@@ -57,12 +87,25 @@ OPENAPI: dict[str, Any] = {
             "get": {"summary": "One record", "parameters": [_COLL, _KEY, _PART],
                     "responses": {"200": _json(_RECORD), **_ERRORS}},
             "put": {"summary": "Set fields (others keep their values)",
+                    "description": "The body is RFC 8259 JSON: NaN, Infinity, floats beyond "
+                                   "±1.8e308 and duplicate keys are refused with 400 naming "
+                                   "the member, as are unknown members, integers outside "
+                                   "[-2^63, 2^64-1], text with lone surrogates and values "
+                                   "nested more than 15 levels. A body over "
+                                   f"{MAX_BODY_BYTES} bytes is refused with 413 before it is "
+                                   "read (a record is at most 8 MiB encoded: a larger one "
+                                   "is refused with 400).",
                     "parameters": [_COLL, _KEY],
                     "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"type": "object", "required": ["fields"], "properties": {
-                            "fields": {"type": "object"},
-                            "partition": {"type": "string"}}}}}},
-                    "responses": {"200": _json({"type": "object"}), **_ERRORS}},
+                        "schema": {"type": "object", "required": ["fields"],
+                                   "additionalProperties": False, "properties": {
+                                       "fields": {"type": "object", "minProperties": 1,
+                                                  "description": "field -> value; bytes as "
+                                                  '{"$bytes": "<base64>"}'},
+                                       "partition": {"type": "string"}}}}}},
+                    "responses": {"200": _json({"type": "object"}), **_ERRORS,
+                                  "413": _json(_ERROR, "body larger than "
+                                                       f"{MAX_BODY_BYTES} bytes")}},
             "delete": {"summary": "Delete (tombstone)", "parameters": [_COLL, _KEY, _PART],
                        "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
         "/api/conflicts": {"get": {"summary": "Records with open conflicts",
