@@ -254,18 +254,17 @@ class WriteBuffer:
         unknown: list[tuple[RecordKey, Entry]] = []
         for rkey in sorted(self.dirty, key=_sort_key):
             entry = rows[rkey]
+            entry.dirty = False  # (if a write below fails, the transaction is lost anyway)
             base = entry.base
             (absent if base == ABSENT else unknown if base == UNKNOWN else read).append(
                 (rkey, entry))
+        self.dirty.clear()
         if read:
             self._update_rows(conn, read)
         if absent:
             self._insert_rows(conn, absent)
         if unknown:
             self._upsert_rows(conn, unknown)
-        for rkey in self.dirty:
-            rows[rkey].dirty = False
-        self.dirty.clear()
 
     @staticmethod
     def _arrays(dirty: list[tuple[RecordKey, Entry]]) -> list[list[Any]]:

@@ -346,14 +346,15 @@ class PostgresStore(Store):
         is checked against (see :mod:`meshsync.store.pg_write`).
         """
         rkey = (partition, collection, key)
-        buf = self._buf
-        if self._in_tx and rkey not in buf.rows and partition not in buf.complete:
-            if buf.misses.get(partition, 0) >= 1:
-                self._scan_partition(partition)
-            buf.misses[partition] = buf.misses.get(partition, 0) + 1
-        entry = buf.lookup(rkey) if self._in_tx else None
-        if entry is not None:
-            return entry.row
+        if self._in_tx:
+            buf = self._buf
+            if rkey not in buf.rows and partition not in buf.complete:
+                if buf.misses.get(partition, 0) >= 1:
+                    self._scan_partition(partition)
+                buf.misses[partition] = buf.misses.get(partition, 0) + 1
+            entry = buf.lookup(rkey)
+            if entry is not None:
+                return entry.row
         row, version = self._select_record(rkey)
         self._note(rkey, row, version)
         return row
