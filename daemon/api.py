@@ -10,7 +10,8 @@ Every answer but the status page is JSON. Errors are ``{"error": MESSAGE}`` plus
 ``field`` (where in the request the bad value is, e.g. ``fields.alamat.rt``) when
 one member is at fault and ``limit_bytes`` with 413: 400 bad input, 401 missing or
 wrong token, 404 no such record or path, 405 method not allowed (``Allow`` header),
-413 body over :data:`MAX_BODY_BYTES` bytes, 500 a storage failure or a bug. Record
+413 body over :data:`MAX_BODY_BYTES` bytes, 507 storage low (received data refused
+below the disk reserve), 500 a storage failure or a bug. Record
 values travel in the JSON form of :mod:`meshsync.cli.values` (bytes as
 ``{"$bytes": BASE64}``), the same as ``meshsync get --json``.
 """
@@ -40,7 +41,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from meshsync.change import check_partition
-from meshsync.errors import MeshsyncError, NotFoundError, UsageError
+from meshsync.errors import MeshsyncError, NotFoundError, StorageLowError, UsageError
 
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("meshsync.api")
@@ -72,9 +73,12 @@ _PUT_MEMBERS = ("fields", "partition")
 
 
 def _status_of(exc: MeshsyncError) -> int:
-    """404 for NotFoundError, 400 for other UsageErrors (the caller's fault), else 500."""
+    """404 for NotFoundError, 400 for other UsageErrors (the caller's fault), 507 for
+    StorageLowError, else 500."""
     if isinstance(exc, NotFoundError):
         return 404
+    if isinstance(exc, StorageLowError):
+        return 507  # Insufficient Storage (RFC 4918 §11.5): the disk reserve is reached
     return 400 if isinstance(exc, UsageError) else 500
 
 

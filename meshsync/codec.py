@@ -30,16 +30,18 @@ _MAX_DEPTH = 16
 def canonical_value(value: Any, depth: int = 0) -> Value:
     """Return ``value`` with every map's keys sorted; UsageError for types msgpack can't carry.
 
-    Tuples become lists. Nesting deeper than 16 levels is refused.
+    Tuples become lists. A list or map at depth 16 (the record's fields map is depth
+    0) is refused, as receivers refuse it (:func:`meshsync.change.check_value`).
     """
-    if depth > _MAX_DEPTH:
-        raise UsageError("value nested too deeply (more than 16 levels)")
     if value is None or isinstance(value, bool | float | str | bytes):
         return value
     if isinstance(value, int):
         if not _INT_MIN <= value <= _INT_MAX:
             raise UsageError(f"integer out of range: {value}")
         return value
+    if isinstance(value, list | tuple | dict) and depth >= _MAX_DEPTH:
+        # The receivers' rule (change.check_value): no container at depth 16.
+        raise UsageError(f"value nested too deeply (more than {_MAX_DEPTH} levels)")
     if isinstance(value, list | tuple):
         return [canonical_value(v, depth + 1) for v in value]
     if isinstance(value, dict):

@@ -11,6 +11,7 @@ import pytest
 from helpers import DAY_MS, HOUR_MS, START_MS, Device, exchange, sync
 
 from meshsync.crdt import ALL, RecordState
+from meshsync.errors import UsageError
 from meshsync.limits import MAX_CLOCK_DRIFT_MS
 
 MakeDevice = Callable[..., Device]
@@ -309,3 +310,27 @@ def test_a_forked_feed_is_refused_with_evidence(make_device: MakeDevice, kind: s
     assert fields(b, "v-9") == {"status": "terdaftar"}
     assert b.receive([forked]).refused  # refused again, evidence not duplicated
     assert len(b.store.forks()) == 1
+
+
+# -- what a device may write, every receiver accepts ---------------------------------
+
+
+def nested(depth: int) -> object:
+    """A field value whose innermost (empty) list sits at ``depth`` (the field map is
+    depth 0): the deepest container, with nothing below it."""
+    value: object = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_the_deepest_value_a_device_may_write_is_accepted_by_its_peers(
+        pair: tuple[Device, Device]) -> None:
+    a, b = pair
+    a.put("voters", "v-deep", {"catatan": nested(15)})  # innermost list at depth 15
+    report = exchange(a, b)
+    assert report.applied == 1 and not report.refused
+    assert fields(b, "v-deep") == {"catatan": nested(15)}
+    # One level deeper is refused locally, as every receiver would refuse it.
+    with pytest.raises(UsageError, match="nested too deeply"):
+        a.put("voters", "v-deeper", {"catatan": nested(16)})
