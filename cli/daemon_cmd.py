@@ -87,14 +87,14 @@ def api_get(home: Path, route: str) -> Any | None:
 
 def _offline_status(path: Path) -> dict[str, Any]:
     from meshsync.custody import custody
-    from meshsync.io_local import open_node
+    from meshsync.io_local import open_node, storage_status
 
     with open_node(path) as node:
         feeds = node.store.feeds()
         return {"device_id": node.key.device_id, "daemon": "not running",
                 "changes": sum(f.head_seq for f in feeds),
                 "conflicts": len(node.conflicts()), "diagnosis": "offline", "peers": 0,
-                "custody": custody(node)}
+                "custody": custody(node), "storage": storage_status(node)}
 
 
 @click.command()
@@ -113,6 +113,10 @@ def status(home: Path | None, as_json: bool) -> None:
                f"{data['changes']} changes; {data['conflicts']} conflicts")
     for warning in data.get("clock_warnings", []):
         click.echo(f"clock: {warning}")
+    storage = data.get("storage")
+    if storage and storage["low"]:
+        click.echo(f"storage low: {storage['free_mb']} MiB free, {storage['reserve_mb']} MiB "
+                   "kept for local edits; received changes are refused until space is freed")
     for feed in data.get("custody", {}).get("feeds", []):
         safe = "safe at central" if feed["safe_at_central"] else "not yet at central"
         click.echo(f"  {feed['partition']}: {feed['local']} here, {feed['gateway']} at the "

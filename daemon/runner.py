@@ -30,6 +30,7 @@ from meshsync.daemon.peers import PeerManager
 from meshsync.errors import NotFoundError
 from meshsync.home import Home
 from meshsync.identity import device_id
+from meshsync.io_local import storage_status
 from meshsync.net.endpoints import Endpoint, serve_sync
 from meshsync.net.registry import SessionRegistry
 from meshsync.session_events import SessionSummary
@@ -217,7 +218,7 @@ class Daemon(NodeService):
             "listen": f"{self.listen_address[0]}:{self.listen_address[1]}"
             if self.listen_address else None,
             "uplink": self._uplink_status(), "discovery": self._discovery_stats(),
-            "custody": self._custody,
+            "custody": self._custody, "storage": storage_status(self.node),
         }
 
     # -- running ------------------------------------------------------------------

@@ -108,6 +108,18 @@ class DiskReserve:
                 "refused until space is freed; local edits still work")
 
 
+def storage_status(node: Node) -> dict[str, object] | None:
+    """``{"free_mb", "reserve_mb", "low"}`` of the node's disk reserve (MiB, rounded to
+    0.1), or None when the node has none (a PostgreSQL store). ``low`` is True when
+    received changes are being refused (free space below the reserve)."""
+    guard = node.inbound_guard
+    if not isinstance(guard, DiskReserve):
+        return None
+    free = shutil.disk_usage(guard.path).free
+    return {"free_mb": round(free / 2**20, 1), "reserve_mb": round(guard.reserve / 2**20, 1),
+            "low": free < guard.reserve}
+
+
 def disk_reserve(home: Home) -> DiskReserve:
     """The home's :class:`DiskReserve` (``storage_reserve_mb`` in ``config.toml``).
 

@@ -85,8 +85,12 @@ def test_sync_into_a_phone_below_its_reserve_is_refused_and_resumes(
     assert run_json("get", "--home", phone, "voters", "p-0002")["fields"]["nama"] == \
         "Debora Contoh"
     server.assert_alive()
+    # The officer can see why: status says so.
+    assert run_json("status", "--home", phone)["storage"]["low"] is True
+    assert "storage low:" in run("status", "--home", phone).stdout
 
     set_reserve(phone, 0)  # space freed
+    assert run_json("status", "--home", phone)["storage"]["low"] is False
     done = sync(phone, server)
     assert done["converged"] and done["changes_received"] == 5
     keys = {r["key"] for r in run_json("ls", "--home", phone, "voters")}
