@@ -18,15 +18,16 @@ before a read that needs the database, when the buffer is full, and at commit.
   ``(feed, seq)`` is a second guard against duplicates.
 * *Record rows* carry a ``version``. A save is checked against the version its
   row had when this store last read it (optimistic control: reads take no lock,
-  as most ingest touches records nobody else touches): one ``UPDATE`` sets each
-  row whose version is still the one read (under READ COMMITTED it waits for a
-  transaction holding the row, then checks the version that one committed), and
-  a row count short of the rows sent is a lost race. Rows read as absent are
-  copied in (binary
-  ``COPY``, in key order): if another process inserted one of them first, the
-  primary key refuses the copy (a unique violation, after waiting for that
-  process's transaction as an insert does). A row saved without having been read
-  is upserted.
+  as most ingest touches records nobody else touches). One ``UPDATE`` sets each
+  row whose version is still the one read; under READ COMMITTED it waits for a
+  transaction holding the row, then checks the version that one committed, and a
+  row count short of the rows sent is a lost race. Rows are sent in key order;
+  should two processes still lock rows in opposite orders, PostgreSQL's deadlock
+  error is a lost race too. Rows read as absent are copied in (binary ``COPY``,
+  in key order): if another process inserted one of them first, the primary key
+  refuses the copy (a unique violation, after waiting for that process's
+  transaction as an insert does). A row saved without having been read is
+  upserted.
 
 Any mismatch raises :class:`~meshsync.errors.ConcurrentAppendError`: the loser of a
 race stores nothing and retries; it never holds a duplicate, a gap or a record
