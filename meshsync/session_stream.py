@@ -19,6 +19,15 @@ The items are those of :mod:`meshsync.wire` with two savings over a bundle:
   frame with a short feed item acknowledged).
 * A section's first ``dhlc`` is relative to the last hlc of the section before it
   (``carry_hlc``), not absolute.
+* A change of at most 8 ops (an officer's edits) is sent as ``[4, dhlc, ops, sig]``:
+  like a change item, but each op's collection is a *name*, and so is each field
+  name of a put of at most 4 fields (an edit), whose fields are then a flat array
+  ``[name, value, name, value, ...]`` in their canonical order. A name is text the
+  first time (both ends then append it to the session's name table, up to 4,096
+  names) and its index in that table afterwards. The receiver turns them back into
+  the op arrays and rebuilds the canonical body from those, as for any change.
+  Larger changes and whole records (a baseline import) keep the plain form, which
+  the receiver decodes fastest.
 
 An 8-byte prefix cannot be matched by accident (2**-64), nor on purpose: a device
 forking its own feed would need about 2**64 tries to make a second change whose hash
@@ -34,14 +43,17 @@ from typing import Any
 import msgpack
 
 from meshsync import frames as fr
-from meshsync.change import HASH_BYTES, Change, FeedId
+from meshsync.change import HASH_BYTES, PUT, Change, FeedId
 from meshsync.errors import DecodeError
 from meshsync.node import Node
 from meshsync.session_meta import Holdings
 from meshsync.wire import CHANGE, FEED, WireDecoder, WireEncoder
 
-FEED_REF = 3
+FEED_REF, COMPACT = 3, 4
 PREV_CHECK = 8
+SMALL_CHANGE = 8  # ops: a change this small goes as a compact change item
+SMALL_PUT = 4  # fields: a put this small in it has its field names from the table
+MAX_NAMES = 4096
 
 
 class SessionEncoder(WireEncoder):
@@ -53,8 +65,31 @@ class SessionEncoder(WireEncoder):
     def __init__(self, refs: dict[FeedId, tuple[int, int]]) -> None:
         super().__init__()
         self._refs = refs
+        self._names: dict[str, int] = {}
         self.referenced: set[int] = set()
         self.used_ref = False
+
+    def encode(self, change: Change) -> list[list[Any]]:
+        """Items for ``change``; the change item compact if it is small."""
+        items = super().encode(change)
+        if len(change.ops) <= SMALL_CHANGE:
+            _, dhlc, ops, sig = items[-1]
+            items[-1] = [COMPACT, dhlc, [self._compact_op(op) for op in ops], sig]
+        return items
+
+    def _compact_op(self, op: list[Any]) -> list[Any]:
+        op[1] = self._name(op[1])
+        if op[0] == PUT and len(op[3]) <= SMALL_PUT:
+            op[3] = [x for name, value in op[3].items() for x in (self._name(name), value)]
+        return op
+
+    def _name(self, name: str) -> int | str:
+        index = self._names.get(name)
+        if index is not None:
+            return index
+        if len(self._names) < MAX_NAMES:
+            self._names[name] = len(self._names)
+        return name
 
     def forget(self, feed: FeedId) -> None:
         """Send ``feed`` with full feed items from now on (a new section follows)."""
@@ -81,6 +116,7 @@ class SessionDecoder(WireDecoder):
         super().__init__()
         self._own, self._heads = held.vv, held.heads
         self._skipping = False
+        self._names: list[str] = []
         self._asked: set[int] = set()
         self.resend: list[int] = []
 
@@ -88,15 +124,22 @@ class SessionDecoder(WireDecoder):
         """Consume one item (see the module docs and :mod:`meshsync.wire`)."""
         if type(item) is list and item:
             tag = item[0]
+            if tag == CHANGE and len(item) == 4:  # the common case first
+                if not self._skipping:
+                    return self._change(item)
+                self._skip(item[1])
+                return None
+            if tag == COMPACT and len(item) == 4:
+                ops = self._expand(item[2])  # names go in the table even if skipped
+                if not self._skipping:
+                    return self._change([CHANGE, item[1], ops, item[3]])
+                self._skip(item[1])
+                return None
             if tag == FEED_REF and len(item) == 3:
                 self._ref(item[1], item[2])
                 return None
-            if self._skipping:
-                if tag == CHANGE and len(item) == 4:
-                    self._skip(item[1])
-                    return None
-                if tag == FEED and len(item) == 5:
-                    self._skipping = False
+            if tag == FEED and len(item) == 5:
+                self._skipping = False
         return super().decode(item)
 
     def _ref(self, index: Any, prev8: Any) -> None:
@@ -112,6 +155,36 @@ class SessionDecoder(WireDecoder):
                                   "request for its full form")
             self._asked.add(index)
             self.resend.append(index)
+
+    def _expand(self, ops: Any) -> list[Any]:
+        """The op arrays of a compact change item (see the module docs)."""
+        if type(ops) is not list:
+            raise DecodeError("ops must be an array")
+        for raw in ops:
+            if type(raw) is not list or len(raw) < 4:
+                raise DecodeError("op must be an array")
+            raw[1] = self._name(raw[1])
+            if raw[0] == PUT and type(raw[0]) is int and len(raw) == 5 \
+                    and type(raw[3]) is not dict:
+                flat = raw[3]
+                if type(flat) is not list or len(flat) % 2 or len(flat) > 2 * SMALL_PUT:
+                    raise DecodeError("compact put fields must be [name, value, ...]")
+                fields = {self._name(flat[k]): flat[k + 1] for k in range(0, len(flat), 2)}
+                if 2 * len(fields) != len(flat):
+                    raise DecodeError("compact put names a field twice")
+                raw[3] = fields
+        return ops
+
+    def _name(self, ref: Any) -> str:
+        if type(ref) is int:
+            if not 0 <= ref < len(self._names):
+                raise DecodeError(f"unknown name index {ref!r}")
+            return self._names[ref]
+        if type(ref) is not str:
+            raise DecodeError("a name must be text or an index")
+        if len(self._names) < MAX_NAMES:
+            self._names.append(ref)
+        return ref
 
     def _skip(self, dhlc: Any) -> None:
         """A change of a section that follows a different change than ours: only its

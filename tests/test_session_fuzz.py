@@ -231,6 +231,12 @@ OPS = st.lists(_list(st.just(0), st.text(max_size=8), st.text(max_size=8),
                | _list(st.just(1), st.text(max_size=8), st.text(max_size=8), PRED), max_size=2)
 
 
+NAME = st.integers(-1, 6) | st.text(max_size=8)
+COMPACT_OPS = st.lists(_list(st.just(0), NAME, st.text(max_size=8),
+                             st.lists(NAME | VALUES, max_size=9), PRED)
+                       | _list(st.just(1), NAME, st.text(max_size=8), PRED), max_size=2)
+
+
 def wire_items() -> st.SearchStrategy[Any]:
     return st.one_of(_list(st.just(0), keys()),
                      _list(st.just(1), st.integers(-1, 3), PARTITIONS, INTS,
@@ -238,6 +244,7 @@ def wire_items() -> st.SearchStrategy[Any]:
                      _list(st.just(3), st.integers(-1, 3) | INTS, st.binary(max_size=9)),
                      _list(st.just(2), INTS, OPS, st.binary(min_size=64, max_size=64)
                            | st.binary(max_size=70)),
+                     _list(st.just(4), INTS, COMPACT_OPS, st.binary(min_size=64, max_size=64)),
                      VALUES)
 
 
@@ -424,7 +431,7 @@ def _sig_forgeries() -> list[tuple[int, int]]:
     for index, frame in enumerate(recording().frames):
         message = codec.unpack(frame[4:], max_bytes=fr.MAX_FRAME_BYTES)
         if message[0] == fr.CHANGES:
-            out += [(index, k) for k, item in enumerate(message[2]) if item[0] == 2]
+            out += [(index, k) for k, item in enumerate(message[2]) if item[0] in (2, 4)]
     return out
 
 
@@ -486,7 +493,7 @@ def test_regression_pred_out_of_range_is_a_decode_error() -> None:
     for index, frame in enumerate(frames):
         message = codec.unpack(frame[4:], max_bytes=fr.MAX_FRAME_BYTES)
         puts = [item for item in (message[2] if message[0] == fr.CHANGES else [])
-                if item[0] == 2 and item[2][0][0] == 0 and item[2][0][4]]
+                if item[0] in (2, 4) and item[2][0][0] == 0 and item[2][0][4]]
         if puts:
             puts[0][2][0][4][0][0] = 2**64 - 1
             frames[index] = fr.encode_frame(message)

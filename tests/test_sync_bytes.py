@@ -27,7 +27,14 @@ from meshsync.receipt import decode_receipt
 from meshsync.session import SessionConfig, SessionError, State, SyncSession
 from meshsync.session_events import SessionDone, SessionFailed
 from meshsync.session_meta import Holdings, compact_receipt, expand_receipt, receipt_base
-from meshsync.session_stream import FEED_REF, PREV_CHECK, SessionDecoder, SessionEncoder
+from meshsync.session_stream import (
+    COMPACT,
+    FEED_REF,
+    PREV_CHECK,
+    SMALL_CHANGE,
+    SessionDecoder,
+    SessionEncoder,
+)
 from meshsync.testing.faults import SessionPair, split_frames
 from meshsync.wire import CHANGE, FEED, WireEncoder
 
@@ -122,15 +129,16 @@ def test_incremental_sync_costs_little_beyond_signatures_and_ops(
     items = item_bytes(pair, 0)
     assert items[FEED] == 0  # every section continues a feed the laptop holds
     assert items[FEED_REF] <= FEEDS * (6 + PREV_CHECK), items  # v1: ~80 B a section
-    # Change items: the signature and the op, and a few bytes of framing and hlc; only
-    # the stream's first hlc is absolute (v1: every section's first).
-    op = len(codec.pack([[0, "voters", "v-0000000", {"status": "TMS"}, [[2**40, 0]]]]))
-    assert items[CHANGE] <= EDITS * (SIG + 2 + op + 8), items
+    # Change items: the signature and the op (collection and field name from the
+    # session's name table), and a few bytes of framing and hlc; only the stream's
+    # first hlc is absolute (v1: every section's first).
+    op = len(codec.pack([[0, 0, "v-0000000", [1, "TMS"], [[2**40, 0]]]]))
+    assert items[CHANGE] == 0 and items[COMPACT] <= EDITS * (SIG + 2 + op + 7), items
     dhlcs = [item[1] for m, _ in messages(pair, 0) if m[0] == fr.CHANGES for item in m[2]
-             if item[0] == CHANGE]
+             if item[0] == COMPACT]
     assert sum(d > 2**40 for d in dhlcs) == 1
     total = sum(p.bytes_written for p in pair.pipes)
-    assert total <= EDITS * (SIG + 2 + op + 8) + FEEDS * (2 * 8 + 5 + PREV_CHECK) + 1200, total
+    assert total <= EDITS * (SIG + 2 + op + 7) + FEEDS * (2 * 8 + 6 + PREV_CHECK) + 1200, total
     # Every change arrived as its author signed it.
     for change in laptop.changes_since({}):
         decode_body(change.body, change.sig).verify()
@@ -141,6 +149,8 @@ def test_session_items_round_trip_and_bundle_items_stay_as_they_were(
     a, b = make_device("phone-A", partition=TPS), make_device("laptop-GW", partition=TPS)
     for i in range(12):
         a.put("voters", f"v-{i}", {"status": "MS", "rt": i}, tps(i % 3))
+    a.write(tps(2), [("put", "voters", f"w-{i}", {"n": i}) for i in range(SMALL_CHANGE + 1)])
+    a.put("voters", "w-0", dict.fromkeys("abcde", 1), tps(2))  # a whole record
     b.receive([c for c in a.changes_since({}) if c.seq <= 2 and c.partition != tps(2)])
     held = Holdings.of(b.node, SCOPE)
     refs = {feed: (index, seq) for index, (feed, seq) in enumerate(held.vv)}
@@ -149,8 +159,11 @@ def test_session_items_round_trip_and_bundle_items_stay_as_they_were(
     items = [codec.pack(item) for change in changes for item in encoder.encode(change)]
     got = [decoder.decode(codec.unpack(item, max_bytes=1 << 20)) for item in items]
     assert [(c.body, c.sig) for c in got if c] == [(c.body, c.sig) for c in changes]
-    tags = [codec.unpack(item, max_bytes=1 << 20)[0] for item in items]
+    unpacked = [codec.unpack(item, max_bytes=1 << 20) for item in items]
+    tags = [item[0] for item in unpacked]
     assert tags.count(FEED_REF) == 2 and tags.count(FEED) == 1  # tps(2): b holds none
+    assert tags.count(CHANGE) == 1 and tags.count(COMPACT) == len(changes) - 1
+    assert type(unpacked[-1][2][0][3]) is dict  # five fields: its map as it is
     # Bundles keep version 1 items: a full feed item and an absolute hlc per section.
     plain = WireEncoder()
     bundle = [item for change in changes for item in plain.encode(change)]
