@@ -7,6 +7,16 @@ Layout (all paths relative to the home)::
     device.crt     this device's certificate and its chain, PEM (after enrolment)
     config.toml    settings (``partition`` = default partition for local edits, ...)
     store.sqlite   the SQLite store (WAL mode)
+    next.key       a new Ed25519 key waiting for its certificate (``meshsync rekey``), 0600
+    next.csr       the certificate signing request for next.key
+    retired-keys/  (0700) earlier device keys, ``<device id>.key`` (0600), kept after a
+                   rotation: the changes they signed stay in the store, unchanged
+
+**Key rotation** (:meth:`Home.make_next_key`, :meth:`Home.promote_next_key`): the
+device keeps signing with ``device.key`` until the certificate for ``next.key`` is
+enrolled; then ``next.key`` becomes ``device.key`` and the old key moves to
+``retired-keys/``. The device's feeds are keyed by author, so its next change starts
+a new feed (seq 1) under the new key; the HLC is the store's, so it goes on rising.
 
 The home is chosen by ``--home``, else ``$MESHSYNC_HOME``, else the platform's
 user data directory (platformdirs).
@@ -30,6 +40,9 @@ CSR_FILE = "device.csr"
 CERT_FILE = "device.crt"
 CONFIG_FILE = "config.toml"
 STORE_FILE = "store.sqlite"
+NEXT_KEY_FILE = "next.key"
+NEXT_CSR_FILE = "next.csr"
+RETIRED_DIR = "retired-keys"
 
 
 def default_home() -> Path:
@@ -45,6 +58,35 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically (write a sibling, fsync, rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def _load_private(path: Path) -> DeviceKey:
+    """Read an Ed25519 key file; refuses one readable by group or others."""
+    if path.stat().st_mode & 0o077:
+        raise UsageError(f"{path} is readable by others (chmod 600 it)")
+    return DeviceKey.from_pem(path.read_bytes())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames in ``path`` durable (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -94,6 +136,20 @@ class Home:
         """Path of the SQLite store."""
         return self.path / STORE_FILE
 
+    @property
+    def next_key_path(self) -> Path:
+        """Path of the key made by ``meshsync rekey``, waiting for its certificate."""
+        return self.path / NEXT_KEY_FILE
+
+    @property
+    def next_csr_path(self) -> Path:
+        """Path of the certificate signing request for :attr:`next_key_path`."""
+        return self.path / NEXT_CSR_FILE
+
+    def retired_key_path(self, device_id: str) -> Path:
+        """Where the retired key of ``device_id`` (a printable device id) is kept."""
+        return self.path / RETIRED_DIR / f"{device_id}.key"
+
     @classmethod
     def create(cls, path: Path, *, partition: str | None = None) -> Home:
         """Create a new home with a fresh Ed25519 key.
@@ -118,10 +174,64 @@ class Home:
 
     def load_key(self) -> DeviceKey:
         """Read the device key; refuses a key file readable by group or others."""
-        mode = self.key_path.stat().st_mode & 0o077
-        if mode:
-            raise UsageError(f"{self.key_path} is readable by others (chmod 600 it)")
-        return DeviceKey.from_pem(self.key_path.read_bytes())
+        return _load_private(self.key_path)
+
+    def load_next_key(self) -> DeviceKey | None:
+        """The key waiting for its certificate (``next.key``), or None if there is none.
+
+        Raises :class:`UsageError` if the file is readable by others or not an Ed25519 key.
+        """
+        if not self.next_key_path.exists():
+            return None
+        return _load_private(self.next_key_path)
+
+    def make_next_key(self) -> tuple[DeviceKey, bool]:
+        """``(next key, created)``: the waiting key, made now (mode 0600) unless one is
+        already waiting. ``device.key`` is not touched."""
+        existing = self.load_next_key()
+        if existing is not None:
+            return existing, False
+        key = DeviceKey.generate()
+        _write_private(self.next_key_path, key.to_pem())
+        return key, True
+
+    def promote_next_key(self, cert_chain_pem: bytes) -> Path:
+        """Make ``next.key`` the device key, with ``cert_chain_pem`` (PEM, the new
+        device certificate first) as ``device.crt``; returns where the old key went.
+
+        In order: the old key is copied to ``retired-keys/<old id>.key`` (0600, in a
+        0700 folder; an existing copy is kept), ``next.key`` is renamed over
+        ``device.key``, ``device.crt`` is replaced, ``next.csr`` becomes
+        ``device.csr``. Each step is atomic; if the process stops between the second
+        and third, key and certificate differ until ``meshsync enroll`` of the same
+        certificate is run again (it then finds the certificate is for the device key).
+        The caller checks that the certificate is for the next key. Raises
+        :class:`UsageError` if no key is waiting.
+        """
+        new = self.load_next_key()
+        if new is None:
+            raise UsageError(f"no new key is waiting in {self.path} (run: meshsync rekey)")
+        old = self.load_key()
+        retired = self.retired_key_path(old.device_id)
+        retired.parent.mkdir(mode=0o700, exist_ok=True)
+        if not retired.exists():
+            _write_private(retired, old.to_pem())
+        elif _load_private(retired).public_key != old.public_key:
+            raise UsageError(f"{retired} holds another key than {self.key_path}")
+        self.next_key_path.replace(self.key_path)
+        _replace(self.cert_path, cert_chain_pem)
+        if self.next_csr_path.exists():
+            self.next_csr_path.replace(self.csr_path)
+        _fsync_dir(self.path)
+        return retired
+
+    def retired_keys(self) -> list[DeviceKey]:
+        """Every key kept in ``retired-keys/`` (oldest rotation first by file time)."""
+        folder = self.path / RETIRED_DIR
+        if not folder.is_dir():
+            return []
+        files = sorted(folder.glob("*.key"), key=lambda p: p.stat().st_mtime_ns)
+        return [_load_private(p) for p in files]
 
     def config(self) -> dict[str, Any]:
         """Parsed ``config.toml`` (empty dict if missing); UsageError on bad TOML."""

@@ -3,8 +3,10 @@
 Authority root → optional district sub-authority → device certificate, all
 X.509 v3 built and verified with ``cryptography`` (profile in
 :mod:`meshsync.trust.profile`). Revocations are signed records that travel like
-any other data (:mod:`meshsync.trust.revocation`). :class:`TrustStore` is what
-one device knows and decides with. Nothing in this package reads the clock.
+any other data (:mod:`meshsync.trust.revocation`); a key rotation is a new
+certificate plus a revocation of the old key (:mod:`meshsync.trust.rotation`).
+:class:`TrustStore` is what one device knows and decides with. Nothing in this
+package reads the clock.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ from meshsync.trust.revocation import (
     make_revocation,
     unarmor,
 )
+from meshsync.trust.rotation import (
+    Rotation,
+    carried_certificate,
+    issue_rotation,
+    rotation_file,
+    split_credentials,
+)
 from meshsync.trust.scope import scope_contains, validate_scope
 from meshsync.trust.store import TrustStore
 
@@ -59,13 +68,16 @@ __all__ = [
     "NotRevoked",
     "Revocation",
     "RevocationPoint",
+    "Rotation",
     "TrustStore",
     "armor",
     "authority_key_to_pem",
+    "carried_certificate",
     "create_authority",
     "decode_revocation",
     "generate_authority_key",
     "issue_device_certificate",
+    "issue_rotation",
     "issue_sub_authority",
     "load_authority_key",
     "load_certificates",
@@ -75,7 +87,9 @@ __all__ = [
     "make_revocation",
     "parse_blob",
     "parse_certificate",
+    "rotation_file",
     "scope_contains",
+    "split_credentials",
     "unarmor",
     "validate_scope",
 ]
