@@ -59,6 +59,7 @@ from meshsync.trust import (
     make_csr,
     make_revocation,
     parse_blob,
+    split_credentials,
 )
 from meshsync.trust.profile import common_name, iso, to_pem
 
@@ -388,29 +389,43 @@ def revoke(
 @json_option
 @errors_to_exit
 def enroll(home: Path | None, cert_file: Path, as_json: bool) -> None:
-    """Install this device's certificate CERT (from `authority issue`).
+    """Install this device's certificate CERT (from `authority issue` or `rotate`).
 
-    CERT must be for this home's device key and carry its chain up to the root;
-    it becomes device.crt and its root root.crt.
+    CERT must be for this home's device key, or for the new key `meshsync rekey`
+    made (then the device switches to it: see `meshsync rekey`), and carry its chain
+    up to the root; it becomes device.crt and its root root.crt. Revocations in the
+    file (`authority rotate` puts one there) are stored with it.
     """
     path = resolve_home(home)
     node = Home.open(path)
-    data = cert_file.read_bytes()
+    data, revocations = split_credentials(cert_file.read_bytes())
     infos = parse_blob(data)
     leaf = infos[0]
     own = node.load_key().public_key
-    if leaf.device_key != own:
+    waiting = node.load_next_key()
+    rotating = waiting is not None and leaf.device_key == waiting.public_key != own
+    if leaf.device_key != own and not rotating:
         other = device_id(leaf.device_key) if leaf.device_key else leaf.describe()
-        raise UsageError(f"{cert_file} is for device {other}, not this device {device_id(own)}")
+        also = f" nor its new key {waiting.device_id} (rekey)" if waiting else ""
+        raise UsageError(f"{cert_file} is for device {other}, not this device "
+                         f"{device_id(own)}{also}")
     root = _checked_root(path, infos)
     store = TrustStore([to_pem([root])])
     store.add(data)
-    row = next((r for r in store.device_info(own) if r["status"] == "verified"), None)
+    for blob in revocations:
+        store.add(blob)
+    row = next((r for r in store.device_info(leaf.device_key or b"")
+                if r["status"] == "verified"), None)
     if row is None:
         raise UsageError(f"{cert_file} lacks the sub-authority certificate that issued it")
+    if rotating:
+        from meshsync.cli.rotation import enrol_rotation
+
+        _show(enrol_rotation(path, infos, revocations, row["issuer"], cert_file), as_json)
+        return
     _write(node.cert_path, to_pem(infos))
     _write(path / ROOT_CERT, to_pem([root]))
-    stored = _store_credentials(path, [i.der for i in infos if not i.is_root])
+    stored = _store_credentials(path, [i.der for i in infos if not i.is_root] + revocations)
     _show({**_cert_data(leaf, row["issuer"], node.cert_path), "stored": stored}, as_json)
 
 

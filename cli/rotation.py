@@ -1,0 +1,270 @@
+"""Key rotation (field-failures.md B14): ``meshsync rekey``, ``meshsync authority rotate``
+and the key switch ``meshsync enroll`` makes when it installs the new certificate.
+
+The flow, e.g. when an officer's phone key may have been copied::
+
+    phone$   meshsync rekey --home PHONE            # new key in next.key, next.csr;
+                                                    # prints old id, new id, heads
+    laptop$  meshsync authority rotate --home PPK OLD_ID PHONE/next.csr \\
+                 --after-seq N -o phone-new.crt     # new certificate (same role and
+                                                    # scope) + revocation of OLD after N
+    phone$   meshsync enroll --home PHONE phone-new.crt   # switches to the new key
+
+Until the new certificate is enrolled the phone signs with its old key, so the
+officer is never blocked; every edit made meanwhile raises the old key's seq, and
+changes past the rotation point N are refused everywhere, so enrol it right away
+(``enroll`` warns about any). What the phone signed with the old key stays in its
+store as it was (never re-signed); the old key is kept in ``retired-keys/``.
+The library side is :mod:`meshsync.trust.rotation`; the files are :mod:`meshsync.home`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from meshsync.cli.authority import (
+    ROOT_CERT,
+    _cert_data,
+    _load_authority,
+    _now,
+    _output_option,
+    _show,
+    _write,
+)
+from meshsync.cli.common import errors_to_exit, home_option, json_option, resolve_home
+
+from meshsync.errors import UsageError
+from meshsync.home import Home
+from meshsync.identity import device_id, parse_device_id, short_id
+from meshsync.io_local import open_node
+from meshsync.store.base import Store
+from meshsync.trust import (
+    DEFAULT_DEVICE_DAYS,
+    NOT_REVOKED,
+    CertInfo,
+    TrustStore,
+    carried_certificate,
+    issue_rotation,
+    make_csr,
+    parse_blob,
+    rotation_file,
+    split_credentials,
+)
+from meshsync.trust.grant import describe_point
+from meshsync.trust.profile import common_name, to_pem
+from meshsync.trust.rotation import csr_device_key, feed_heads, signed_after
+
+
+def _heads(store: Store, author: bytes) -> dict[str, int]:
+    """``partition -> head seq`` of ``author``'s feeds held in ``store``."""
+    return feed_heads(((f.author, f.partition, f.head_seq) for f in store.feeds()), author)
+
+
+def _ranges(spans: dict[str, tuple[int, int]]) -> str:
+    return ", ".join(f"seq {a}..{b} in {p}" if a != b else f"seq {a} in {p}"
+                     for p, (a, b) in spans.items())
+
+
+def _warn(message: str) -> None:
+    click.echo(f"meshsync: warning: {message}", err=True)
+
+
+@click.command("rekey")
+@home_option
+@click.option("--name", default=None,
+              help="Device name in the request [default: the current certificate's name].")
+@json_option
+@errors_to_exit
+def rekey(home: Path | None, name: str | None, as_json: bool) -> None:
+    """Start a key rotation: a new device key (next.key, 0600) and its request (next.csr).
+
+    The device goes on signing with its current key until the certificate for the
+    new one is enrolled (meshsync enroll), which switches keys; the old key is then
+    kept in retired-keys/. Prints the old and new device ids and the old key's
+    highest seq per feed (partition): give the highest as --after-seq to
+    `meshsync authority rotate`. Run again, it shows the same new key and the
+    current heads. Needs an enrolled home.
+    """
+    path = resolve_home(home)
+    node_home = Home.open(path)
+    if not node_home.cert_path.exists() or not (path / ROOT_CERT).exists():
+        raise UsageError(f"{path} is not enrolled (no device.crt): there is no certificate "
+                         "to rotate; enrol it first (meshsync enroll)")
+    old = node_home.load_key()
+    new, created = node_home.make_next_key()
+    if new.public_key == old.public_key:  # a hand-copied file: refuse to go on
+        raise UsageError(f"{node_home.next_key_path} holds the current device key")
+    csr_name = name or parse_blob(node_home.cert_path.read_bytes())[0].name
+    _write(node_home.next_csr_path, make_csr(new, csr_name))
+    with open_node(path) as node:
+        heads = _heads(node.store, old.public_key)
+    after = max(heads.values(), default=0)
+    data = {
+        "old_device_id": old.device_id,
+        "new_device_id": new.device_id,
+        "created": created,
+        "key": str(node_home.next_key_path),
+        "csr": str(node_home.next_csr_path),
+        "heads": heads,
+        "after_seq": after,
+    }
+    if as_json:
+        _show(data, True)
+        return
+    click.echo(f"old device: {old.device_id}")
+    click.echo(f"new device: {new.device_id}" + ("" if created else " (made earlier)"))
+    for partition, seq in heads.items():
+        click.echo(f"  old key in {partition}: seq {seq}")
+    click.echo(f"request: {node_home.next_csr_path}")
+    click.echo("this device signs with the old key until the new certificate is enrolled")
+    click.echo(f"next: meshsync authority rotate --home AUTHORITY {old.device_id} "
+               f"{node_home.next_csr_path} --after-seq {after} -o NEW.crt")
+    click.echo(f"then: meshsync enroll --home {path} NEW.crt")
+
+
+def _add_old_certificate(add: Callable[[bytes], bool], old: bytes, cert_file: Path) -> None:
+    """Hand the certificates of ``cert_file`` (the old device's device.crt) to ``add``
+    (a node's ``add_credential``). UsageError if it is another device's."""
+    certs, _revocations = split_credentials(cert_file.read_bytes())
+    infos = parse_blob(certs)
+    if infos[0].device_key != old:
+        other = device_id(infos[0].device_key) if infos[0].device_key else infos[0].describe()
+        raise UsageError(f"{cert_file} is for {other}, not device {device_id(old)}")
+    for info in infos:
+        if not info.is_root:
+            add(info.der)
+
+
+@click.command("rotate")
+@home_option
+@click.argument("old_device", metavar="OLD_DEVICE_ID")
+@click.argument("request_file", metavar="NEW_CSR",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--after-seq", type=click.IntRange(min=0), required=True,
+              help="Last seq of the old key still accepted (its head, from `meshsync rekey`; "
+                   "one number for all its feeds).")
+@click.option("--old-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None,
+              help="The old device's certificate (its device.crt), if this home's store "
+                   "does not hold it yet.")
+@click.option("--days", type=click.IntRange(min=1), default=DEFAULT_DEVICE_DAYS,
+              show_default=True)
+@_output_option
+@json_option
+@errors_to_exit
+def rotate(home: Path | None, old_device: str, request_file: Path, after_seq: int,
+           old_cert: Path | None, days: int, output: Path, as_json: bool) -> None:
+    """Rotate OLD_DEVICE_ID's key to the key in NEW_CSR (the device's next.csr).
+
+    In one step: a certificate for the new key with the old certificate's role and
+    scope, and a revocation of the old key after --after-seq. Both go to --output
+    (the certificate chain, then the revocation) for `meshsync enroll` on the device,
+    and into HOME's store, so they travel with its next sync or bundle. Refused if
+    the old device is unknown here (no verified certificate: sync first or give
+    --old-cert), already revoked, or NEW_CSR holds the old key.
+    """
+    path = resolve_home(home)
+    key, chain = _load_authority(path)
+    old = parse_device_id(old_device)
+    csr = request_file.read_bytes()
+    if csr_device_key(csr) == old:
+        raise UsageError(f"{request_file} is for device {short_id(old)} itself: a rotation "
+                         "needs a new key (run `meshsync rekey` on the device)")
+    now = _now()
+    with open_node(path) as node:
+        trust = node.trust
+        if not isinstance(trust, TrustStore):
+            raise UsageError(f"{path} is not enrolled (no {ROOT_CERT})")
+        if old_cert is not None:
+            _add_old_certificate(node.add_credential, old, old_cert)
+        carried = carried_certificate(trust, old)
+        rotation = issue_rotation(key, chain, csr, old_key=old, role=carried["role"],
+                                  scope=carried["scope"], after_seq=after_seq, now=now,
+                                  days=days)
+        held = signed_after(_heads(node.store, old), after_seq)
+        # The file first: if storing failed after the revocation was stored, the
+        # officer would be cut off with no certificate to go on with.
+        _write(output, rotation_file(rotation.certificate + chain, rotation.revocation))
+        info = parse_blob(rotation.certificate)[0]
+        node.add_credential(info.der)
+        node.add_credential(rotation.revocation)
+    if held:
+        _warn(f"this store holds changes of {short_id(old)} past --after-seq {after_seq} "
+              f"({_ranges(held)}): every device that learns the rotation refuses them")
+    data = {
+        **_cert_data(info, common_name(info.cert.issuer), output),
+        "old_device_id": device_id(old),
+        "old_certificate": carried["name"],
+        "after_seq": after_seq,
+        "held_after_seq": {p: list(span) for p, span in held.items()},
+        "stored": True,
+    }
+    _show(data, as_json)
+
+
+@contextlib.contextmanager
+def _no_daemon(path: Path) -> Iterator[None]:
+    """Hold the daemon's lock on ``path`` so none runs with the old key meanwhile.
+
+    Raises :class:`UsageError` if a daemon holds it now (stop it, enrol, start it).
+    """
+    from meshsync.daemon.runner import LOCK_FILE
+
+    with (path / LOCK_FILE).open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise UsageError(f"a daemon is running on {path} with the old key: stop it, "
+                             "enrol the new certificate, then start it again") from exc
+        yield
+
+
+def enrol_rotation(path: Path, chain: list[CertInfo], revocations: list[bytes],
+                   issuer: str, cert_file: Path) -> dict[str, Any]:
+    """``meshsync enroll`` of the certificate for the waiting ``next.key``: switch keys.
+
+    ``chain``: the new device certificate then its chain up to the root (verified
+    by the caller); ``revocations``: raw revocation blobs that came with it. Stores
+    them, then :meth:`Home.promote_next_key`. Warns (stderr) if the old key is not
+    revoked, or signed changes past the rotation point (they will be refused
+    everywhere the rotation is known). Returns the data ``enroll`` prints.
+    Raises :class:`UsageError` if a daemon runs on the home.
+    """
+    node_home = Home.open(path)
+    old = node_home.load_key()
+    with _no_daemon(path):
+        with open_node(path) as node:
+            for blob in [i.der for i in chain if not i.is_root] + revocations:
+                node.add_credential(blob)
+            trust = node.trust
+            point = (trust.revocation_for(old.public_key) if isinstance(trust, TrustStore)
+                     else NOT_REVOKED)
+            heads = _heads(node.store, old.public_key)
+        retired = node_home.promote_next_key(to_pem(chain))
+    late = {} if point is NOT_REVOKED else signed_after(heads, point)
+    if point is NOT_REVOKED:
+        _warn(f"the old key {short_id(old.public_key)} is not revoked: what it signs stays "
+              "valid (if it may have been copied, ask the authority to revoke it)")
+    elif late:
+        _warn(f"the old key signed {_ranges(late)} after the rotation point "
+              f"({describe_point(point)}): devices that know the rotation refuse those "
+              "changes, so those edits stay on this device only")
+    return {
+        **_cert_data(chain[0], issuer, node_home.cert_path),
+        "rotated_from": old.device_id,
+        "old_key_heads": heads,
+        "old_key": describe_point(point),
+        "signed_after_rotation": {p: list(span) for p, span in late.items()},
+        "retired_key": str(retired),
+        "certificate_file": str(cert_file),
+        "stored": True,
+    }
+
+
+COMMANDS: list[click.Command] = [rekey]
+"""Top-level commands; ``rotate`` joins the ``authority`` group (see cli/main.py)."""
