@@ -32,6 +32,7 @@ from netfixtures import (
 
 from meshsync.change import decode_stored
 from meshsync.home import Home
+from meshsync.identity import device_id as device_id_of
 from meshsync.identity import sha256
 
 TPS_A = f"{VILLAGE}/tps-001"
@@ -189,7 +190,7 @@ def test_b14_rotated_key_is_refused_after_its_point_even_where_the_rotation_came
     assert "revoked" in refused("sync", "--home", thief, server.address)
 
     # kA2 is accepted everywhere; `log` shows both of A's feeds.
-    for home in (laptop, b):
+    for home in (a, laptop, b):
         feeds = {(f["author"], f["partition"]): f["seq"] for f in run_json("log", "--home",
                                                                          home)["feeds"]}
         assert feeds[(ka2, TPS_A)] == 1 and feeds[(ka1, TPS_A)] >= 3
@@ -271,6 +272,38 @@ def test_one_after_seq_for_every_feed_leaves_lower_feeds_open_up_to_it(net: Net)
     assert code == 3
     assert [(r["partition"], r["seq"]) for r in report["refused"]] == [(TPS_A, 4)]
     assert "v-b2" in records(b)  # TPS_B seq 2 <= 3: still accepted (the gap)
+
+
+def test_enroll_run_again_finishes_an_interrupted_switch(net: Net) -> None:
+    """If enrolment stops after next.key became device.key but before device.crt was
+    replaced, running the same `enroll` again finishes it."""
+    a = net.home("phone-a")
+    plan = run_json("rekey", "--home", a)
+    cert = a.parent / "a2.crt"
+    run("authority", "rotate", "--home", net.district.authority, plan["old_device_id"],
+        plan["csr"], "--after-seq", 0, "--old-cert", a / "device.crt", "-o", cert)
+    retired = Home.open(a).retired_key_path(plan["old_device_id"])  # the steps done
+    retired.parent.mkdir(mode=0o700)
+    shutil.copy2(a / "device.key", retired)
+    (a / "next.key").replace(a / "device.key")
+    run("enroll", "--home", a, cert)  # the certificate is for the device key now
+    from meshsync.trust import parse_blob
+
+    leaf = parse_blob((a / "device.crt").read_bytes())[0]
+    assert leaf.device_key == Home.open(a).load_key().public_key
+    assert put(a, "v-1", "nama=Satu")["author"] == plan["new_device_id"]
+
+
+def test_a_rotation_file_splits_into_certificates_and_the_revocation(net: Net) -> None:
+    from meshsync.trust import decode_revocation, parse_blob, split_credentials
+
+    done = rotate(net, net.home("phone-a"), 0, "--old-cert", net.home("phone-a") / "device.crt")
+    certs, revocations = split_credentials(done["cert"].read_bytes())
+    assert [i.is_root for i in parse_blob(certs)] == [False, True]
+    (revocation,) = [decode_revocation(r) for r in revocations]
+    assert revocation.after_seq == 0
+    assert device_id_of(revocation.device_key) == done["plan"]["old_device_id"]
+    assert split_credentials(certs) == (certs, [])
 
 
 # -- bad input ------------------------------------------------------------------------------
