@@ -22,6 +22,9 @@ offline at the laptop::
                  --scope mimika/jila/diloa/tps-003 -o phone.crt
     phone$   meshsync enroll --home PHONE phone.crt
 
+Replacing a device's key (``meshsync rekey``, ``authority rotate``, and ``enroll``
+switching keys) is in :mod:`meshsync.cli.rotation`.
+
 This is the only place of the trust code that reads the clock.
 """
 

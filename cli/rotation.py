@@ -32,7 +32,6 @@ from meshsync.cli.authority import (
     _cert_data,
     _load_authority,
     _now,
-    _output_option,
     _show,
     _write,
 )
@@ -153,8 +152,9 @@ def _add_old_certificate(add: Callable[[bytes], bool], old: bytes, cert_file: Pa
               help="The old device's certificate (its device.crt), if this home's store "
                    "does not hold it yet.")
 @click.option("--days", type=click.IntRange(min=1), default=DEFAULT_DEVICE_DAYS,
-              show_default=True)
-@_output_option
+              show_default=True, help="Validity of the new certificate, in days.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="File to write to (PEM): the new certificate, its chain, the revocation.")
 @json_option
 @errors_to_exit
 def rotate(home: Path | None, old_device: str, request_file: Path, after_seq: int,
