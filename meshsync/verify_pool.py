@@ -25,6 +25,12 @@ Item = tuple[bytes, bytes, bytes]
 MIN_PER_WORKER = 32
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (``sched_getaffinity`` where the OS has it)."""
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    return len(getaffinity(0)) if getaffinity else (os.cpu_count() or 1)
+
+
 def check_all(items: list[Item]) -> list[bool]:
     """Verify ``items`` one by one in this thread; True where the signature verifies.
 
@@ -52,7 +58,7 @@ class ThreadVerifier:
     """
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = max(1, workers or len(os.sched_getaffinity(0)))
+        self.workers = max(1, workers or usable_cpus())
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="meshsync-verify")
 
     def submit(self, items: list[Item]) -> Callable[[], list[bool]]:
@@ -83,6 +89,6 @@ class ThreadVerifier:
 def shared_verifier() -> ThreadVerifier | None:
     """The process's one :class:`ThreadVerifier`, or None on a single-CPU machine
     (where threads would only add overhead)."""
-    if len(os.sched_getaffinity(0)) < 2:
+    if usable_cpus() < 2:
         return None
     return ThreadVerifier()
