@@ -28,7 +28,14 @@ import pytest
 
 from meshsync.change import FeedId
 from meshsync.errors import UsageError
-from meshsync.store.base import ForkEvidence, RecordRow, Refusal, Store, StoredChange
+from meshsync.store.base import (
+    ForkEvidence,
+    QuarantinedChange,
+    RecordRow,
+    Refusal,
+    Store,
+    StoredChange,
+)
 
 AUTHOR_A = b"\x0a" * 32
 AUTHOR_B = b"\x0b" * 32
@@ -68,6 +75,13 @@ def fork(seq: int, other: bytes = b"other", author: bytes = AUTHOR_A,
     return ForkEvidence(author, partition, seq, b"\x01" * 32, other, b"\x02" * 64, "note")
 
 
+def quarantined(seq: int, tag: bytes = b"", author: bytes = AUTHOR_B,
+                partition: str = FEED_B[1]) -> QuarantinedChange:
+    c = change(seq, tag)
+    return QuarantinedChange(author, partition, seq, c.hash, c.body, c.sig,
+                             f"revoked after seq 0 (change seq {seq}); quarantined \u2019")
+
+
 def refusal(seq: int) -> Refusal:
     return Refusal(AUTHOR_B, FEED_B[1], seq, "hash chain", f"gap at {seq}", "peer")
 
@@ -83,6 +97,7 @@ def snapshot(store: Store) -> tuple[object, ...]:
         store.forks(),
         store.refusals(),
         store.credentials(),
+        store.quarantined(),
         store.get_meta("hlc"),
         store.get_meta("other"),
     )
@@ -97,6 +112,7 @@ def populate(store: Store) -> None:
         store.add_refusal(refusal(1))
         store.set_meta("hlc", b"\x00\x01")
         store.add_credential(b"\x11" * 32, b"cert-1")
+        store.add_quarantined(quarantined(1))
 
 
 class StoreConformance:
@@ -124,6 +140,7 @@ class StoreConformance:
         assert store.forks() == []
         assert store.refusals() == []
         assert store.credentials() == []
+        assert store.quarantined() == []
         assert store.get_meta("hlc") is None
 
     def test_append_and_read_back_byte_exact(self, store: Store) -> None:
@@ -184,6 +201,44 @@ class StoreConformance:
         assert store.count_changes() == len(seqs) - 1
         assert [f.feed for f in store.feeds()] == ([FEED_A] if len(seqs) > 1 else [])
 
+    def test_truncate_feed_moves_the_head_back(self, store: Store) -> None:
+        with store.transaction():
+            for seq in range(1, 301):  # past any internal page size
+                store.append_change(FEED_A, change(seq), seq)
+            store.append_change(FEED_B, change(1, b"B"), 1)
+        with store.transaction():
+            assert store.truncate_feed(FEED_A, 3) == [change(s) for s in range(4, 301)]
+            assert store.feed_head(FEED_A).head_seq == 3  # type: ignore[union-attr]
+        head = store.feed_head(FEED_A)
+        assert head is not None and (head.head_seq, head.head_hash) == (3, change(3).hash)
+        assert [c.seq for c in store.iter_changes(FEED_A)] == [1, 2, 3]
+        assert store.change_at(FEED_A, 4) is None and store.count_changes() == 4
+        assert [(f.feed, f.head_seq) for f in store.feeds()] == [(FEED_A, 3), (FEED_B, 1)]
+        with store.transaction():
+            for after in (3, 7):
+                assert store.truncate_feed(FEED_A, after) == []  # nothing past it
+            assert store.truncate_feed(FEED_A2, 0) == []  # a feed not held
+            store.append_change(FEED_A, change(4, b"new"), 4)  # the feed goes on from 3
+            store.append_change(FEED_A, change(5), 5)
+            assert store.truncate_feed(FEED_A, 4) == [change(5)]  # appended in this tx
+            with pytest.raises(UsageError):
+                store.append_change(FEED_A, change(6), 6)
+        assert list(store.iter_changes(FEED_A, 2)) == [change(3), change(4, b"new")]
+
+    def test_truncate_feed_to_zero_forgets_the_feed(self, store: Store) -> None:
+        with store.transaction():
+            for seq in (1, 2):
+                store.append_change(FEED_A, change(seq), seq)
+            store.append_change(FEED_B, change(1, b"B"), 1)
+        with store.transaction():
+            assert store.truncate_feed(FEED_A, 0) == [change(1), change(2)]
+            assert store.feed_head(FEED_A) is None
+        assert store.feed_head(FEED_A) is None and [f.feed for f in store.feeds()] == [FEED_B]
+        assert list(store.iter_changes(FEED_A)) == [] and store.count_changes() == 1
+        with store.transaction():  # it may start again at seq 1
+            store.append_change(FEED_A, change(1, b"again"), 1)
+        assert store.change_at(FEED_A, 1) == change(1, b"again")
+
     def test_reads_inside_a_transaction_see_its_writes(self, store: Store) -> None:
         with store.transaction():
             store.append_change(FEED_A, change(1), 1)
@@ -210,6 +265,9 @@ class StoreConformance:
             store.set_meta("hlc", b"\x00\x02")
             store.set_meta("other", b"x")
             store.add_credential(b"\x22" * 32, b"cert-2")
+            assert store.truncate_feed(FEED_A, 1) == [change(2), change(3)]
+            store.delete_record("mimika/jila", "voters", "v-1")
+            store.add_quarantined(quarantined(2))
             raise error("power cut")
         assert snapshot(store) == before
 
@@ -244,6 +302,9 @@ class StoreConformance:
             lambda: store.add_refusal(refusal(9)),
             lambda: store.set_meta("hlc", b"\x09"),
             lambda: store.add_credential(b"\x33" * 32, b"cert-3"),
+            lambda: store.truncate_feed(FEED_A, 1),
+            lambda: store.delete_record("mimika/jila", "voters", "v-1"),
+            lambda: store.add_quarantined(quarantined(9)),
         ]
         for write in writes:
             with pytest.raises(UsageError):
@@ -271,6 +332,26 @@ class StoreConformance:
         assert store.load_record("mimika/jila", "voters", "v-2") is None
         assert store.load_record("mimika/jila", "kk", "v-1") is None
         assert store.load_record("mimika", "voters", "v-1") is None
+
+    def test_delete_record(self, store: Store) -> None:
+        with store.transaction():
+            store.save_records([row("mimika/jila", key="v-1"), row("mimika/jila", key="v-2"),
+                                row("mimika/jila/x", key="v-1")])
+        with store.transaction():
+            store.delete_record("mimika/jila", "voters", "v-1")
+            store.delete_record("mimika/jila", "voters", "v-9")  # absent: no-op
+            assert store.load_record("mimika/jila", "voters", "v-1") is None
+        assert [(r.partition, r.key) for r in store.iter_records()] == [
+            ("mimika/jila/x", "v-1"), ("mimika/jila", "v-2")]
+        with store.transaction():  # read, delete and save again; save, then delete
+            assert store.load_record("mimika/jila", "voters", "v-2") is not None
+            store.delete_record("mimika/jila", "voters", "v-2")
+            store.save_record(row("mimika/jila", key="v-2", state=b"back"))
+            store.save_record(row("mimika/jila", key="v-3"))
+            store.delete_record("mimika/jila", "voters", "v-3")
+        assert [(r.key, r.state) for r in store.iter_records(partition_prefix="mimika/jila",
+                                                             collection="voters")] == [
+            ("v-1", row("").state), ("v-2", b"back")]
 
     def test_names_are_stored_exactly(self, store: Store) -> None:
         keys = ["Ma'ruf", "Ma\u2019ruf", "Ma\u02bcruf", "Mari\u0301a", "Mar\u00eda", "a\x00b"]
@@ -412,6 +493,21 @@ class StoreConformance:
         assert [r.seq for r in store.refusals(limit=100)] == [5, 3, 9, 1, 1]
         assert store.refusals(limit=0) == []
         assert store.refusals()[0] == refusal(5)
+
+    def test_quarantined_dedup_and_order(self, store: Store) -> None:
+        with store.transaction():
+            store.add_quarantined(quarantined(3))
+            store.add_quarantined(quarantined(1, author=AUTHOR_A, partition=FEED_A[1]))
+            store.add_quarantined(quarantined(2))
+            store.add_quarantined(quarantined(3))  # the same change again
+        with store.transaction():
+            store.add_quarantined(quarantined(2))  # and in a later transaction
+            store.add_quarantined(quarantined(2, b"x"))  # another change at seq 2 (a fork)
+        got = store.quarantined()
+        assert [(q.author, q.seq) for q in got] == [
+            (AUTHOR_A, 1), (AUTHOR_B, 2), (AUTHOR_B, 2), (AUTHOR_B, 3)]
+        assert got[-1] == quarantined(3)  # byte-exact, reason included
+        assert {q.body for q in got if q.seq == 2} == {change(2).body, change(2, b"x").body}
 
     def test_meta(self, store: Store) -> None:
         with store.transaction():

@@ -81,6 +81,21 @@ class ForkEvidence:
 
 
 @dataclass(frozen=True, slots=True)
+class QuarantinedChange:
+    """A change taken back after it was stored: its author was revoked at a seq
+    below it (see :mod:`meshsync.quarantine`). Kept as evidence of what the key did:
+    ``body`` and ``sig`` are the change as its author signed it, ``hash`` its SHA-256."""
+
+    author: bytes
+    partition: str
+    seq: int
+    hash: bytes
+    body: bytes
+    sig: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     """A received change that was not stored, and why (``stage`` of the pipeline)."""
 
@@ -127,6 +142,12 @@ class Store(abc.ABC):
     def count_changes(self) -> int:
         """Total number of changes held."""
 
+    @abc.abstractmethod
+    def truncate_feed(self, feed: FeedId, after_seq: int) -> list[StoredChange]:
+        """Remove the changes of ``feed`` with seq > ``after_seq``; return them in seq
+        order. The head becomes the change at ``after_seq`` (its seq and hash); with
+        ``after_seq`` 0 the feed is no longer held. Nothing held past it: no-op."""
+
     # records
     @abc.abstractmethod
     def load_record(self, partition: str, collection: str, key: str) -> RecordRow | None:
@@ -146,6 +167,11 @@ class Store(abc.ABC):
             if row is not None:
                 rows[rkey] = row
         return rows
+
+    @abc.abstractmethod
+    def delete_record(self, partition: str, collection: str, key: str) -> None:
+        """Remove the row of one record (no-op if absent): for a record no held op
+        touches any more (see :mod:`meshsync.quarantine`)."""
 
     def save_records(self, rows: list[RecordRow]) -> None:
         """Insert or replace several record rows. Stores may override with one batch."""
@@ -178,6 +204,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def refusals(self, limit: int = 1000) -> list[Refusal]:
         """The most recent refusals, oldest first."""
+
+    @abc.abstractmethod
+    def add_quarantined(self, change: QuarantinedChange) -> None:
+        """Keep a quarantined change (the same ``(author, partition, seq, hash)``
+        again is ignored)."""
+
+    @abc.abstractmethod
+    def quarantined(self) -> list[QuarantinedChange]:
+        """Every quarantined change, sorted by (author, partition, seq, hash)."""
 
     @abc.abstractmethod
     def get_meta(self, name: str) -> bytes | None:

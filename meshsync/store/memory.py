@@ -17,6 +17,7 @@ from meshsync.errors import UsageError
 from meshsync.store.base import (
     FeedInfo,
     ForkEvidence,
+    QuarantinedChange,
     RecordRow,
     Refusal,
     Store,
@@ -35,12 +36,13 @@ class MemoryStore(Store):
         self._refusals: list[Refusal] = []
         self._meta: dict[str, bytes] = {}
         self._credentials: dict[bytes, bytes] = {}
+        self._quarantine: dict[tuple[bytes, str, int, bytes], QuarantinedChange] = {}
         self._in_tx = False
         self._closed = False
 
     def _tables(self) -> list[Any]:
         return [self._changes, self._records, self._forks, self._refusals, self._meta,
-                self._credentials]
+                self._credentials, self._quarantine]
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -54,7 +56,7 @@ class MemoryStore(Store):
             yield
         except BaseException:
             (self._changes, self._records, self._forks, self._refusals, self._meta,
-             self._credentials) = saved
+             self._credentials, self._quarantine) = saved
             raise
         finally:
             self._in_tx = False
@@ -96,6 +98,17 @@ class MemoryStore(Store):
         """See :meth:`Store.count_changes`."""
         return sum(len(c) for c in self._changes.values())
 
+    def truncate_feed(self, feed: FeedId, after_seq: int) -> list[StoredChange]:
+        """See :meth:`Store.truncate_feed`."""
+        self._check_tx()
+        chain = self._changes.get(feed, [])
+        removed = chain[max(after_seq, 0):]
+        if removed:
+            del chain[max(after_seq, 0):]
+            if not chain:
+                del self._changes[feed]
+        return removed
+
     def load_record(self, partition: str, collection: str, key: str) -> RecordRow | None:
         """See :meth:`Store.load_record`."""
         return self._records.get((collection, key, partition))
@@ -104,6 +117,11 @@ class MemoryStore(Store):
         """See :meth:`Store.save_record`."""
         self._check_tx()
         self._records[(row.collection, row.key, row.partition)] = row
+
+    def delete_record(self, partition: str, collection: str, key: str) -> None:
+        """See :meth:`Store.delete_record`."""
+        self._check_tx()
+        self._records.pop((collection, key, partition), None)
 
     def iter_records(self, collection: str | None = None, partition_prefix: str = "",
                      *, conflicts_only: bool = False) -> Iterator[RecordRow]:
@@ -140,6 +158,16 @@ class MemoryStore(Store):
     def refusals(self, limit: int = 1000) -> list[Refusal]:
         """See :meth:`Store.refusals`."""
         return self._refusals[-limit:] if limit > 0 else []
+
+    def add_quarantined(self, change: QuarantinedChange) -> None:
+        """See :meth:`Store.add_quarantined`."""
+        self._check_tx()
+        c = change
+        self._quarantine.setdefault((c.author, c.partition, c.seq, c.hash), c)
+
+    def quarantined(self) -> list[QuarantinedChange]:
+        """See :meth:`Store.quarantined`."""
+        return [self._quarantine[k] for k in sorted(self._quarantine)]
 
     def get_meta(self, name: str) -> bytes | None:
         """See :meth:`Store.get_meta`."""

@@ -113,6 +113,17 @@ MIGRATIONS: list[str] = [
     # per-row check (an index lookup and a row lock per change) was about a third of
     # the server's cost of ingesting a change.
     "ALTER TABLE meshsync_changes DROP CONSTRAINT IF EXISTS meshsync_changes_feed_fkey",
+    # 3: quarantined changes (meshsync.quarantine): taken out of their feed after
+    # their author's revocation was learned, kept as evidence. Unique on the hash,
+    # not the body (a body may be megabytes).
+    """
+    CREATE TABLE meshsync_quarantine (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        author bytea NOT NULL, partition text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+        hash bytea NOT NULL, body bytea NOT NULL, sig bytea NOT NULL,
+        reason text COLLATE "C" NOT NULL, at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (author, partition, seq, hash))
+    """,
 ]
 
 _BOOTSTRAP = """

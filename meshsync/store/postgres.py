@@ -47,16 +47,8 @@ except ImportError as _exc:  # pragma: no cover - depends on the installation
 from meshsync import codec
 from meshsync.change import FeedId
 from meshsync.errors import ConcurrentAppendError, StorageError, UsageError
-from meshsync.identity import sha256
-from meshsync.store.base import (
-    RECEIPTS_META,
-    FeedInfo,
-    ForkEvidence,
-    RecordRow,
-    Refusal,
-    Store,
-    StoredChange,
-)
+from meshsync.store.base import RECEIPTS_META, FeedInfo, RecordRow, StoredChange
+from meshsync.store.pg_evidence import PgEvidence
 from meshsync.store.pg_schema import migrate
 from meshsync.store.pg_text import escape, unescape, unescape_opt
 from meshsync.store.pg_write import ABSENT, UNKNOWN, Entry, Head, RecordKey, WriteBuffer, configure
@@ -87,7 +79,7 @@ def _map_error(exc: psycopg.Error) -> StorageError:
     return StorageError(f"PostgreSQL store failed, the transaction was rolled back: {exc}")
 
 
-class PostgresStore(Store):
+class PostgresStore(PgEvidence):
     """A :class:`Store` in a PostgreSQL database (see the module docs).
 
     Args:
@@ -305,6 +297,31 @@ class PostgresStore(Store):
         r = self._one("SELECT coalesce(sum(head_seq), 0) FROM meshsync_feeds")
         return int(r[0]) if r else 0
 
+    def truncate_feed(self, feed: FeedId, after_seq: int) -> list[StoredChange]:
+        """See :meth:`Store.truncate_feed`. The feed's row is locked (``FOR UPDATE``)
+        first, so a process appending to it meanwhile loses its head compare-and-set."""
+        if not self._in_tx:
+            raise UsageError("write outside a transaction")
+        self.flush()
+        self._buf.heads.pop(feed, None)
+        r = self._one("SELECT id FROM meshsync_feeds WHERE author = %s AND partition = %s "
+                      "FOR UPDATE", [feed[0], escape(feed[1])])
+        if r is None:
+            return []
+        fid, after_seq = r[0], max(after_seq, 0)
+        rows = self._all("DELETE FROM meshsync_changes WHERE feed = %s AND seq > %s "
+                         "RETURNING seq, hash, body, sig, invalid", [fid, after_seq])
+        if not rows:
+            return []
+        if after_seq == 0:
+            self._write("DELETE FROM meshsync_feeds WHERE id = %s", [fid])
+        else:
+            self._write("UPDATE meshsync_feeds SET head_seq = %s, head_hash = (SELECT hash "
+                        "FROM meshsync_changes WHERE feed = %s AND seq = %s) WHERE id = %s",
+                        [after_seq, fid, after_seq, fid])
+        return sorted((StoredChange(r[0], r[1], r[2], r[3], unescape_opt(r[4])) for r in rows),
+                      key=lambda c: c.seq)
+
     # -- records -----------------------------------------------------------------------
 
     def _select_record(self, rkey: RecordKey) -> tuple[RecordRow | None, int]:
@@ -402,6 +419,27 @@ class PostgresStore(Store):
             if buf.full():
                 self.flush()
 
+    def delete_record(self, partition: str, collection: str, key: str) -> None:
+        """See :meth:`Store.delete_record`. Compare-and-set like a save: if another
+        process changed the row since this store read it, :class:`ConcurrentAppendError`."""
+        if not self._in_tx:
+            raise UsageError("write outside a transaction")
+        self.flush()
+        rkey = (partition, collection, key)
+        entry = self._buf.rows.get(rkey)
+        base = entry.base if entry is not None else self._seen.pop(rkey, UNKNOWN)
+        self._buf.rows[rkey] = Entry(None, ABSENT)
+        if base == ABSENT:
+            return
+        sql = "DELETE FROM meshsync_records WHERE collection = %s AND key = %s AND partition = %s"
+        args = [escape(collection), escape(key), escape(partition)]
+        with self._guard() as conn:
+            if base == UNKNOWN:
+                conn.execute(sql.encode(), args)
+            elif conn.execute(f"{sql} AND version = %s".encode(), [*args, base]).rowcount != 1:
+                raise ConcurrentAppendError(f"record {collection}/{key} in {partition} was "
+                                            "changed by another process; run it again")
+
     def iter_records(self, collection: str | None = None, partition_prefix: str = "",
                      *, conflicts_only: bool = False) -> Iterator[RecordRow]:
         """See :meth:`Store.iter_records`. Reads in pages of 500 rows."""
@@ -433,45 +471,7 @@ class PostgresStore(Store):
                          [escape(collection), escape(key)])
         return [_record(r) for r in rows]
 
-    # -- evidence, refusals, metadata, credentials -------------------------------------
-
-    def add_fork(self, evidence: ForkEvidence) -> None:
-        """See :meth:`Store.add_fork`. Evidence is unique on the refused body's SHA-256."""
-        e = evidence
-        self._write(
-            "INSERT INTO meshsync_forks (author, partition, seq, held_hash, other_body, "
-            "other_hash, other_sig, note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (author, partition, seq, other_hash) DO NOTHING",
-            [e.author, escape(e.partition), e.seq, e.held_hash, e.other_body,
-             sha256(e.other_body), e.other_sig, escape(e.note)])
-
-    def forks(self) -> list[ForkEvidence]:
-        """See :meth:`Store.forks`."""
-        rows = self._all(
-            "SELECT author, partition, seq, held_hash, other_body, other_sig, note "
-            "FROM meshsync_forks ORDER BY author, partition, seq, other_body")
-        return [ForkEvidence(r[0], unescape(r[1]), r[2], r[3], r[4], r[5], unescape(r[6]))
-                for r in rows]
-
-    def add_refusal(self, refusal: Refusal) -> None:
-        """See :meth:`Store.add_refusal`."""
-        r = refusal
-        self._write(
-            "INSERT INTO meshsync_refusals (author, partition, seq, stage, reason, source) "
-            "VALUES (%s, %s, %s, %s, %s, %s)",
-            [r.author, escape(r.partition), r.seq, escape(r.stage), escape(r.reason),
-             escape(r.source)])
-
-    def refusals(self, limit: int = 1000) -> list[Refusal]:
-        """See :meth:`Store.refusals`."""
-        if limit <= 0:
-            return []
-        rows = self._all(
-            "SELECT author, partition, seq, stage, reason, source FROM "
-            "(SELECT * FROM meshsync_refusals ORDER BY id DESC LIMIT %s) AS recent "
-            "ORDER BY id", [limit])
-        return [Refusal(r[0], unescape(r[1]), r[2], unescape(r[3]), unescape(r[4]),
-                        unescape(r[5])) for r in rows]
+    # -- metadata (evidence, refusals, quarantine, credentials: pg_evidence) ----------
 
     def get_meta(self, name: str) -> bytes | None:
         """See :meth:`Store.get_meta`."""
@@ -493,16 +493,6 @@ class PostgresStore(Store):
         self._one("SELECT value FROM meshsync_meta WHERE name = %s FOR UPDATE",
                   [escape(RECEIPTS_META)])
         return super().put_receipt(issuer, scope, at_ms, blob)
-
-    def add_credential(self, digest: bytes, blob: bytes) -> bool:
-        """See :meth:`Store.add_credential`. If another process adds the same
-        credential at the same time, this waits for it and returns False."""
-        return self._write("INSERT INTO meshsync_credentials (digest, blob) VALUES (%s, %s) "
-                           "ON CONFLICT (digest) DO NOTHING", [digest, blob]) == 1
-
-    def credentials(self) -> list[bytes]:
-        """See :meth:`Store.credentials`."""
-        return [r[0] for r in self._all("SELECT blob FROM meshsync_credentials ORDER BY id")]
 
     def close(self) -> None:
         """See :meth:`Store.close`. An open transaction is rolled back by the server."""

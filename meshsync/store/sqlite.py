@@ -22,6 +22,7 @@ from meshsync.errors import StorageError, UsageError
 from meshsync.store.base import (
     FeedInfo,
     ForkEvidence,
+    QuarantinedChange,
     RecordRow,
     Refusal,
     Store,
@@ -55,6 +56,14 @@ MIGRATIONS: list[str] = [
         source TEXT NOT NULL);
     CREATE TABLE credentials (
         id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, blob BLOB NOT NULL);
+    """,
+    # 2: quarantined changes (meshsync.quarantine): taken out of their feed after
+    # their author's revocation was learned, kept as evidence.
+    """
+    CREATE TABLE quarantine (
+        id INTEGER PRIMARY KEY, author BLOB NOT NULL, partition TEXT NOT NULL,
+        seq INTEGER NOT NULL, hash BLOB NOT NULL, body BLOB NOT NULL, sig BLOB NOT NULL,
+        reason TEXT NOT NULL, UNIQUE (author, partition, seq, hash));
     """,
 ]
 
@@ -216,6 +225,28 @@ class SQLiteStore(Store):
         """See :meth:`Store.count_changes`."""
         return int(self._db.execute("SELECT count(*) FROM changes").fetchone()[0])
 
+    def truncate_feed(self, feed: FeedId, after_seq: int) -> list[StoredChange]:
+        """See :meth:`Store.truncate_feed`."""
+        if not self._in_tx:
+            raise UsageError("write outside a transaction")
+        fid = self._feed_id(feed)
+        if fid is None:
+            return []
+        after_seq = max(after_seq, 0)
+        removed = [StoredChange(*r) for r in self._db.execute(
+            "SELECT seq, hash, body, sig, invalid FROM changes WHERE feed=? AND seq>? "
+            "ORDER BY seq", (fid, after_seq))]
+        if not removed:
+            return []
+        self._write("DELETE FROM changes WHERE feed=? AND seq>?", (fid, after_seq))
+        if after_seq == 0:
+            self._write("DELETE FROM feeds WHERE id=?", (fid,))
+            self._feed_ids.pop(feed, None)
+        else:
+            self._write("UPDATE feeds SET head_seq=?, head_hash=(SELECT hash FROM changes "
+                        "WHERE feed=? AND seq=?) WHERE id=?", (after_seq, fid, after_seq, fid))
+        return removed
+
     _RECORD_COLS = "partition, collection, key, state, deleted, conflict"
 
     def _row(self, r: tuple[Any, ...]) -> RecordRow:
@@ -236,6 +267,11 @@ class SQLiteStore(Store):
             "VALUES (?,?,?,?,?,?) ON CONFLICT (collection, key, partition) DO UPDATE SET "
             "state=excluded.state, deleted=excluded.deleted, conflict=excluded.conflict",
             (row.partition, row.collection, row.key, row.state, row.deleted, row.conflict))
+
+    def delete_record(self, partition: str, collection: str, key: str) -> None:
+        """See :meth:`Store.delete_record`."""
+        self._write("DELETE FROM records WHERE collection=? AND key=? AND partition=?",
+                    (collection, key, partition))
 
     def load_records(self, keys: list[tuple[str, str, str]]
                      ) -> dict[tuple[str, str, str], RecordRow]:
@@ -321,6 +357,21 @@ class SQLiteStore(Store):
             "SELECT author, partition, seq, stage, reason, source FROM "
             "(SELECT * FROM refusals ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,))
         return [Refusal(*r) for r in rows]
+
+    def add_quarantined(self, change: QuarantinedChange) -> None:
+        """See :meth:`Store.add_quarantined`."""
+        c = change
+        self._write(
+            "INSERT OR IGNORE INTO quarantine (author, partition, seq, hash, body, sig, "
+            "reason) VALUES (?,?,?,?,?,?,?)",
+            (c.author, c.partition, c.seq, c.hash, c.body, c.sig, c.reason))
+
+    def quarantined(self) -> list[QuarantinedChange]:
+        """See :meth:`Store.quarantined`."""
+        rows = self._db.execute(
+            "SELECT author, partition, seq, hash, body, sig, reason FROM quarantine "
+            "ORDER BY author, partition, seq, hash")
+        return [QuarantinedChange(*r) for r in rows]
 
     def get_meta(self, name: str) -> bytes | None:
         """See :meth:`Store.get_meta`."""
