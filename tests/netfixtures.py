@@ -4,7 +4,10 @@ Everything goes through the real CLI (``python -m meshsync.cli.main``) except wh
 test needs to be a *bad* peer (no certificate, garbage frames): those use ``ssl`` and
 trio directly (:func:`raw_tls_exchange`). Traffic only ever goes to 127.0.0.1.
 
-Waiting is polling with a deadline (:func:`wait_until`), never a fixed sleep.
+Waiting is polling with a deadline (:func:`wait_until`), never a fixed sleep. A
+:class:`Relay` on 127.0.0.1 stands for the link between two nodes: it counts the bytes
+each way and can be cut and restored. The process base :class:`ChildProcess` (log,
+graceful stop, kill) is shared with ``daemonfixtures.DaemonProcess``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import signal
 import socket
 import sqlite3
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -36,6 +40,7 @@ from meshsync import frames as fr
 from meshsync.change import Put, sign_change
 from meshsync.crdt import RecordState
 from meshsync.home import Home
+from meshsync.identity import DeviceKey
 from meshsync.io_local import open_node
 from meshsync.net.setup import session_config
 from meshsync.node import Node, record_row
@@ -157,24 +162,89 @@ def self_signed_home(district: District, name: str, scope: str = VILLAGE) -> Pat
 _SERVING = re.compile(r"serving \S+ on 127\.0\.0\.1:(\d+)")
 
 
-class ServerProcess:
+class ChildProcess:
+    """A meshsync child process with its output in a log file: what ``meshsync serve``
+    (:class:`ServerProcess`) and ``meshsync daemon`` (``daemonfixtures.DaemonProcess``)
+    share.
+
+    Subclasses start ``proc`` and set ``label`` (names the process in failures) and
+    ``log_path``. :meth:`terminate` is the graceful stop: a signal, then a bounded wait;
+    a process that ignores the signal is SIGKILLed and the test fails with its log.
+    With ``fail_on_traceback`` the stop also fails when the log holds a Python
+    traceback (a clean exit is code 0 *and* no traceback).
+    """
+
+    #: characters of the log a failure message quotes (its end: the latest lines)
+    QUOTED_LOG_CHARS = 4000
+
+    label: str
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    fail_on_traceback = False
+
+    def log(self) -> str:
+        """Everything the process wrote to its log so far."""
+        return self.log_path.read_text("utf-8", errors="replace")
+
+    def quoted_log(self) -> str:
+        """The end of the log, for a failure message."""
+        return self.log()[-self.QUOTED_LOG_CHARS:]
+
+    def assert_alive(self) -> None:
+        """Fail (with the log) if the process has exited."""
+        assert self.proc is not None, f"{self.label} was never started"
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.label} exited {self.proc.returncode}:\n"
+                                 f"{self.quoted_log()}")
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        """Send ``sig`` (if still running), wait, return the exit code. SIGKILL and fail
+        if it has not exited after ``timeout``; with ``fail_on_traceback``, fail if the
+        log holds a traceback."""
+        assert self.proc is not None, f"{self.label} was never started"
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.label} ignored {signal.Signals(sig).name} for "
+                                     f"{timeout} s:\n{self.quoted_log()}") from None
+        if self.fail_on_traceback:
+            log = self.log()
+            if (at := log.find("Traceback (most recent call last)")) >= 0:
+                raise AssertionError(f"{self.label} logged a traceback:\n"
+                                     f"{log[at:at + self.QUOTED_LOG_CHARS]}")
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL (as a flat battery does) and reap; nothing if not running."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class ServerProcess(ChildProcess):
     """``meshsync serve --listen 127.0.0.1:0 -v`` with its stderr in a file.
 
     The port is read from the "serving ... on HOST:PORT" line, printed only once the
     listener is bound, so there is no free-port race and no probe connection.
     """
 
+    fail_on_traceback = True
+
     def __init__(self, home: Path, log_path: Path) -> None:
         self.home, self.log_path = home, log_path
+        self.label = f"meshsync serve on {home.name}"
         with log_path.open("wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [*MESHSYNC, "serve", "--home", str(home), "--listen", f"{LOOPBACK}:0", "-v"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-        self.port = int(wait_until(self._bound_port, 30, f"meshsync serve on {home}"))
+        self.port = int(wait_until(self._bound_port, 30, self.label))
 
     def _bound_port(self) -> str | None:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"meshsync serve exited {self.proc.returncode}:\n{self.log()}")
+        self.assert_alive()
         found = _SERVING.search(self.log())
         return found.group(1) if found else None
 
@@ -183,10 +253,6 @@ class ServerProcess:
         """``127.0.0.1:PORT`` for ``meshsync sync``."""
         return f"{LOOPBACK}:{self.port}"
 
-    def log(self) -> str:
-        """Everything the server wrote to stderr so far."""
-        return self.log_path.read_text("utf-8", errors="replace")
-
     def wait_for_log(self, pattern: str, timeout: float = 15) -> re.Match[str]:
         """Wait until a line of the log matches ``pattern`` (a regex); return the match."""
         regex = re.compile(pattern)
@@ -194,25 +260,9 @@ class ServerProcess:
                           f"server log line /{pattern}/; log so far:\n{self.log()}")
 
     def stop(self, timeout: float = 15) -> int:
-        """SIGTERM, wait, return the exit code (SIGKILL and fail if it does not exit;
-        fail if the log holds a traceback: a clean exit is code 0 and no traceback)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"serve ignored SIGTERM for {timeout} s:\n{self.log()}") \
-                    from None
-        if "Traceback (most recent call last)" in self.log():
-            raise AssertionError(f"serve logged a traceback:\n{self.log()}")
-        return self.proc.returncode
-
-    def assert_alive(self) -> None:
-        """Fail if the server process has exited."""
-        if self.proc.poll() is not None:
-            raise AssertionError(f"server died (rc {self.proc.returncode}):\n{self.log()}")
+        """SIGTERM, wait, return the exit code (see :meth:`ChildProcess.terminate`: fails
+        if it does not exit or if the log holds a traceback)."""
+        return self.terminate(signal.SIGTERM, timeout)
 
 
 @dataclass
@@ -231,9 +281,7 @@ class Servers:
     def stop_all(self) -> None:
         """Stop whatever is still running (teardown)."""
         for server in self.started:
-            if server.proc.poll() is None:
-                server.proc.kill()
-                server.proc.wait()
+            server.kill()
 
 
 def sync(home: Path, server: ServerProcess, *, check: bool = True) -> dict[str, Any]:
@@ -375,53 +423,148 @@ def wire_items(home: Path) -> list[list[Any]]:
 
 def write_many_changes(home: Path, count: int, collection: str = "kunjungan") -> None:
     """Append ``count`` one-op changes (one small record each) to ``home``'s own feed in
-    its default partition, in one transaction.
+    its default partition, in one transaction (see :func:`append_changes`)."""
+    append_changes(home, count,
+                   lambda seq: Put(collection, f"k-{seq:07d}", {"status": "dikunjungi"}))
+
+
+def append_changes(home: Path, count: int, put: Callable[[int], Put], *,
+                   author: DeviceKey | None = None, partition: str | None = None) -> None:
+    """Append ``count`` changes of one op each, ``put(seq)``, to a feed held by
+    ``home``'s store, in one transaction: the feed of ``author`` (default: the home's
+    own device) in ``partition`` (default: the home's default partition), continuing
+    from its head. ``author`` need not be the home's device: the store then holds the
+    changes as if a sync with that device had brought them.
 
     ``Node.put`` commits (and fsyncs) once per change, about 4,000 a second; this
     signs each change the same way (:func:`~meshsync.change.sign_change`) and stores it
     with the store's own ``append_change``/``save_record``, about 12,000 a second.
     """
     with open_node(home) as node:
-        partition = node.default_partition
-        feed = (node.key.public_key, partition)
+        author = author or node.key
+        partition = partition or node.default_partition
+        feed = (author.public_key, partition)
         with node.store.transaction():
             head = node.store.feed_head(feed)
             seq, prev = (head.head_seq, head.head_hash) if head else (0, b"")
             now = node.now_ms()
             for _ in range(count):
                 seq += 1
-                put = Put(collection, f"k-{seq:07d}", {"status": "dikunjungi"})
+                op = put(seq)
                 hlc = node.hlc.reserve(now, 1)
-                change = sign_change(node.key, partition, seq, prev, hlc, (put,))
+                change = sign_change(author, partition, seq, prev, hlc, (op,))
                 state = RecordState()
-                state.apply_put(change.op_id(0), put.fields, ())
+                state.apply_put(change.op_id(0), op.fields, ())
                 node.store.append_change(
                     feed, StoredChange(seq, change.hash, change.body, change.sig), hlc)
-                node.store.save_record(record_row((partition, collection, put.key), state))
+                node.store.save_record(record_row((partition, op.collection, op.key), state))
                 prev = change.hash
             node.save_clock()
 
 
-# -- counting bytes on the wire ---------------------------------------------------------------
+# -- relays: counting bytes, cutting links -----------------------------------------------------
 
 
-class ByteCountingRelay:
-    """A TCP relay on 127.0.0.1 in front of a server, counting the bytes of every
-    connection each way (TLS records included): what a radio would carry."""
+class Relay:
+    """A TCP relay on 127.0.0.1 in front of a server: every connection made to
+    :attr:`address` is relayed to ``target`` by two pumps (one each way), counting
+    the bytes each way (TLS records included: what a radio or modem would carry).
 
-    def __init__(self, target_port: int) -> None:
-        self.target = target_port
+    ``target`` is a port on 127.0.0.1 or ``"HOST:PORT"``; it may be None and set later
+    (``relay.target = port``), for a relay a daemon must be told of before the server
+    behind it runs. While the relay is down (``up=False`` at first, or after
+    :meth:`cut`) a new connection is accepted and ended at once, as a dead route looks
+    to TLS, and counted in :attr:`refused`; :meth:`restore` relays again.
+
+    A connection ends (a pump reaching EOF or an error, or :meth:`cut`) by shutting
+    both sockets down, which ends the other direction's pump too; with ``reset`` the
+    close sends a TCP reset (SO_LINGER 0), as a broken link looks to the peers,
+    instead of an orderly FIN.
+
+    Counts: :attr:`connections` holds ``{"to_server": n, "to_client": n}`` per relayed
+    connection; :attr:`to_server` and :attr:`to_client` are their sums and
+    :attr:`since_cut` the bytes to the server since the last cut.
+    """
+
+    def __init__(self, target: int | str | None, *, up: bool = True,
+                 reset: bool = False) -> None:
+        self.target = target
+        self.reset = reset
         self.connections: list[dict[str, int]] = []
+        self.refused = 0
+        self.since_cut = 0
+        self._up = up
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
         self._listener = socket.create_server((LOOPBACK, 0))
-        self.port = self._listener.getsockname()[1]
-        self._threads: list[threading.Thread] = []
+        self.port: int = self._listener.getsockname()[1]
+        self._relays: list[threading.Thread] = []
         self._accept = threading.Thread(target=self._accept_loop, daemon=True)
         self._accept.start()
 
     @property
     def address(self) -> str:
-        """``127.0.0.1:PORT`` to dial instead of the server."""
+        """``127.0.0.1:PORT`` to dial (or give as a peer) instead of the server."""
         return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def to_server(self) -> int:
+        """Bytes relayed to the server, over every connection."""
+        return sum(c["to_server"] for c in self.connections)
+
+    @property
+    def to_client(self) -> int:
+        """Bytes relayed back to the clients, over every connection."""
+        return sum(c["to_client"] for c in self.connections)
+
+    def cut(self) -> None:
+        """End every relayed connection and refuse new ones until :meth:`restore`."""
+        with self._lock:
+            self._up = False
+            cut, self._open = self._open, set()
+            self.since_cut = 0
+        for sock in cut:
+            self._end(sock)
+
+    def restore(self) -> None:
+        """Relay new connections (again)."""
+        with self._lock:
+            self._up = True
+
+    def close(self, timeout: float = 15) -> None:
+        """Stop accepting and wait for the relayed connections to end (call :meth:`cut`
+        first to end them)."""
+        with suppress(OSError):  # wakes the accept() blocked in its thread; close() would not
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._accept.join(timeout)
+        for thread in self._relays:
+            thread.join(timeout)
+
+    def _end(self, sock: socket.socket) -> None:
+        """Shut ``sock`` down (wakes any thread blocked on it); with ``reset``, so that
+        its close sends a TCP reset."""
+        if self.reset:
+            with suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def _dial(self) -> socket.socket | None:
+        """A connection to the target, or None while down, without a target, or when
+        the target does not answer."""
+        with self._lock:
+            target = self.target if self._up else None
+        if target is None:
+            return None
+        host, port = (LOOPBACK, target) if isinstance(target, int) else \
+            (target.rpartition(":")[0], int(target.rpartition(":")[2]))
+        try:
+            upstream = socket.create_connection((host, port), timeout=5)
+        except OSError:
+            return None
+        upstream.settimeout(None)
+        return upstream
 
     def _accept_loop(self) -> None:
         while True:
@@ -429,35 +572,59 @@ class ByteCountingRelay:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection((LOOPBACK, self.target))
+            upstream = self._dial()
             counts = {"to_server": 0, "to_client": 0}
-            self.connections.append(counts)
-            for src, dst, key in ((client, upstream, "to_server"),
-                                  (upstream, client, "to_client")):
-                thread = threading.Thread(target=_pump, args=(src, dst, counts, key),
-                                          daemon=True)
-                thread.start()
-                self._threads.append(thread)
+            with self._lock:
+                relay = upstream is not None and self._up  # not cut while dialling
+                if relay:
+                    self._open |= {client, upstream}
+                    self.connections.append(counts)
+                else:
+                    self.refused += 1
+            if not relay:
+                for sock in (client, upstream):
+                    if sock is not None:
+                        self._end(sock)
+                        sock.close()
+                continue
+            thread = threading.Thread(target=self._relay, args=(client, upstream, counts),
+                                      daemon=True)
+            thread.start()
+            self._relays.append(thread)
 
-    def close(self, timeout: float = 15) -> None:
-        """Stop accepting and wait for the connections' pumps to finish."""
-        self._listener.close()
-        self._accept.join(timeout)
-        for thread in self._threads:
-            thread.join(timeout)
+    def _relay(self, client: socket.socket, upstream: socket.socket,
+               counts: dict[str, int]) -> None:
+        back = threading.Thread(target=self._pump, args=(upstream, client, counts, "to_client"),
+                                daemon=True)
+        back.start()
+        self._pump(client, upstream, counts, "to_server")
+        back.join()
+        with self._lock:
+            self._open -= {client, upstream}
+        client.close()  # only now: a pump never uses a descriptor closed under it
+        upstream.close()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, counts: dict[str, int],
+              key: str) -> None:
+        """Copy until EOF or error, counting into ``counts[key]``; then end both
+        sockets (the other direction's pump ends too)."""
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                with self._lock:
+                    counts[key] += len(data)
+                    if key == "to_server":
+                        self.since_cut += len(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                self._end(sock)
 
 
-def _pump(src: socket.socket, dst: socket.socket, counts: dict[str, int], key: str) -> None:
-    try:
-        while data := src.recv(65536):
-            counts[key] += len(data)
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (src, dst):
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for sock in (src, dst):
-            sock.close()
+class ByteCountingRelay(Relay):
+    """A TCP relay on 127.0.0.1 in front of the server on ``target_port``, always up,
+    counting the bytes of every connection each way (:attr:`Relay.connections`)."""
 
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)

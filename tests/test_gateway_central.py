@@ -23,28 +23,23 @@ check at central is SQL on the documented views and tables (docs/central-sql.md)
 
 from __future__ import annotations
 
-import json
-import signal
 import socket
-import struct
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import closing, suppress
-from dataclasses import dataclass, field
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import psycopg
 import pytest
+from daemonfixtures import DaemonLab, DaemonProcess
 from netfixtures import (
     LOOPBACK,
-    MESHSYNC,
     District,
+    Relay,
+    append_changes,
     count_changes,
     run,
     run_json,
@@ -52,13 +47,10 @@ from netfixtures import (
 )
 
 from meshsync import frames as fr
-from meshsync.change import canonical_put, sign_change
-from meshsync.crdt import RecordState
+from meshsync.change import canonical_put
 from meshsync.home import Home
 from meshsync.io_local import open_node
-from meshsync.node import record_row
 from meshsync.session import SessionConfig
-from meshsync.store.base import StoredChange
 from meshsync.trust.profile import parse_blob
 from meshsync.wire import WireEncoder
 
@@ -91,122 +83,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-#: urllib would send a request through http_proxy from the environment.
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class Daemon:
-    """``meshsync daemon --home H -v`` with its settings written to ``H/config.toml``.
-
-    ``start`` returns once ``daemon.json`` names this process.
-    """
-
-    def __init__(self, home: Path, log: Path, *, listen: int = 0, peers: tuple[str, ...] = (),
-                 uplink: tuple[str, ...] = (), store: str | None = None,
-                 role: str | None = None, **settings: Any) -> None:
-        self.home, self.log_path, self.name = home, log, home.name
-        self.args = [*(["--store", store] if store else []), *(["--role", role] if role else [])]
-        config = Home.open(home)
-        values = {**config.config(), "mesh": "mimika", "listen": f"{LOOPBACK}:{listen}",
-                  "api": f"{LOOPBACK}:0", **FAST, **settings,
-                  "discovery": ["static"],  # never the real network (module docstring)
-                  "static_peers": list(peers), "uplink": list(uplink)}
-        config.write_config(values)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.runtime: dict[str, Any] = {}
-
-    def start(self, timeout: float = 30) -> Daemon:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*MESHSYNC, "daemon", "--home", str(self.home), "-v", *self.args],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        self.runtime = wait_until(self._runtime, timeout, f"daemon {self.name} to start",
-                                  interval=0.05)
-        return self
-
-    def _runtime(self) -> dict[str, Any] | None:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"daemon {self.name} exited {self.proc.returncode}:\n"
-                                 f"{self.log()[-3000:]}")
-        try:
-            data = json.loads((self.home / "daemon.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return data if data.get("pid") == self.proc.pid else None  # type: ignore[no-any-return]
-
-    @property
-    def address(self) -> str:
-        """``127.0.0.1:PORT`` of the sync listener."""
-        return str(self.runtime["listen"])
-
-    @property
-    def device_id(self) -> str:
-        return Home.open(self.home).load_key().device_id
-
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        token = (self.home / "api.token").read_text().strip()
-        request = urllib.request.Request(
-            f"http://{self.runtime['api']}{path}", method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {token}"})
-        try:
-            with NO_PROXY.open(request, timeout=30) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise AssertionError(f"{method} {path} on {self.name}: {exc.code} "
-                                 f"{exc.read().decode(errors='replace')}") from None
-
-    def status(self) -> dict[str, Any]:
-        return self.api("GET", "/api/status")  # type: ignore[no-any-return]
-
-    def put(self, collection: str, key: str, fields: dict[str, Any]) -> None:
-        self.api("PUT", f"/api/records/{collection}/{key}", {"fields": fields})
-
-    def peer(self, other: Daemon) -> dict[str, Any] | None:
-        """This daemon's peer-table row for ``other``."""
-        return next((p for p in self.api("GET", "/api/peers")
-                     if p["device_id"] == other.device_id), None)
-
-    def synced_with(self, other: Daemon, sessions: int = 1) -> bool:
-        row = self.peer(other)
-        return row is not None and row["sessions_ok"] >= sessions
-
-    def stop(self, timeout: float = 20) -> int:
-        """SIGTERM, wait, return the exit code (fail if the signal is ignored)."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"{self.name} ignored SIGTERM:\n{self.log()[-3000:]}") \
-                    from None
-        return self.proc.returncode
-
-    def log(self) -> str:
-        return self.log_path.read_text("utf-8", errors="replace")
-
-
-@dataclass
-class Lab:
+class Lab(DaemonLab):
     """This test's copy of the enrolled homes and the daemons it started."""
 
-    district: District
-    logs: Path
-    daemons: list[Daemon] = field(default_factory=list)
-    closers: list[Callable[[], None]] = field(default_factory=list)
-
-    def home(self, name: str) -> Path:
-        return self.district.home(name)
-
-    def daemon(self, name: str, **kwargs: Any) -> Daemon:
-        """A daemon on home ``name`` (configured, not started)."""
-        made = Daemon(self.home(name), self.logs / f"{name}-{len(self.daemons)}.log", **kwargs)
-        self.daemons.append(made)
-        return made
+    def daemon(self, name: str, *, listen: int = 0, peers: tuple[str, ...] = (),
+               uplink: tuple[str, ...] = (), store: str | None = None,
+               role: str | None = None, **settings: Any) -> DaemonProcess:
+        """A daemon on home ``name`` (configured, not started): its settings (mesh
+        "mimika", :data:`FAST` retries, ``settings``) written to the home's
+        ``config.toml``, run with ``--store``/``--role`` when given; 20 s to stop."""
+        return self.add(DaemonProcess(
+            self.home(name), self.logs / f"{name}-{len(self.daemons)}.log",
+            {"mesh": "mimika", "listen": f"{LOOPBACK}:{listen}", **FAST, **settings,
+             "static_peers": list(peers), "uplink": list(uplink)},
+            args=[*(["--store", store] if store else []), *(["--role", role] if role else [])],
+            stop_timeout=20))
 
     def wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
         """Poll ``check`` at API pace; on timeout, fail with every daemon's log tail."""
@@ -215,14 +106,6 @@ class Lab:
         except AssertionError as exc:
             tails = "\n".join(f"--- {d.name}:\n{d.log()[-1500:]}" for d in self.daemons)
             raise AssertionError(f"{exc}\n{tails}") from None
-
-    def close(self) -> None:
-        for daemon in self.daemons:
-            if daemon.proc is not None and daemon.proc.poll() is None:
-                daemon.proc.kill()
-                daemon.proc.wait()
-        for closer in self.closers:
-            closer()
 
 
 @pytest.fixture(scope="module")
@@ -237,128 +120,37 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def lab(template: Path, tmp_path: Path) -> Iterator[Lab]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    the_lab = Lab(District(template).copy_to(tmp_path / "kpu"), logs)
-    try:
+    with Lab.copy_of(template, tmp_path, "kpu") as the_lab:
         yield the_lab
-    finally:
-        the_lab.close()
 
 
 # -- an uplink the test can cut -------------------------------------------------------------
 
 
-class Uplink:
-    """A TCP relay on 127.0.0.1 from a gateway to central, counting connections and
-    bytes each way (TLS records included: what the modem would carry).
+class Uplink(Relay):
+    """A TCP relay on 127.0.0.1 from a gateway to central (``"HOST:PORT"``), counting
+    connections and bytes each way (TLS records included: what the modem would carry).
 
     ``cut()`` resets every relayed connection and refuses new ones (accepts and resets
-    at once, as a dead route looks to TLS) until ``restore()``.
+    at once, as a dead route looks to TLS) until ``restore()``; ``since_cut`` counts
+    the bytes to central since the last cut.
     """
 
     def __init__(self, target: str) -> None:
-        self.target = target
-        self._listener = socket.create_server((LOOPBACK, 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._lock = threading.Lock()
-        self._up = True
-        self._open: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
-        self.connections = self.refused = 0
-        self.to_central = self.to_gateway = 0
-        self.since_cut = 0  # bytes to central since the last cut
-        accept = threading.Thread(target=self._accept_loop, daemon=True)
-        accept.start()
-        self._threads.append(accept)
+        super().__init__(target, reset=True)
 
     @property
-    def address(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
+    def to_central(self) -> int:
+        return self.to_server
 
-    def cut(self) -> None:
-        """Reset every relayed connection and refuse new ones."""
-        with self._lock:
-            self._up = False
-            cut, self._open = self._open, set()
-            self.since_cut = 0
-        for sock in cut:
-            _cut_off(sock)
+    @property
+    def to_gateway(self) -> int:
+        return self.to_client
 
-    def restore(self) -> None:
-        with self._lock:
-            self._up = True
-
-    def close(self) -> None:
+    def close(self, timeout: float = 10) -> None:
+        """Cut everything, stop listening, wait for the relay threads."""
         self.cut()
-        _cut_off(self._listener)  # wakes the accept() blocked in its thread; close() would not
-        self._listener.close()
-        for thread in self._threads:
-            thread.join(10)
-
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = None
-            with suppress(OSError):
-                if self._up:
-                    host, _, port = self.target.rpartition(":")
-                    upstream = socket.create_connection((host, int(port)), timeout=5)
-                    upstream.settimeout(None)
-            with self._lock:
-                relay = upstream is not None and self._up
-                self.connections += relay
-                self.refused += not relay
-                if relay:
-                    self._open |= {client, upstream}
-            if not relay:
-                for sock in (client, upstream):
-                    if sock is not None:
-                        _cut_off(sock)
-                        sock.close()
-                continue
-            thread = threading.Thread(target=self._relay, args=(client, upstream), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
-        back = threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True)
-        back.start()
-        self._pump(client, upstream, True)
-        back.join()
-        with self._lock:
-            self._open -= {client, upstream}
-        client.close()  # only now: a pump never uses a descriptor closed under it
-        upstream.close()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, to_central: bool) -> None:
-        """Copy until EOF or error, then cut both (the other direction's pump ends too)."""
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-                with self._lock:
-                    if to_central:
-                        self.to_central += len(data)
-                        self.since_cut += len(data)
-                    else:
-                        self.to_gateway += len(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                _cut_off(sock)
-
-
-def _cut_off(sock: socket.socket) -> None:
-    """Shut ``sock`` down so that its close sends a TCP reset (SO_LINGER 0), as a
-    broken link looks to the peers; wakes any thread blocked on it."""
-    with suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    with suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+        super().close(timeout)
 
 
 # -- central's database --------------------------------------------------------------------
@@ -439,25 +231,10 @@ def write_feed(store_home: Path, author_home: Path, partition: str, count: int,
     """Append ``count`` one-record changes signed by ``author_home``'s device in
     ``partition`` to ``store_home``'s store, in one transaction (as if the gateway had
     received them from that phone; about 10,000 a second). Keys ``k-0000001``..."""
-    author = Home.open(author_home).load_key()
     add_credentials_of(store_home, author_home)
-    with open_node(store_home) as node, node.store.transaction():
-        feed = (author.public_key, partition)
-        head = node.store.feed_head(feed)
-        seq, prev = (head.head_seq, head.head_hash) if head else (0, b"")
-        now = node.now_ms()
-        for _ in range(count):
-            seq += 1
-            put = canonical_put(collection, f"k-{seq:07d}", visit(seq), ())
-            hlc = node.hlc.reserve(now, 1)
-            change = sign_change(author, partition, seq, prev, hlc, (put,))
-            state = RecordState()
-            state.apply_put(change.op_id(0), put.fields, ())
-            node.store.append_change(
-                feed, StoredChange(seq, change.hash, change.body, change.sig), hlc)
-            node.store.save_record(record_row((partition, collection, put.key), state))
-            prev = change.hash
-        node.save_clock()
+    append_changes(store_home, count,
+                   lambda seq: canonical_put(collection, f"k-{seq:07d}", visit(seq), ()),
+                   author=Home.open(author_home).load_key(), partition=partition)
 
 
 def wire_bytes(home: Path) -> int:
@@ -491,7 +268,7 @@ def test_central_started_late_holds_everything_and_phones_see_receipts(
             phone.put("kunjungan", key, fields)
             written[(partition, key)] = fields
 
-    def custody(phone: Daemon) -> list[dict[str, Any]]:
+    def custody(phone: DaemonProcess) -> list[dict[str, Any]]:
         return phone.status()["custody"]["feeds"]  # type: ignore[no-any-return]
     # The gateway holds everything and says so; central does not exist yet.
     for phone in phones:
@@ -592,12 +369,12 @@ def test_uplink_cut_20_times_during_a_large_sync_loses_and_duplicates_nothing(
     # frames), never a restart from zero; each new connection adds its handshake.
     in_flight = SessionConfig().window * (fr.FRAME_TARGET_BYTES + 1024)
     per_connection = 16 * 1024
-    bound = payload + CUTS * in_flight + uplink.connections * per_connection
+    bound = payload + CUTS * in_flight + len(uplink.connections) * per_connection
     assert uplink.to_central <= bound, (uplink.to_central, bound)
     row = gateway.peer(central)
     assert row is not None and row["sessions_ok"] >= 1
     print(f"\n{total} changes ({payload} payload bytes) through {CUTS} cuts in "
-          f"{elapsed:.1f} s: {uplink.connections} sessions reached central "
+          f"{elapsed:.1f} s: {len(uplink.connections)} sessions reached central "
           f"({uplink.refused} refused while down), {uplink.to_central} bytes to central "
           f"({uplink.to_central / payload:.3f} x payload), {uplink.to_gateway} back; "
           f"central held {held_at_cut} at the cuts; the last {total - held_at_cut[-1]} "
@@ -747,7 +524,7 @@ def test_baseline_at_central_reaches_the_phones_of_each_tps(lab: Lab, pg_dsn: st
     # phone-2 is out of the laptop's reach: only phone-1 carries the district to it
     phone2 = lab.daemon("phone-2", peers=(phone1.address,)).start()
 
-    def voters(daemon: Daemon, prefix: str = "") -> dict[tuple[str, str], Any]:
+    def voters(daemon: DaemonProcess, prefix: str = "") -> dict[tuple[str, str], Any]:
         query = f"?partition={prefix}" if prefix else ""
         return {(r["partition"], r["key"]): r["fields"]
                 for r in daemon.api("GET", f"/api/records/voters{query}")}
