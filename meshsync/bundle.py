@@ -31,10 +31,12 @@ import msgpack
 
 from meshsync.change import Change
 from meshsync.errors import AuthorizationError, DecodeError, FrameTooLargeError, RemoteError
-from meshsync.identity import sha256
+from meshsync.identity import device_id, sha256
 from meshsync.limits import MAX_ITEM_BYTES
 from meshsync.node import Node, VersionVector
 from meshsync.receive import ApplyReport
+from meshsync.store.base import Refusal
+from meshsync.trust.revocation import is_revocation
 from meshsync.wire import WireDecoder, WireEncoder
 
 MAGIC = b"MSBUNDLE\x01"
@@ -55,18 +57,24 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class BundleReport:
-    """Result of an import: the apply report plus credential counts."""
+    """Result of an import: the apply report plus credential counts, and the changes
+    held before that a revocation in the bundle quarantined (``quarantined``)."""
 
     apply: ApplyReport
     credentials_new: int = 0
     credentials_refused: list[str] = field(default_factory=list)
+    quarantined: list[Refusal] = field(default_factory=list)
     bytes: int = 0
 
     def to_json(self) -> dict[str, object]:
         """JSON-ready summary."""
         out = self.apply.to_json()
         out.update(credentials_new=self.credentials_new,
-                   credentials_refused=self.credentials_refused, bytes=self.bytes)
+                   credentials_refused=self.credentials_refused,
+                   quarantined=[{"author": device_id(r.author), "partition": r.partition,
+                                 "seq": r.seq, "stage": r.stage, "reason": r.reason}
+                                for r in self.quarantined],
+                   bytes=self.bytes)
         return out
 
 
@@ -179,6 +187,7 @@ class _Importer:
         self.changes = self.creds = self.unflushed_ops = 0
         self.pending: list[Change] = []
         self.state = "header"
+        self.revoked = False  # a revocation new here: quarantine once the batch is in
 
     def item(self, item: Any) -> None:
         tag = item[0] if type(item) is list and item else None
@@ -202,13 +211,14 @@ class _Importer:
         self.creds += 1
         adder = getattr(self.node.trust, "add", None)
         try:
-            if adder is not None:
-                adder(blob)
+            learned = adder(blob) if adder is not None else None
         except AuthorizationError as exc:
             self.report.credentials_refused.append(exc.detail)
             return
-        if self.node.store.add_credential(sha256(blob), blob):
+        new = self.node.store.add_credential(sha256(blob), blob)
+        if new:
             self.report.credentials_new += 1
+        self.revoked |= learned == "revocation" or (new and is_revocation(blob))
 
     def change(self, change: Change) -> None:
         self.changes += 1
@@ -259,6 +269,8 @@ def import_bundle(node: Node, f: IO[bytes], *, source: str = "bundle",
                 raise DecodeError("bundle has no end marker")
             imp.drain()
             imp.receiver.flush()
+            if imp.revoked:
+                imp.report.quarantined = node.quarantine_revoked(source)
             node.save_clock()
     except BaseException:
         node.hlc.last = saved_clock  # nothing of a refused bundle, not even its clock

@@ -23,19 +23,31 @@ from meshsync.change import (
     sign_change,
 )
 from meshsync.crdt import RecordState
-from meshsync.errors import AuthorizationError, NotFoundError, UsageError, ValidationError
+from meshsync.errors import (
+    AuthorizationError,
+    ConcurrentAppendError,
+    NotFoundError,
+    UsageError,
+    ValidationError,
+)
 from meshsync.hlc import HybridClock
 from meshsync.identity import DeviceKey, sha256
 from meshsync.policy import Authorizer, OpenTrust, Validator, validate
+from meshsync.quarantine import quarantine_revoked
 from meshsync.receive import ApplyReport, Receiver, RecordKey, Verifier
 from meshsync.records import Record
-from meshsync.store.base import RecordRow, Store, StoredChange
+from meshsync.store.base import RecordRow, Refusal, Store, StoredChange
+from meshsync.trust.revocation import is_revocation
 
 VersionVector = dict[FeedId, int]
 """Feed -> highest contiguous seq held."""
 
 Clock = Callable[[], int]
 """Returns wall-clock milliseconds since the Unix epoch."""
+
+#: Times a credential is stored again after another process sharing the store
+#: (central's PostgreSQL) won a race with its quarantine.
+RACE_RETRIES = 5
 
 
 def record_row(rkey: RecordKey, state: RecordState) -> RecordRow:
@@ -87,12 +99,33 @@ class Node:
         Returns True if it was new. If the trust policy has an ``add`` method (a
         :class:`meshsync.trust.TrustStore`), the blob is checked by it first and
         :class:`~meshsync.errors.AuthorizationError` is raised if it is invalid.
+        A revocation new here quarantines, in the same transaction, the changes it
+        refuses that this node had accepted (:meth:`quarantine_revoked`).
         """
         adder = getattr(self.trust, "add", None)
-        if adder is not None:
-            adder(blob)
-        with self.store.transaction():
-            return self.store.add_credential(sha256(blob), blob)
+        learned = adder(blob) if adder is not None else None
+        for attempt in range(RACE_RETRIES):
+            try:
+                with self.store.transaction():
+                    new = self.store.add_credential(sha256(blob), blob)
+                    if learned == "revocation" or (new and is_revocation(blob)):
+                        self.quarantine_revoked()
+                return new
+            except ConcurrentAppendError:
+                if attempt == RACE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def quarantine_revoked(self, source: str = "revocation") -> list[Refusal]:
+        """Take back the held changes the known revocations refuse (a device's changes
+        past its revocation point, accepted before the revocation was known): out of
+        their feeds, kept as evidence, logged as refusals from ``source``, and the
+        records they touched rebuilt without them (see :mod:`meshsync.quarantine`).
+
+        Call inside the caller's transaction, after the batch that taught the
+        revocation is flushed. Returns one refusal per quarantined change.
+        """
+        return quarantine_revoked(self.store, self.trust, source)
 
     # -- local edits ---------------------------------------------------------
 
