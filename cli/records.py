@@ -7,14 +7,15 @@ from typing import Any
 
 import click
 from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
-from meshsync.cli.values import parse_assignments, record_to_json
+from meshsync.cli.values import parse_assignments, record_to_json, value_to_json
 
-from meshsync.change import check_partition
+from meshsync.change import Put, check_partition, decode_stored
 from meshsync.errors import NotFoundError
 from meshsync.home import Home
 from meshsync.identity import device_id
 from meshsync.io_local import open_node
 from meshsync.records import Record
+from meshsync.store.base import QuarantinedChange
 
 
 def _write_csr(home: Home, name: str) -> bool:
@@ -170,6 +171,19 @@ def conflicts(home: Path | None, collection: str | None, as_json: bool) -> None:
         _show_record(r, False)
 
 
+def _quarantined_json(q: QuarantinedChange) -> dict[str, Any]:
+    """A quarantined change with its ops: what the revoked key wrote."""
+    change = decode_stored(q.body, q.sig, q.hash)
+    ops = [{"op": "put", "collection": op.collection, "key": op.key,
+            "fields": {k: value_to_json(v) for k, v in op.fields.items()}}
+           if isinstance(op, Put) else
+           {"op": "delete", "collection": op.collection, "key": op.key}
+           for op in change.ops]
+    return {"author": device_id(q.author), "partition": q.partition, "seq": q.seq,
+            "hash": q.hash.hex(), "hlc": change.hlc, "reason": q.reason, "ops": ops,
+            "body": q.body.hex(), "sig": q.sig.hex()}
+
+
 def _log_data(node: Any) -> dict[str, Any]:
     store = node.store
     return {
@@ -182,6 +196,7 @@ def _log_data(node: Any) -> dict[str, Any]:
         "refusals": [{"author": device_id(r.author), "partition": r.partition, "seq": r.seq,
                       "stage": r.stage, "reason": r.reason, "source": r.source}
                      for r in store.refusals()],
+        "quarantined": [_quarantined_json(q) for q in store.quarantined()],
     }
 
 
@@ -190,7 +205,8 @@ def _log_data(node: Any) -> dict[str, Any]:
 @json_option
 @errors_to_exit
 def log(home: Path | None, as_json: bool) -> None:
-    """Show feeds (author, partition, seq), fork evidence and refused changes."""
+    """Show feeds (author, partition, seq), fork evidence, refused changes and the
+    changes quarantined when a revocation was learned (what a revoked key wrote)."""
     with open_node(resolve_home(home)) as node:
         data = _log_data(node)
     if as_json:
@@ -208,6 +224,12 @@ def log(home: Path | None, as_json: bool) -> None:
     for r in data["refusals"][-20:]:
         click.echo(f"  {r['author'][:8]} {r['partition']} seq {r['seq']} [{r['stage']}] "
                    f"{r['reason']}")
+    click.echo(f"quarantined changes: {len(data['quarantined'])}")
+    for q in data["quarantined"]:
+        ops = ", ".join(f"{o['op']} {o['collection']}/{o['key']}"
+                        + (f" ({', '.join(o['fields'])})" if o["op"] == "put" else "")
+                        for o in q["ops"])
+        click.echo(f"  {q['author'][:8]} {q['partition']} seq {q['seq']}: {ops}")
 
 
 COMMANDS = [init, put, get, ls, delete, conflicts, log]
