@@ -6,6 +6,7 @@ Run from the repository, inside the venv (needs the ``central`` extra)::
     python bench/central_ingest.py --changes 20000 --json
     python bench/central_ingest.py --profile             # plus the ingest's top costs
     python bench/central_ingest.py --dsn "host=/run/postgresql dbname=bench"
+    python bench/central_ingest.py --no-gateway          # without the gateway row
 
 Without ``--dsn`` (or ``MESHSYNC_BENCH_PG_DSN``) it starts a throwaway cluster with the
 Debian binaries, as the tests do (tests/pg.py), with the server's default durability
@@ -15,7 +16,8 @@ What it does, in one run:
 
 1. Generates made-up voters (bench/voters.py: 500 per TPS, nobody real), one officer
    phone per TPS signing one change of ``--ops-per-change`` puts per edit, and writes
-   them as the gateway would: a bundle, feed by feed.
+   them as the gateway would: a bundle, feed by feed. (Steps 2-4 use made-up phone keys
+   and a node without certificates: they check signatures, not authorization.)
 2. **Ingest**: ``import_bundle`` of that bundle into an empty :class:`PostgresStore`
    (the whole receive pipeline: decode, signature, hash chain, merge, record states
    with their jsonb fields, one transaction).
@@ -26,6 +28,22 @@ What it does, in one run:
    into a MemoryStore with signature checks off (meshsync's pipeline with no storage:
    what is left is the PostgreSQL store's own cost), the Ed25519 verify of every
    change alone, and (``--sqlite``) the same import into SQLite.
+5. **From a gateway** (the issue's case; ``--no-gateway`` skips it), real processes on
+   127.0.0.1 (bench/gateway_ingest.py): an authority, a central home, a gateway home
+   and one officer phone per TPS, all enrolled with the CLI (``init``, ``authority
+   issue``, ``enroll``); the same voters signed with the phones' own keys, imported with
+   the phones' certificates into the gateway's SQLite store (``meshsync bundle
+   import``); ``meshsync daemon --role central --store DSN --listen 127.0.0.1:0`` on a
+   fresh schema (``serve`` has no ``--store``). None of that is timed. Timed: ``meshsync
+   sync --home GATEWAY 127.0.0.1:PORT --json``, from process start to exit (mutual TLS,
+   the session; central checks every signature and authorizes every change against
+   the certificates the gateway forwards). Its row's ``client`` column is the central
+   daemon's CPU and ``server`` that of its PostgreSQL backends (``/proc/PID/stat``
+   before and after); a line below gives the session's own seconds, the ratio to the
+   COPY rate, bytes sent and the gateway process's CPU. Afterwards SQL checks that
+   central holds exactly the changes sent (none twice by ``(feed, seq)`` or hash), one
+   record per voter and no refusals; the bench stops otherwise. Set-up enrols a
+   phone per 500 voters (200 for 100,000: a few minutes of CLI runs).
 """
 
 from __future__ import annotations
@@ -47,14 +65,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gateway_ingest as gw  # bench/gateway_ingest.py
 import msgpack
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg.conninfo import make_conninfo
-from voters import voters  # bench/voters.py
+from voters import VOTERS_PER_TPS, partition_of, voters  # bench/voters.py
 
 from meshsync import change as change_mod
-from meshsync.bundle import END, FOOTER, HEADER, MAGIC, import_bundle
+from meshsync.bundle import CREDENTIAL, END, FOOTER, HEADER, MAGIC, import_bundle
 from meshsync.change import SIGN_CONTEXT, Change, Put, sign_change
 from meshsync.hlc import make as make_hlc
 from meshsync.identity import DeviceKey
@@ -73,15 +92,21 @@ def key_of(name: str) -> DeviceKey:
     return DeviceKey(Ed25519PrivateKey.from_private_bytes(hashlib.sha256(name.encode()).digest()))
 
 
-def make_changes(n_changes: int, ops: int) -> list[Change]:
+def phone_key(partition: str) -> DeviceKey:
+    """The made-up key of the officer phone of ``partition`` (no certificate)."""
+    return key_of(f"phone {partition}")
+
+
+def make_changes(n_changes: int, ops: int, keys: Callable[[str], DeviceKey] = phone_key,
+                 start_ms: int = START_MS) -> list[Change]:
     """Signed changes of up to ``ops`` puts each (``n_changes * ops`` voters), one feed
-    per TPS, in the order the phones made them."""
+    per TPS (signed with ``keys(partition)``), in the order the phones made them."""
     by_tps: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for partition, key, fields in voters(n_changes * ops):
         by_tps.setdefault(partition, []).append((key, dict(sorted(fields.items()))))
     out = []
     for partition, records in by_tps.items():
-        key, prev, hlc = key_of(f"phone {partition}"), b"", make_hlc(START_MS)
+        key, prev, hlc = keys(partition), b"", make_hlc(start_ms)
         for i in range(0, len(records), ops):
             puts = tuple(Put("voters", k, f) for k, f in records[i:i + ops])
             ch = sign_change(key, partition, i // ops + 1, prev, hlc, puts)
@@ -90,8 +115,11 @@ def make_changes(n_changes: int, ops: int) -> list[Change]:
     return out
 
 
-def write_bundle(path: Path, changes: list[Change]) -> None:
-    """The bundle a gateway exports: changes feed by feed (meshsync.bundle format)."""
+def write_bundle(path: Path, changes: list[Change], credentials: list[bytes] | None = None
+                 ) -> None:
+    """The bundle a gateway exports: ``credentials`` (certificates), then the changes
+    feed by feed (meshsync.bundle format)."""
+    credentials = credentials or []
     packer, encoder, digest = msgpack.Packer(use_bin_type=True), WireEncoder(), hashlib.sha256()
     ordered = sorted(changes, key=lambda c: (c.author, c.partition, c.seq))
     with path.open("wb") as f:
@@ -101,9 +129,11 @@ def write_bundle(path: Path, changes: list[Change]) -> None:
         write(MAGIC)
         write(packer.pack([HEADER, {"created_ms": START_MS, "creator": b"\x00" * 32,
                                     "version": 1}]))
+        for blob in credentials:
+            write(packer.pack([CREDENTIAL, blob]))
         for ch in ordered:
             write(b"".join(packer.pack(item) for item in encoder.encode(ch)))
-        write(packer.pack([END, len(ordered), 0]))
+        write(packer.pack([END, len(ordered), len(credentials)]))
         f.write(FOOTER + digest.digest())
 
 
@@ -240,6 +270,32 @@ def progress_query(dsn: str) -> float:
         return time.perf_counter() - start
 
 
+def gateway_sync(n: int, ops: int, dsn: str, tmp: Path) -> tuple[Cost, dict[str, Any]]:
+    """The same voters from an enrolled gateway home to an enrolled central daemon on a
+    fresh schema, by ``meshsync sync`` over loopback TLS (bench/gateway_ingest.py).
+    Cost: the sync process's wall time, the central daemon's CPU as ``client`` and its
+    PostgreSQL backends' as ``server``."""
+    started = time.perf_counter()
+    partitions = sorted({partition_of(i) for i in range(0, n * ops, VOTERS_PER_TPS)})
+    homes = gw.make_homes(tmp / "homes", partitions)
+    keys = {p: homes.phone_key(p) for p in partitions}
+    changes = make_changes(n, ops, keys.__getitem__, int(time.time() * 1000))
+    bundle = tmp / "phones.msb"
+    write_bundle(bundle, changes, homes.phone_credentials())
+    gw.load_gateway(homes, bundle, len(changes))
+    setup_s = time.perf_counter() - started
+    target = fresh_schema(dsn)
+    central_ = gw.Central(homes.central, target, tmp / "central.log")
+    try:
+        central_.settle()
+        sync = gw.timed_sync(homes.gateway, central_.port, central_, tmp / "sync.json")
+    finally:
+        central_.stop()
+    held = gw.check_central(target, len(changes), n * ops, [k.public_key for k in keys.values()])
+    cost = Cost(sync["wall_s"], sync["central_cpu_s"] or 0.0, sync["central_pg_cpu_s"])
+    return cost, {**sync, "held": held, "phones": len(partitions), "setup_s": setup_s}
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -255,9 +311,14 @@ def without_signatures(fn: Callable[[], Any]) -> Any:
         SETTINGS["verifier"] = True
 
 
-def measure(n: int, ops: int, dsn: str, profile: bool, sqlite: bool) -> dict[str, Any]:
+GATEWAY_ROW = "gateway -> central: meshsync sync, TLS"
+
+
+def measure(n: int, ops: int, dsn: str, profile: bool, sqlite: bool,
+            gateway: bool = True) -> dict[str, Any]:
     changes = make_changes(n, ops)
     steps: dict[str, Cost] = {}
+    via_gateway: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="meshsync-bench-") as tmp:
         bundle = Path(tmp) / "gateway.msb"
         write_bundle(bundle, changes)
@@ -273,6 +334,8 @@ def measure(n: int, ops: int, dsn: str, profile: bool, sqlite: bool) -> dict[str
         pool = shared_verifier()
         if pool is not None:
             steps["  Ed25519 verify alone, all cores"] = run(lambda: pool(items))[1]
+        if gateway:
+            steps[GATEWAY_ROW], via_gateway = gateway_sync(n, ops, dsn, Path(tmp))
         if sqlite:
             lite = SQLiteStore(Path(tmp) / "central.sqlite")
             steps["import_bundle -> SQLiteStore (for scale)"] = run(
@@ -285,7 +348,7 @@ def measure(n: int, ops: int, dsn: str, profile: bool, sqlite: bool) -> dict[str
         return {"changes": len(changes), "records": n * ops,
                 "feeds": len({c.feed for c in changes}), "bundle_bytes": bundle.stat().st_size,
                 "steps": {k: vars(v) for k, v in steps.items()},
-                "progress_query_s": progress_s, "profile": prof}
+                "progress_query_s": progress_s, "profile": prof, "gateway": via_gateway}
 
 
 def print_table(r: dict[str, Any]) -> None:
@@ -309,6 +372,23 @@ def print_table(r: dict[str, Any]) -> None:
           f"signature checks): {own / n * 1e6:.0f} CPU-us/change, COPY "
           f"{copy.cpu / n * 1e6:.1f} CPU-us/change: store-only / COPY = "
           f"{copy.cpu / own:.2f}")
+    if (g := r.get("gateway")) is not None:
+        sync = steps[GATEWAY_ROW]
+        central_cpu = "?" if g["central_cpu_s"] is None else f"{g['central_cpu_s']:.2f}"
+        pg_cpu = "?" if g["central_pg_cpu_s"] is None else f"{g['central_pg_cpu_s']:.2f}"
+        central_rss = "?" if g.get("central_rss_mb") is None else f"{g['central_rss_mb']:.0f}"
+        held = g["held"]
+        print(f"gateway -> central ({g['phones']} enrolled phones, set up in "
+              f"{g['setup_s']:.0f} s, untimed): {n / sync.wall:,.0f} changes/s = "
+              f"{copy.wall / sync.wall:.3f} of the COPY rate by wall time; session "
+              f"{g['session_s']:.2f} s of {sync.wall:.2f} s, "
+              f"{g['bytes_sent'] / 2**20:.1f} MiB sent")
+        print(f"  CPU s: central daemon {central_cpu}, its PostgreSQL {pg_cpu}, gateway sync "
+              f"process {g['gateway_cpu_s']:.2f}; peak RSS: central daemon {central_rss} MB, "
+              f"gateway {g['gateway_rss_mb']:.0f} MB")
+        print(f"  central's schema afterwards (SQL): {held['changes']:,} changes, "
+              f"{held['distinct_feed_seq']:,} distinct (feed, seq), {held['distinct_hash']:,} "
+              f"distinct hashes, {held['records']:,} records, {held['refusals']} refusals")
     print(f"meshsync_progress per village over {r['records']:,} records: "
           f"{r['progress_query_s'] * 1000:.0f} ms")
     if r["profile"]:
@@ -324,9 +404,13 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true", help="also import into SQLite")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--profile", action="store_true", help="cProfile the ingest")
+    parser.add_argument("--no-gateway", action="store_true",
+                        help="skip the gateway -> central sync row (its set-up enrols a "
+                             "phone per TPS: about a second each)")
     args = parser.parse_args()
     with server(args.dsn) as dsn:
-        result = measure(args.changes, args.ops_per_change, dsn, args.profile, args.sqlite)
+        result = measure(args.changes, args.ops_per_change, dsn, args.profile, args.sqlite,
+                         not args.no_gateway)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
