@@ -30,6 +30,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -199,10 +200,22 @@ def timed_sync(gateway: Path, port: int, central: Central, out: Path) -> dict[st
     with out.open("wb") as stdout, out.with_suffix(".err").open("wb") as stderr:
         proc = subprocess.Popen([*MESHSYNC, "sync", "--home", str(gateway),
                                  f"127.0.0.1:{port}", "--json"], stdout=stdout, stderr=stderr)
+        # Not ru_maxrss: Linux carries this (large) process's peak into its children
+        # across fork and exec. VmHWM belongs to the child's own memory: poll it.
+        peak = [0.0]
+
+        def watch() -> None:
+            while proc.returncode is None:
+                peak[0] = max(peak[0], peak_rss_mb(proc.pid) or 0.0)
+                time.sleep(0.02)
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        watcher.join()
     wall = time.perf_counter() - started
     central_cpu1, pg_cpu1 = central.cpu()
-    rc = os.waitstatus_to_exitcode(status)
+    rc = proc.returncode
     text = out.read_text("utf-8", "replace")
     if rc != 0:
         raise SystemExit(f"meshsync sync exited {rc}: {text[:2000]}\n"
@@ -211,7 +224,7 @@ def timed_sync(gateway: Path, port: int, central: Central, out: Path) -> dict[st
     return {
         "wall_s": wall, "session_s": summary["seconds"],
         "gateway_cpu_s": usage.ru_utime + usage.ru_stime,
-        "gateway_rss_mb": usage.ru_maxrss / 1024,  # Linux: kilobytes
+        "gateway_rss_mb": peak[0],  # VmHWM, sampled every 20 ms
         "central_cpu_s": central_cpu1 - central_cpu0
         if central_cpu0 is not None and central_cpu1 is not None else None,
         "central_pg_cpu_s": pg_cpu1 - pg_cpu0
