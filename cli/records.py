@@ -224,8 +224,11 @@ def log(home: Path | None, as_json: bool) -> None:
     for r in data["refusals"][-20:]:
         click.echo(f"  {r['author'][:8]} {r['partition']} seq {r['seq']} [{r['stage']}] "
                    f"{r['reason']}")
-    click.echo(f"quarantined changes: {len(data['quarantined'])}")
-    for q in data["quarantined"]:
+    shown = data["quarantined"][:20]
+    more = len(data["quarantined"]) - len(shown)
+    click.echo(f"quarantined changes: {len(data['quarantined'])}"
+               + (f" (the first {len(shown)}; --json lists all)" if more else ""))
+    for q in shown:
         ops = ", ".join(f"{o['op']} {o['collection']}/{o['key']}"
                         + (f" ({', '.join(o['fields'])})" if o["op"] == "put" else "")
                         for o in q["ops"])
