@@ -231,20 +231,23 @@ def enrol_rotation(path: Path, chain: list[CertInfo], revocations: list[bytes],
     ``chain``: the new device certificate then its chain up to the root (verified
     by the caller); ``revocations``: raw revocation blobs that came with it. Stores
     them, then :meth:`Home.promote_next_key`. Warns (stderr) if the old key is not
-    revoked, or signed changes past the rotation point (they will be refused
-    everywhere the rotation is known). Returns the data ``enroll`` prints.
+    revoked, or signed changes past the rotation point (storing the revocation
+    quarantines them; they are refused everywhere the rotation is known). Returns
+    the data ``enroll`` prints.
     Raises :class:`UsageError` if a daemon runs on the home.
     """
     node_home = Home.open(path)
     old = node_home.load_key()
     with _no_daemon(path):
         with open_node(path) as node:
+            # Heads before the revocation is stored: storing it quarantines the old
+            # key's changes past the point, and those are the ones to warn about.
+            heads = _heads(node.store, old.public_key)
             for blob in [i.der for i in chain if not i.is_root] + revocations:
                 node.add_credential(blob)
             trust = node.trust
             point = (trust.revocation_for(old.public_key) if isinstance(trust, TrustStore)
                      else NOT_REVOKED)
-            heads = _heads(node.store, old.public_key)
         retired = node_home.promote_next_key(to_pem(chain))
     late = {} if point is NOT_REVOKED else signed_after(heads, point)
     if point is NOT_REVOKED:
@@ -252,8 +255,9 @@ def enrol_rotation(path: Path, chain: list[CertInfo], revocations: list[bytes],
               "valid (if it may have been copied, ask the authority to revoke it)")
     elif late:
         _warn(f"the old key signed {_ranges(late)} after the rotation point "
-              f"({describe_point(point)}): devices that know the rotation refuse those "
-              "changes, so those edits stay on this device only")
+              f"({describe_point(point)}): those changes are quarantined here and refused "
+              "everywhere the rotation is known; make those edits again (meshsync log "
+              "lists them)")
     return {
         **_cert_data(chain[0], issuer, node_home.cert_path),
         "rotated_from": old.device_id,

@@ -255,7 +255,9 @@ def test_old_key_edits_past_the_rotation_point_are_quarantined_at_enrolment(net:
         plan["csr"], "--after-seq", plan["after_seq"], "--old-cert", a / "device.crt",
         "-o", cert)
     put(a, "v-2", "nama=Terlambat")  # kA1 seq 2, after the point the authority signed
-    run("enroll", "--home", a, cert)
+    enrolled = run("enroll", "--home", a, cert)
+    assert "seq 2" in enrolled.stderr, enrolled.stderr
+    assert "quarantined here" in enrolled.stderr, enrolled.stderr
     # Enrolling stores the revocation of the old key, which quarantines kA1's seq 2 on
     # A itself (one rule for every key, this device's own included): out of A's
     # records, listed by `meshsync log` with what it wrote, never offered.
