@@ -241,6 +241,9 @@ class Home:
             return tomllib.loads(self.config_path.read_text("utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{self.config_path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{self.config_path}: not UTF-8 text (byte {exc.start}); "
+                             "TOML files are UTF-8") from exc
 
     def write_config(self, values: dict[str, Any]) -> None:
         """Write flat ``key = value`` settings to ``config.toml`` atomically."""

@@ -79,6 +79,8 @@ def use_schema(node: Node, home: Home) -> None:
 #: Default of ``storage_reserve_mb`` in ``config.toml``: free space (MiB) on the home's
 #: disk kept for local edits; received data is refused below it (field-failures.md B17).
 DEFAULT_RESERVE_MB = 64
+#: Largest accepted ``storage_reserve_mb`` (1 EiB in MiB): above it is a typo.
+MAX_RESERVE_MB = 2**40
 
 #: Disk bytes a received byte may take before checkpoints reclaim any: the change body,
 #: the record states built from it, and the WAL copy of both.
@@ -102,10 +104,15 @@ class DiskReserve:
         free = shutil.disk_usage(self.path).free
         if free - NEED_FACTOR * incoming < self.reserve:
             raise StorageLowError(
-                f"storage low: {free / 2**20:.1f} MiB free on the disk of {self.path}, "
-                f"{incoming / 2**20:.1f} MiB arriving, and {self.reserve / 2**20:.0f} MiB "
+                f"storage low: {_size(free)} free on the disk of {self.path}, "
+                f"{_size(incoming)} arriving, and {_size(self.reserve)} "
                 "are kept for local edits (storage_reserve_mb); received changes are "
                 "refused until space is freed; local edits still work")
+
+
+def _size(n: int) -> str:
+    """``n`` bytes for people: KiB below 1 MiB, else MiB with one decimal."""
+    return f"{n / 2**10:.0f} KiB" if n < 2**20 else f"{n / 2**20:.1f} MiB"
 
 
 def storage_status(node: Node) -> dict[str, object] | None:
@@ -126,9 +133,9 @@ def disk_reserve(home: Home) -> DiskReserve:
     Raises :class:`~meshsync.errors.UsageError` if the setting is not a number >= 0.
     """
     value = home.config().get("storage_reserve_mb", DEFAULT_RESERVE_MB)
-    if type(value) not in (int, float) or value < 0:
+    if type(value) not in (int, float) or not 0 <= value <= MAX_RESERVE_MB:  # NaN fails too
         raise UsageError(f"{home.config_path}: 'storage_reserve_mb' must be a number of "
-                         f"MiB >= 0, got {value!r}")
+                         f"MiB from 0 to {MAX_RESERVE_MB}, got {value!r}")
     return DiskReserve(home.path, int(value * 2**20))
 
 

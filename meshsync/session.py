@@ -220,11 +220,15 @@ class SyncSession:
             what = "handshake" if self.state == State.HELLO else "idle"
             self._fail("timeout", f"{what} timeout while {self.state}", by_peer=False)
 
-    def abort(self, reason: str, now_ms: int) -> None:
-        """End the session locally (connection lost, shutting down)."""
+    def abort(self, reason: str, now_ms: int, *, stage: str = "transport",
+              tell_peer: bool = False) -> None:
+        """End the session locally: the connection was lost or this side is shutting
+        down (``tell_peer`` False), or a local fault such as a full disk ends it
+        (``tell_peer`` True queues an ERROR frame with ``stage`` and ``reason``, so the
+        peer says why too)."""
         if self._live():
             self._now = now_ms
-            self._fail("transport", reason, by_peer=False, tell_peer=False)
+            self._fail(stage, reason, by_peer=False, tell_peer=tell_peer)
 
     @property
     def finished(self) -> bool:

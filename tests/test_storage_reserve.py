@@ -80,6 +80,7 @@ def test_sync_into_a_phone_below_its_reserve_is_refused_and_resumes(
     assert "storage low" in refused["stderr"] + str(refused.get("error"))
     assert "storage_reserve_mb" in refused["stderr"] + str(refused.get("error"))
     assert count_changes(phone) == before  # nothing of the batch stored
+    server.wait_for_log(r"storage low")  # the sending side is told why, too
     # The officer's data entry keeps working from the reserve.
     put(phone, "p-0002", "nama=Debora Contoh", "status=MS")
     assert run_json("get", "--home", phone, "voters", "p-0002")["fields"]["nama"] == \
@@ -114,7 +115,7 @@ def test_bundle_import_below_the_reserve_is_refused_with_one_line(
     assert run_json("get", "--home", phone, "voters", "l-0001")["fields"]["nama"] == "Contoh"
 
 
-@pytest.mark.parametrize("value", ["64", -1, True])
+@pytest.mark.parametrize("value", ["64", -1, True, float("nan"), float("inf"), 2**60])
 def test_a_bad_reserve_setting_is_named(district: District, value: object) -> None:
     phone = district.home("phone-a")
     Home.open(phone).write_config({**Home.open(phone).config(), "storage_reserve_mb": value})
@@ -178,3 +179,25 @@ def test_full_disk_rolls_back_the_batch_and_keeps_every_local_record(
         report = import_bundle(node, io.BytesIO(data.getvalue()))
     assert report.apply.applied == 24 and not report.apply.refused
     assert len(run_json("ls", "--home", phone, "voters")) == 8 + 12_000
+
+
+def test_a_serving_phone_below_its_reserve_tells_the_client_why(
+        district: District, servers: Servers) -> None:
+    laptop, phone = district.home("laptop"), district.home("phone-a")
+    put(laptop, "l-0001", "nama=Contoh", f"--partition={VILLAGE}/tps-001")
+    set_reserve(phone, HUGE_MB)
+    server = servers.start(phone)
+    refused = sync(laptop, server, check=False)
+    assert refused["rc"] != 0
+    assert "storage low" in refused["stderr"] + str(refused.get("error")), refused
+    server.assert_alive()
+    assert run("get", "--home", phone, "voters", "l-0001", check=False).returncode != 0
+
+
+def test_a_config_that_is_not_utf8_is_named_in_one_line(district: District) -> None:
+    phone = district.home("phone-a")
+    (phone / "config.toml").write_bytes(b"\xff\xfe partition = 1\n")
+    proc = run("put", "--home", phone, "voters", "v-1", "nama=Contoh", check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert "config.toml: not UTF-8" in lines[0]

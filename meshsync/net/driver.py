@@ -15,7 +15,7 @@ import time
 
 import trio
 
-from meshsync.errors import MeshsyncError
+from meshsync.errors import MeshsyncError, StorageError
 from meshsync.identity import short_id
 from meshsync.net.errors import TransportError
 from meshsync.net.tls import describe_ssl_error
@@ -78,7 +78,8 @@ async def run_session(stream: trio.abc.Stream, session: SyncSession,
                         log.warning("session with %s failed: %s", _peer(session), exc)
                     except MeshsyncError as exc:  # local fault (store): end this session only
                         log.error("session with %s stopped: %s", _peer(session), exc)
-                        session.abort(f"local error: {exc}", now_ms())
+                        stage = "storage" if isinstance(exc, StorageError) else "local"
+                        session.abort(str(exc), now_ms(), stage=stage, tell_peer=True)
                 await flush()
 
     try:
