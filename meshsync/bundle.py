@@ -171,11 +171,21 @@ def _items(f: IO[bytes], size: int, progress: Progress | None) -> Iterator[Any]:
         except (ValueError, TypeError) as exc:  # incl. msgpack.FormatError, StackError
             if "exceeds max_" in str(exc):
                 raise _too_large() from exc
-            raise DecodeError(f"malformed bundle item: {exc}") from exc
+            raise DecodeError(f"malformed bundle item: {exc or type(exc).__name__}") from exc
         if progress is not None:
             progress(done, size)
     if unpacker.tell() != size - FOOTER_BYTES - len(MAGIC):
         raise DecodeError("bundle ends inside an item")
+
+
+def _check_header(header: dict[Any, Any]) -> None:
+    """The header's fields, as :func:`export_bundle` writes them (see module docs)."""
+    if header.get("version") != 1 or type(header.get("version")) is not int:
+        raise DecodeError(f"bundle format version {header.get('version')!r} is not "
+                          "supported (this build reads version 1)")
+    if type(header.get("created_ms")) is not int or not (
+            isinstance(header.get("creator"), bytes) and len(header["creator"]) == 32):
+        raise DecodeError("bundle header is malformed (created_ms, creator)")
 
 
 class _Importer:
@@ -194,6 +204,7 @@ class _Importer:
         if self.state == "header":
             if tag != HEADER or len(item) != 2 or type(item[1]) is not dict:
                 raise DecodeError("bundle header missing")
+            _check_header(item[1])
             self.state = "body"
         elif self.state == "ended":
             raise DecodeError("data after the bundle's end marker")

@@ -577,3 +577,20 @@ def test_batched_changes_import_in_bounded_memory(tmp_path: Path) -> None:
     assert (report["applied"], report["refused"]) == (count // per_change, [])
     check_bounded(rss)
     check_imported(home, count, count // per_change)
+
+
+@pytest.mark.parametrize("header", [
+    {"created_ms": 1, "creator": b"\x01" * 32, "version": 99},
+    {"created_ms": 1, "creator": b"\x01" * 32, "version": True},
+    {"created_ms": "x", "creator": 5, "version": 1},
+], ids=["future version", "bool version", "bad fields"])
+def test_a_bundle_header_of_another_version_or_shape_is_refused(
+        source: Node, target: Node, header: dict[str, Any]) -> None:
+    items = items_of(bundle_bytes(source))
+    items[0] = [HEADER, header]
+    before = snapshot(target)
+    with pytest.raises(RemoteError) as info:
+        import_bundle(target, io.BytesIO(build(items)))
+    assert info.value.stage == "decode"
+    assert "header" in str(info.value) or "version" in str(info.value)
+    assert snapshot(target) == before
