@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -41,6 +42,23 @@ def store_option(func: F) -> F:
 def json_option(func: F) -> F:
     """Add ``--json``: print machine-readable JSON instead of text."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+class PositiveSeconds(click.ParamType):
+    """A positive, finite number of seconds (``nan``, ``inf``, 0 and below are usage
+    errors, refused while the command line is read)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.fail(f"{value!r}: give a positive, finite number of seconds", param, ctx)
+        return seconds
 
 
 def resolve_home(home: Path | None) -> Path:

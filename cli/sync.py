@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import trio
 from meshsync.cli.common import (
+    PositiveSeconds,
     echo_json,
     errors_to_exit,
     home_option,
@@ -31,8 +32,10 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+def _setup_logging(verbose: bool, quiet: int = logging.WARNING) -> None:
+    """Log on stderr: INFO with ``-v``, else from level ``quiet`` (``sync`` passes
+    CRITICAL: its outcome is its one ``meshsync: error:`` line)."""
+    logging.basicConfig(level=logging.INFO if verbose else quiet, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -49,7 +52,11 @@ def serve(home: Path | None, listen: str, verbose: bool) -> None:
     async def main() -> None:
         with open_endpoint(resolve_home(home)) as endpoint:
             async with trio.open_nursery() as nursery:
-                listeners = await nursery.start(serve_sync, endpoint, host, port)
+                try:
+                    listeners = await nursery.start(serve_sync, endpoint, host, port)
+                except OSError as exc:  # a port in use, an address not on this machine
+                    raise UsageError(f"--listen: cannot listen on {listen}: "
+                                     f"{exc.strerror or exc}") from exc
                 bound = listeners[0].socket.getsockname()
                 click.echo(f"serving {endpoint.node.key.device_id} on {bound[0]}:{bound[1]}",
                            err=True)
@@ -65,13 +72,16 @@ def serve(home: Path | None, listen: str, verbose: bool) -> None:
 @click.command()
 @home_option
 @click.argument("peer", metavar="HOST:PORT")
-@click.option("--timeout", default=10.0, show_default=True, help="Connect timeout, seconds.")
+@click.option("--timeout", type=PositiveSeconds(), default=10.0, show_default=True,
+              help="Connect timeout, seconds (positive).")
+@click.option("-v", "--verbose", is_flag=True, help="Log the session on stderr.")
 @json_option
 @errors_to_exit
-def sync(home: Path | None, peer: str, timeout: float, as_json: bool) -> None:
+def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: bool) -> None:
     """Sync once with a peer, both ways. Exit 0 when both hold the same for the
-    partitions they share, 4 when the session ended but they differ, 1 on errors."""
-    _setup_logging(False)
+    partitions they share, 4 when the session ended but they differ, 1 on errors
+    (one `meshsync: error:` line; -v also logs the session)."""
+    _setup_logging(verbose, quiet=logging.CRITICAL)
     host, port = parse_hostport(peer)
 
     async def main() -> dict[str, object]:
