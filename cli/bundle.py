@@ -78,9 +78,12 @@ def import_cmd(home: Path | None, file: Path, store: str | None, as_json: bool) 
         echo_json(report.to_json())
     else:
         a = report.apply
+        quarantined = (f", {len(report.quarantined)} quarantined (held changes a "
+                       "revocation took back; see `meshsync log`)" if report.quarantined
+                       else "")
         click.echo(f"{a.applied} changes applied, {a.duplicates} already held, "
                    f"{len(a.refused)} refused, {len(a.invalid)} invalid, "
-                   f"{report.credentials_new} new credentials")
+                   f"{report.credentials_new} new credentials{quarantined}")
         for r in a.refused + a.invalid:
             click.echo(f"  refused {device_id(r.author)[:8]} seq {r.seq} of {r.partition} "
                        f"[{r.stage}]: {r.reason}")
