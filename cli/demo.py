@@ -14,6 +14,7 @@ leaves the machine). Names and NIK numbers are invented.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from meshsync.cli.common import echo_json, json_option
+from meshsync.cli.common import echo_json, errors_to_exit, json_option
 
 from meshsync.home import Home
 
@@ -278,8 +279,11 @@ class District:
 @click.option("--distrik", default="Jila", show_default=True, help="A distrik of Mimika.")
 @click.option("--voters-per-tps", default=40, show_default=True, type=click.IntRange(5, 600))
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the report as JSON here [default: DIR/report.json].")
+              help="Also write the report as JSON here [default: report.json in the "
+                   "--dir folder with --dir; without --dir the homes are deleted on exit "
+                   "and no report file is kept].")
 @json_option
+@errors_to_exit
 def demo(directory: Path | None, distrik: str, voters_per_tps: int, report: Path | None,
          as_json: bool) -> None:
     """Run a coklit district on this machine with real daemons; report convergence
@@ -290,6 +294,8 @@ def demo(directory: Path | None, distrik: str, voters_per_tps: int, report: Path
         raise click.UsageError(f"--distrik {distrik!r} is not a distrik of Mimika")
     if directory is not None and any(directory.iterdir() if directory.exists() else ()):
         raise click.UsageError(f"--dir {directory} is not empty; give a new directory")
+    if report is not None:
+        _check_report_path(report)
     with tempfile.TemporaryDirectory(prefix="meshsync-demo-") as tmp:
         root = (directory or Path(tmp)).resolve()
         root.mkdir(parents=True, exist_ok=True)
@@ -306,12 +312,26 @@ def demo(directory: Path | None, distrik: str, voters_per_tps: int, report: Path
         finally:
             d.stop_all()
         result["seconds"] = round(time.monotonic() - d.started, 1)
-        out = report or root / "report.json"
-        out.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
-        result["report"] = str(out) if (report or directory) else None
+        # without --dir the homes go with the temporary folder: no report file there
+        out = report or (root / "report.json" if directory is not None else None)
+        result["report"] = str(out) if out is not None else None
+        if out is not None:
+            out.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
     _print(result, as_json)
     if not result["converged"]:
         sys.exit(1)
+
+
+def _check_report_path(report: Path) -> None:
+    """Refuse ``--report`` before the demo starts unless it can be written: its folder
+    exists and is writable, and it is not a folder itself."""
+    folder = report.parent
+    if not folder.is_dir():
+        raise click.UsageError(f"--report {report}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.UsageError(f"--report {report}: folder {folder} is not writable")
+    if report.is_dir():
+        raise click.UsageError(f"--report {report} is a folder; give a file name")
 
 
 def _print(result: dict[str, Any], as_json: bool) -> None:
@@ -327,6 +347,8 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
     for village, row in result["progress"]["village"].items():
         status = ", ".join(f"{k} {v}" for k, v in row["status"].items())
         click.echo(f"  {village}: {row['records']} voters ({status})")
+    if result.get("report"):
+        click.echo(f"report: {result['report']}")
 
 
 COMMANDS = [demo]
