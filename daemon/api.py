@@ -8,7 +8,8 @@ needs no token. Node access runs in a worker thread under the node's limiter.
 
 Every answer but the status page is JSON. Errors are ``{"error": MESSAGE}`` plus
 ``field`` (where in the request the bad value is, e.g. ``fields.alamat.rt``) when
-one member is at fault and ``limit_bytes`` with 413: 400 bad input, 401 missing or
+one member is at fault and ``limit_bytes`` with 413: 400 bad input (an unknown query
+parameter too: ``field`` names it), 401 missing or
 wrong token, 404 no such record or path, 405 method not allowed (``Allow`` header),
 413 body over :data:`MAX_BODY_BYTES` bytes, 507 storage low (received data refused
 below the disk reserve), 500 a storage failure or a bug. Record
@@ -70,6 +71,15 @@ class NodeService:
 
 
 _PUT_MEMBERS = ("fields", "partition")
+
+#: (path template, method) -> the query parameters it takes: exactly those the OpenAPI
+#: document lists; any other is refused with 400 naming it (a typo such as
+#: ``?partiton=`` must not silently widen a listing or write elsewhere).
+QUERY_PARAMETERS: dict[tuple[str, str], frozenset[str]] = {
+    (path, method.upper()): frozenset(p["name"] for p in operation.get("parameters", [])
+                                      if p["in"] == "query")
+    for path, methods in OPENAPI["paths"].items() for method, operation in methods.items()
+}
 
 
 def _status_of(exc: MeshsyncError) -> int:
@@ -170,16 +180,35 @@ def _partition(where: str, value: str | None) -> str | None:
     return value
 
 
+def _check_query(request: Request, path: str) -> None:
+    """ApiError 400 naming the first query parameter the route (``path``, the request's
+    method) does not take."""
+    method = "GET" if request.method == "HEAD" else request.method
+    allowed = QUERY_PARAMETERS.get((path, method), frozenset())
+    for name in request.query_params:
+        if name in allowed:
+            continue
+        if method == "PUT" and name == "partition":
+            hint = ('a PUT takes its partition in the body: {"fields": {...}, '
+                    '"partition": P}')
+        else:
+            hint = (f"{method} {path} takes "
+                    + (", ".join(sorted(allowed)) if allowed else "none"))
+        shown = name if len(name) <= 40 else name[:40] + "…"
+        raise ApiError(400, f"unknown query parameter {shown!r} ({hint})", field=name)
+
+
 def build_app(service: NodeService, token: str) -> Starlette:
     """The ASGI application."""
 
-    def guarded(func: Handler) -> Handler:
+    def guarded(path: str, func: Handler) -> Handler:
         async def wrapper(request: Request) -> Response:
             header = request.headers.get("authorization", "")
             given = header.removeprefix("Bearer ").strip()
             if not given or not hmac.compare_digest(given, token):
                 return _error(401, "missing or wrong API token (see api.token in the home)")
             try:
+                _check_query(request, path)
                 return await func(request)
             except MeshsyncError as exc:
                 return _error(_status_of(exc), str(exc))
@@ -257,14 +286,16 @@ def build_app(service: NodeService, token: str) -> Starlette:
     routes = [
         Route("/", page),
         Route("/api/openapi.json", openapi),
-        Route("/api/status", guarded(status)),
-        Route("/api/peers", guarded(peers)),
-        Route("/api/records/{collection}", guarded(list_records)),
-        Route("/api/records/{collection}/{key}", guarded(record),
+        Route("/api/status", guarded("/api/status", status)),
+        Route("/api/peers", guarded("/api/peers", peers)),
+        Route("/api/records/{collection}", guarded("/api/records/{collection}",
+                                                   list_records)),
+        Route("/api/records/{collection}/{key}",
+              guarded("/api/records/{collection}/{key}", record),
               methods=["GET", "PUT", "DELETE"]),
-        Route("/api/conflicts", guarded(conflicts)),
-        Route("/api/progress", guarded(progress_route)),
-        Route("/api/sync", guarded(sync), methods=["POST"]),
+        Route("/api/conflicts", guarded("/api/conflicts", conflicts)),
+        Route("/api/progress", guarded("/api/progress", progress_route)),
+        Route("/api/sync", guarded("/api/sync", sync), methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error,
                                                         Exception: _server_error})

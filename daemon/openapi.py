@@ -47,7 +47,8 @@ def _json(schema: dict[str, Any], text: str = "OK") -> dict[str, Any]:
     return {"description": text, "content": {"application/json": {"schema": schema}}}
 
 
-_ERRORS = {"400": _json(_ERROR, "bad input (`field` names where)"),
+_ERRORS = {"400": _json(_ERROR, "bad input, or a query parameter the operation does not "
+                                 "list (`field` names where, or the parameter)"),
            "401": _json(_ERROR, "missing or wrong token"),
            "404": _json(_ERROR, "no such record"),
            "405": _json(_ERROR, "method not allowed (the Allow header lists the methods)")}
@@ -94,7 +95,10 @@ OPENAPI: dict[str, Any] = {
                                    "nested more than 15 levels. A body over "
                                    f"{MAX_BODY_BYTES} bytes is refused with 413 before it is "
                                    "read (a record is at most 8 MiB encoded: a larger one "
-                                   "is refused with 400).",
+                                   "is refused with 400). The partition is a body member: "
+                                   "a query parameter (`?partition=` included) is refused "
+                                   "with 400 naming it, as on every operation that does "
+                                   "not list it.",
                     "parameters": [_COLL, _KEY],
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"type": "object", "required": ["fields"],
@@ -102,7 +106,9 @@ OPENAPI: dict[str, Any] = {
                                        "fields": {"type": "object", "minProperties": 1,
                                                   "description": "field -> value; bytes as "
                                                   '{"$bytes": "<base64>"}'},
-                                       "partition": {"type": "string"}}}}}},
+                                       "partition": {"type": "string", "description":
+                                                     "where to write [default: the "
+                                                     "home's partition]"}}}}}},
                     "responses": {"200": _json({"type": "object"}), **_ERRORS,
                                   "413": _json(_ERROR, "body larger than "
                                                        f"{MAX_BODY_BYTES} bytes")}},
