@@ -40,7 +40,7 @@ def one_error_line(stderr: str) -> str:
 # -- 1. sync --timeout ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf", "soon"])
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf"])
 def test_sync_timeout_must_be_a_positive_finite_number(tmp_path: Path, value: str) -> None:
     proc = run("sync", "--home", tmp_path / "none", f"{LOOPBACK}:9", "--timeout", value,
                check=False, timeout=30)
@@ -62,13 +62,6 @@ def test_demo_report_in_a_missing_folder_is_refused_before_starting(tmp_path: Pa
     assert "--report" in line and "nonexistent" in line, line
     assert time.monotonic() - started < 15, "the demo ran before the path was checked"
     assert not demo_dir.exists(), "the demo left a partial directory behind"
-
-
-def test_demo_report_that_is_a_directory_is_refused(tmp_path: Path) -> None:
-    proc = run("demo", "--report", tmp_path, "--voters-per-tps", "5", check=False,
-               timeout=60)
-    line = one_error_line(proc.stderr)
-    assert proc.returncode == 2 and "--report" in line, (proc.returncode, line)
 
 
 def test_demo_help_says_no_report_file_survives_without_dir_or_report() -> None:
