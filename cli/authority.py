@@ -23,13 +23,18 @@ offline at the laptop::
     phone$   meshsync enroll --home PHONE phone.crt
 
 Replacing a device's key (``meshsync rekey``, ``authority rotate``, and ``enroll``
-switching keys) is in :mod:`meshsync.cli.rotation`.
+switching keys) is in :mod:`meshsync.cli.rotation`; ``authority revoke`` (with its
+scope and already-revoked checks) in :mod:`meshsync.cli.revoke`.
+
+Scopes given or carried are checked like partitions (:func:`check_scope`): a
+scope no partition can match would certify a device that can never write.
 
 This is the only place of the trust code that reads the clock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,18 +44,18 @@ import click
 from cryptography.hazmat.primitives.asymmetric import ec
 from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
 
-from meshsync.errors import NotFoundError, UsageError
+from meshsync.errors import AuthorizationError, NotFoundError, UsageError
 from meshsync.home import Home
-from meshsync.identity import device_id, parse_device_id
+from meshsync.identity import device_id
 from meshsync.trust import (
     DEFAULT_AUTHORITY_DAYS,
     DEFAULT_DEVICE_DAYS,
     DEFAULT_SUB_AUTHORITY_DAYS,
+    MAX_DAYS,
     ROLES,
     AuthorityKey,
     CertInfo,
     TrustStore,
-    armor,
     authority_key_to_pem,
     create_authority,
     generate_authority_key,
@@ -60,11 +65,11 @@ from meshsync.trust import (
     load_csr,
     make_authority_request,
     make_csr,
-    make_revocation,
     parse_blob,
     split_credentials,
 )
 from meshsync.trust.profile import common_name, iso, to_pem
+from meshsync.trust.scope import check_scope
 
 AUTHORITY_KEY = "authority.key"
 AUTHORITY_CSR = "authority.csr"
@@ -78,6 +83,12 @@ _output_option = click.option(
     required=True,
     help="File to write the certificate and its chain to (PEM).",
 )
+
+
+def days_option(default: int, help: str | None = None) -> Any:
+    """``--days`` (1 to :data:`MAX_DAYS`): a larger value would overflow the date."""
+    return click.option("--days", type=click.IntRange(1, MAX_DAYS), default=default,
+                        show_default=True, help=help)
 
 
 def _now() -> datetime:
@@ -95,10 +106,52 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically with ``data``."""
+    """Replace ``path`` atomically with ``data``; an OSError names ``path`` itself."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
+def read_csr(path: Path) -> bytes:
+    """The bytes of the certificate request in ``path``; UsageError naming it if it
+    is none ("not a PEM certificate signing request: FILE") or does not verify."""
+    data = path.read_bytes()
+    try:
+        load_csr(data)
+    except UsageError as exc:
+        raise UsageError(f"{exc}: {path}") from None
+    return data
+
+
+def read_certificates(path: Path) -> tuple[list[CertInfo], bytes, list[bytes]]:
+    """(parsed certificates, their PEM text, raw revocations) of a credential file;
+    UsageError naming ``path`` if it holds no certificate ("not a PEM certificate")."""
+    try:
+        data, revocations = split_credentials(path.read_bytes())
+        return parse_blob(data), data, revocations
+    except AuthorizationError as exc:
+        if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
+            raise UsageError(f"not a PEM certificate: {path}") from None
+        raise UsageError(f"{path}: {exc.detail}") from None
+
+
+def check_cert_scope(info: CertInfo, path: Path) -> None:
+    """UsageError naming ``path`` unless ``info`` (a device or sub-authority
+    certificate) has a scope its verifiers can use: a partition prefix, empty
+    only for a central or admin device."""
+    scope = info.scope or ""
+    try:
+        check_scope(scope)
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    if scope == "" and (info.is_ca or info.role not in ("central", "admin")):
+        raise UsageError(f"{path}: scope '' (every partition) is only for the central and "
+                         f"admin roles, not {info.describe()}")
 
 
 def _read_key(path: Path) -> AuthorityKey:
@@ -163,13 +216,7 @@ def authority_group() -> None:
 @authority_group.command("init")
 @home_option
 @click.option("--name", required=True, help="Authority name, e.g. 'KPU Mimika'.")
-@click.option(
-    "--days",
-    type=click.IntRange(min=1),
-    default=DEFAULT_AUTHORITY_DAYS,
-    show_default=True,
-    help="Validity of the root certificate.",
-)
+@days_option(DEFAULT_AUTHORITY_DAYS, "Validity of the root certificate.")
 @json_option
 @errors_to_exit
 def init(home: Path | None, name: str, days: int, as_json: bool) -> None:
@@ -231,9 +278,7 @@ def request(home: Path | None, name: str, as_json: bool) -> None:
     "request_file", metavar="REQUEST", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--scope", required=True, help="Partition prefix it may enrol, e.g. mimika/jila.")
-@click.option(
-    "--days", type=click.IntRange(min=1), default=DEFAULT_SUB_AUTHORITY_DAYS, show_default=True
-)
+@days_option(DEFAULT_SUB_AUTHORITY_DAYS)
 @_output_option
 @json_option
 @errors_to_exit
@@ -246,7 +291,8 @@ def delegate(
     """
     path = resolve_home(home)
     key, chain = _load_authority(path)
-    csr = load_csr(request_file.read_bytes())
+    check_scope(scope)
+    csr = load_csr(read_csr(request_file))
     public = csr.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise UsageError(f"{request_file} is not a sub-authority request (authority request)")
@@ -263,20 +309,33 @@ def delegate(
 @click.argument(
     "cert_file", metavar="CERT", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
+@click.option("--force", is_flag=True,
+              help="Replace an installed sub-authority certificate for another scope.")
 @json_option
 @errors_to_exit
-def install(home: Path | None, cert_file: Path, as_json: bool) -> None:
+def install(home: Path | None, cert_file: Path, force: bool, as_json: bool) -> None:
     """Install a sub-authority certificate from `authority delegate` as authority.crt.
 
-    CERT must be for this home's authority.key and end with the root, which
-    becomes root.crt (or must equal the root.crt already there).
+    CERT must be for this home's authority.key, have a valid non-empty scope and
+    end with the root, which becomes root.crt (or must equal the root.crt already
+    there). Replacing an installed certificate for the same scope (a renewal) needs
+    nothing more; for another scope it needs --force.
     """
     path = resolve_home(home)
     key = _read_key(path / AUTHORITY_KEY)
-    infos = parse_blob(cert_file.read_bytes())
+    infos = read_certificates(cert_file)[0]
     leaf = infos[0]
     if not leaf.is_ca or leaf.is_root or leaf.cert.public_key() != key.public_key():
         raise UsageError(f"{cert_file} is not a sub-authority certificate for this home's key")
+    check_cert_scope(leaf, cert_file)
+    installed = path / AUTHORITY_CERT
+    current = parse_blob(installed.read_bytes())[0] if installed.exists() else None
+    if current is not None and current.is_root:
+        raise UsageError(f"{path} is the root authority; it installs no sub-authority "
+                         "certificate")
+    if current is not None and current.scope != leaf.scope and not force:
+        raise UsageError(f"{path} is already the sub-authority for scope {current.scope!r}; "
+                         f"{cert_file} is for scope {leaf.scope!r}: give --force to replace it")
     root = _checked_root(path, infos)
     TrustStore([to_pem([root])]).add(to_pem([leaf]))
     _write(path / AUTHORITY_CERT, to_pem([leaf, root]))
@@ -308,7 +367,7 @@ def _checked_root(home: Path, infos: list[CertInfo]) -> CertInfo:
 )
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--scope", required=True, help="Partition or prefix, e.g. mimika/jila/diloa.")
-@click.option("--days", type=click.IntRange(min=1), default=DEFAULT_DEVICE_DAYS, show_default=True)
+@days_option(DEFAULT_DEVICE_DAYS)
 @_output_option
 @json_option
 @errors_to_exit
@@ -327,61 +386,18 @@ def issue(
     device certificate followed by its chain up to and including the root. An empty
     --scope means every partition and is only for the central and admin roles.
     """
+    check_scope(scope)
     if not scope and role not in ("central", "admin"):
         raise UsageError(f"--scope is empty, which means every partition; a {role} needs "
                          "a partition prefix such as mimika/jila/diloa")
     path = resolve_home(home)
     key, chain = _load_authority(path)
     cert = issue_device_certificate(
-        key, chain, request_file.read_bytes(), role=role, scope=scope, now=_now(), days=days
+        key, chain, read_csr(request_file), role=role, scope=scope, now=_now(), days=days
     )
     _write(output, cert + chain)
     info = parse_blob(cert)[0]
     _show(_cert_data(info, common_name(info.cert.issuer), output), as_json)
-
-
-@authority_group.command("revoke")
-@home_option
-@click.argument("device")
-@click.option(
-    "--after-seq",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Last seq still accepted [default: refuse every change].",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the revocation to this file (PEM-armoured).",
-)
-@json_option
-@errors_to_exit
-def revoke(
-    home: Path | None, device: str, after_seq: int | None, output: Path | None, as_json: bool
-) -> None:
-    """Revoke DEVICE (a device id): changes after --after-seq are refused everywhere.
-
-    The revocation is stored in HOME's node store, so it travels with the next
-    sync; --output also writes it to a file for a bundle or a USB stick.
-    """
-    path = resolve_home(home)
-    key, chain = _load_authority(path)
-    raw = parse_device_id(device)
-    now = _now()
-    blob = make_revocation(key, chain, raw, after_seq, int(now.timestamp() * 1000))
-    if output is not None:
-        _write(output, armor(blob))
-    stored = _store_credentials(path, [blob])
-    data = {
-        "device_id": device_id(raw),
-        "after_seq": after_seq,
-        "issued": now.isoformat(),
-        "file": str(output) if output else None,
-        "stored": stored,
-    }
-    _show(data, as_json)
 
 
 @click.command("enroll")
@@ -401,8 +417,7 @@ def enroll(home: Path | None, cert_file: Path, as_json: bool) -> None:
     """
     path = resolve_home(home)
     node = Home.open(path)
-    data, revocations = split_credentials(cert_file.read_bytes())
-    infos = parse_blob(data)
+    infos, data, revocations = read_certificates(cert_file)
     leaf = infos[0]
     own = node.load_key().public_key
     waiting = node.load_next_key()
@@ -412,6 +427,7 @@ def enroll(home: Path | None, cert_file: Path, as_json: bool) -> None:
         also = f" nor its new key {waiting.device_id} (rekey)" if waiting else ""
         raise UsageError(f"{cert_file} is for device {other}, not this device "
                          f"{device_id(own)}{also}")
+    check_cert_scope(leaf, cert_file)
     root = _checked_root(path, infos)
     store = TrustStore([to_pem([root])])
     store.add(data)

@@ -11,6 +11,7 @@ from meshsync.cli import coklit as _coklit
 from meshsync.cli import daemon_cmd as _daemon
 from meshsync.cli import demo as _demo
 from meshsync.cli import records as _records
+from meshsync.cli import revoke as _revoke
 from meshsync.cli import rotation as _rotation
 from meshsync.cli import sync as _sync
 
@@ -25,6 +26,7 @@ for _module in (_records, _bundle, _authority, _rotation, _sync, _daemon, _demo,
     for _command in _module.COMMANDS:
         main.add_command(_command)
 _authority.authority_group.add_command(_rotation.rotate)
+_authority.authority_group.add_command(_revoke.revoke)
 
 
 def run() -> None:

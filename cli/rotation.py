@@ -34,8 +34,12 @@ from meshsync.cli.authority import (
     _now,
     _show,
     _write,
+    days_option,
+    read_certificates,
+    read_csr,
 )
 from meshsync.cli.common import errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.revoke import MAX_AFTER_SEQ
 
 from meshsync.errors import UsageError
 from meshsync.home import Home
@@ -52,7 +56,6 @@ from meshsync.trust import (
     make_csr,
     parse_blob,
     rotation_file,
-    split_credentials,
 )
 from meshsync.trust.grant import describe_point
 from meshsync.trust.profile import common_name, to_pem
@@ -129,8 +132,7 @@ def rekey(home: Path | None, name: str | None, as_json: bool) -> None:
 def _add_old_certificate(add: Callable[[bytes], bool], old: bytes, cert_file: Path) -> None:
     """Hand the certificates of ``cert_file`` (the old device's device.crt) to ``add``
     (a node's ``add_credential``). UsageError if it is another device's."""
-    certs, _revocations = split_credentials(cert_file.read_bytes())
-    infos = parse_blob(certs)
+    infos = read_certificates(cert_file)[0]
     if infos[0].device_key != old:
         other = device_id(infos[0].device_key) if infos[0].device_key else infos[0].describe()
         raise UsageError(f"{cert_file} is for {other}, not device {device_id(old)}")
@@ -144,15 +146,14 @@ def _add_old_certificate(add: Callable[[bytes], bool], old: bytes, cert_file: Pa
 @click.argument("old_device", metavar="OLD_DEVICE_ID")
 @click.argument("request_file", metavar="NEW_CSR",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--after-seq", type=click.IntRange(min=0), required=True,
+@click.option("--after-seq", type=click.IntRange(0, MAX_AFTER_SEQ), required=True,
               help="Last seq of the old key still accepted (its head, from `meshsync rekey`; "
                    "one number for all its feeds).")
 @click.option("--old-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None,
               help="The old device's certificate (its device.crt), if this home's store "
                    "does not hold it yet.")
-@click.option("--days", type=click.IntRange(min=1), default=DEFAULT_DEVICE_DAYS,
-              show_default=True, help="Validity of the new certificate, in days.")
+@days_option(DEFAULT_DEVICE_DAYS, "Validity of the new certificate, in days.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="File to write to (PEM): the new certificate, its chain, the revocation.")
 @json_option
@@ -171,7 +172,7 @@ def rotate(home: Path | None, old_device: str, request_file: Path, after_seq: in
     path = resolve_home(home)
     key, chain = _load_authority(path)
     old = parse_device_id(old_device)
-    csr = request_file.read_bytes()
+    csr = read_csr(request_file)
     if csr_device_key(csr) == old:
         raise UsageError(f"{request_file} is for device {short_id(old)} itself: a rotation "
                          "needs a new key (run `meshsync rekey` on the device)")

@@ -36,9 +36,13 @@ NOT_BEFORE_MARGIN = timedelta(hours=1)
 DEFAULT_AUTHORITY_DAYS = 3650
 DEFAULT_SUB_AUTHORITY_DAYS = 1825
 DEFAULT_DEVICE_DAYS = 365
+#: Longest validity any certificate may be issued for (a century).
+MAX_DAYS = 36500
 _MAX_CN_CHARS = 64  # RFC 5280 ub-common-name
 
 AuthorityKey = ec.EllipticCurvePrivateKey
+#: :func:`load_csr`'s message for a file that is no certificate request at all.
+NOT_A_CSR = "not a PEM certificate signing request"
 
 
 def generate_authority_key() -> AuthorityKey:
@@ -80,8 +84,8 @@ def _check_now(now: datetime) -> None:
 def _window(now: datetime, days: int, cap: datetime | None) -> tuple[datetime, datetime]:
     """(not_before, not_after) for a certificate issued at ``now`` for ``days`` days."""
     _check_now(now)
-    if days < 1:
-        raise UsageError(f"days must be at least 1, not {days}")
+    if not 1 <= days <= MAX_DAYS:
+        raise UsageError(f"--days must be 1 to {MAX_DAYS}, not {days}")
     not_after = now + timedelta(days=days)
     if cap is not None and not_after > cap:
         not_after = cap
@@ -195,6 +199,9 @@ def issue_sub_authority(
     if not issuer.is_root:
         raise UsageError("only the root authority can create a sub-authority")
     validate_scope(scope)
+    if scope == "":
+        raise UsageError("scope '' means every partition: a sub-authority needs a district "
+                         "such as mimika/jila")
     if not (
         isinstance(subject_public_key, ec.EllipticCurvePublicKey)
         and subject_public_key.curve.name == "secp256r1"
@@ -230,7 +237,8 @@ def make_authority_request(key: AuthorityKey, name: str) -> bytes:
 def load_csr(csr: bytes) -> x509.CertificateSigningRequest:
     """Parse a PEM or DER request and check its self-signature.
 
-    Raises UsageError if it cannot be parsed or its signature does not verify.
+    Raises UsageError if it cannot be parsed (:data:`NOT_A_CSR` if it does not
+    even look like one) or its signature does not verify.
     """
     try:
         if csr.lstrip().startswith(b"-----BEGIN"):
@@ -239,7 +247,9 @@ def load_csr(csr: bytes) -> x509.CertificateSigningRequest:
             request = x509.load_der_x509_csr(csr)
         valid = request.is_signature_valid
     except ValueError as exc:
-        raise UsageError(f"malformed certificate request: {exc}") from exc
+        if b"-----BEGIN CERTIFICATE REQUEST-----" in csr:
+            raise UsageError("malformed certificate request") from exc
+        raise UsageError(NOT_A_CSR) from exc
     if not valid:
         raise UsageError("certificate request signature does not verify")
     return request

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from meshsync.change import check_partition
 from meshsync.errors import UsageError
 from meshsync.limits import MAX_NAME_CHARS
 
@@ -33,6 +34,28 @@ def validate_scope(scope: str) -> str:
         raise UsageError(
             f"scope {scope!r} has an empty segment (no leading, trailing or double '/')"
         )
+    return scope
+
+
+def check_scope(scope: str) -> str:
+    """Return ``scope`` if a command may certify it: ``""`` or a partition path as
+    :func:`meshsync.change.check_partition` accepts it (lower-case segments of
+    letters, digits, ``.``, ``_``, ``-``; no empty, ``.`` or ``..`` segment).
+
+    Stricter than :func:`validate_scope` (the certificate profile, which carries any
+    text percent-encoded): a scope outside this syntax contains no partition a
+    change can have, so its device could never write. Raises :class:`UsageError`
+    naming the scope otherwise.
+    """
+    validate_scope(scope)
+    if scope == "":
+        return scope
+    try:
+        check_partition(scope)
+    except UsageError:
+        shown = scope if len(scope) <= 60 else scope[:60] + "..."
+        raise UsageError(f"invalid scope {shown!r}: use a partition prefix of lower-case "
+                         "path segments like mimika/jila/diloa") from None
     return scope
 
 
