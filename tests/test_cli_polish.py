@@ -195,10 +195,3 @@ def test_exit_codes_are_what_the_readme_table_says(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "HOST:PORT" in table and "out of range" in table, table
     assert "bad value)" not in table, table
-
-
-def test_readme_suite_time_is_not_the_old_estimate() -> None:
-    text = " ".join(README.read_text("utf-8").split())
-    assert "about 6 minutes on 2 cores" not in text
-    assert re.search(r"about 1?\d minutes on 2 cores", text), "suite time missing"
-
