@@ -30,7 +30,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from procstat import vm_hwm_mb, wait_with_peak  # bench/procstat.py (on sys.path: bench/)
 
 from meshsync.home import Home
 from meshsync.identity import DeviceKey
@@ -62,17 +62,6 @@ def proc_cpu(pid: int | None) -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    """Peak resident memory (Linux ``VmHWM``) of running process ``pid``, or None."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 # -- homes ---------------------------------------------------------------------------------
@@ -200,19 +189,7 @@ def timed_sync(gateway: Path, port: int, central: Central, out: Path) -> dict[st
     with out.open("wb") as stdout, out.with_suffix(".err").open("wb") as stderr:
         proc = subprocess.Popen([*MESHSYNC, "sync", "--home", str(gateway),
                                  f"127.0.0.1:{port}", "--json"], stdout=stdout, stderr=stderr)
-        # Not ru_maxrss: Linux carries this (large) process's peak into its children
-        # across fork and exec. VmHWM belongs to the child's own memory: poll it.
-        peak = [0.0]
-
-        def watch() -> None:
-            while proc.returncode is None:
-                peak[0] = max(peak[0], peak_rss_mb(proc.pid) or 0.0)
-                time.sleep(0.02)
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        watcher.join()
+        _, usage, peak_mb = wait_with_peak(proc)  # not ru_maxrss: see bench/procstat.py
     wall = time.perf_counter() - started
     central_cpu1, pg_cpu1 = central.cpu()
     rc = proc.returncode
@@ -224,12 +201,12 @@ def timed_sync(gateway: Path, port: int, central: Central, out: Path) -> dict[st
     return {
         "wall_s": wall, "session_s": summary["seconds"],
         "gateway_cpu_s": usage.ru_utime + usage.ru_stime,
-        "gateway_rss_mb": peak[0],  # VmHWM, sampled every 20 ms
+        "gateway_rss_mb": peak_mb,
         "central_cpu_s": central_cpu1 - central_cpu0
         if central_cpu0 is not None and central_cpu1 is not None else None,
         "central_pg_cpu_s": pg_cpu1 - pg_cpu0
         if pg_cpu0 is not None and pg_cpu1 is not None else None,
-        "central_rss_mb": peak_rss_mb(central.proc.pid),
+        "central_rss_mb": vm_hwm_mb(central.proc.pid),
         "changes_sent": summary["changes_sent"], "bytes_sent": summary["bytes_sent"],
         "credentials_sent": summary["credentials_sent"], "converged": summary["converged"],
         "refused": len(summary["refused"]),

@@ -54,6 +54,7 @@ import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procstat import wait_with_peak
 from voters import DISTRICT, edits, voters
 
 from meshsync.change import SIGN_CONTEXT
@@ -162,33 +163,14 @@ def floor(changes: list[tuple[bytes, bytes, bytes]], path: Path) -> dict[str, fl
 # -- processes -----------------------------------------------------------------------------
 
 
-def vm_hwm_mb(pid: int) -> float:
-    """Peak resident memory (Linux ``VmHWM``, MB) of running process ``pid``; 0 if gone."""
-    with suppress(OSError, ValueError, IndexError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def run_measured(cmd: list[str], out: Path) -> dict[str, Any]:
     """Run ``cmd`` with stdout to ``out``; wall seconds, exit code and peak RSS (MB)."""
     started = time.perf_counter()
-    peak = [0.0]
     with out.open("wb") as stdout, out.with_suffix(".err").open("wb") as stderr:
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr)
-
-        def watch() -> None:  # not ru_maxrss: Linux carries this process's peak into it
-            while proc.returncode is None:
-                peak[0] = max(peak[0], vm_hwm_mb(proc.pid))
-                time.sleep(0.02)
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        watcher.join()
+        _, usage, peak_mb = wait_with_peak(proc)
     return {"wall_s": time.perf_counter() - started, "rc": proc.returncode,
-            "rss_mb": peak[0],  # the child's own VmHWM, sampled every 20 ms
+            "rss_mb": peak_mb,  # the child's own VmHWM (bench/procstat.py)
             "cpu_s": usage.ru_utime + usage.ru_stime,
             "stderr": out.with_suffix(".err").read_text("utf-8", "replace")}
 
