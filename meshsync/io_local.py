@@ -130,7 +130,8 @@ def storage_status(node: Node) -> dict[str, object] | None:
 def disk_reserve(home: Home) -> DiskReserve:
     """The home's :class:`DiskReserve` (``storage_reserve_mb`` in ``config.toml``).
 
-    Raises :class:`~meshsync.errors.UsageError` if the setting is not a number >= 0.
+    Raises :class:`~meshsync.errors.UsageError` if the setting is not a number of MiB
+    from 0 to :data:`MAX_RESERVE_MB`.
     """
     value = home.config().get("storage_reserve_mb", DEFAULT_RESERVE_MB)
     if type(value) not in (int, float) or not 0 <= value <= MAX_RESERVE_MB:  # NaN fails too
