@@ -90,7 +90,7 @@ class SessionConfig:
     handshake_timeout_ms: int = 10_000
     idle_timeout_ms: int = 60_000
     clock_warn_ms: int = 2 * 60_000
-    window: int = 4
+    window: int = 16
     frame_target: int = fr.FRAME_TARGET_BYTES
     issue_receipts: bool = False
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -116,6 +116,17 @@ class Store(abc.ABC):
 
         Raises :class:`~meshsync.errors.StorageError` if the commit fails (disk full).
         """
+
+    def group_commit(self) -> AbstractContextManager[None]:
+        """Context manager for many transactions in a row (a sync's frames): those
+        committed inside may be made durable together, when the block ends, instead
+        of one by one. Once it has ended without error, every one of them is durable;
+        so acknowledge them to a peer only after it ends (field failure B21).
+
+        This default does nothing: every commit of this store is durable by itself.
+        Raises :class:`~meshsync.errors.StorageError` if the final sync fails.
+        """
+        return nullcontext()
 
     # feeds and changes
     @abc.abstractmethod
