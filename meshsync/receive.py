@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from meshsync.change import SIGN_CONTEXT, Change, FeedId, Put
 from meshsync.crdt import RecordState
-from meshsync.errors import AuthorizationError
+from meshsync.errors import AuthorizationError, SignatureError
 from meshsync.hlc import HybridClock, wall_ms
 from meshsync.identity import device_id, short_id
 from meshsync.policy import validate
@@ -56,8 +56,12 @@ class Verifier(Protocol):
 #: Changes per submitted chunk: the pipeline starts on the first chunk while the
 #: verifier is still checking the later ones.
 VERIFY_CHUNK = 128
-#: Batches smaller than this are verified one by one, in pipeline order.
+#: Batches with fewer changes than this, and fewer signed bytes than
+#: :data:`VERIFY_AHEAD_BYTES`, are verified one by one, in pipeline order.
 VERIFY_AHEAD_MIN = 16
+#: Signed bytes from which even one change is worth checking on another core (its
+#: SHA-512 pass then overlaps this thread's work: a 500-voter change is ~125 KB).
+VERIFY_AHEAD_BYTES = 32 * 1024
 
 
 @dataclass
@@ -105,6 +109,8 @@ class Receiver:
         self._verifier = verifier
         self._verified: set[tuple[bytes, bytes]] = set()
         self._pending: deque[tuple[list[Change], Callable[[], list[bool]]]] = deque()
+        self._submitted: set[tuple[bytes, bytes]] = set()  # in _pending, not yet reached
+        self._unsettled: list[Change] = []  # reached, result not taken yet
         self.report = ApplyReport()
         self._heads: dict[FeedId, tuple[int, bytes]] = {}
         self._blocked: dict[FeedId, int] = {}
@@ -121,7 +127,11 @@ class Receiver:
         return self.report
 
     def flush(self) -> None:
-        """Write the record states touched so far (call before the transaction ends)."""
+        """Wait for the signature checks still running (raising
+        :class:`~meshsync.errors.SignatureError` for the first change, in pipeline
+        order, that failed), then write the record states touched so far. Call it
+        before the transaction ends: the changes it has not settled are unverified."""
+        self._settle()
         self.store.save_records([self._saver(rkey, state)
                                  for rkey, state in self._states.items()])
         self._states.clear()
@@ -131,32 +141,59 @@ class Receiver:
 
         Uses the verifier given at construction (none: does nothing), in chunks of
         :data:`VERIFY_CHUNK`, so the checks run on other cores while this thread
-        runs the pipeline. :meth:`receive_one` waits for a change's chunk and skips
-        the check for a change that passed; a change that failed is checked again,
-        in pipeline order, which raises as usual. So the outcome of a batch is the
-        same with or without this step.
+        runs the pipeline. :meth:`receive_one` does not wait for them: it goes on
+        with a submitted change, and :meth:`flush` waits for every result before
+        anything is saved. A change whose check failed is then checked again, in
+        pipeline order, which raises as usual, and the caller's transaction rolls
+        back everything the batch wrote (the node restores its clock too). So the
+        outcome of a batch is the same with or without this step.
         """
-        if self._verifier is None or len(changes) < VERIFY_AHEAD_MIN:
+        if self._verifier is None or (len(changes) < VERIFY_AHEAD_MIN and sum(
+                len(c.body) for c in changes) < VERIFY_AHEAD_BYTES):
             return
         todo = [c for c in changes if c.seq > self._head(c.feed)[0]]
-        if len(todo) < VERIFY_AHEAD_MIN:
+        if not todo:
             return
         for start in range(0, len(todo), VERIFY_CHUNK):
             chunk = todo[start:start + VERIFY_CHUNK]
             waiter = self._verifier.submit(
                 [(c.author, c.sig, SIGN_CONTEXT + c.body) for c in chunk])
             self._pending.append((chunk, waiter))
+            self._submitted.update((c.hash, c.sig) for c in chunk)
 
     def _check_signature(self, change: Change) -> None:
         key = (change.hash, change.sig)
-        while key not in self._verified and self._pending:
+        if key in self._submitted:  # settled at flush, before anything is saved
+            self._submitted.discard(key)
+            self._unsettled.append(change)
+        elif key in self._verified:
+            self._verified.discard(key)
+        else:
+            self._verify_now(change)
+
+    def _verify_now(self, change: Change) -> None:
+        """Check ``change`` here; if it fails, an earlier unsettled change that also
+        failed is reported instead, as the one-by-one pipeline would have."""
+        try:
+            change.verify()
+        except SignatureError:
+            self._settle()
+            raise
+
+    def _settle(self) -> None:
+        """Wait for the submitted checks; raise for the first reached change that failed."""
+        while self._pending:
             chunk, waiter = self._pending.popleft()
             self._verified.update((c.hash, c.sig)
                                   for c, ok in zip(chunk, waiter(), strict=True) if ok)
-        if key in self._verified:
-            self._verified.discard(key)
-        else:
-            change.verify()
+        self._submitted.clear()
+        unsettled, self._unsettled = self._unsettled, []
+        for change in unsettled:
+            key = (change.hash, change.sig)
+            if key in self._verified:
+                self._verified.discard(key)
+            else:
+                change.verify()
 
     def _head(self, feed: FeedId) -> tuple[int, bytes]:
         head = self._heads.get(feed)
@@ -217,7 +254,7 @@ class Receiver:
         if held is not None and held.hash == change.hash:
             self.report.duplicates += 1
             return
-        change.verify()  # evidence must be genuinely signed, or it is tampering
+        self._verify_now(change)  # evidence must be genuinely signed, or it is tampering
         assert held is not None
         self._fork(change, change.seq, held.hash, "second change at a seq already held")
 

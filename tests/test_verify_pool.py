@@ -18,10 +18,10 @@ import pytest
 from helpers import FakeClock, device_key
 
 from meshsync.bundle import FOOTER, FOOTER_BYTES, MAGIC, export_bundle, import_bundle
-from meshsync.change import SIGN_CONTEXT
+from meshsync.change import SIGN_CONTEXT, decode_stored
 from meshsync.errors import RemoteError
 from meshsync.node import Node
-from meshsync.receive import VERIFY_AHEAD_MIN, VERIFY_CHUNK
+from meshsync.receive import VERIFY_AHEAD_BYTES, VERIFY_AHEAD_MIN, VERIFY_CHUNK
 from meshsync.store import SQLiteStore
 from meshsync.verify_pool import ThreadVerifier, check_all
 
@@ -138,3 +138,37 @@ def test_session_batches_use_the_verifier() -> None:
     node = reader(counting)
     report = node.receive(list(source.changes_since({})))
     assert report.applied == 50 and sum(counting.calls) == 50
+
+
+def big_change_node() -> tuple[Node, Any]:
+    """A phone whose one change (300 records) is past VERIFY_AHEAD_BYTES."""
+    node = Node(SQLiteStore(":memory:"), device_key("phone-A"), FakeClock(),
+                default_partition=P)
+    change = node.write(P, [("put", "voters", f"v-{i:04d}",
+                             {"nama": f"Contoh Uji {i}", "alamat": "Jalan Uji " * 8})
+                            for i in range(300)])
+    assert len(change.body) >= VERIFY_AHEAD_BYTES
+    return node, change
+
+
+@pytest.mark.parametrize("forged", [False, True], ids=["good", "forged"])
+def test_one_large_change_is_checked_on_the_verifier_while_the_pipeline_runs(
+        forged: bool) -> None:
+    _, change = big_change_node()
+    if forged:
+        sig = bytearray(change.sig)
+        sig[7] ^= 0x10
+        change = decode_stored(change.body, bytes(sig), change.hash)
+    counting = CountingVerifier()
+    node = reader(counting)
+    clock_before = node.hlc.last
+    if not forged:
+        assert node.receive([change]).applied == 1
+        assert counting.calls == [1] and node.store.count_changes() == 1
+        return
+    with pytest.raises(RemoteError) as info:
+        node.receive([change])
+    assert counting.calls == [1]  # the check ran beside the pipeline, then failed
+    assert info.value.stage == "signature"
+    assert node.store.count_changes() == 0 and node.canonical_state() == b""
+    assert node.hlc.last == clock_before  # a forged change never moves the clock
