@@ -14,6 +14,7 @@ Field values allowed in records: ``None``, ``bool``, ``int`` in [-2**63, 2**64),
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgpack
@@ -56,9 +57,29 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+class _Packers(threading.local):
+    """One reusable ``msgpack.Packer`` per thread (a Packer is not thread-safe;
+    reusing one saves its buffer set-up: ~30% of packing a voter record)."""
+
+    def __init__(self) -> None:
+        self.packer = msgpack.Packer(use_bin_type=True)
+
+
+_packers = _Packers()
+
+
 def pack(obj: Any) -> bytes:
-    """Encode an already-canonical structure (see :func:`canonical_value`)."""
-    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+    """Encode an already-canonical structure (see :func:`canonical_value`).
+
+    Same bytes as ``msgpack.packb(obj, use_bin_type=True)``; raises what it raises
+    (``TypeError`` for a type msgpack cannot carry, ``ValueError`` when too deep).
+    """
+    packer = _packers.packer
+    try:
+        return packer.pack(obj)  # type: ignore[no-any-return]
+    except BaseException:
+        _packers.packer = msgpack.Packer(use_bin_type=True)  # a failed pack leaves data
+        raise
 
 
 def unpack(data: bytes, *, max_bytes: int) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import struct
+import threading
 import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -498,3 +499,18 @@ def test_unpack_refuses_oversized_and_trailing_input() -> None:
     with pytest.raises(DecodeError):
         codec.unpack(b"\xdd\xff\xff\xff\xff", max_bytes=10)  # array32 header, no elements
 
+
+
+def test_pack_matches_packb_in_every_thread_and_after_a_failed_pack() -> None:
+    value = [b"\x01" * 32, 2**40, {"nama": "Contoh Uji", "rt": 3, "ktp_el": True}]
+    with pytest.raises(TypeError):
+        codec.pack([1, {"x": object()}])  # leaves nothing behind in the reused packer
+    assert codec.pack(value) == msgpack.packb(value, use_bin_type=True)
+    out: list[bytes] = []
+    threads = [threading.Thread(target=lambda: out.extend(codec.pack(value) for _ in range(500)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(out) == {msgpack.packb(value, use_bin_type=True)} and len(out) == 2000
