@@ -167,7 +167,11 @@ class SQLiteStore(Store):
             yield
         finally:
             self._grouped = False
-            self._db.execute("PRAGMA synchronous=FULL")
+            try:
+                self._db.execute("PRAGMA synchronous=FULL")
+            except sqlite3.DatabaseError as exc:
+                raise StorageError(f"cannot set the store back to synchronous=FULL: "
+                                   f"{exc}") from exc
             self._sync_wal()
 
     def _sync_wal(self) -> None:
