@@ -43,8 +43,12 @@ def _trio_deadline(deadline_ms: int | None) -> float:
 def _feed(session: SyncSession, data: bytes, now: int) -> None:
     """Process ``data``; every frame it commits is durable before this returns, so
     the acknowledgements it queued go out only then (one WAL sync per call)."""
-    with session.node.store.group_commit():
-        session.receive_data(data, now)
+    try:
+        with session.node.store.group_commit():
+            session.receive_data(data, now)
+    except StorageError:
+        session.data_to_send()  # drop what was queued: its acks may not be durable
+        raise
 
 
 async def run_session(stream: trio.abc.Stream, session: SyncSession,
@@ -60,61 +64,76 @@ async def run_session(stream: trio.abc.Stream, session: SyncSession,
     the session with ``summary.error`` set. Closes nothing: the caller owns
     ``stream``. Raises :class:`~meshsync.errors.StorageError` if the local store fails.
     """
-    send_q, recv_q = trio.open_memory_channel[bytes](64)
-    in_q, out_q = trio.open_memory_channel[bytes](READ_AHEAD_CHUNKS)
-
-    async def sender() -> None:
-        async with recv_q:
-            async for data in recv_q:
-                await stream.send_all(data)
-
-    async def flush() -> None:
-        data = session.data_to_send()
-        if data:
-            await send_q.send(data)
-
-    lost: list[Exception] = []  # what ended the reader, raised once all before it is fed
-    reading = trio.CancelScope()
-
-    async def reader() -> None:
-        with reading:
-            async with in_q:
-                try:
-                    while data := await stream.receive_some(RECEIVE_CHUNK):
-                        await in_q.send(bytes(data))
-                    await in_q.send(b"")
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    lost.append(exc)
-
-    async def processor() -> None:
-        async with send_q, out_q:
-            await flush()
-            while not session.finished:
-                with trio.move_on_at(_trio_deadline(session.get_timer())) as scope:
-                    data, eof = await _take_all(out_q)
-                if scope.cancelled_caught:
-                    session.handle_timer(now_ms())
-                else:
-                    if data:
-                        await _process(session, data, limiter)
-                    if eof and lost and not session.finished:
-                        raise lost[0]
-                    if eof and not session.finished:
-                        await _process(session, b"", limiter)
-                await flush()
-
+    pump = _Pump(stream, session, limiter)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(sender)
-            nursery.start_soon(reader)
-            await processor()
-            reading.cancel()  # the reader may still wait for bytes; the sender drains
+            nursery.start_soon(pump.sender)
+            nursery.start_soon(pump.reader)
+            await pump.processor()
+            pump.reading.cancel()  # the reader may still wait for bytes; the sender drains
     except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
         exc = group.exceptions[0]
         cause = exc.__cause__ if isinstance(exc.__cause__, ssl.SSLError) else exc
         reason = describe_ssl_error(cause) if isinstance(cause, ssl.SSLError) else str(exc)
         session.abort(f"connection lost: {reason or type(exc).__name__}", now_ms())
     return session.summary
+
+
+class _Pump:
+    """The three tasks of :func:`run_session` and what they share."""
+
+    def __init__(self, stream: trio.abc.Stream, session: SyncSession,
+                 limiter: trio.CapacityLimiter) -> None:
+        self.stream, self.session, self.limiter = stream, session, limiter
+        self.send_q, self.recv_q = trio.open_memory_channel[bytes](64)
+        self.in_q, self.out_q = trio.open_memory_channel[bytes](READ_AHEAD_CHUNKS)
+        #: What ended the reader or the sender; raised once everything read before it
+        #: is fed (the peer may have sent why it left).
+        self.lost: list[Exception] = []
+        self.reading = trio.CancelScope()
+
+    async def sender(self) -> None:
+        async with self.recv_q:
+            async for data in self.recv_q:
+                if self.lost:
+                    continue  # the connection is gone; keep draining the queue
+                try:
+                    await self.stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    self.lost.append(exc)
+
+    async def flush(self) -> None:
+        data = self.session.data_to_send()
+        if data:
+            await self.send_q.send(data)
+
+    async def reader(self) -> None:
+        with self.reading:
+            async with self.in_q:
+                try:
+                    while data := await self.stream.receive_some(RECEIVE_CHUNK):
+                        await self.in_q.send(bytes(data))
+                    await self.in_q.send(b"")
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    self.lost.append(exc)
+
+    async def processor(self) -> None:
+        session = self.session
+        async with self.send_q, self.out_q:
+            await self.flush()
+            while not session.finished:
+                with trio.move_on_at(_trio_deadline(session.get_timer())) as scope:
+                    data, eof = await _take_all(self.out_q)
+                if scope.cancelled_caught:
+                    session.handle_timer(now_ms())
+                else:
+                    if data:
+                        await _process(session, data, self.limiter)
+                    if eof and self.lost and not session.finished:
+                        raise self.lost[0]
+                    if eof and not session.finished:
+                        await _process(session, b"", self.limiter)
+                await self.flush()
 
 
 async def _take_all(chunks: trio.MemoryReceiveChannel[bytes]) -> tuple[bytes, bool]:

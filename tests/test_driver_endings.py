@@ -1,0 +1,121 @@
+"""How the trio driver (meshsync.net.driver) ends a session: peer errors, EOF, resets,
+timeouts and our own failed writes, with read-ahead on (a newcomer review's probes).
+
+A scripted peer stream plays bytes a real peer would send (its HELLO, then an ERROR
+frame) and then ends with EOF, a reset or silence. The peer's reason must survive
+whatever happens to the connection afterwards, even when our own writes fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import trio
+from helpers import Device
+
+from meshsync import frames as fr
+from meshsync.net.driver import now_ms, run_session
+from meshsync.session import SessionConfig, SyncSession
+
+MakeDevice = Callable[..., Device]
+TPS = "mimika/jila/diloa/tps-003"
+CONFIG = SessionConfig(mesh_id="kpu-mimika", share_scope="mimika/jila")
+SHORT = SessionConfig(mesh_id="kpu-mimika", share_scope="mimika/jila",
+                      handshake_timeout_ms=300, idle_timeout_ms=300)
+PEER_ERROR = fr.encode_frame([fr.ERROR, "storage", "disk full on the phone"])
+
+
+class ScriptedPeer(trio.abc.Stream):
+    """Gives the session ``chunks``, then ``end``: "eof", "reset" or "hang".
+    ``fail_sends_after``: our writes after that many raise a broken pipe."""
+
+    def __init__(self, chunks: list[bytes], end: str, *, fail_sends_after: int | None = None,
+                 delay: float = 0.01) -> None:
+        self.chunks, self.end, self.delay = list(chunks), end, delay
+        self.fail_sends_after, self.sends = fail_sends_after, 0
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.sends += 1
+        if self.fail_sends_after is not None and self.sends > self.fail_sends_after:
+            raise trio.BrokenResourceError("broken pipe")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        return None
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.sleep(self.delay)
+        if self.chunks:
+            return self.chunks.pop(0)
+        if self.end == "eof":
+            return b""
+        if self.end == "reset":
+            raise trio.BrokenResourceError("connection reset by peer")
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def hello_of(device: Device) -> bytes:
+    return fr.encode_frame([fr.HELLO, {
+        "proto": fr.PROTOCOL_VERSION, "mesh": "kpu-mimika", "device": device.node.key.public_key,
+        "role": "pantarlih", "scope": "mimika/jila", "clock_ms": now_ms()}])
+
+
+def run(me: Device, peer: ScriptedPeer, config: SessionConfig = CONFIG) -> str:
+    """The session's error after running against ``peer``."""
+    async def main() -> SyncSession:
+        session = SyncSession(me.node, config, now_ms=now_ms())
+        with trio.fail_after(20):
+            await run_session(peer, session, trio.CapacityLimiter(1))
+        return session
+    session = trio.run(main)
+    assert session.finished
+    return session.summary.error or ""
+
+
+@pytest.fixture
+def pair(make_device: MakeDevice) -> tuple[Device, Device]:
+    return (make_device("laptop", "sqlite", partition=TPS),
+            make_device("phone", "memory", partition=TPS))
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-chunk", "two-chunks"])
+@pytest.mark.parametrize("end", ["eof", "reset"])
+def test_the_peers_error_is_reported_however_the_connection_ends(
+        pair: tuple[Device, Device], split: bool, end: str) -> None:
+    me, phone = pair
+    chunks = [hello_of(phone), PEER_ERROR] if split else [hello_of(phone) + PEER_ERROR]
+    assert "disk full on the phone" in run(me, ScriptedPeer(chunks, end))
+
+
+@pytest.mark.parametrize("delay", [0.01, 0.0], ids=["slow-peer", "read-ahead"])
+def test_the_peers_error_survives_our_failed_write(
+        pair: tuple[Device, Device], delay: float) -> None:
+    me, phone = pair
+    peer = ScriptedPeer([hello_of(phone), PEER_ERROR], "eof", fail_sends_after=1, delay=delay)
+    assert "disk full on the phone" in run(me, peer)
+
+
+@pytest.mark.parametrize(("end", "expected"), [("eof", "closed"), ("reset", "connection lost")])
+def test_the_connection_ending_mid_session_is_named(
+        pair: tuple[Device, Device], end: str, expected: str) -> None:
+    me, phone = pair
+    assert expected in run(me, ScriptedPeer([hello_of(phone)], end))
+
+
+def test_a_silent_or_trickling_peer_hits_the_handshake_timeout(
+        pair: tuple[Device, Device]) -> None:
+    me, phone = pair
+    assert "handshake timeout" in run(me, ScriptedPeer([], "hang"), SHORT)
+    hello = hello_of(phone)
+    trickle = [hello[i:i + 1] for i in range(len(hello) - 1)]
+    assert "handshake timeout" in run(me, ScriptedPeer(trickle, "hang"), SHORT)
+
+
+def test_a_peer_gone_quiet_after_hello_hits_the_idle_timeout(
+        pair: tuple[Device, Device]) -> None:
+    me, phone = pair
+    assert "idle timeout" in run(me, ScriptedPeer([hello_of(phone)], "hang"), SHORT)
