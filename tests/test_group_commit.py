@@ -143,3 +143,54 @@ def test_no_acknowledgement_leaves_before_its_commit_is_durable(
             undurable = 0
         elif kind == "send":
             assert undurable == 0, f"sent {what} bytes before a commit was durable: {log}"
+
+
+def two_sessions(sender: Device, receiver: Device) -> tuple[SyncSession, SyncSession]:
+    """Run a sync between two devices through the real driver; both sessions."""
+    async def main() -> tuple[SyncSession, SyncSession]:
+        a_stream, b_stream = trio.testing.memory_stream_pair()
+        a = SyncSession(sender.node, CONFIG, now_ms=now_ms())
+        b = SyncSession(receiver.node, CONFIG, now_ms=now_ms())
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_session, a_stream, a, trio.CapacityLimiter(1))
+            nursery.start_soon(run_session, b_stream, b, trio.CapacityLimiter(1))
+        return a, b
+    return trio.run(main)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc to name fds")
+def test_a_failed_wal_sync_sends_no_acknowledgement(
+        make_device: MakeDevice, monkeypatch: pytest.MonkeyPatch) -> None:
+    sender = make_device("phone-A", "sqlite", partition=TPS)
+    receiver = make_device("laptop", "sqlite", partition=TPS)
+    sender.node.write(TPS, [("put", "voters", f"v-{i:05d}", {"nama": f"Contoh {i}"})
+                            for i in range(50)])
+    store = receiver.node.store
+    assert isinstance(store, SQLiteStore)
+    real = os.fsync
+
+    def failing(fd: int) -> None:
+        if fd_path(fd) == str(store._wal) and store.count_changes():
+            raise OSError(5, "Input/output error")
+        real(fd)
+    monkeypatch.setattr("meshsync.store.sqlite.os.fsync", failing)
+    a, b = two_sessions(sender, receiver)
+    assert b.summary.error and "sync the store's journal" in b.summary.error
+    assert a.summary.error and "journal" in a.summary.error  # told why, by an ERROR frame
+    assert a._batches_acked == 0  # the frame committed, but its ack never left
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == FULL
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc to name fds")
+def test_a_symlinked_store_syncs_the_wal_beside_its_target(
+        tmp_path: Path, log_syncs: list[tuple[str, str]]) -> None:
+    (tmp_path / "real").mkdir()
+    SQLiteStore(tmp_path / "real" / "s.sqlite").close()
+    (tmp_path / "s.sqlite").symlink_to(tmp_path / "real" / "s.sqlite")
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    try:
+        with store.group_commit(), store.transaction():
+            store.set_meta("k", b"v")
+        assert log_syncs == [("fsync", str(tmp_path / "real" / "s.sqlite-wal"))]
+    finally:
+        store.close()

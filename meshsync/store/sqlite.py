@@ -98,7 +98,7 @@ class SQLiteStore(Store):
             raise
         self._in_tx = False
         self._grouped = False
-        self._wal = None if str(path) == ":memory:" else Path(f"{path}-wal")
+        self._wal = self._wal_path()
         self._feed_ids: dict[FeedId, int] = {}
 
     def _migrate(self) -> None:
@@ -174,13 +174,17 @@ class SQLiteStore(Store):
                                    f"{exc}") from exc
             self._sync_wal()
 
+    def _wal_path(self) -> Path | None:
+        """The WAL file SQLite uses: beside the database as SQLite resolved it (a
+        symlinked store has its WAL beside the link's target); None in memory."""
+        name = self._db.execute("PRAGMA database_list").fetchone()[2]
+        return Path(f"{name}-wal") if name else None
+
     def _sync_wal(self) -> None:
         assert self._wal is not None
         try:
             fd = os.open(self._wal, os.O_RDONLY)
-        except FileNotFoundError:
-            return  # nothing written since the last checkpoint truncated it
-        except OSError as exc:
+        except OSError as exc:  # the WAL exists while the store is open: never skip
             raise StorageError(f"cannot sync the store's journal {self._wal}: {exc}") from exc
         try:
             os.fsync(fd)
