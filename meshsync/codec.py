@@ -66,6 +66,7 @@ class _Packers(threading.local):
 
 
 _packers = _Packers()
+_KEEP_BUFFER = 256 * 1024  # bytes; a packer whose buffer grew past this is replaced
 
 
 def pack(obj: Any) -> bytes:
@@ -74,12 +75,14 @@ def pack(obj: Any) -> bytes:
     Same bytes as ``msgpack.packb(obj, use_bin_type=True)``; raises what it raises
     (``TypeError`` for a type msgpack cannot carry, ``ValueError`` when too deep).
     """
-    packer = _packers.packer
     try:
-        return packer.pack(obj)  # type: ignore[no-any-return]
+        out: bytes = _packers.packer.pack(obj)
     except BaseException:
         _packers.packer = msgpack.Packer(use_bin_type=True)  # a failed pack leaves data
         raise
+    if len(out) > _KEEP_BUFFER:  # the packer's buffer grew as large: let it go
+        _packers.packer = msgpack.Packer(use_bin_type=True)
+    return out
 
 
 def unpack(data: bytes, *, max_bytes: int) -> Any:

@@ -514,3 +514,19 @@ def test_pack_matches_packb_in_every_thread_and_after_a_failed_pack() -> None:
     for t in threads:
         t.join()
     assert set(out) == {msgpack.packb(value, use_bin_type=True)} and len(out) == 2000
+
+
+def test_pack_does_not_keep_a_large_buffer_per_thread() -> None:
+    import gc
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        out = codec.pack({"x": "a" * (8 << 20)})
+        assert len(out) > 8 << 20
+        del out
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 1 << 20  # the 8 MiB value and its packed copy are gone, so is the buffer
