@@ -17,7 +17,7 @@ written by ``--json`` and the local API and read back by ``:=`` and the API:
 
 Every other value is plain JSON. Errors are :class:`JsonInputError` (a
 :class:`~meshsync.errors.UsageError`) naming where the bad value is, e.g.
-``fields.alamat.rt: duplicate key 'rt'``.
+``fields.alamat: duplicate key 'rt'`` (the object that holds the key twice).
 """
 
 from __future__ import annotations

@@ -154,8 +154,8 @@ async def _take_all(chunks: trio.MemoryReceiveChannel[bytes]) -> tuple[bytes, bo
 async def _process(session: SyncSession, data: bytes, limiter: trio.CapacityLimiter) -> None:
     try:
         await trio.to_thread.run_sync(_feed, session, data, now_ms(), limiter=limiter)
-    except SessionError as exc:
-        log.warning("session with %s failed: %s", _peer(session), exc)
+    except SessionError as exc:  # in the summary; the endpoint logs it once
+        log.debug("session with %s failed: %s", _peer(session), exc)
     except MeshsyncError as exc:  # local fault (store): end this session only
         log.error("session with %s stopped: %s", _peer(session), exc)
         stage = "storage" if isinstance(exc, StorageError) else "local"

@@ -144,7 +144,9 @@ async def _session(stream: trio.SSLStream[Any], endpoint: Endpoint,
             lambda: SyncSession(endpoint.node, endpoint.config, now_ms=now_ms(),
                                 peer_key=peer),
             limiter=endpoint.limiter)
-        return await run_session(stream, session, endpoint.limiter)
+        summary = await run_session(stream, session, endpoint.limiter)
+        summary.peer = summary.peer or peer  # known from TLS even if no HELLO came
+        return summary
     finally:
         if registry is not None:
             registry.release(peer, direction)
@@ -209,6 +211,8 @@ async def sync_with(endpoint: Endpoint, host: str, port: int,
         raise TransportError("connect", f"cannot reach {host}:{port}: {exc}") from exc
     stream = trio.SSLStream(tcp, endpoint.client_ctx, server_hostname=None)
     try:
-        return await _session(stream, endpoint, OUTGOING)
+        summary = await _session(stream, endpoint, OUTGOING)
+        _log_summary((host, port), summary)
+        return summary
     finally:
         await _close(stream)
