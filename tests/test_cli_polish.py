@@ -175,6 +175,24 @@ def test_a_failed_sync_prints_one_error_line_unless_verbose(tmp_path: Path) -> N
         assert verbose.stderr.splitlines()[-1].startswith("meshsync: error: "), verbose.stderr
     finally:
         server.terminate()
+    # The server logged each failed session once, naming the peer its certificate proved.
+    failures = [line for line in (tmp_path / "serve.log").read_text().splitlines()
+                if "failed" in line]
+    assert len(failures) == 2, failures
+    assert all("session with ?" not in line and "mesh" in line for line in failures), failures
+
+
+def test_a_verbose_sync_logs_its_session(tmp_path: Path) -> None:
+    district = District(tmp_path)
+    a = district.enrol("phone-a", partition=f"{VILLAGE}/tps-001")
+    b = district.enrol("phone-b", partition=f"{VILLAGE}/tps-002")
+    server = ServerProcess(b, tmp_path / "serve.log")
+    try:
+        proc = run("sync", "--home", a, server.address, "-v", timeout=60)
+    finally:
+        server.terminate()
+    assert "INFO meshsync.net: synced with" in proc.stderr, proc.stderr
+    assert "converged=True" in proc.stderr
 
 
 # -- 7. README: exit codes and suite time ----------------------------------------------------
