@@ -483,7 +483,9 @@ class Relay:
 
     Counts: :attr:`connections` holds ``{"to_server": n, "to_client": n}`` per relayed
     connection; :attr:`to_server` and :attr:`to_client` are their sums and
-    :attr:`since_cut` the bytes to the server since the last cut.
+    :attr:`since_cut` the bytes to the server since the last cut. Set :attr:`cut_after`
+    to a byte count to have the relay cut by itself once :attr:`since_cut` reaches it
+    (exactly there, however fast the sync runs); :attr:`cuts` counts the cuts.
     """
 
     def __init__(self, target: int | str | None, *, up: bool = True,
@@ -493,6 +495,8 @@ class Relay:
         self.connections: list[dict[str, int]] = []
         self.refused = 0
         self.since_cut = 0
+        self.cut_after: int | None = None
+        self.cuts = 0
         self._up = up
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
@@ -523,6 +527,8 @@ class Relay:
             self._up = False
             cut, self._open = self._open, set()
             self.since_cut = 0
+            self.cut_after = None
+            self.cuts += 1
         for sock in cut:
             self._end(sock)
 
@@ -615,6 +621,9 @@ class Relay:
                     counts[key] += len(data)
                     if key == "to_server":
                         self.since_cut += len(data)
+                    trip = self.cut_after is not None and self.since_cut >= self.cut_after
+                if trip:
+                    self.cut()
         except OSError:
             pass
         finally:
