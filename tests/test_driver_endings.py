@@ -119,3 +119,18 @@ def test_a_peer_gone_quiet_after_hello_hits_the_idle_timeout(
         pair: tuple[Device, Device]) -> None:
     me, phone = pair
     assert "idle timeout" in run(me, ScriptedPeer([hello_of(phone)], "hang"), SHORT)
+
+
+class DeafPeer(ScriptedPeer):
+    """Sends its HELLO, then reads nothing: our writes block (a full TCP window)."""
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.sends += 1
+        if self.sends > 1:
+            await trio.sleep_forever()
+
+
+def test_a_peer_that_stops_reading_ends_the_session(pair: tuple[Device, Device]) -> None:
+    me, phone = pair
+    error = run(me, DeafPeer([hello_of(phone)], "hang"), SHORT)
+    assert "the peer read nothing for 0.3 s" in error or "idle timeout" in error, error

@@ -97,10 +97,16 @@ class _Pump:
             async for data in self.recv_q:
                 if self.lost:
                     continue  # the connection is gone; keep draining the queue
+                stall_s = self.session.config.idle_timeout_ms / 1000
                 try:
-                    await self.stream.send_all(data)
+                    with trio.move_on_after(stall_s) as stalled:
+                        await self.stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                     self.lost.append(exc)
+                if stalled.cancelled_caught:  # the peer reads nothing: end the session now
+                    self.lost.append(trio.BrokenResourceError(
+                        f"the peer read nothing for {stall_s:g} s"))
+                    self.reading.cancel()
 
     async def flush(self) -> None:
         data = self.session.data_to_send()
