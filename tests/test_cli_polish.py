@@ -213,3 +213,16 @@ def test_exit_codes_are_what_the_readme_table_says(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "HOST:PORT" in table and "out of range" in table, table
     assert "bad value)" not in table, table
+
+
+@pytest.mark.parametrize("damaged", ["device.crt", "device.key", "root.crt"])
+def test_a_damaged_certificate_or_key_is_named_in_one_line(tmp_path: Path, damaged: str) -> None:
+    home = District(tmp_path).enrol("phone-a")
+    path = home / damaged
+    text = path.read_text()
+    path.write_text(text[:60] + "####" + text[64:])  # inside the PEM's base64
+    with closing(socket.create_server((LOOPBACK, 0))) as listener:  # never reached
+        proc = run("sync", "--home", home, f"{LOOPBACK}:{listener.getsockname()[1]}",
+                   check=False, timeout=60)
+    line = one_error_line(proc.stderr)
+    assert proc.returncode != 0 and damaged in line, (proc.returncode, line)

@@ -29,7 +29,12 @@ def own_certificate(home: Home) -> tuple[str, str]:
 
     if not home.cert_path.exists():
         raise UsageError(f"{home.path} is not enrolled: no device.crt (see meshsync enroll)")
-    leaf = x509.load_pem_x509_certificates(home.cert_path.read_bytes())[0]
+    try:
+        leaf = x509.load_pem_x509_certificates(home.cert_path.read_bytes())[0]
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"cannot read the device certificate {home.cert_path}: {exc}; "
+                         "enrol again with the certificate the authority issued "
+                         "(meshsync enroll)") from exc
     info = parse_certificate(leaf)
     if info.role is None or info.scope is None:
         raise UsageError(f"{home.cert_path} is not a device certificate")

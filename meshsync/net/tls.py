@@ -23,10 +23,19 @@ def _base_context(purpose: ssl.Purpose, home: Home) -> ssl.SSLContext:
         raise UsageError(
             f"{home.path} is not enrolled (no device.crt / root.crt): sync needs a "
             "certificate from the authority; see `meshsync enroll`")
-    ctx = ssl.create_default_context(purpose, cafile=str(root))
+    try:
+        ctx = ssl.create_default_context(purpose, cafile=str(root))
+    except ssl.SSLError as exc:
+        raise UsageError(f"cannot read the authority root {root}: {exc.reason or exc}; "
+                         "install it again with `meshsync enroll`") from exc
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_cert_chain(certfile=str(home.cert_path), keyfile=str(home.key_path))
+    try:
+        ctx.load_cert_chain(certfile=str(home.cert_path), keyfile=str(home.key_path))
+    except (ssl.SSLError, OSError) as exc:
+        raise UsageError(f"cannot load this device's certificate {home.cert_path} with its "
+                         f"key {home.key_path}: {getattr(exc, 'reason', None) or exc} (is one "
+                         "of them damaged, or from another device?)") from exc
     return ctx
 
 
