@@ -210,7 +210,21 @@ class Receiver:
         self._blocked.setdefault(change.feed, change.seq)
 
     def receive_one(self, change: Change) -> None:
-        """Run one change through the pipeline (records are written at :meth:`flush`)."""
+        """Run one change through the pipeline (records are written at :meth:`flush`).
+
+        If it raises while earlier changes' signatures are still being checked, those
+        are settled first: a forgery among them is what is reported, as it would
+        have been one by one."""
+        try:
+            self._receive_one(change)
+        except SignatureError:
+            raise  # _verify_now settled the earlier ones
+        except BaseException:
+            if self._unsettled:
+                self._settle()
+            raise
+
+    def _receive_one(self, change: Change) -> None:
         self.report.received += 1
         feed = change.feed
         head_seq, head_hash = self._head(feed)

@@ -19,7 +19,7 @@ from helpers import FakeClock, device_key
 
 from meshsync.bundle import FOOTER, FOOTER_BYTES, MAGIC, export_bundle, import_bundle
 from meshsync.change import SIGN_CONTEXT, decode_stored
-from meshsync.errors import RemoteError
+from meshsync.errors import RemoteError, StorageError
 from meshsync.node import Node
 from meshsync.receive import VERIFY_AHEAD_BYTES, VERIFY_AHEAD_MIN, VERIFY_CHUNK
 from meshsync.store import SQLiteStore
@@ -172,3 +172,26 @@ def test_one_large_change_is_checked_on_the_verifier_while_the_pipeline_runs(
     assert info.value.stage == "signature"
     assert node.store.count_changes() == 0 and node.canonical_state() == b""
     assert node.hlc.last == clock_before  # a forged change never moves the clock
+
+
+class FailingSecondTrust:
+    """Authorizes everything, but fails (a local fault) on a change's seq 2."""
+
+    def authorize_change(self, author: bytes, partition: str, seq: int, wall_ms: int) -> None:
+        if seq == 2:
+            raise StorageError("the trust database went away")
+
+
+def test_a_forgery_checked_beside_the_pipeline_is_reported_before_a_later_fault() -> None:
+    writer_node, big = big_change_node()
+    small = writer_node.put("voters", "v-9999", {"nama": "Contoh Akhir"})
+    sig = bytearray(big.sig)
+    sig[3] ^= 0x01
+    forged = decode_stored(big.body, bytes(sig), big.hash)
+    node = Node(SQLiteStore(":memory:"), device_key("laptop"), FakeClock(),
+                trust=FailingSecondTrust(), default_partition=P)  # type: ignore[arg-type]
+    node.verifier = CountingVerifier()
+    with pytest.raises(RemoteError) as info:  # not the StorageError of change 2
+        node.receive([forged, small])
+    assert info.value.stage == "signature"
+    assert node.store.count_changes() == 0
