@@ -39,6 +39,18 @@ def _setup_logging(verbose: bool, quiet: int = logging.WARNING) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _checked_home(home: Path | None) -> Path:
+    """The home's path, its ``config.toml`` checked by the daemon's rules (an unknown
+    or bad key is refused by name here too, not silently ignored)."""
+    from meshsync.daemon.config import load_config
+
+    from meshsync.home import Home
+
+    path = resolve_home(home)
+    load_config(Home.open(path))
+    return path
+
+
 @click.command()
 @home_option
 @click.option("--listen", default="127.0.0.1:7420", show_default=True, help="HOST:PORT.")
@@ -50,7 +62,7 @@ def serve(home: Path | None, listen: str, verbose: bool) -> None:
     host, port = parse_hostport(listen)
 
     async def main() -> None:
-        with open_endpoint(resolve_home(home)) as endpoint:
+        with open_endpoint(_checked_home(home)) as endpoint:
             async with trio.open_nursery() as nursery:
                 try:
                     listeners = await nursery.start(serve_sync, endpoint, host, port)
@@ -85,7 +97,7 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
     host, port = parse_hostport(peer)
 
     async def main() -> dict[str, object]:
-        with open_endpoint(resolve_home(home)) as endpoint:
+        with open_endpoint(_checked_home(home)) as endpoint:
             summary = await sync_with(endpoint, host, port, timeout)
             return summary.to_json()
 

@@ -226,3 +226,15 @@ def test_a_damaged_certificate_or_key_is_named_in_one_line(tmp_path: Path, damag
                    check=False, timeout=60)
     line = one_error_line(proc.stderr)
     assert proc.returncode != 0 and damaged in line, (proc.returncode, line)
+
+
+@pytest.mark.parametrize("command", ["sync", "serve"])
+def test_sync_and_serve_refuse_an_unknown_config_key_as_the_daemon_does(
+        tmp_path: Path, command: str) -> None:
+    home = District(tmp_path).enrol("phone-a")
+    with (home / "config.toml").open("a") as f:
+        f.write("bogus_key = 1\n")
+    args = [f"{LOOPBACK}:9"] if command == "sync" else ["--listen", f"{LOOPBACK}:0"]
+    proc = run(command, "--home", home, *args, check=False, timeout=60)
+    line = one_error_line(proc.stderr)
+    assert proc.returncode != 0 and "unknown key 'bogus_key'" in line, (proc.returncode, line)
