@@ -8,6 +8,7 @@ whatever happens to the connection afterwards, even when our own writes fail.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -134,3 +135,27 @@ def test_a_peer_that_stops_reading_ends_the_session(pair: tuple[Device, Device])
     me, phone = pair
     error = run(me, DeafPeer([hello_of(phone)], "hang"), SHORT)
     assert "the peer read nothing for 0.3 s" in error or "idle timeout" in error, error
+
+
+class ClockJumpingPeer(ScriptedPeer):
+    """Sends its HELLO, then nothing; 100 ms later sets the wall clock an hour back
+    (an officer correcting the phone's clock while the session waits)."""
+
+    def __init__(self, chunks: list[bytes], jump: list[int]) -> None:
+        super().__init__(chunks, "hang")
+        self.jump = jump
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if not self.chunks:
+            await trio.sleep(0.1)
+            self.jump[0] = -3600 * 1_000_000_000
+        return await super().receive_some(max_bytes)
+
+
+def test_the_idle_timeout_ignores_the_wall_clock_set_back(
+        pair: tuple[Device, Device], monkeypatch: pytest.MonkeyPatch) -> None:
+    me, phone = pair
+    jump = [0]
+    real = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real() + jump[0])
+    assert "idle timeout" in run(me, ClockJumpingPeer([hello_of(phone)], jump), SHORT)

@@ -34,10 +34,26 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _trio_deadline(deadline_ms: int | None) -> float:
+class SessionClock:
+    """Wall-clock milliseconds as read once, when a session starts, then advanced by the
+    monotonic clock. The session's deadlines (handshake, idle) run on it, so they do
+    not move when the phone's clock is set mid-sync (an officer correcting it): set an
+    hour back, the wall clock would keep a dead peer's session open an hour longer.
+    """
+
+    def __init__(self) -> None:
+        self._wall_ms = now_ms()
+        self._mono_ns = time.monotonic_ns()
+
+    def __call__(self) -> int:
+        """Milliseconds since the epoch, by the wall clock at the start."""
+        return self._wall_ms + (time.monotonic_ns() - self._mono_ns) // 1_000_000
+
+
+def _trio_deadline(deadline_ms: int | None, clock: SessionClock) -> float:
     if deadline_ms is None:
         return float("inf")
-    return trio.current_time() + max(0.0, (deadline_ms - now_ms()) / 1000)
+    return trio.current_time() + max(0.0, (deadline_ms - clock()) / 1000)
 
 
 def _feed(session: SyncSession, data: bytes, now: int) -> None:
@@ -64,7 +80,7 @@ async def run_session(stream: trio.abc.Stream, session: SyncSession,
     the session with ``summary.error`` set. Closes nothing: the caller owns
     ``stream``. Raises :class:`~meshsync.errors.StorageError` if the local store fails.
     """
-    pump = _Pump(stream, session, limiter)
+    pump = _Pump(stream, session, limiter, SessionClock())
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pump.sender)
@@ -75,7 +91,7 @@ async def run_session(stream: trio.abc.Stream, session: SyncSession,
         exc = group.exceptions[0]
         cause = exc.__cause__ if isinstance(exc.__cause__, ssl.SSLError) else exc
         reason = describe_ssl_error(cause) if isinstance(cause, ssl.SSLError) else str(exc)
-        session.abort(f"connection lost: {reason or type(exc).__name__}", now_ms())
+        session.abort(f"connection lost: {reason or type(exc).__name__}", pump.clock())
     return session.summary
 
 
@@ -83,8 +99,9 @@ class _Pump:
     """The three tasks of :func:`run_session` and what they share."""
 
     def __init__(self, stream: trio.abc.Stream, session: SyncSession,
-                 limiter: trio.CapacityLimiter) -> None:
+                 limiter: trio.CapacityLimiter, clock: SessionClock) -> None:
         self.stream, self.session, self.limiter = stream, session, limiter
+        self.clock = clock
         self.send_q, self.recv_q = trio.open_memory_channel[bytes](64)
         self.in_q, self.out_q = trio.open_memory_channel[bytes](READ_AHEAD_CHUNKS)
         #: What ended the reader or the sender; raised once everything read before it
@@ -128,17 +145,17 @@ class _Pump:
         async with self.send_q, self.out_q:
             await self.flush()
             while not session.finished:
-                with trio.move_on_at(_trio_deadline(session.get_timer())) as scope:
+                with trio.move_on_at(_trio_deadline(session.get_timer(), self.clock)) as scope:
                     data, eof = await _take_all(self.out_q)
                 if scope.cancelled_caught:
-                    session.handle_timer(now_ms())
+                    session.handle_timer(self.clock())
                 else:
                     if data:
-                        await _process(session, data, self.limiter)
+                        await _process(session, data, self.limiter, self.clock)
                     if eof and self.lost and not session.finished:
                         raise self.lost[0]
                     if eof and not session.finished:
-                        await _process(session, b"", self.limiter)
+                        await _process(session, b"", self.limiter, self.clock)
                 await self.flush()
 
 
@@ -157,15 +174,16 @@ async def _take_all(chunks: trio.MemoryReceiveChannel[bytes]) -> tuple[bytes, bo
     return b"".join(parts), not parts[-1]
 
 
-async def _process(session: SyncSession, data: bytes, limiter: trio.CapacityLimiter) -> None:
+async def _process(session: SyncSession, data: bytes, limiter: trio.CapacityLimiter,
+                   clock: SessionClock) -> None:
     try:
-        await trio.to_thread.run_sync(_feed, session, data, now_ms(), limiter=limiter)
+        await trio.to_thread.run_sync(_feed, session, data, clock(), limiter=limiter)
     except SessionError as exc:  # in the summary; the endpoint logs it once
         log.debug("session with %s failed: %s", _peer(session), exc)
     except MeshsyncError as exc:  # local fault (store): end this session only
         log.error("session with %s stopped: %s", _peer(session), exc)
         stage = "storage" if isinstance(exc, StorageError) else "local"
-        session.abort(str(exc), now_ms(), stage=stage, tell_peer=True)
+        session.abort(str(exc), clock(), stage=stage, tell_peer=True)
 
 
 def _peer(session: SyncSession) -> str:
