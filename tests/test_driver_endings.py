@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import pytest
 import trio
+import trio.testing
 from helpers import Device
 
 from meshsync import frames as fr
@@ -159,3 +160,50 @@ def test_the_idle_timeout_ignores_the_wall_clock_set_back(
     real = time.time_ns
     monkeypatch.setattr(time, "time_ns", lambda: real() + jump[0])
     assert "idle timeout" in run(me, ClockJumpingPeer([hello_of(phone)], jump), SHORT)
+
+
+class SlowLink(trio.abc.Stream):
+    """Passes our writes on at 200 KB/s in 4 KiB pieces: a slow radio link whose
+    far end reads all the time."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        data = bytes(data)
+        for i in range(0, len(data), 4096):
+            await trio.sleep(len(data[i:i + 4096]) / 200_000)
+            await self.inner.send_all(data[i:i + 4096])
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_slow_link_that_keeps_reading_is_not_cut(make_device: MakeDevice) -> None:
+    sender = make_device("phone-A", "sqlite", partition=TPS)
+    receiver = make_device("laptop", "sqlite", partition=TPS)
+    for start in range(0, 3000, 200):  # ~800 KB: single writes far over 200 KB (1 s)
+        sender.node.write(TPS, [("put", "voters", f"v-{i:05d}",
+                                 {"nama": f"Contoh {i}", "alamat": "Jalan Uji " * 4})
+                                for i in range(start, start + 200)])
+    config = SessionConfig(mesh_id="kpu-mimika", share_scope="mimika/jila",
+                           idle_timeout_ms=1000)
+
+    async def main() -> tuple[SyncSession, SyncSession]:
+        a_stream, b_stream = trio.testing.memory_stream_pair()
+        a = SyncSession(sender.node, config, now_ms=now_ms())
+        b = SyncSession(receiver.node, config, now_ms=now_ms())
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_session, SlowLink(a_stream), a, trio.CapacityLimiter(1))
+                nursery.start_soon(run_session, b_stream, b, trio.CapacityLimiter(1))
+        return a, b
+
+    a, b = trio.run(main)
+    assert a.summary.converged and b.summary.converged, (a.summary.error, b.summary.error)

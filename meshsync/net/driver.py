@@ -25,6 +25,8 @@ from meshsync.session_events import SessionSummary
 log = logging.getLogger("meshsync.net")
 
 RECEIVE_CHUNK = 64 * 1024
+#: Bytes per write; each must go out within the idle timeout (see ``_Pump._send``).
+SEND_PIECE = 64 * 1024
 #: Chunks the reader may read ahead of the session (at most ~2 MiB buffered).
 READ_AHEAD_CHUNKS = 32
 
@@ -114,16 +116,26 @@ class _Pump:
             async for data in self.recv_q:
                 if self.lost:
                     continue  # the connection is gone; keep draining the queue
-                stall_s = self.session.config.idle_timeout_ms / 1000
-                try:
-                    with trio.move_on_after(stall_s) as stalled:
-                        await self.stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    self.lost.append(exc)
-                if stalled.cancelled_caught:  # the peer reads nothing: end the session now
-                    self.lost.append(trio.BrokenResourceError(
-                        f"the peer read nothing for {stall_s:g} s"))
-                    self.reading.cancel()
+                await self._send(data)
+
+    async def _send(self, data: bytes) -> None:
+        """Send ``data`` in pieces of :data:`SEND_PIECE` bytes; a piece that cannot go
+        out within the idle timeout means the peer stopped reading: end the session
+        (a slow link that keeps reading is never cut)."""
+        stall_s = self.session.config.idle_timeout_ms / 1000
+        view = memoryview(data)
+        for start in range(0, len(view), SEND_PIECE):
+            try:
+                with trio.move_on_after(stall_s) as stalled:
+                    await self.stream.send_all(view[start:start + SEND_PIECE])
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self.lost.append(exc)
+                return
+            if stalled.cancelled_caught:
+                self.lost.append(trio.BrokenResourceError(
+                    f"the peer read nothing for {stall_s:g} s"))
+                self.reading.cancel()
+                return
 
     async def flush(self) -> None:
         data = self.session.data_to_send()
