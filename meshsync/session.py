@@ -225,10 +225,17 @@ class SyncSession:
         """End the session locally: the connection was lost or this side is shutting
         down (``tell_peer`` False), or a local fault such as a full disk ends it
         (``tell_peer`` True queues an ERROR frame with ``stage`` and ``reason``, so the
-        peer says why too)."""
+        peer says why too). A local fault also fails a session that has just finished:
+        its last commits may not be durable."""
         if self._live():
             self._now = now_ms
             self._fail(stage, reason, by_peer=False, tell_peer=tell_peer)
+        elif tell_peer and self.state == State.DONE:
+            # A local fault right after the last message (the final commits could not
+            # be made durable): what this side told the peer may not hold; fail it.
+            self._now = now_ms
+            self.summary.converged = False
+            self._fail(stage, reason, by_peer=False, tell_peer=False)
 
     @property
     def finished(self) -> bool:

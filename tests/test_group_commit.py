@@ -20,6 +20,7 @@ import trio
 import trio.testing
 from helpers import Device
 
+from meshsync.errors import StorageError
 from meshsync.net.driver import now_ms, run_session
 from meshsync.session import SessionConfig, SyncSession
 from meshsync.store.sqlite import SQLiteStore
@@ -194,3 +195,37 @@ def test_a_symlinked_store_syncs_the_wal_beside_its_target(
         assert log_syncs == [("fsync", str(tmp_path / "real" / "s.sqlite-wal"))]
     finally:
         store.close()
+
+
+def test_a_failed_wal_sync_after_the_last_message_fails_the_session(
+        make_device: MakeDevice) -> None:
+    a_dev = make_device("phone-A", "sqlite", partition=TPS)
+    b_dev = make_device("laptop", "sqlite", partition=TPS)
+    for dev in (a_dev, b_dev):
+        dev.node.write(TPS, [("put", "voters", f"{dev.name}-{i}", {"nama": "Contoh"})
+                             for i in range(50)])
+    store = b_dev.node.store
+    assert isinstance(store, SQLiteStore)
+    real = store._sync_wal
+    sessions: list[SyncSession] = []
+    failed: list[bool] = []
+
+    def flaky() -> None:  # fails once the receiver's session has finished
+        if sessions and sessions[0].finished and not failed:
+            failed.append(True)
+            raise StorageError("cannot sync the store's journal: Input/output error")
+        real()
+    store._sync_wal = flaky  # type: ignore[method-assign]
+
+    async def main() -> None:
+        sa, sb = trio.testing.memory_stream_pair()
+        a = SyncSession(a_dev.node, CONFIG, now_ms=now_ms())
+        sessions.append(SyncSession(b_dev.node, CONFIG, now_ms=now_ms()))
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_session, sa, a, trio.CapacityLimiter(1))
+                nursery.start_soon(run_session, sb, sessions[0], trio.CapacityLimiter(1))
+
+    trio.run(main)
+    b = sessions[0].summary
+    assert failed and b.error and "journal" in b.error and not b.converged, b
