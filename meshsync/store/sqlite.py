@@ -87,7 +87,7 @@ class SQLiteStore(Store):
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open store {path}: {exc}") from exc
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
@@ -98,7 +98,8 @@ class SQLiteStore(Store):
             raise
         self._in_tx = False
         self._grouped = False
-        self._wal = self._wal_path()
+        # Without WAL (a file system that refuses it) every commit stays FULL on its own.
+        self._wal = self._wal_path() if str(mode).lower() == "wal" else None
         self._feed_ids: dict[FeedId, int] = {}
 
     def _migrate(self) -> None:
