@@ -257,3 +257,27 @@ def test_disk_full_mid_transaction_is_a_storage_error_and_stores_nothing(
     after = phone.put("voters", "v-3", {"nama": "X"})  # the node goes on, same feed
     assert after.seq == 3
     assert after.hlc > hlc_before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
+def test_a_read_only_home_is_named_as_read_only(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    SQLiteStore(home / "store.sqlite").close()
+    home.chmod(0o555)
+    try:
+        with pytest.raises(StorageError, match="is read-only"):
+            SQLiteStore(home / "store.sqlite")
+    finally:
+        home.chmod(0o755)
+
+
+def test_the_read_only_hint_names_the_folder(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshsync.store import sqlite as sqlite_module
+
+    assert sqlite_module._read_only_hint(tmp_path / "s.sqlite") == ""  # writable
+    monkeypatch.setattr(sqlite_module.os, "access", lambda *_: False)
+    assert f"the folder {tmp_path} is read-only" in sqlite_module._read_only_hint(
+        tmp_path / "s.sqlite")
+    assert sqlite_module._read_only_hint(":memory:") == ""

@@ -71,6 +71,15 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def _read_only_hint(path: Path | str) -> str:
+    """A note for an error opening ``path`` when the user cannot write beside it."""
+    where = Path(path).parent
+    if str(path) != ":memory:" and where.is_dir() and not os.access(where, os.W_OK):
+        return (f" (the folder {where} is read-only for this user: SQLite writes its "
+                "journal beside the store, even to read)")
+    return ""
+
+
 def _prefix_bounds(prefix: str) -> tuple[str, str]:
     # Partition segments never contain '/', and '0' sorts right after '/', so every
     # partition strictly below `prefix` lies in [prefix + '/', prefix + '0').
@@ -94,7 +103,8 @@ class SQLiteStore(Store):
         except BaseException as exc:
             self._db.close()
             if isinstance(exc, sqlite3.DatabaseError):
-                raise StorageError(f"cannot open store {path}: {exc}") from exc
+                raise StorageError(f"cannot open store {path}: {exc}"
+                                   f"{_read_only_hint(path)}") from exc
             raise
         self._in_tx = False
         self._grouped = False
