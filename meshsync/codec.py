@@ -75,11 +75,7 @@ def pack(obj: Any) -> bytes:
     Same bytes as ``msgpack.packb(obj, use_bin_type=True)``; raises what it raises
     (``TypeError`` for a type msgpack cannot carry, ``ValueError`` when too deep).
     """
-    try:
-        out: bytes = _packers.packer.pack(obj)
-    except BaseException:
-        _packers.packer = msgpack.Packer(use_bin_type=True)  # a failed pack leaves data
-        raise
+    out: bytes = _packers.packer.pack(obj)  # a failed pack leaves the packer empty
     if len(out) > _KEEP_BUFFER:  # the packer's buffer grew as large: let it go
         _packers.packer = msgpack.Packer(use_bin_type=True)
     return out
