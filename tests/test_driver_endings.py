@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 import trio
 import trio.testing
+from driverpair import PassThroughStream, run_pair, session
 from helpers import Device
 
 from meshsync import frames as fr
@@ -162,27 +163,15 @@ def test_the_idle_timeout_ignores_the_wall_clock_set_back(
     assert "idle timeout" in run(me, ClockJumpingPeer([hello_of(phone)], jump), SHORT)
 
 
-class SlowLink(trio.abc.Stream):
+class SlowLink(PassThroughStream):
     """Passes our writes on at 200 KB/s in 4 KiB pieces: a slow radio link whose
     far end reads all the time."""
-
-    def __init__(self, inner: trio.abc.Stream) -> None:
-        self.inner = inner
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         data = bytes(data)
         for i in range(0, len(data), 4096):
             await trio.sleep(len(data[i:i + 4096]) / 200_000)
             await self.inner.send_all(data[i:i + 4096])
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        return await self.inner.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def test_a_slow_link_that_keeps_reading_is_not_cut(make_device: MakeDevice) -> None:
@@ -194,16 +183,6 @@ def test_a_slow_link_that_keeps_reading_is_not_cut(make_device: MakeDevice) -> N
                                 for i in range(start, start + 200)])
     config = SessionConfig(mesh_id="kpu-mimika", share_scope="mimika/jila",
                            idle_timeout_ms=1000)
-
-    async def main() -> tuple[SyncSession, SyncSession]:
-        a_stream, b_stream = trio.testing.memory_stream_pair()
-        a = SyncSession(sender.node, config, now_ms=now_ms())
-        b = SyncSession(receiver.node, config, now_ms=now_ms())
-        with trio.fail_after(60):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(run_session, SlowLink(a_stream), a, trio.CapacityLimiter(1))
-                nursery.start_soon(run_session, b_stream, b, trio.CapacityLimiter(1))
-        return a, b
-
-    a, b = trio.run(main)
+    a, b = session(sender.node, config), session(receiver.node, config)
+    run_pair(a, b, wrap_a=SlowLink, timeout_s=60)
     assert a.summary.converged and b.summary.converged, (a.summary.error, b.summary.error)

@@ -16,13 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import trio
-import trio.testing
+from driverpair import PassThroughStream, run_pair, session
 from helpers import Device
 
 from meshsync.errors import StorageError
-from meshsync.net.driver import now_ms, run_session
-from meshsync.session import SessionConfig, SyncSession
+from meshsync.session import SessionConfig
 from meshsync.store.sqlite import SQLiteStore
 
 MakeDevice = Callable[..., Device]
@@ -106,34 +104,14 @@ def test_no_acknowledgement_leaves_before_its_commit_is_durable(
     log_commits(store, log)
     wal = str(store._wal)
 
-    class LoggingStream(trio.abc.Stream):
-        def __init__(self, inner: trio.abc.Stream) -> None:
-            self.inner = inner
-
+    class LoggingStream(PassThroughStream):
         async def send_all(self, data: bytes | bytearray | memoryview) -> None:
             log.append(("send", str(len(data))))
             await self.inner.send_all(data)
 
-        async def wait_send_all_might_not_block(self) -> None:
-            await self.inner.wait_send_all_might_not_block()
-
-        async def receive_some(self, max_bytes: int | None = None) -> bytes:
-            return await self.inner.receive_some(max_bytes)
-
-        async def aclose(self) -> None:
-            await self.inner.aclose()
-
-    async def main() -> None:
-        a_stream, b_stream = trio.testing.memory_stream_pair()
-        a = SyncSession(sender.node, CONFIG, now_ms=now_ms())
-        b = SyncSession(receiver.node, CONFIG, now_ms=now_ms())
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_session, a_stream, a, trio.CapacityLimiter(1))
-            nursery.start_soon(run_session, LoggingStream(b_stream), b,
-                               trio.CapacityLimiter(1))
-        assert a.summary.converged and b.summary.converged, (a.summary, b.summary)
-
-    trio.run(main)
+    a, b = session(sender.node, CONFIG), session(receiver.node, CONFIG)
+    run_pair(a, b, wrap_b=LoggingStream)
+    assert a.summary.converged and b.summary.converged, (a.summary, b.summary)
     assert receiver.node.store.count_changes() == 6
     assert ("commit", "normal") in log  # the driver groups the frames' commits
     undurable = 0
@@ -144,19 +122,6 @@ def test_no_acknowledgement_leaves_before_its_commit_is_durable(
             undurable = 0
         elif kind == "send":
             assert undurable == 0, f"sent {what} bytes before a commit was durable: {log}"
-
-
-def two_sessions(sender: Device, receiver: Device) -> tuple[SyncSession, SyncSession]:
-    """Run a sync between two devices through the real driver; both sessions."""
-    async def main() -> tuple[SyncSession, SyncSession]:
-        a_stream, b_stream = trio.testing.memory_stream_pair()
-        a = SyncSession(sender.node, CONFIG, now_ms=now_ms())
-        b = SyncSession(receiver.node, CONFIG, now_ms=now_ms())
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_session, a_stream, a, trio.CapacityLimiter(1))
-            nursery.start_soon(run_session, b_stream, b, trio.CapacityLimiter(1))
-        return a, b
-    return trio.run(main)
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc to name fds")
@@ -175,7 +140,8 @@ def test_a_failed_wal_sync_sends_no_acknowledgement(
             raise OSError(5, "Input/output error")
         real(fd)
     monkeypatch.setattr("meshsync.store.sqlite.os.fsync", failing)
-    a, b = two_sessions(sender, receiver)
+    a, b = session(sender.node, CONFIG), session(receiver.node, CONFIG)
+    run_pair(a, b)
     assert b.summary.error and "sync the store's journal" in b.summary.error
     assert a.summary.error and "journal" in a.summary.error  # told why, by an ERROR frame
     assert a._batches_acked == 0  # the frame committed, but its ack never left
@@ -207,25 +173,16 @@ def test_a_failed_wal_sync_after_the_last_message_fails_the_session(
     store = b_dev.node.store
     assert isinstance(store, SQLiteStore)
     real = store._sync_wal
-    sessions: list[SyncSession] = []
+    b = session(b_dev.node, CONFIG)
     failed: list[bool] = []
 
     def flaky() -> None:  # fails once the receiver's session has finished
-        if sessions and sessions[0].finished and not failed:
+        if b.finished and not failed:
             failed.append(True)
             raise StorageError("cannot sync the store's journal: Input/output error")
         real()
     store._sync_wal = flaky  # type: ignore[method-assign]
 
-    async def main() -> None:
-        sa, sb = trio.testing.memory_stream_pair()
-        a = SyncSession(a_dev.node, CONFIG, now_ms=now_ms())
-        sessions.append(SyncSession(b_dev.node, CONFIG, now_ms=now_ms()))
-        with trio.fail_after(30):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(run_session, sa, a, trio.CapacityLimiter(1))
-                nursery.start_soon(run_session, sb, sessions[0], trio.CapacityLimiter(1))
-
-    trio.run(main)
-    b = sessions[0].summary
-    assert failed and b.error and "journal" in b.error and not b.converged, b
+    run_pair(session(a_dev.node, CONFIG), b)
+    assert failed and b.summary.error and "journal" in b.summary.error, b.summary
+    assert not b.summary.converged
