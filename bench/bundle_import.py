@@ -10,8 +10,8 @@ What it does, in one run:
 
 1. Generates fictitious voter records (15 fields, valid-looking 16-digit NIK and KK
    numbers, Mimika village partitions), written by one device as changes of
-   ``--per-change`` records each, into a bundle file (the format of meshsync.bundle).
-2. **Import**: ``meshsync.bundle.import_bundle`` into an empty SQLite home, in a fresh
+   ``--per-change`` records each, into a bundle file (the format of meshsync.protocol.bundle).
+2. **Import**: ``meshsync.protocol.bundle.import_bundle`` into an empty SQLite home, in a fresh
    subprocess so its peak RSS (Linux VmHWM) is the import's own.
 3. **Floor**: the least any importer of the same file must do: msgpack-decode the same
    items, Ed25519-verify the same signatures, and insert one row per record into SQLite
@@ -46,13 +46,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from meshsync.bundle import END, FOOTER, FOOTER_BYTES, HEADER, MAGIC, import_bundle
-from meshsync.change import SIGN_CONTEXT, Put, sign_change
-from meshsync.hlc import make as make_hlc
-from meshsync.home import Home
-from meshsync.identity import DeviceKey
-from meshsync.io_local import open_node
-from meshsync.wire import CHANGE, FEED, WireEncoder
+from meshsync.host.home import Home
+from meshsync.host.local import open_node
+from meshsync.model.change import SIGN_CONTEXT, Put, sign_change
+from meshsync.model.hlc import make as make_hlc
+from meshsync.model.identity import DeviceKey
+from meshsync.protocol.bundle import END, FOOTER, FOOTER_BYTES, HEADER, MAGIC, import_bundle
+from meshsync.protocol.wire import CHANGE, FEED, WireEncoder
 
 START_MS = 1_717_200_000_000  # 2024-06-01, the coklit month
 VOTERS_PER_TPS = 450

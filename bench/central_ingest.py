@@ -72,16 +72,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg.conninfo import make_conninfo
 from voters import VOTERS_PER_TPS, partition_of, voters  # bench/voters.py
 
-from meshsync import change as change_mod
-from meshsync.bundle import CREDENTIAL, END, FOOTER, HEADER, MAGIC, import_bundle
-from meshsync.change import SIGN_CONTEXT, Change, Put, sign_change
-from meshsync.hlc import make as make_hlc
-from meshsync.identity import DeviceKey
-from meshsync.node import Node
+from meshsync.host.verify_pool import shared_verifier
+from meshsync.model import change as change_mod
+from meshsync.model.change import SIGN_CONTEXT, Change, Put, sign_change
+from meshsync.model.hlc import make as make_hlc
+from meshsync.model.identity import DeviceKey
+from meshsync.protocol.bundle import CREDENTIAL, END, FOOTER, HEADER, MAGIC, import_bundle
+from meshsync.protocol.wire import WireEncoder
+from meshsync.replica.node import Node
 from meshsync.store import MemoryStore, SQLiteStore, Store
 from meshsync.store.postgres import PostgresStore
-from meshsync.verify_pool import shared_verifier
-from meshsync.wire import WireEncoder
 
 START_MS = 1_717_200_000_000  # 2024-06-01, the coklit month
 TESTS = Path(__file__).resolve().parent.parent / "tests"
@@ -118,7 +118,7 @@ def make_changes(n_changes: int, ops: int, keys: Callable[[str], DeviceKey] = ph
 def write_bundle(path: Path, changes: list[Change], credentials: list[bytes] | None = None
                  ) -> None:
     """The bundle a gateway exports: ``credentials`` (certificates), then the changes
-    feed by feed (meshsync.bundle format)."""
+    feed by feed (meshsync.protocol.bundle format)."""
     credentials = credentials or []
     packer, encoder, digest = msgpack.Packer(use_bin_type=True), WireEncoder(), hashlib.sha256()
     ordered = sorted(changes, key=lambda c: (c.author, c.partition, c.seq))

@@ -39,8 +39,8 @@ from typing import Any
 import psycopg
 from procstat import vm_hwm_mb, wait_with_peak  # bench/procstat.py (on sys.path: bench/)
 
-from meshsync.home import Home
-from meshsync.identity import DeviceKey
+from meshsync.host.home import Home
+from meshsync.model.identity import DeviceKey
 
 MESHSYNC = [sys.executable, "-m", "meshsync.cli.main"]
 DISTRICT = "mimika/jila"  # the gateway's scope (bench/voters.py: every TPS is under it)

@@ -59,8 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procstat import wait_with_peak
 from voters import DISTRICT, edits, voters
 
-from meshsync.change import SIGN_CONTEXT
-from meshsync.io_local import open_node
+from meshsync.host.local import open_node
+from meshsync.model.change import SIGN_CONTEXT
 
 MESHSYNC = [sys.executable, "-m", "meshsync.cli.main"]
 GOAL_FLOOR_RATIO, GOAL_RSS_MB, GOAL_INCR_RATIO = 1.5, 200, 1.6
@@ -311,9 +311,9 @@ def measure_pycrdt(count: int, n_edits: int, work: Path) -> dict[str, Any]:
 
 def profile_full(central: Path, empty: Path, top: int = 22) -> str:
     """Replay the full sync in-process on a sans-I/O session pair, under cProfile."""
-    from meshsync.home import Home
+    from meshsync.host.home import Home
     from meshsync.net.setup import session_config
-    from meshsync.session import SyncSession
+    from meshsync.protocol.session import SyncSession
 
     def now() -> int:
         return time.time_ns() // 1_000_000

@@ -1,6 +1,6 @@
 """``meshsync authority ...`` and ``meshsync enroll``: certificates and revocations.
 
-Files these commands add to a node home (see :mod:`meshsync.home` for the rest)::
+Files these commands add to a node home (see :mod:`meshsync.host.home` for the rest)::
 
     authority.key   ECDSA P-256 authority key, PKCS#8 PEM, mode 0600
     authority.csr   a district laptop's request to become a sub-authority
@@ -44,9 +44,9 @@ import click
 from cryptography.hazmat.primitives.asymmetric import ec
 from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
 
-from meshsync.errors import AuthorizationError, NotFoundError, UsageError
-from meshsync.home import Home
-from meshsync.identity import device_id
+from meshsync.host.home import Home
+from meshsync.model.errors import AuthorizationError, NotFoundError, UsageError
+from meshsync.model.identity import device_id
 from meshsync.trust import (
     DEFAULT_AUTHORITY_DAYS,
     DEFAULT_DEVICE_DAYS,
@@ -178,7 +178,7 @@ def _store_credentials(home: Path, blobs: list[bytes]) -> bool:
 
     They then travel with the next sync or bundle. Returns True.
     """
-    from meshsync.io_local import open_node
+    from meshsync.host.local import open_node
 
     with open_node(home) as node:
         for blob in blobs:

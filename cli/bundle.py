@@ -17,9 +17,9 @@ from meshsync.cli.common import (
     store_option,
 )
 
-from meshsync.bundle import export_bundle, import_bundle
-from meshsync.identity import device_id
-from meshsync.io_local import open_node
+from meshsync.host.local import open_node
+from meshsync.model.identity import device_id
+from meshsync.protocol.bundle import export_bundle, import_bundle
 
 
 @contextmanager

@@ -25,10 +25,10 @@ from meshsync.cli.common import (
     store_option,
 )
 
-from meshsync.change import check_partition
-from meshsync.errors import UsageError
-from meshsync.home import Home
-from meshsync.io_local import open_node
+from meshsync.host.home import Home
+from meshsync.host.local import open_node
+from meshsync.model.change import check_partition
+from meshsync.model.errors import UsageError
 
 SCHEMA = "coklit"
 

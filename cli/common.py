@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
-from meshsync.errors import MeshsyncError
-from meshsync.home import default_home
+from meshsync.host.home import default_home
+from meshsync.model.errors import MeshsyncError
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")

@@ -21,8 +21,8 @@ from meshsync.cli.common import (
     run_trio,
 )
 
-from meshsync.errors import UsageError
-from meshsync.home import Home
+from meshsync.host.home import Home
+from meshsync.model.errors import UsageError
 
 
 @click.command()
@@ -86,8 +86,8 @@ def api_get(home: Path, route: str) -> Any | None:
 
 
 def _offline_status(path: Path) -> dict[str, Any]:
-    from meshsync.custody import custody
-    from meshsync.io_local import open_node, storage_status
+    from meshsync.host.local import open_node, storage_status
+    from meshsync.replica.custody import custody
 
     with open_node(path) as node:
         feeds = node.store.feeds()

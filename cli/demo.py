@@ -27,7 +27,7 @@ from typing import Any
 import click
 from meshsync.cli.common import echo_json, errors_to_exit, json_option
 
-from meshsync.home import Home
+from meshsync.host.home import Home
 
 MESHSYNC = [sys.executable, "-m", "meshsync.cli.main"]
 
@@ -95,7 +95,7 @@ class District:
         self.say(f"central holds {self.total} voters in {len(self._villages())} kampung")
 
     def _villages(self) -> list[str]:
-        from meshsync.io_local import open_node
+        from meshsync.host.local import open_node
 
         with open_node(self.root / "central") as node:
             parts = sorted({r.partition.rpartition("/")[0]

@@ -7,14 +7,14 @@ from typing import Any
 
 import click
 from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
-from meshsync.cli.values import parse_assignments, record_to_json, value_to_json
 
-from meshsync.change import Put, check_partition, decode_stored
-from meshsync.errors import NotFoundError
-from meshsync.home import Home
-from meshsync.identity import device_id
-from meshsync.io_local import open_node
-from meshsync.records import Record
+from meshsync.host.home import Home
+from meshsync.host.local import open_node
+from meshsync.model.change import Put, check_partition, decode_stored
+from meshsync.model.errors import NotFoundError
+from meshsync.model.identity import device_id
+from meshsync.model.values import parse_assignments, record_to_json, value_to_json
+from meshsync.replica.records import Record
 from meshsync.store.base import QuarantinedChange
 
 

@@ -27,9 +27,9 @@ from meshsync.cli.authority import (
 )
 from meshsync.cli.common import errors_to_exit, home_option, json_option, resolve_home
 
-from meshsync.errors import UsageError
-from meshsync.identity import device_id, parse_device_id, short_id
-from meshsync.io_local import open_node
+from meshsync.host.local import open_node
+from meshsync.model.errors import UsageError
+from meshsync.model.identity import device_id, parse_device_id, short_id
 from meshsync.trust import NOT_REVOKED, TrustStore, armor, make_revocation, parse_blob
 from meshsync.trust.grant import describe_point, stricter
 from meshsync.trust.scope import scope_contains

@@ -15,7 +15,7 @@ officer is never blocked; every edit made meanwhile raises the old key's seq, an
 changes past the rotation point N are refused everywhere, so enrol it right away
 (``enroll`` warns about any). What the phone signed with the old key stays in its
 store as it was (never re-signed); the old key is kept in ``retired-keys/``.
-The library side is :mod:`meshsync.trust.rotation`; the files are :mod:`meshsync.home`.
+The library side is :mod:`meshsync.trust.rotation`; the files are :mod:`meshsync.host.home`.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from meshsync.cli.authority import (
 from meshsync.cli.common import errors_to_exit, home_option, json_option, resolve_home
 from meshsync.cli.revoke import MAX_AFTER_SEQ
 
-from meshsync.errors import UsageError
-from meshsync.home import Home
-from meshsync.identity import device_id, parse_device_id, short_id
-from meshsync.io_local import open_node
+from meshsync.host.home import Home
+from meshsync.host.local import open_node
+from meshsync.model.errors import UsageError
+from meshsync.model.identity import device_id, parse_device_id, short_id
 from meshsync.store.base import Store
 from meshsync.trust import (
     DEFAULT_DEVICE_DAYS,

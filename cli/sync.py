@@ -19,7 +19,7 @@ from meshsync.cli.common import (
     run_trio,
 )
 
-from meshsync.errors import UsageError
+from meshsync.model.errors import UsageError
 from meshsync.net.endpoints import serve_sync, sync_with
 from meshsync.net.setup import open_endpoint
 
@@ -44,7 +44,7 @@ def _checked_home(home: Path | None) -> Path:
     or bad key is refused by name here too, not silently ignored)."""
     from meshsync.daemon.config import load_config
 
-    from meshsync.home import Home
+    from meshsync.host.home import Home
 
     path = resolve_home(home)
     load_config(Home.open(path))

@@ -13,7 +13,7 @@ parameter too: ``field`` names it), 401 missing or
 wrong token, 404 no such record or path, 405 method not allowed (``Allow`` header),
 413 body over :data:`MAX_BODY_BYTES` bytes, 507 storage low (received data refused
 below the disk reserve), 500 a storage failure or a bug. Record
-values travel in the JSON form of :mod:`meshsync.cli.values` (bytes as
+values travel in the JSON form of :mod:`meshsync.model.values` (bytes as
 ``{"$bytes": BASE64}``), the same as ``meshsync get --json``.
 """
 
@@ -25,14 +25,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
-from meshsync.cli.values import (
-    JsonInputError,
-    JsonSyntaxError,
-    child_path,
-    fields_from_json,
-    loads_strict,
-    record_to_json,
-)
 from meshsync.daemon.openapi import MAX_BODY_BYTES, OPENAPI
 from meshsync.daemon.status_page import render_status
 from starlette.applications import Starlette
@@ -41,8 +33,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from meshsync.change import check_partition
-from meshsync.errors import MeshsyncError, NotFoundError, StorageLowError, UsageError
+from meshsync.model.change import check_partition
+from meshsync.model.errors import MeshsyncError, NotFoundError, StorageLowError, UsageError
+from meshsync.model.values import (
+    JsonInputError,
+    JsonSyntaxError,
+    child_path,
+    fields_from_json,
+    loads_strict,
+    record_to_json,
+)
 
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("meshsync.api")
@@ -140,7 +140,7 @@ async def _read_body(request: Request) -> bytes:
 
 def _put_body(raw: bytes) -> tuple[dict[str, Any], str | None]:
     """``(fields, partition)`` of a PUT body ``{"fields": {...}, "partition": P}``, field
-    values decoded from their JSON form (:mod:`meshsync.cli.values`). ApiError 400
+    values decoded from their JSON form (:mod:`meshsync.model.values`). ApiError 400
     naming the member at fault otherwise."""
     try:
         body = loads_strict(raw)

@@ -19,7 +19,7 @@ Keys (all optional; defaults in :data:`DEFAULTS`)::
     storage_reserve_mb = 64                   # free MiB kept for local edits: received
                                               # changes are refused below it (io_local)
 
-An invalid value is refused with :class:`~meshsync.errors.UsageError` naming the key
+An invalid value is refused with :class:`~meshsync.model.errors.UsageError` naming the key
 and what is allowed.
 """
 
@@ -31,15 +31,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from meshsync.errors import UsageError
-from meshsync.home import Home
+from meshsync.host.home import Home
+from meshsync.model.errors import UsageError
 
 DISCOVERY_METHODS = ("mdns", "broadcast", "gateway", "static")
 #: What discovery adverts accept as a mesh id (meshsync.net.discovery.model), so a
 #: mesh the daemon starts with can always be advertised.
 MESH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,62}")
 
-#: Keys of config.toml read by the node itself, not the daemon (meshsync.home, io_local).
+#: Keys of config.toml read by the node itself, not the daemon (meshsync.host.home, io_local).
 HOME_KEYS = {"partition", "schema", "storage_reserve_mb"}
 
 DEFAULTS: dict[str, Any] = {
@@ -134,7 +134,7 @@ def _api(values: dict[str, Any]) -> tuple[str, int]:
 
 
 def _is_partition(text: str) -> bool:
-    from meshsync.change import check_partition
+    from meshsync.model.change import check_partition
 
     try:
         check_partition(text)

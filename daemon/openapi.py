@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshsync.limits import MAX_RECORD_BYTES
+from meshsync.model.limits import MAX_RECORD_BYTES
 
 _VALUES = ("Field values are plain JSON, except values JSON cannot carry, which are "
            "one-key tag objects (the same form as `meshsync get --json`): bytes are "
@@ -37,7 +37,7 @@ _ERROR = {
     "required": ["error"],
 }
 #: Largest request body the API reads, in bytes: twice the record limit plus 64 KiB,
-#: so every record within :data:`~meshsync.limits.MAX_RECORD_BYTES` fits as JSON even
+#: so every record within :data:`~meshsync.model.limits.MAX_RECORD_BYTES` fits as JSON even
 #: with bytes in base64 (4/3) or escaped text. A larger ``Content-Length`` is refused
 #: with 413 before any of the body is read, a chunked body as soon as it passes this.
 MAX_BODY_BYTES = 2 * MAX_RECORD_BYTES + 64 * 1024

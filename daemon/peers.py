@@ -20,11 +20,11 @@ from typing import Any, Protocol
 
 import trio
 
-from meshsync.identity import device_id, short_id
+from meshsync.model.identity import device_id, short_id
 from meshsync.net.driver import now_ms
 from meshsync.net.endpoints import Endpoint, sync_with
 from meshsync.net.errors import TransportError
-from meshsync.session_events import SessionSummary
+from meshsync.protocol.events import SessionSummary
 
 log = logging.getLogger("meshsync.peers")
 
@@ -294,7 +294,7 @@ class PeerManager:
 
 
 def _key_bytes(dev: str) -> bytes:
-    from meshsync.identity import parse_device_id
+    from meshsync.model.identity import parse_device_id
 
     return parse_device_id(dev)
 

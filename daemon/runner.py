@@ -1,6 +1,6 @@
 """The long-running node: sync listener, discovery, peer manager, local API, signals.
 
-Process wiring only; the protocol lives in :mod:`meshsync.session`, the network in
+Process wiring only; the protocol lives in :mod:`meshsync.protocol.session`, the network in
 :mod:`meshsync.net`. ``Daemon.run`` never returns until cancelled (SIGINT/SIGTERM in
 ``run_daemon``), and on the way out it closes listeners, finishes or aborts sessions
 and removes its runtime file.
@@ -27,13 +27,13 @@ from meshsync.daemon.api import NodeService, build_app, serve_api
 from meshsync.daemon.config import DaemonConfig
 from meshsync.daemon.peers import PeerManager
 
-from meshsync.errors import NotFoundError
-from meshsync.home import Home
-from meshsync.identity import device_id
-from meshsync.io_local import storage_status
+from meshsync.host.home import Home
+from meshsync.host.local import storage_status
+from meshsync.model.errors import NotFoundError
+from meshsync.model.identity import device_id
 from meshsync.net.endpoints import Endpoint, serve_sync
 from meshsync.net.registry import SessionRegistry
-from meshsync.session_events import SessionSummary
+from meshsync.protocol.events import SessionSummary
 
 log = logging.getLogger("meshsync.daemon")
 
@@ -124,7 +124,7 @@ class Daemon(NodeService):
         return {"seq": change.seq, "partition": change.partition, "hash": change.hash.hex()}
 
     def _call_progress_json(self, collection: str) -> dict[str, Any]:
-        from meshsync.progress import progress
+        from meshsync.replica.progress import progress
 
         return progress(self.node.store, collection)
 
@@ -138,7 +138,7 @@ class Daemon(NodeService):
         per_partition = Counter(r.partition for r in store.iter_records() if not r.deleted)
         digest = hashlib.sha256(repr([(f.author, f.partition, f.head_seq)
                                       for f in feeds]).encode()).hexdigest()[:16]
-        from meshsync.custody import custody
+        from meshsync.replica.custody import custody
 
         self._custody = custody(self.node)
         self._counts = {"changes": sum(f.head_seq for f in feeds),
@@ -229,8 +229,8 @@ class Daemon(NodeService):
             self._board.set(self._advert())
 
     def _advert(self) -> Any:
-        from meshsync.frames import PROTOCOL_VERSION
         from meshsync.net.discovery import Advert
+        from meshsync.protocol.frames import PROTOCOL_VERSION
 
         assert self.listen_address is not None
         return Advert(device_id=self.node.key.device_id, mesh=self.config.mesh,
@@ -313,7 +313,7 @@ def _refuse_bind(key: str, host: str, port: int, exc: BaseException) -> None:
     while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
         leaf = leaf.exceptions[0]  # hypercorn binds inside its own nursery
     if isinstance(leaf, OSError):
-        from meshsync.errors import UsageError
+        from meshsync.model.errors import UsageError
 
         raise UsageError(f"config {key}: cannot listen on {host}:{port}: "
                          f"{leaf.strerror or leaf}") from exc
@@ -323,7 +323,7 @@ def _refuse_bind(key: str, host: str, port: int, exc: BaseException) -> None:
 def home_lock(path: Path) -> Iterator[None]:
     """Hold ``HOME/daemon.lock`` (an advisory ``flock``) while a daemon runs, so a
     second daemon on the same home is refused instead of taking over its files."""
-    from meshsync.errors import UsageError
+    from meshsync.model.errors import UsageError
 
     with (path / LOCK_FILE).open("a") as f:
         try:
@@ -341,7 +341,7 @@ async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = No
     ``store``: a PostgreSQL DSN (central). ``role``: the role the operator expects;
     refused if the home's certificate says otherwise.
     """
-    from meshsync.errors import UsageError
+    from meshsync.model.errors import UsageError
     from meshsync.net.setup import open_endpoint
 
     with home_lock(path), \

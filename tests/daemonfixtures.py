@@ -28,7 +28,7 @@ from typing import Any, Self
 
 from netfixtures import LOOPBACK, MESHSYNC, ChildProcess, District, device_id, wait_until
 
-from meshsync.home import Home
+from meshsync.host.home import Home
 
 # -- the local API ----------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ import trio
 import trio.testing
 
 from meshsync.net.driver import now_ms, run_session
-from meshsync.node import Node
-from meshsync.session import SessionConfig, SyncSession
+from meshsync.protocol.session import SessionConfig, SyncSession
+from meshsync.replica.node import Node
 
 Wrap = Callable[[trio.abc.Stream], trio.abc.Stream]
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from meshsync.change import Change
-from meshsync.identity import DeviceKey
-from meshsync.node import Node
-from meshsync.receive import ApplyReport
+from meshsync.model.change import Change
+from meshsync.model.identity import DeviceKey
+from meshsync.replica.node import Node
+from meshsync.replica.receive import ApplyReport
 from meshsync.store import MemoryStore, SQLiteStore, Store
 
 #: 2024-06-01T00:00:00Z, in ms: the default wall clock of a test device.

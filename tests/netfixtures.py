@@ -36,18 +36,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from meshsync import frames as fr
-from meshsync.change import Put, sign_change
-from meshsync.crdt import RecordState
-from meshsync.home import Home
-from meshsync.identity import DeviceKey
-from meshsync.io_local import open_node
+from meshsync.host.home import Home
+from meshsync.host.local import open_node
+from meshsync.model.change import Put, sign_change
+from meshsync.model.identity import DeviceKey
 from meshsync.net.setup import session_config
-from meshsync.node import Node, record_row
-from meshsync.session import State, SyncSession
+from meshsync.protocol import frames as fr
+from meshsync.protocol.session import State, SyncSession
+from meshsync.protocol.wire import WireEncoder
+from meshsync.replica.crdt import RecordState
+from meshsync.replica.node import Node, record_row
 from meshsync.store import SQLiteStore
 from meshsync.store.base import StoredChange
-from meshsync.wire import WireEncoder
 
 LOOPBACK = "127.0.0.1"
 MESHSYNC = (sys.executable, "-m", "meshsync.cli.main")
@@ -352,7 +352,7 @@ def raw_tls_exchange(port: int, ctx: ssl.SSLContext, payload: bytes, *,
 
 
 class _Prelude:
-    """A real :class:`~meshsync.session.SyncSession` of a home, used only to bring the
+    """A real :class:`~meshsync.protocol.session.SyncSession` of a home, used only to bring the
     server to streaming with protocol-correct HELLO, SUMMARY, VV and CRED frames (so
     the test does not restate the protocol); its own changes are never sent."""
 
@@ -437,7 +437,7 @@ def append_changes(home: Path, count: int, put: Callable[[int], Put], *,
     changes as if a sync with that device had brought them.
 
     ``Node.put`` commits (and fsyncs) once per change, about 4,000 a second; this
-    signs each change the same way (:func:`~meshsync.change.sign_change`) and stores it
+    signs each change the same way (:func:`~meshsync.model.change.sign_change`) and stores it
     with the store's own ``append_change``/``save_record``, about 12,000 a second.
     """
     with open_node(home) as node:

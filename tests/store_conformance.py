@@ -17,7 +17,7 @@ trio's ``check_streams``). To check a store, subclass :class:`StoreConformance` 
 
 The suite only uses the :class:`Store` interface, so it knows nothing of files,
 connections or schemas. Writes outside a transaction and appends that do not follow
-the feed head must raise :class:`meshsync.errors.UsageError`.
+the feed head must raise :class:`meshsync.model.errors.UsageError`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from meshsync.change import FeedId
-from meshsync.errors import UsageError
+from meshsync.model.change import FeedId
+from meshsync.model.errors import UsageError
 from meshsync.store.base import (
     ForkEvidence,
     QuarantinedChange,

@@ -27,8 +27,8 @@ from meshsync.daemon.api import MAX_BODY_BYTES
 from netfixtures import LOOPBACK, run
 from test_daemon import Lab, http
 
-from meshsync.io_local import open_node
-from meshsync.limits import MAX_RECORD_BYTES
+from meshsync.host.local import open_node
+from meshsync.model.limits import MAX_RECORD_BYTES
 
 # test_daemon's fixtures: a daemon lab on a copy of one enrolled district.
 template = test_daemon.template

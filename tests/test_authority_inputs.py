@@ -15,7 +15,7 @@ from unittest import mock
 
 import pytest
 
-from meshsync.io_local import open_node
+from meshsync.host.local import open_node
 from meshsync.trust import (
     issue_device_certificate,
     issue_sub_authority,

@@ -1,6 +1,6 @@
 """Bundles (sneakernet files of signed changes): integrity, forks, replays, sizes, memory.
 
-What a bundle import must guarantee (meshsync.bundle, design.md §5):
+What a bundle import must guarantee (meshsync.protocol.bundle, design.md §5):
 
 * any changed, missing or extra byte is refused, with an error naming the stage that
   failed, and the store is exactly as before (state, version vector, refusal log);
@@ -32,17 +32,25 @@ import msgpack
 import pytest
 from helpers import START_MS, FakeClock, device_key
 
-from meshsync import change as change_module
-from meshsync.bundle import END, FOOTER, FOOTER_BYTES, HEADER, MAGIC, export_bundle, import_bundle
-from meshsync.change import Put, sign_change
-from meshsync.errors import RemoteError, TooLargeError
-from meshsync.hlc import make as make_hlc
-from meshsync.home import Home
-from meshsync.identity import DeviceKey, device_id
-from meshsync.limits import MAX_ITEM_BYTES, MAX_RECORD_BYTES
-from meshsync.node import Node
+from meshsync.host.home import Home
+from meshsync.model import change as change_module
+from meshsync.model.change import Put, sign_change
+from meshsync.model.errors import RemoteError, TooLargeError
+from meshsync.model.hlc import make as make_hlc
+from meshsync.model.identity import DeviceKey, device_id
+from meshsync.model.limits import MAX_ITEM_BYTES, MAX_RECORD_BYTES
+from meshsync.protocol.bundle import (
+    END,
+    FOOTER,
+    FOOTER_BYTES,
+    HEADER,
+    MAGIC,
+    export_bundle,
+    import_bundle,
+)
+from meshsync.protocol.wire import WireEncoder
+from meshsync.replica.node import Node
 from meshsync.store import SQLiteStore
-from meshsync.wire import WireEncoder
 
 P = "mimika/jila/diloa/tps-003"
 Q = "mimika/jila/jila/tps-001"
@@ -429,7 +437,7 @@ def test_bundle_item_over_limit_is_refused_at_size(target: Node, item_bytes: int
 
 def test_received_record_over_limit_is_refused_at_size(target: Node) -> None:
     """A signed change (by a modified client) whose record exceeds MAX_RECORD_BYTES but
-    fits in MAX_CHANGE_BYTES is refused on receipt too (meshsync.limits)."""
+    fits in MAX_CHANGE_BYTES is refused on receipt too (meshsync.model.limits)."""
     key = device_key("phone-F")
     ok = sign_change(key, P, 1, b"", make_hlc(START_MS),
                      (Put("voters", "v-0500", {"nama": "Yosina"}),))

@@ -24,8 +24,8 @@ import pytest
 from click.testing import CliRunner
 from meshsync.cli.main import main
 
-from meshsync.identity import DeviceKey
-from meshsync.limits import MAX_RECORD_BYTES
+from meshsync.model.identity import DeviceKey
+from meshsync.model.limits import MAX_RECORD_BYTES
 from meshsync.store import SQLiteStore
 
 P = "mimika/jila/diloa/tps-003"

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 from meshsync.cli import authority
 
-from meshsync.home import Home
+from meshsync.host.home import Home
 from meshsync.trust import TrustStore, make_csr, parse_blob
 
 try:
@@ -25,7 +25,7 @@ except ImportError:  # the records/bundle commands are not there yet: test ours 
         cli.add_command(_command)
 
 TPS = "mimika/jila/diloa/tps-003"
-STORE_READY = importlib.util.find_spec("meshsync.io_local") is not None
+STORE_READY = importlib.util.find_spec("meshsync.host.local") is not None
 
 
 def now_ms() -> int:
@@ -276,8 +276,8 @@ def test_commands_need_an_authority(tmp_path: Path) -> None:
 
 
 def test_credentials_reach_the_node_store(tmp_path: Path, kpu: Path) -> None:
-    """enroll and revoke hand credentials to the node (meshsync.io_local)."""
-    io_local = pytest.importorskip("meshsync.io_local", reason="io_local not ready")
+    """enroll and revoke hand credentials to the node (meshsync.host.local)."""
+    io_local = pytest.importorskip("meshsync.host.local", reason="io_local not ready")
     if not hasattr(io_local, "open_node"):
         pytest.skip("io_local not ready")
     dev = phone(tmp_path)

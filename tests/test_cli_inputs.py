@@ -22,7 +22,7 @@ import pytest
 import test_cli
 from test_cli import change_count, fails, init, ok, ok_json, run
 
-from meshsync.io_local import open_node
+from meshsync.host.local import open_node
 
 pytest_plugins = ["pg"]
 

@@ -24,8 +24,8 @@ from meshsync.coklit.nik import make_nik, make_nkk
 from meshsync.coklit.sample import generate
 from meshsync.coklit.schema import FIELDS, Rules, VoterValidator, register
 
-from meshsync.errors import ValidationError
-from meshsync.home import Home
+from meshsync.host.home import Home
+from meshsync.model.errors import ValidationError
 
 P = "mimika/jila/diloa/tps-003"
 P2 = "mimika/jila/diloa/tps-001"

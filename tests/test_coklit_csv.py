@@ -19,7 +19,7 @@ from meshsync.coklit.dpt_csv import export_csv, import_csv, write_csv
 from meshsync.coklit.sample import generate
 from meshsync.coklit.schema import register
 
-from meshsync.errors import UsageError
+from meshsync.model.errors import UsageError
 
 HEADER = ("NO,DISTRIK,KAMPUNG,TPS,NKK,NIK,NAMA,TEMPAT LAHIR,TANGGAL LAHIR,USIA,"
           "STATUS PERKAWINAN,JENIS KELAMIN,ALAMAT,RT,RW,DISABILITAS,KETERANGAN\n")

@@ -1,6 +1,6 @@
 """Merge is commutative, associative and idempotent (design.md §4), checked two ways:
 
-* directly on :class:`meshsync.crdt.RecordState`: any permutation of a set of ops, with
+* directly on :class:`meshsync.replica.crdt.RecordState`: any permutation of a set of ops, with
   duplicates and with preds arriving before their targets, gives the same bytes, and
   those states match a declarative oracle of the multi-value-register rules;
 * across 3-4 devices making random offline edits and syncing at random, then
@@ -20,11 +20,11 @@ from helpers import DAY_MS, HOUR_MS, Device, all_changes, deliver, device_key, e
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshsync.change import Change, Delete, FeedId, OpId
-from meshsync.crdt import ALL, RecordState
-from meshsync.errors import NotFoundError
-from meshsync.identity import device_id
-from meshsync.node import Node
+from meshsync.model.change import Change, Delete, FeedId, OpId
+from meshsync.model.errors import NotFoundError
+from meshsync.model.identity import device_id
+from meshsync.replica.crdt import ALL, RecordState
+from meshsync.replica.node import Node
 
 # Generation time is measured in wall time; a loaded CI machine must not fail it.
 SLOW_OK = [HealthCheck.too_slow]

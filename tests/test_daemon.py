@@ -47,8 +47,8 @@ from netfixtures import (
     write_many_changes,
 )
 
-from meshsync import frames as fr
-from meshsync.session import SessionConfig
+from meshsync.protocol import frames as fr
+from meshsync.protocol.session import SessionConfig
 
 PHONES = {"phone-a": "tps-001", "phone-b": "tps-002", "phone-c": "tps-003"}
 
@@ -577,7 +577,7 @@ def test_listen_must_be_an_ip_address_so_no_name_is_resolved_at_start() -> None:
     # In-process: a host name here would make the daemon resolve it (DNS) at start.
     from meshsync.daemon.config import DEFAULTS, validate
 
-    from meshsync.errors import UsageError
+    from meshsync.model.errors import UsageError
 
     base = {**DEFAULTS, "discovery": ["static"]}
     for host in ("pc-kantor", "256.1.1.1", "laptop.local"):

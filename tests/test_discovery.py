@@ -25,7 +25,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshsync.errors import DecodeError, UsageError
+from meshsync.model.errors import DecodeError, UsageError
 from meshsync.net.discovery import (
     Advert,
     AdvertBoard,

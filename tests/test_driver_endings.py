@@ -17,9 +17,9 @@ import trio.testing
 from driverpair import PassThroughStream, run_pair, session
 from helpers import Device
 
-from meshsync import frames as fr
 from meshsync.net.driver import now_ms, run_session
-from meshsync.session import SessionConfig, SyncSession
+from meshsync.protocol import frames as fr
+from meshsync.protocol.session import SessionConfig, SyncSession
 
 MakeDevice = Callable[..., Device]
 TPS = "mimika/jila/diloa/tps-003"

@@ -46,13 +46,13 @@ from netfixtures import (
     wait_until,
 )
 
-from meshsync import frames as fr
-from meshsync.change import canonical_put
-from meshsync.home import Home
-from meshsync.io_local import open_node
-from meshsync.session import SessionConfig
+from meshsync.host.home import Home
+from meshsync.host.local import open_node
+from meshsync.model.change import canonical_put
+from meshsync.protocol import frames as fr
+from meshsync.protocol.session import SessionConfig
+from meshsync.protocol.wire import WireEncoder
 from meshsync.trust.profile import parse_blob
-from meshsync.wire import WireEncoder
 
 pytest_plugins = ["pg"]
 

@@ -19,8 +19,8 @@ import pytest
 from driverpair import PassThroughStream, run_pair, session
 from helpers import Device
 
-from meshsync.errors import StorageError
-from meshsync.session import SessionConfig
+from meshsync.model.errors import StorageError
+from meshsync.protocol.session import SessionConfig
 from meshsync.store.sqlite import SQLiteStore
 
 MakeDevice = Callable[..., Device]

@@ -1,4 +1,4 @@
-"""Hybrid logical clock: reserve, observe and the drift rule (design.md §4, meshsync.hlc)."""
+"""Hybrid logical clock: reserve, observe and the drift rule (design.md §4, meshsync.model.hlc)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from helpers import DAY_MS, START_MS, Device, exchange, sync
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshsync.change import canonical_put, sign_change
-from meshsync.errors import ValidationError
-from meshsync.hlc import COUNTER_MASK, WARN_MARGIN_MS, HybridClock, make, wall_ms
-from meshsync.identity import short_id
-from meshsync.limits import MAX_CLOCK_DRIFT_MS
+from meshsync.model.change import canonical_put, sign_change
+from meshsync.model.errors import ValidationError
+from meshsync.model.hlc import COUNTER_MASK, WARN_MARGIN_MS, HybridClock, make, wall_ms
+from meshsync.model.identity import short_id
+from meshsync.model.limits import MAX_CLOCK_DRIFT_MS
 
 MakeDevice = Callable[..., Device]
 CEILING_SLACK = 1  # reserve() may hand out one timestamp past the observed ceiling

@@ -30,10 +30,10 @@ from netfixtures import (
     sync,
 )
 
-from meshsync.change import decode_stored
-from meshsync.home import Home
-from meshsync.identity import device_id as device_id_of
-from meshsync.identity import sha256
+from meshsync.host.home import Home
+from meshsync.model.change import decode_stored
+from meshsync.model.identity import device_id as device_id_of
+from meshsync.model.identity import sha256
 
 TPS_A = f"{VILLAGE}/tps-001"
 TPS_B = f"{VILLAGE}/tps-002"
@@ -103,7 +103,7 @@ def refused(*args: object, code: int = 1) -> str:
 
 
 def hlc_of(home: Path, author: str, partition: str, seq: int) -> int:
-    from meshsync.identity import parse_device_id
+    from meshsync.model.identity import parse_device_id
 
     body, sig = stored_changes(home)[(parse_device_id(author), partition, seq)]
     return decode_stored(body, sig, sha256(body)).hlc

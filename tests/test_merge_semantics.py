@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 from helpers import DAY_MS, HOUR_MS, START_MS, Device, exchange, sync
 
-from meshsync.crdt import ALL, RecordState
-from meshsync.errors import UsageError
-from meshsync.limits import MAX_CLOCK_DRIFT_MS
+from meshsync.model.errors import UsageError
+from meshsync.model.limits import MAX_CLOCK_DRIFT_MS
+from meshsync.replica.crdt import ALL, RecordState
 
 MakeDevice = Callable[..., Device]
 

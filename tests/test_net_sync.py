@@ -45,11 +45,11 @@ from netfixtures import (
     write_many_changes,
 )
 
-from meshsync import frames as fr
-from meshsync.change import decode_body
-from meshsync.io_local import open_node
-from meshsync.session import SessionConfig
-from meshsync.session_stream import SessionEncoder
+from meshsync.host.local import open_node
+from meshsync.model.change import decode_body
+from meshsync.protocol import frames as fr
+from meshsync.protocol.session import SessionConfig
+from meshsync.protocol.stream import SessionEncoder
 
 PHONES = {"phone-a": "tps-001", "phone-b": "tps-002", "phone-c": "tps-003",
           "phone-h": "tps-004"}
@@ -365,7 +365,7 @@ BIG = 100_000
 def _encoded_bytes(home: Path, after_seq: int) -> int:
     """Bytes of the wire items of ``home``'s own changes with seq > ``after_seq``, as a
     sync session packs them (one fresh encoder, like a new session: a receiver holding
-    the feed's start is sent a short feed item, meshsync.session_stream)."""
+    the feed's start is sent a short feed item, meshsync.protocol.stream)."""
     total = 0
     with open_node(home) as node:
         feed = (node.key.public_key, node.default_partition)

@@ -23,9 +23,9 @@ import pytest
 from helpers import START_MS, Device, all_changes, device_key, exchange
 from test_trust_bundles import TPS1, VILLAGE, cli, enrolled, export, import_json, keys_in
 
-from meshsync.bundle import export_bundle, import_bundle
-from meshsync.home import Home
-from meshsync.identity import device_id
+from meshsync.host.home import Home
+from meshsync.model.identity import device_id
+from meshsync.protocol.bundle import export_bundle, import_bundle
 from meshsync.store import MemoryStore, SQLiteStore, Store
 from meshsync.trust import (
     AuthorityKey,

@@ -14,12 +14,12 @@ from collections.abc import Callable
 import pytest
 from helpers import HOUR_MS, START_MS, Device, all_changes, exchange
 
-from meshsync import codec
-from meshsync import frames as fr
-from meshsync.change import decode_body
-from meshsync.errors import UsageError
-from meshsync.session import SessionConfig, SessionError, State, SyncSession
-from meshsync.session_events import ChangesApplied, Event, SessionDone, SessionFailed
+from meshsync.model import codec
+from meshsync.model.change import decode_body
+from meshsync.model.errors import UsageError
+from meshsync.protocol import frames as fr
+from meshsync.protocol.events import ChangesApplied, Event, SessionDone, SessionFailed
+from meshsync.protocol.session import SessionConfig, SessionError, State, SyncSession
 from meshsync.testing.faults import Pipe, SessionPair, split_frames
 
 MakeDevice = Callable[..., Device]

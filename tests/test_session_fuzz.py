@@ -4,7 +4,7 @@ Random frames, and a real recorded transcript with bytes flipped, inserted or de
 messages replaced, duplicated, swapped, dropped or cut short, are fed to a fresh session.
 
 * The only exception ``receive_data`` may raise for what the peer sent is
-  :class:`meshsync.session.SessionError`.
+  :class:`meshsync.protocol.session.SessionError`.
 * No partial apply: afterwards the receiving store holds its own changes plus whole
   frames' worth of the peer's (every frame all or nothing), every feed is a hash chain
   of genuinely signed changes, its records equal a fresh replay of exactly those changes,
@@ -23,14 +23,14 @@ from helpers import START_MS, Device, FakeClock, all_changes, device_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshsync import codec
-from meshsync import frames as fr
-from meshsync.change import Change, decode_body
-from meshsync.errors import DecodeError
-from meshsync.node import Node
-from meshsync.session import SessionConfig, SessionError, SyncSession
-from meshsync.session_events import ChangesApplied, Event, SessionDone, SessionFailed
-from meshsync.session_stream import SessionDecoder
+from meshsync.model import codec
+from meshsync.model.change import Change, decode_body
+from meshsync.model.errors import DecodeError
+from meshsync.protocol import frames as fr
+from meshsync.protocol.events import ChangesApplied, Event, SessionDone, SessionFailed
+from meshsync.protocol.session import SessionConfig, SessionError, SyncSession
+from meshsync.protocol.stream import SessionDecoder
+from meshsync.replica.node import Node
 from meshsync.store import MemoryStore, SQLiteStore, Store
 from meshsync.testing.faults import SessionPair, split_frames
 
@@ -72,7 +72,7 @@ def recording() -> Recording:
     for i in range(5):
         b.put("voters", f"rec-{i:04d}", {"status": "ganda", "alamat": "Kampung Uji"})
     # B already holds the start of A's feed in TPS: A's stream names that feed by B's
-    # VV index with a short feed item (meshsync.session_stream).
+    # VV index with a short feed item (meshsync.protocol.stream).
     b.node.receive([c for c in all_changes(a) if c.partition == TPS][:6])
     template = copy.deepcopy(b.store)
     initial = frozenset(c.hash for c in all_changes(b))
@@ -243,7 +243,7 @@ def wire_items() -> st.SearchStrategy[Any]:
 
 
 def version_vectors() -> st.SearchStrategy[list[Any]]:
-    """Compact VV tables (meshsync.session_meta): authors, then 4 values per feed."""
+    """Compact VV tables (meshsync.protocol.meta): authors, then 4 values per feed."""
     entry = st.tuples(st.integers(-1, 2), st.integers(-1, 30),
                       st.sampled_from(["", "3", "7", "x", "/tps-004"]) | PARTITIONS, INTS)
     flat = st.lists(entry, max_size=4).map(lambda es: [v for e in es for v in e])

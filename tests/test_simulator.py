@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import meshsync.testing
-from meshsync import frames as fr
-from meshsync.session import SyncSession
+from meshsync.protocol import frames as fr
+from meshsync.protocol.session import SyncSession
 from meshsync.testing import sim
 from meshsync.testing.sim import SimConfig, SimResult, SimulationFailure, simulate
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from helpers import Device
 
-from meshsync.errors import StorageError, UsageError
-from meshsync.home import Home
-from meshsync.io_local import open_node
+from meshsync.host.home import Home
+from meshsync.host.local import open_node
+from meshsync.model.errors import StorageError, UsageError
 from meshsync.store.base import RecordRow, StoredChange
 from meshsync.store.sqlite import MIGRATIONS, SQLiteStore
 
@@ -100,7 +100,7 @@ def test_not_a_database_is_a_storage_error(tmp_path: Path) -> None:
 
 CHILD = textwrap.dedent("""
     import sys
-    from meshsync.io_local import open_node
+    from meshsync.host.local import open_node
     with open_node(sys.argv[1]) as node:
         i = int(sys.argv[2])
         while True:

@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 from netfixtures import DISTRICT, VILLAGE, District, Servers, count_changes, run, run_json, sync
 
-from meshsync.bundle import export_bundle, import_bundle
-from meshsync.errors import StorageError, StorageLowError, UsageError
-from meshsync.home import Home
-from meshsync.io_local import open_node
+from meshsync.host.home import Home
+from meshsync.host.local import open_node
+from meshsync.model.errors import StorageError, StorageLowError, UsageError
+from meshsync.protocol.bundle import export_bundle, import_bundle
 
 HUGE_MB = 2**40  # more MiB than any disk has free
 

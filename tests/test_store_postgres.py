@@ -23,13 +23,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from store_conformance import StoreConformance
 
-from meshsync import codec
-from meshsync.change import Change, canonical_put, sign_change
-from meshsync.crdt import RecordState
-from meshsync.errors import ConcurrentAppendError, StorageError, UsageError
-from meshsync.hlc import make as make_hlc
-from meshsync.node import Node
-from meshsync.records import Record
+from meshsync.model import codec
+from meshsync.model.change import Change, canonical_put, sign_change
+from meshsync.model.errors import ConcurrentAppendError, StorageError, UsageError
+from meshsync.model.hlc import make as make_hlc
+from meshsync.replica.crdt import RecordState
+from meshsync.replica.node import Node
+from meshsync.replica.records import Record
 from meshsync.store import MemoryStore
 from meshsync.store.base import RecordRow, Store, StoredChange
 from meshsync.store.pg_text import escape, fields_json, fields_jsonb, unescape, visible_fields
@@ -607,8 +607,8 @@ def test_a_dropped_connection_is_reopened(pg_dsn: str) -> None:
 
 
 def test_phones_never_import_psycopg() -> None:
-    code = ("import sys, meshsync, meshsync.store, meshsync.node, meshsync.bundle, "
-            "meshsync.io_local, meshsync.errors; "
+    code = ("import sys, meshsync, meshsync.store, meshsync.replica.node, "
+            "meshsync.protocol.bundle, meshsync.host.local, meshsync.model.errors; "
             "sys.exit(any(m.split('.')[0] == 'psycopg' for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 

@@ -20,14 +20,13 @@ from typing import Any
 import pytest
 from helpers import Device, exchange
 
-from meshsync import codec, custody
-from meshsync import frames as fr
-from meshsync.change import decode_body
-from meshsync.receipt import decode_receipt
-from meshsync.session import SessionConfig, SessionError, State, SyncSession
-from meshsync.session_events import SessionDone, SessionFailed
-from meshsync.session_meta import Holdings, compact_receipt, expand_receipt, receipt_base
-from meshsync.session_stream import (
+from meshsync.model import codec
+from meshsync.model.change import decode_body
+from meshsync.protocol import frames as fr
+from meshsync.protocol.events import SessionDone, SessionFailed
+from meshsync.protocol.meta import Holdings, compact_receipt, expand_receipt, receipt_base
+from meshsync.protocol.session import SessionConfig, SessionError, State, SyncSession
+from meshsync.protocol.stream import (
     COMPACT,
     FEED_REF,
     PREV_CHECK,
@@ -35,8 +34,10 @@ from meshsync.session_stream import (
     SessionDecoder,
     SessionEncoder,
 )
+from meshsync.protocol.wire import CHANGE, FEED, WireEncoder
+from meshsync.replica import custody
+from meshsync.replica.receipt import decode_receipt
 from meshsync.testing.faults import SessionPair, split_frames
-from meshsync.wire import CHANGE, FEED, WireEncoder
 
 MakeDevice = Callable[..., Device]
 SCOPE = "mimika/jila"

@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import meshsync.trust
-from meshsync.errors import AuthorizationError, UsageError
-from meshsync.identity import DeviceKey, device_id
+from meshsync.model.errors import AuthorizationError, UsageError
+from meshsync.model.identity import DeviceKey, device_id
 from meshsync.trust import (
     NOT_BEFORE_MARGIN,
     NOT_REVOKED,

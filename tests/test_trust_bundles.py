@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 from meshsync.cli.main import main
 
-from meshsync.home import Home
-from meshsync.node import Node
-from meshsync.policy import OpenTrust
+from meshsync.host.home import Home
+from meshsync.replica.node import Node
+from meshsync.replica.policy import OpenTrust
 from meshsync.store.sqlite import SQLiteStore
 from meshsync.trust import issue_device_certificate, issue_sub_authority, load_authority_key
 
@@ -220,7 +220,7 @@ def test_importing_the_same_bundle_twice_changes_nothing(district: dict[str, Pat
 
 def _add_credential(home: Path, pem: bytes) -> None:
     """Put a certificate into the home's store so it travels in its bundles."""
-    from meshsync.identity import sha256
+    from meshsync.model.identity import sha256
     from meshsync.trust import parse_blob
 
     store = SQLiteStore(Home.open(home).store_path)

@@ -1,4 +1,4 @@
-"""Signatures checked together, on several cores (meshsync.verify_pool, Receiver.verify_ahead).
+"""Signatures checked together, on several cores (meshsync.host.verify_pool, Receiver.verify_ahead).
 
 A verifier may only make a batch faster, never different: the same changes are
 applied, the same forgery refuses the whole batch with the same error, and a change
@@ -17,13 +17,13 @@ import msgpack
 import pytest
 from helpers import FakeClock, device_key
 
-from meshsync.bundle import FOOTER, FOOTER_BYTES, MAGIC, export_bundle, import_bundle
-from meshsync.change import SIGN_CONTEXT, decode_stored
-from meshsync.errors import RemoteError, StorageError
-from meshsync.node import Node
-from meshsync.receive import VERIFY_AHEAD_BYTES, VERIFY_AHEAD_MIN, VERIFY_CHUNK
+from meshsync.host.verify_pool import ThreadVerifier, check_all
+from meshsync.model.change import SIGN_CONTEXT, decode_stored
+from meshsync.model.errors import RemoteError, StorageError
+from meshsync.protocol.bundle import FOOTER, FOOTER_BYTES, MAGIC, export_bundle, import_bundle
+from meshsync.replica.node import Node
+from meshsync.replica.receive import VERIFY_AHEAD_BYTES, VERIFY_AHEAD_MIN, VERIFY_CHUNK
 from meshsync.store import SQLiteStore
-from meshsync.verify_pool import ThreadVerifier, check_all
 
 P = "mimika/jila/diloa/tps-003"
 

@@ -1,4 +1,6 @@
-"""Canonical bodies and the compact wire form (meshsync.codec, meshsync.change, meshsync.wire).
+"""Canonical bodies and the compact wire form.
+
+Modules: meshsync.model.codec, meshsync.model.change, meshsync.protocol.wire.
 
 Round trips must be byte-exact (B19: values stored and signed exactly as typed), and
 garbage from a peer may only ever raise :class:`DecodeError` (style.md §4).
@@ -20,8 +22,8 @@ from helpers import Device, all_changes, device_key, sync
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshsync import codec
-from meshsync.change import (
+from meshsync.model import codec
+from meshsync.model.change import (
     Change,
     Put,
     canonical_put,
@@ -29,9 +31,9 @@ from meshsync.change import (
     encode_body,
     sign_change,
 )
-from meshsync.errors import DecodeError, SignatureError, UsageError
-from meshsync.limits import MAX_ITEM_BYTES
-from meshsync.wire import WireDecoder, WireEncoder
+from meshsync.model.errors import DecodeError, SignatureError, UsageError
+from meshsync.model.limits import MAX_ITEM_BYTES
+from meshsync.protocol.wire import WireDecoder, WireEncoder
 
 # Generation time is measured in wall time; a loaded CI machine must not fail it.
 SLOW_OK = [HealthCheck.too_slow]

@@ -12,7 +12,7 @@ in Kabupaten Mimika needs:
 * :mod:`.regions`, :mod:`.codes`, :mod:`.nik` - region codes, coded values, NIK rules
 
 A node home whose ``config.toml`` says ``schema = "coklit"`` registers the validator
-whenever it is opened (:func:`meshsync.io_local.open_node`).
+whenever it is opened (:func:`meshsync.host.local.open_node`).
 """
 
 from meshsync.coklit.schema import COLLECTION, Rules, VoterValidator, register

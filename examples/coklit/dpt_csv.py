@@ -35,11 +35,11 @@ from meshsync.coklit.columns import (
 )
 from meshsync.coklit.schema import COLLECTION, FIELDS, VoterValidator, register
 
-from meshsync.change import check_name
-from meshsync.errors import UsageError, ValidationError
+from meshsync.model.change import check_name
+from meshsync.model.errors import UsageError, ValidationError
 
 if TYPE_CHECKING:
-    from meshsync.node import Node
+    from meshsync.replica.node import Node
 
 BATCH_SIZE = 500
 Progress = Callable[[int, int], None]

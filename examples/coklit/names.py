@@ -30,8 +30,8 @@ from meshsync.coklit.codes import APOSTROPHES
 from meshsync.coklit.schema import COLLECTION
 
 if TYPE_CHECKING:
-    from meshsync.node import Node
-    from meshsync.records import Record
+    from meshsync.replica.node import Node
+    from meshsync.replica.records import Record
 
 
 _DROP = {ord(c): None for c in APOSTROPHES}

@@ -59,7 +59,7 @@ from meshsync.coklit.codes import (
 from meshsync.coklit.nik import length_problem, nik_problem
 
 if TYPE_CHECKING:
-    from meshsync.node import Node
+    from meshsync.replica.node import Node
 
 __all__ = ["COLLECTION", "DEFAULT_RULES", "FIELDS", "REQUIRED", "Rules", "VoterValidator",
            "check_partition", "partition_of", "register"]
@@ -160,7 +160,7 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
 
 
 class VoterValidator:
-    """The ``voters`` validator (:class:`meshsync.policy.Validator`).
+    """The ``voters`` validator (:class:`meshsync.replica.policy.Validator`).
 
     Called as ``validator(key, fields, partial=..., partition=...)``; returns
     ``[(field, message), ...]``, empty when valid. With ``partial=False`` (a local
@@ -172,7 +172,7 @@ class VoterValidator:
     """
 
     takes_partition = True
-    """Ask the node to pass the record's partition (see :func:`meshsync.policy.validate`)."""
+    """Ask the node to pass the record's partition (:func:`meshsync.replica.policy.validate`)."""
 
     def __init__(self, rules: Rules = DEFAULT_RULES) -> None:
         self.rules = rules

@@ -1,4 +1,4 @@
-"""Drive a :class:`~meshsync.session.SyncSession` over a trio stream.
+"""Drive a :class:`~meshsync.protocol.session.SyncSession` over a trio stream.
 
 The adapter is thin (style.md §5): a receiver task feeds bytes to the session and a
 sender task drains what the session wants to send, so neither side can deadlock
@@ -15,12 +15,12 @@ import time
 
 import trio
 
-from meshsync.errors import MeshsyncError, StorageError
-from meshsync.identity import short_id
+from meshsync.model.errors import MeshsyncError, StorageError
+from meshsync.model.identity import short_id
 from meshsync.net.errors import TransportError
 from meshsync.net.tls import describe_ssl_error
-from meshsync.session import SessionError, SyncSession
-from meshsync.session_events import SessionSummary
+from meshsync.protocol.events import SessionSummary
+from meshsync.protocol.session import SessionError, SyncSession
 
 log = logging.getLogger("meshsync.net")
 
@@ -80,7 +80,7 @@ async def run_session(stream: trio.abc.Stream, session: SyncSession,
 
     Never raises for what the peer did: a protocol error, a reset or a timeout ends
     the session with ``summary.error`` set. Closes nothing: the caller owns
-    ``stream``. Raises :class:`~meshsync.errors.StorageError` if the local store fails.
+    ``stream``. Raises :class:`~meshsync.model.errors.StorageError` if the local store fails.
     """
     pump = _Pump(stream, session, limiter, SessionClock())
     try:

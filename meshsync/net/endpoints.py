@@ -17,16 +17,16 @@ from typing import Any
 
 import trio
 
-from meshsync import frames as fr
-from meshsync.errors import AuthorizationError, MeshsyncError
-from meshsync.identity import sha256, short_id
+from meshsync.model.errors import AuthorizationError, MeshsyncError
+from meshsync.model.identity import sha256, short_id
 from meshsync.net.driver import now_ms, run_session
 from meshsync.net.errors import TransportError
 from meshsync.net.registry import INCOMING, OUTGOING, SessionRegistry
 from meshsync.net.tls import describe_ssl_error, peer_chain_der
-from meshsync.node import Node
-from meshsync.session import SessionConfig, SyncSession
-from meshsync.session_events import SessionSummary
+from meshsync.protocol import frames as fr
+from meshsync.protocol.events import SessionSummary
+from meshsync.protocol.session import SessionConfig, SyncSession
+from meshsync.replica.node import Node
 
 log = logging.getLogger("meshsync.net")
 
@@ -57,7 +57,7 @@ def refresh_trust(endpoint: Endpoint) -> None:
     Another process may add one to this home while it serves (``meshsync authority
     revoke --home`` on the serving home): without this a revoked device could still
     connect, and its changes be accepted, until a restart. Invalid blobs are skipped
-    as :func:`meshsync.io_local.load_trust` skips them. Call with the node's limiter.
+    as :func:`meshsync.host.local.load_trust` skips them. Call with the node's limiter.
     """
     adder = getattr(endpoint.node.trust, "add", None)
     if adder is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshsync.errors import MeshsyncError
+from meshsync.model.errors import MeshsyncError
 
 
 class TransportError(MeshsyncError):

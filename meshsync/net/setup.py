@@ -8,13 +8,13 @@ from pathlib import Path
 
 import trio
 
-from meshsync.errors import UsageError
-from meshsync.home import Home
-from meshsync.identity import sha256
-from meshsync.io_local import open_node
+from meshsync.host.home import Home
+from meshsync.host.local import open_node
+from meshsync.model.errors import UsageError
+from meshsync.model.identity import sha256
 from meshsync.net.endpoints import Endpoint
 from meshsync.net.tls import client_context, server_context
-from meshsync.session import SessionConfig
+from meshsync.protocol.session import SessionConfig
 
 #: A pantarlih phone carries its whole district's feeds (design.md §5), so its share
 #: scope is its certificate scope cut to this many path segments.

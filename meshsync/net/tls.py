@@ -12,9 +12,9 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from meshsync.errors import UsageError
-from meshsync.home import Home
-from meshsync.io_local import ROOT_FILE
+from meshsync.host.home import Home
+from meshsync.host.local import ROOT_FILE
+from meshsync.model.errors import UsageError
 
 
 def _base_context(purpose: ssl.Purpose, home: Home) -> ssl.SSLContext:

@@ -14,8 +14,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from meshsync import codec
-from meshsync.change import FeedId
+from meshsync.model import codec
+from meshsync.model.change import FeedId
 
 RECEIPTS_META = "receipts"
 
@@ -49,7 +49,7 @@ class FeedInfo:
 
 
 class RecordRow(NamedTuple):
-    """A record's encoded :class:`~meshsync.crdt.RecordState` plus summary flags.
+    """A record's encoded :class:`~meshsync.replica.crdt.RecordState` plus summary flags.
 
     A named tuple (not a dataclass): an import builds one per record, and the tuple
     is already the parameter row stores bind.
@@ -83,7 +83,7 @@ class ForkEvidence:
 @dataclass(frozen=True, slots=True)
 class QuarantinedChange:
     """A change taken back after it was stored: its author was revoked at a seq
-    below it (see :mod:`meshsync.quarantine`). Kept as evidence of what the key did:
+    below it (see :mod:`meshsync.replica.quarantine`). Kept as evidence of what the key did:
     ``body`` and ``sig`` are the change as its author signed it, ``hash`` its SHA-256."""
 
     author: bytes
@@ -114,7 +114,7 @@ class Store(abc.ABC):
     def transaction(self) -> AbstractContextManager[None]:
         """Context manager: commit durably on normal exit, roll back on exception.
 
-        Raises :class:`~meshsync.errors.StorageError` if the commit fails (disk full).
+        Raises :class:`~meshsync.model.errors.StorageError` if the commit fails (disk full).
         """
 
     def group_commit(self) -> AbstractContextManager[None]:
@@ -124,7 +124,7 @@ class Store(abc.ABC):
         so acknowledge them to a peer only after it ends (field failure B21).
 
         This default does nothing: every commit of this store is durable by itself.
-        Raises :class:`~meshsync.errors.StorageError` if the final sync fails.
+        Raises :class:`~meshsync.model.errors.StorageError` if the final sync fails.
         """
         return nullcontext()
 
@@ -182,7 +182,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete_record(self, partition: str, collection: str, key: str) -> None:
         """Remove the row of one record (no-op if absent): for a record no held op
-        touches any more (see :mod:`meshsync.quarantine`)."""
+        touches any more (see :mod:`meshsync.replica.quarantine`)."""
 
     def save_records(self, rows: list[RecordRow]) -> None:
         """Insert or replace several record rows. Stores may override with one batch."""

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from meshsync.change import FeedId
-from meshsync.errors import UsageError
+from meshsync.model.change import FeedId
+from meshsync.model.errors import UsageError
 from meshsync.store.base import (
     FeedInfo,
     ForkEvidence,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any
 
-from meshsync.identity import sha256
+from meshsync.model.identity import sha256
 from meshsync.store.base import ForkEvidence, QuarantinedChange, Refusal, Store
 from meshsync.store.pg_text import escape, unescape
 

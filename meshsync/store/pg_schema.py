@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from meshsync.errors import StorageError
+from meshsync.model.errors import StorageError
 
 if TYPE_CHECKING:
     import psycopg
@@ -113,7 +113,7 @@ MIGRATIONS: list[str] = [
     # per-row check (an index lookup and a row lock per change) was about a third of
     # the server's cost of ingesting a change.
     "ALTER TABLE meshsync_changes DROP CONSTRAINT IF EXISTS meshsync_changes_feed_fkey",
-    # 3: quarantined changes (meshsync.quarantine): taken out of their feed after
+    # 3: quarantined changes (meshsync.replica.quarantine): taken out of their feed after
     # their author's revocation was learned, kept as evidence. Unique on the hash,
     # not the body (a body may be megabytes).
     """

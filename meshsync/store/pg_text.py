@@ -33,7 +33,7 @@ from typing import Any
 
 from msgpack import unpackb as _unpackb
 
-from meshsync import codec
+from meshsync.model import codec
 
 _ESCAPED = re.compile("\x01([\x01\x02])")
 
@@ -116,7 +116,7 @@ def visible_fields(state: bytes) -> dict[str, Any]:
     (see :meth:`RecordState.encode`) without building the superseded sets: the winner
     of a field is its entry with the greatest ``(hlc, author)``. The compact form of a
     single put, ``[author, hlc, {field: value}]``, holds exactly the visible fields.
-    Raises :class:`~meshsync.errors.DecodeError` (or another error) if ``state`` is not
+    Raises :class:`~meshsync.model.errors.DecodeError` (or another error) if ``state`` is not
     such an encoding."""
     return dict(_visible(codec.unpack(state, max_bytes=1 << 30)))
 

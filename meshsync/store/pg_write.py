@@ -29,7 +29,7 @@ before a read that needs the database, when the buffer is full, and at commit.
   transaction as an insert does). A row saved without having been read is
   upserted.
 
-Any mismatch raises :class:`~meshsync.errors.ConcurrentAppendError`: the loser of a
+Any mismatch raises :class:`~meshsync.model.errors.ConcurrentAppendError`: the loser of a
 race stores nothing and retries; it never holds a duplicate, a gap or a record
 state that misses the winner's changes.
 """
@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.types.string import BytesBinaryDumper
 
-from meshsync.change import FeedId
-from meshsync.errors import ConcurrentAppendError
-from meshsync.identity import short_id
+from meshsync.model.change import FeedId
+from meshsync.model.errors import ConcurrentAppendError
+from meshsync.model.identity import short_id
 from meshsync.store.base import RecordRow, StoredChange
 from meshsync.store.pg_text import escape, fields_json, fields_jsonb
 
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from psycopg.rows import TupleRow
 
 RecordKey = tuple[str, str, str]
-"""``(partition, collection, key)``, as in :mod:`meshsync.receive`."""
+"""``(partition, collection, key)``, as in :mod:`meshsync.replica.receive`."""
 
 ABSENT = 0  #: base version of a row that did not exist when read
 UNKNOWN = -1  #: base version of a row saved without being read (blind upsert)

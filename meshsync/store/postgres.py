@@ -20,10 +20,10 @@ processes ingesting different feeds that touch no common record. Commits are
 durable: the session sets ``synchronous_commit = on`` (the server must run with
 ``fsync = on``, its default).
 
-**Errors.** psycopg errors become :class:`~meshsync.errors.StorageError`; lost
+**Errors.** psycopg errors become :class:`~meshsync.model.errors.StorageError`; lost
 races (a feed head or record another process changed first, and PostgreSQL's own
 deadlock, serialization and lock-timeout errors) become
-:class:`~meshsync.errors.ConcurrentAppendError`, after which the transaction rolls
+:class:`~meshsync.model.errors.ConcurrentAppendError`, after which the transaction rolls
 back and the caller runs it again. Write-behind: appends and record saves are sent
 in bulk, so a lost race may surface at a later write, a read or the commit (always
 before anything is committed). If the connection breaks during COMMIT the outcome
@@ -44,9 +44,9 @@ try:
 except ImportError as _exc:  # pragma: no cover - depends on the installation
     raise ImportError("PostgresStore needs psycopg 3: pip install 'meshsync[central]'") from _exc
 
-from meshsync import codec
-from meshsync.change import FeedId
-from meshsync.errors import ConcurrentAppendError, StorageError, UsageError
+from meshsync.model import codec
+from meshsync.model.change import FeedId
+from meshsync.model.errors import ConcurrentAppendError, StorageError, UsageError
 from meshsync.store.base import RECEIPTS_META, FeedInfo, RecordRow, StoredChange
 from meshsync.store.pg_evidence import PgEvidence
 from meshsync.store.pg_schema import migrate

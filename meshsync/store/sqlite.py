@@ -8,7 +8,7 @@ any of them is acknowledged. Schema changes
 are numbered migrations recorded in ``PRAGMA user_version``.
 
 Errors from SQLite (disk full, corrupt file) are raised as
-:class:`~meshsync.errors.StorageError` after the transaction is rolled back.
+:class:`~meshsync.model.errors.StorageError` after the transaction is rolled back.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from meshsync.change import FeedId
-from meshsync.errors import StorageError, UsageError
+from meshsync.model.change import FeedId
+from meshsync.model.errors import StorageError, UsageError
 from meshsync.store.base import (
     FeedInfo,
     ForkEvidence,
@@ -60,7 +60,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE credentials (
         id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, blob BLOB NOT NULL);
     """,
-    # 2: quarantined changes (meshsync.quarantine): taken out of their feed after
+    # 2: quarantined changes (meshsync.replica.quarantine): taken out of their feed after
     # their author's revocation was learned, kept as evidence.
     """
     CREATE TABLE quarantine (

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from meshsync import codec
-from meshsync.change import FeedId
-from meshsync.identity import sha256
-from meshsync.limits import MAX_CHANGE_BYTES
-from meshsync.node import Node
-from meshsync.receipt import decode_receipt
+from meshsync.model import codec
+from meshsync.model.change import FeedId
+from meshsync.model.identity import sha256
+from meshsync.model.limits import MAX_CHANGE_BYTES
+from meshsync.replica.node import Node
+from meshsync.replica.receipt import decode_receipt
 from meshsync.store import MemoryStore
 
 if TYPE_CHECKING:

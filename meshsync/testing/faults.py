@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from meshsync import codec
-from meshsync.frames import NAMES
-from meshsync.session import SessionError, SyncSession
-from meshsync.session_events import Event
+from meshsync.model import codec
+from meshsync.protocol.events import Event
+from meshsync.protocol.frames import NAMES
+from meshsync.protocol.session import SessionError, SyncSession
 
 if TYPE_CHECKING:
     from meshsync.testing.sim import Link, Simulation

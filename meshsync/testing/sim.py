@@ -1,9 +1,9 @@
 """Seeded, single-thread district simulator (design.md §10.2, style.md §10).
 
 One ``random.Random(seed)`` drives a whole district running the real core: a gateway
-laptop (which signs custody receipts) and phones, each a :class:`~meshsync.node.Node` on a
+laptop (which signs custody receipts) and phones, each a :class:`~meshsync.replica.node.Node` on a
 :class:`~meshsync.store.MemoryStore` with its own fake clock, syncing through real
-:class:`~meshsync.session.SyncSession` pairs joined by a fake network
+:class:`~meshsync.protocol.session.SyncSession` pairs joined by a fake network
 (:mod:`meshsync.testing.faults`). No trio, no sockets, no real clock.
 
 **Fault phase.** Each step is one of: a local edit (puts, deletes and multi-record
@@ -43,11 +43,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from meshsync.change import Change, FeedId
-from meshsync.identity import DeviceKey
-from meshsync.node import Node
-from meshsync.session import SessionConfig, SyncSession
-from meshsync.session_events import SessionDone, SessionFailed
+from meshsync.model.change import Change, FeedId
+from meshsync.model.identity import DeviceKey
+from meshsync.protocol.events import SessionDone, SessionFailed
+from meshsync.protocol.session import SessionConfig, SyncSession
+from meshsync.replica.node import Node
 from meshsync.store import MemoryStore
 from meshsync.testing.checks import check_store, state_diff
 from meshsync.testing.faults import HOUR_MS, MINUTE_MS, FaultInjector, SessionPair

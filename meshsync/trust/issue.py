@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from meshsync.errors import AuthorizationError, UsageError
-from meshsync.identity import DeviceKey, device_id
+from meshsync.model.errors import AuthorizationError, UsageError
+from meshsync.model.identity import DeviceKey, device_id
 from meshsync.trust.profile import (
     ROLES,
     URI_DEVICE,

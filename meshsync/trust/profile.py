@@ -12,7 +12,7 @@ Three kinds of X.509 v3 certificate (design.md §6):
   (critical), ``extendedKeyUsage`` clientAuth + serverAuth (usable for mutual
   TLS 1.3 with Python's :mod:`ssl`), and ``subjectAltName`` URIs::
 
-      meshsync:device/<device id>      the Ed25519 key, as meshsync.identity.device_id
+      meshsync:device/<device id>      the Ed25519 key, as meshsync.model.identity.device_id
       meshsync:role/<role>             pantarlih | gateway | central | admin
       meshsync:scope/<scope>           percent-encoded partition prefix ("" = all)
 
@@ -42,8 +42,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
-from meshsync.errors import AuthorizationError
-from meshsync.identity import device_id
+from meshsync.model.errors import AuthorizationError
+from meshsync.model.identity import device_id
 
 #: Device roles a certificate may carry.
 ROLES = ("pantarlih", "gateway", "central", "admin")

@@ -30,8 +30,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from meshsync.errors import AuthorizationError, UsageError
-from meshsync.identity import PUBLIC_KEY_BYTES, short_id
+from meshsync.model.errors import AuthorizationError, UsageError
+from meshsync.model.identity import PUBLIC_KEY_BYTES, short_id
 from meshsync.trust.issue import AuthorityKey
 from meshsync.trust.profile import (
     MAX_CREDENTIAL_BYTES,

@@ -35,8 +35,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from meshsync.errors import UsageError
-from meshsync.identity import short_id
+from meshsync.model.errors import UsageError
+from meshsync.model.identity import short_id
 from meshsync.trust.grant import NOT_REVOKED, describe_point
 from meshsync.trust.issue import (
     DEFAULT_DEVICE_DAYS,
@@ -78,7 +78,7 @@ def split_credentials(data: bytes) -> tuple[bytes, list[bytes]]:
     ``data``: PEM text with certificates and zero or more PEM-armoured
     revocations, in any order (a plain certificate file gives an empty list).
     The revocations are not verified here: add them to a :class:`TrustStore`.
-    Raises :class:`~meshsync.errors.AuthorizationError` if an armoured block is
+    Raises :class:`~meshsync.model.errors.AuthorizationError` if an armoured block is
     not base64.
     """
     revocations = [unarmor(m.group(0)) for m in _REVOCATION_BLOCK.finditer(data)]

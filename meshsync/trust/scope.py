@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from meshsync.change import check_partition
-from meshsync.errors import UsageError
-from meshsync.limits import MAX_NAME_CHARS
+from meshsync.model.change import check_partition
+from meshsync.model.errors import UsageError
+from meshsync.model.limits import MAX_NAME_CHARS
 
 
 def validate_scope(scope: str) -> str:
     """Return ``scope`` if it is a well-formed partition prefix.
 
     ``scope``: ``""`` (everything) or non-empty segments joined by ``/``, at most
-    :data:`~meshsync.limits.MAX_NAME_CHARS` characters, no control characters.
+    :data:`~meshsync.model.limits.MAX_NAME_CHARS` characters, no control characters.
     Raises :class:`UsageError` naming the problem otherwise.
     """
     if not isinstance(scope, str):
@@ -39,7 +39,7 @@ def validate_scope(scope: str) -> str:
 
 def check_scope(scope: str) -> str:
     """Return ``scope`` if a command may certify it: ``""`` or a partition path as
-    :func:`meshsync.change.check_partition` accepts it (lower-case segments of
+    :func:`meshsync.model.change.check_partition` accepts it (lower-case segments of
     letters, digits, ``.``, ``_``, ``-``; no empty, ``.`` or ``..`` segment).
 
     Stricter than :func:`validate_scope` (the certificate profile, which carries any

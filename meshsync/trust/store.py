@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshsync.errors import AuthorizationError, UsageError
-from meshsync.identity import device_id, short_id
+from meshsync.model.errors import AuthorizationError, UsageError
+from meshsync.model.identity import device_id, short_id
 from meshsync.trust.grant import (
     NOT_REVOKED,
     Grant,

@@ -31,7 +31,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from meshsync.errors import AuthorizationError
+from meshsync.model.errors import AuthorizationError
 from meshsync.trust.profile import CertInfo, fingerprint, iso
 from meshsync.trust.scope import scope_contains
 

@@ -27,7 +27,7 @@ import socket
 
 import trio
 
-from meshsync.errors import DecodeError, UsageError
+from meshsync.model.errors import DecodeError, UsageError
 from meshsync.net.discovery.codec import MAX_BEACON_BYTES, decode_beacon, encode_beacon
 from meshsync.net.discovery.interfaces import broadcast_targets, read_links
 from meshsync.net.discovery.model import Advert, AdvertSource, Candidate, FoundCallback

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import trio
 
-from meshsync.errors import UsageError
+from meshsync.model.errors import UsageError
 from meshsync.net.discovery.model import AdvertSource, Candidate, DiscoveryMethod, FoundCallback
 
 log = logging.getLogger("meshsync.discovery")

@@ -2,7 +2,7 @@
 
 No I/O here. Encoders take a valid :class:`Advert`; decoders take bytes or mappings
 that arrived from the network and return a valid :class:`Advert` or raise
-:class:`~meshsync.errors.DecodeError` (the peer's fault, style.md §4) — never anything
+:class:`~meshsync.model.errors.DecodeError` (the peer's fault, style.md §4) — never anything
 else, whatever the input.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import msgpack
 
-from meshsync.errors import DecodeError
+from meshsync.model.errors import DecodeError
 from meshsync.net.discovery.model import Advert, advert_problem
 
 # -- DNS-SD TXT (RFC 6763 §6) -----------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Literal
 
 import trio
 
-from meshsync.errors import UsageError
+from meshsync.model.errors import UsageError
 from meshsync.net.discovery.model import AdvertSource, Candidate, FoundCallback
 
 _RTF_UP, _RTF_GATEWAY = 0x1, 0x2  # linux/route.h

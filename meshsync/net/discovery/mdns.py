@@ -18,7 +18,7 @@ from functools import partial
 
 import trio
 
-from meshsync.errors import DecodeError, UsageError
+from meshsync.model.errors import DecodeError, UsageError
 from meshsync.net.discovery.codec import advert_from_txt
 from meshsync.net.discovery.interfaces import (
     Link,

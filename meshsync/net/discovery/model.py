@@ -2,9 +2,9 @@
 the contract every discovery method keeps (:class:`DiscoveryMethod`).
 
 Everything here is plain data checked on construction (style.md §8): a bad value made
-locally raises :class:`~meshsync.errors.UsageError`; the decoders in
+locally raises :class:`~meshsync.model.errors.UsageError`; the decoders in
 :mod:`meshsync.net.discovery.codec` turn the same checks on received data into
-:class:`~meshsync.errors.DecodeError`.
+:class:`~meshsync.model.errors.DecodeError`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Protocol
 
 import trio
 
-from meshsync.errors import UsageError
+from meshsync.model.errors import UsageError
 
 #: DNS-SD service type (RFC 6763 §7: ``_service._proto``; §7.2: name ≤ 15 characters).
 SERVICE_TYPE = "_meshsync._tcp.local."
@@ -64,7 +64,7 @@ class Advert:
     """What this node announces: identity, mesh, role, sync port and state digest.
 
     Attributes:
-        device_id: this device's id (:func:`meshsync.identity.device_id`).
+        device_id: this device's id (:func:`meshsync.model.identity.device_id`).
         mesh: the mesh id; nodes only report peers of their own mesh.
         role: the certificate role, e.g. ``"pantarlih"`` or ``"gateway"``.
         port: TCP port of the sync listener (1-65535).

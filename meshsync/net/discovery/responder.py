@@ -31,7 +31,7 @@ from zeroconf import (
     current_time_millis,
 )
 
-from meshsync.errors import DecodeError, UsageError
+from meshsync.model.errors import DecodeError, UsageError
 from meshsync.net.discovery.codec import TXT_ID, advert_txt, parse_txt_rdata
 from meshsync.net.discovery.interfaces import Link, advertised_addresses
 from meshsync.net.discovery.model import SERVICE_TYPE, Advert

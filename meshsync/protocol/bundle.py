@@ -6,7 +6,7 @@ Layout (version 1)::
     msgpack items:
       [3, {"created_ms": int, "creator": bin32, "version": 1}]     header
       [4, credential]                     certificate or revocation (zero or more)
-      wire items (tags 0, 1, 2)           changes, see meshsync.wire
+      wire items (tags 0, 1, 2)           changes, see meshsync.protocol.wire
       [9, n_changes, n_credentials]       end marker
     b"MSEND" sha256(everything before b"MSEND")                    footer (37 bytes)
 
@@ -15,7 +15,7 @@ is found here), then reads the items once, inside one store transaction: every
 signature is verified before that transaction commits, and any integrity failure
 (decode, checksum, signature) rolls the whole import back, so the store is
 unchanged. Per-change refusals (authorization, fork, gap) and validation failures
-are reported and the rest of the bundle applies (see :mod:`meshsync.receive`).
+are reported and the rest of the bundle applies (see :mod:`meshsync.replica.receive`).
 Memory stays bounded: items are streamed and touched records are flushed to the
 store every few thousand ops.
 """
@@ -29,15 +29,15 @@ from typing import IO, Any
 
 import msgpack
 
-from meshsync.change import Change
-from meshsync.errors import AuthorizationError, DecodeError, FrameTooLargeError, RemoteError
-from meshsync.identity import device_id, sha256
-from meshsync.limits import MAX_ITEM_BYTES
-from meshsync.node import Node, VersionVector
-from meshsync.receive import ApplyReport
+from meshsync.model.change import Change
+from meshsync.model.errors import AuthorizationError, DecodeError, FrameTooLargeError, RemoteError
+from meshsync.model.identity import device_id, sha256
+from meshsync.model.limits import MAX_ITEM_BYTES
+from meshsync.protocol.wire import WireDecoder, WireEncoder
+from meshsync.replica.node import Node, VersionVector
+from meshsync.replica.receive import ApplyReport
 from meshsync.store.base import Refusal
 from meshsync.trust.revocation import is_revocation
-from meshsync.wire import WireDecoder, WireEncoder
 
 MAGIC = b"MSBUNDLE\x01"
 FOOTER = b"MSEND"
@@ -260,9 +260,9 @@ def import_bundle(node: Node, f: IO[bytes], *, source: str = "bundle",
                   progress: Progress | None = None) -> BundleReport:
     """Import a bundle from a seekable binary file (see the module docs for the rules).
 
-    Raises :class:`~meshsync.errors.RemoteError` subclasses (``DecodeError``,
+    Raises :class:`~meshsync.model.errors.RemoteError` subclasses (``DecodeError``,
     ``SignatureError``, ``FrameTooLargeError``) with nothing stored, and
-    :class:`~meshsync.errors.StorageLowError` (nothing stored) if the node's
+    :class:`~meshsync.model.errors.StorageLowError` (nothing stored) if the node's
     ``inbound_guard`` refuses a bundle of this size.
     """
     f.seek(0, 2)

@@ -9,7 +9,7 @@ class Authorizer(Protocol):
     """Decides whether an author may write a change (the certificate stage, design §6)."""
 
     def authorize_change(self, author: bytes, partition: str, seq: int, at_ms: int) -> None:
-        """Return if allowed; raise :class:`~meshsync.errors.AuthorizationError` if not.
+        """Return if allowed; raise :class:`~meshsync.model.errors.AuthorizationError` if not.
 
         ``at_ms`` is the change's HLC wall time in milliseconds since the epoch.
         """

@@ -6,7 +6,7 @@ Sizes are in bytes, times in milliseconds.
 from __future__ import annotations
 
 #: Largest encoded ``fields`` map of one put op (one record version). A record
-#: larger than this is refused locally with :class:`~meshsync.errors.TooLargeError`
+#: larger than this is refused locally with :class:`~meshsync.model.errors.TooLargeError`
 #: and on receipt with a ``size`` refusal. 8 MiB leaves room for a few document
 #: photos while keeping one change well inside a phone's memory.
 MAX_RECORD_BYTES = 8 * 1024 * 1024
@@ -24,5 +24,5 @@ MAX_NAME_CHARS = 256
 MAX_OPS_PER_CHANGE = 100_000
 
 #: How far (ms) a received HLC may run ahead of the receiver's wall clock before
-#: the receiver stops following it. See :mod:`meshsync.hlc` for the rule.
+#: the receiver stops following it. See :mod:`meshsync.model.hlc` for the rule.
 MAX_CLOCK_DRIFT_MS = 10 * 60 * 1000

@@ -8,7 +8,7 @@ characters of the previous entry's partition followed by ``suffix`` (front codin
 the first entry has none before it). Entries are sorted by ``(partition, author)``,
 strictly, so both ends index a list the same way, and every partition lies in the
 shared scope. A sender of changes names a feed of this list by its index
-(:mod:`meshsync.session_stream`).
+(:mod:`meshsync.protocol.stream`).
 
 **Credentials and receipts** are exchanged the same way: each side lists short
 digests of what it holds (in the VV message; ``nil`` when the SUMMARY showed both
@@ -22,7 +22,7 @@ vector are what the receiver already knows. The vector is the *base* (for each
 feed in either side's VV message, the higher seq) changed by ``delta``: ``[i, seq]``
 sets base entry ``i`` (sorted like VV entries; seq 0 = not held) and
 ``[author, partition, seq]`` adds a feed the base lacks. The receiver rebuilds the
-canonical receipt blob (:mod:`meshsync.receipt`) and verifies its signature. After a
+canonical receipt blob (:mod:`meshsync.replica.receipt`) and verifies its signature. After a
 sync that converged the delta is empty.
 """
 
@@ -32,12 +32,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from meshsync import codec, custody
-from meshsync.change import MAX_SEQ, FeedId, check_partition
-from meshsync.errors import DecodeError, RemoteError, UsageError
-from meshsync.identity import PUBLIC_KEY_BYTES, sha256
-from meshsync.node import Node
-from meshsync.receipt import assemble_receipt, decode_receipt
+from meshsync.model import codec
+from meshsync.model.change import MAX_SEQ, FeedId, check_partition
+from meshsync.model.errors import DecodeError, RemoteError, UsageError
+from meshsync.model.identity import PUBLIC_KEY_BYTES, sha256
+from meshsync.replica import custody
+from meshsync.replica.node import Node
+from meshsync.replica.receipt import assemble_receipt, decode_receipt
 from meshsync.store.base import FeedInfo, in_prefix
 
 DIGEST_BYTES = 16

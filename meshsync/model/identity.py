@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from meshsync.errors import DecodeError, SignatureError, UsageError
+from meshsync.model.errors import DecodeError, SignatureError, UsageError
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -32,7 +32,7 @@ def device_id(public_key: bytes) -> str:
 def parse_device_id(text: str) -> bytes:
     """Parse a device id (as printed by :func:`device_id`) back to its 32-byte key.
 
-    Raises :class:`~meshsync.errors.UsageError` if ``text`` is not a device id.
+    Raises :class:`~meshsync.model.errors.UsageError` if ``text`` is not a device id.
     """
     clean = text.strip().upper()
     try:

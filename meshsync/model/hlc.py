@@ -8,10 +8,10 @@ change of ``n`` ops reserves ``n`` consecutive timestamps.
 **Drift rule.** When a device receives a timestamp ``t`` and its own wall clock
 reads ``now``, it advances its clock to ``max(own, min(t, now + MAX_CLOCK_DRIFT_MS))``.
 A change stamped further ahead than the limit is *not* refused (causality, not the
-clock, decides merges, see :mod:`meshsync.crdt`) but it is reported as a clock
+clock, decides merges, see :mod:`meshsync.replica.crdt`) but it is reported as a clock
 warning naming the author and by how much it is ahead, and it cannot drag this
 device's clock (and through it the mesh's) more than the limit past real time. The
-limit is :data:`meshsync.limits.MAX_CLOCK_DRIFT_MS` (10 minutes); the warning starts
+limit is :data:`meshsync.model.limits.MAX_CLOCK_DRIFT_MS` (10 minutes); the warning starts
 one minute past it (:data:`WARN_MARGIN_MS`), so a relay capped at the limit is not
 itself reported.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meshsync.limits import MAX_CLOCK_DRIFT_MS
+from meshsync.model.limits import MAX_CLOCK_DRIFT_MS
 
 #: A received timestamp is reported as "ahead" only past the drift limit plus this
 #: margin (ms): an honest relay whose clock sits at the cap (it saw a far-future

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from meshsync.crdt import RecordState
+from meshsync.replica.crdt import RecordState
 from meshsync.store.base import Store
 
 

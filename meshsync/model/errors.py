@@ -24,7 +24,7 @@ class NotFoundError(UsageError):
 
 
 class TooLargeError(UsageError):
-    """A local edit exceeds a documented size limit (see :mod:`meshsync.limits`)."""
+    """A local edit exceeds a documented size limit (see :mod:`meshsync.model.limits`)."""
 
 
 class ValidationError(UsageError):

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 
-from meshsync.errors import DecodeError, UsageError
+from meshsync.model.errors import DecodeError, UsageError
 
 Value = None | bool | int | float | str | bytes | list[Any] | dict[str, Any]
 
@@ -32,7 +32,7 @@ def canonical_value(value: Any, depth: int = 0) -> Value:
     """Return ``value`` with every map's keys sorted; UsageError for types msgpack can't carry.
 
     Tuples become lists. A list or map at depth 16 (the record's fields map is depth
-    0) is refused, as receivers refuse it (:func:`meshsync.change.check_value`).
+    0) is refused, as receivers refuse it (:func:`meshsync.model.change.check_value`).
     """
     if value is None or isinstance(value, bool | float | str | bytes):
         return value

@@ -31,8 +31,8 @@ from typing import Any
 
 import platformdirs
 
-from meshsync.errors import NotFoundError, UsageError
-from meshsync.identity import DeviceKey
+from meshsync.model.errors import NotFoundError, UsageError
+from meshsync.model.identity import DeviceKey
 
 DEFAULT_PARTITION = "local"
 KEY_FILE = "device.key"

@@ -6,7 +6,7 @@ Both ends run the same machine; nobody is "client" once connected. Bytes go in w
 time is an argument: :meth:`get_timer` gives the next deadline and
 :meth:`handle_timer` fires it.
 
-Protocol version 2 (every message is a frame, see :mod:`meshsync.frames`)::
+Protocol version 2 (every message is a frame, see :mod:`meshsync.protocol.frames`)::
 
     both:  HELLO {proto, mesh, device, role, scope, clock_ms}
     both:  SUMMARY [feeds, credentials, receipts] digests (16 B each) of what this
@@ -15,17 +15,17 @@ Protocol version 2 (every message is a frame, see :mod:`meshsync.frames`)::
     both:  VV [authors, entries] | nil, credential digests | nil, receipt
            digests | nil; nil where that SUMMARY digest was equal (the peer then
            holds the same). The VV is the version vector taken for the SUMMARY, in
-           its compact form (:mod:`meshsync.session_meta`).
+           its compact form (:mod:`meshsync.protocol.meta`).
     both:  CRED blobs the peer lacks; RCPT receipts the peer lacks; CHANGES frames
            (bounded in bytes, each applied in one transaction and answered by
            [ACK, n] or [ACK, n, [VV index, ...]]) in feed order, at most ``window``
-           unacknowledged (items: :mod:`meshsync.session_stream`); then SENT_ALL
+           unacknowledged (items: :mod:`meshsync.protocol.stream`); then SENT_ALL
     both:  RCPT [at_ms, delta, sig] (gateway and central: their receipt for the
            shared scope, compact), then FIN digest of feeds and credentials, once
            the peer's SENT_ALL is in and all our frames are acked
            -> converged iff both final digests are equal
 
-A peer of another version is refused at HELLO (see :mod:`meshsync.frames`).
+A peer of another version is refused at HELLO (see :mod:`meshsync.protocol.frames`).
 
 Resumption needs no extra state: each frame the receiver ACKs is durable, so the
 next session's version vectors start where the last one stopped.
@@ -41,13 +41,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from meshsync import frames as fr
-from meshsync.change import Change, FeedId
-from meshsync.errors import ConcurrentAppendError, MeshsyncError, RemoteError, UsageError
-from meshsync.identity import PUBLIC_KEY_BYTES, short_id
-from meshsync.node import Node
-from meshsync.receive import ApplyReport
-from meshsync.session_events import (
+from meshsync.model.change import Change, FeedId
+from meshsync.model.errors import ConcurrentAppendError, MeshsyncError, RemoteError, UsageError
+from meshsync.model.identity import PUBLIC_KEY_BYTES, short_id
+from meshsync.protocol import frames as fr
+from meshsync.protocol.events import (
     ChangesApplied,
     Event,
     PeerHello,
@@ -55,7 +53,7 @@ from meshsync.session_events import (
     SessionFailed,
     SessionSummary,
 )
-from meshsync.session_meta import (
+from meshsync.protocol.meta import (
     DIGEST_BYTES,
     Holdings,
     MetaExchange,
@@ -67,11 +65,13 @@ from meshsync.session_meta import (
     shared_scope,
     version_list,
 )
-from meshsync.session_stream import OutgoingChanges, SessionDecoder, changes_frame
+from meshsync.protocol.stream import OutgoingChanges, SessionDecoder, changes_frame
+from meshsync.replica.node import Node
+from meshsync.replica.receive import ApplyReport
 from meshsync.store.base import in_prefix
 
 RACE_RETRIES = 5
-MAX_WALL_MS = (1 << 48) - 1  # the HLC's wall-clock field (meshsync.hlc)
+MAX_WALL_MS = (1 << 48) - 1  # the HLC's wall-clock field (meshsync.model.hlc)
 
 
 class SessionError(RemoteError):
@@ -377,7 +377,7 @@ class SyncSession:
 
     def _on_receipts(self, message: list[Any]) -> None:
         """Receipts the peer relays (blobs) or issued at the end of this session
-        (compact, see :mod:`meshsync.session_meta`)."""
+        (compact, see :mod:`meshsync.protocol.meta`)."""
         self._once_per_phase(fr.RCPT)
         if len(message) != 2 or type(message[1]) is not list:
             raise SessionError("malformed receipts")

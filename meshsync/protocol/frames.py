@@ -11,13 +11,13 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from meshsync import codec
-from meshsync.errors import DecodeError, FrameTooLargeError
-from meshsync.limits import MAX_ITEM_BYTES
+from meshsync.model import codec
+from meshsync.model.errors import DecodeError, FrameTooLargeError
+from meshsync.model.limits import MAX_ITEM_BYTES
 
 #: Version 2 (this one) sends version vectors, feed sections, small changes and
-#: end-of-session receipts in compact forms (meshsync.session_meta,
-#: meshsync.session_stream); version 1 sent 32-byte keys and partitions in every VV
+#: end-of-session receipts in compact forms (meshsync.protocol.meta,
+#: meshsync.protocol.stream); version 1 sent 32-byte keys and partitions in every VV
 #: entry and receipt entry, a partition and 32-byte prev hash with every feed section
 #: and every name in full. The versions do not interoperate: HELLO refuses a peer of
 #: another version with an error naming both.

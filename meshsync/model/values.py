@@ -16,7 +16,7 @@ written by ``--json`` and the local API and read back by ``:=`` and the API:
   ``$float`` or ``$map``): ``{"$map": {...}}``, so it never reads as a tag.
 
 Every other value is plain JSON. Errors are :class:`JsonInputError` (a
-:class:`~meshsync.errors.UsageError`) naming where the bad value is, e.g.
+:class:`~meshsync.model.errors.UsageError`) naming where the bad value is, e.g.
 ``fields.alamat: duplicate key 'rt'`` (the object that holds the key twice).
 """
 
@@ -29,11 +29,11 @@ import math
 import re
 from typing import Any
 
-from meshsync.errors import UsageError
+from meshsync.model.errors import UsageError
 
 TAGS = frozenset({"$bytes", "$float", "$map"})
 #: Most nested lists and maps in one field value that every peer accepts (a field
-#: value is level 1; ``meshsync.change.check_value`` refuses a container at level 16).
+#: value is level 1; ``meshsync.model.change.check_value`` refuses a container at level 16).
 MAX_VALUE_DEPTH = 15
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")

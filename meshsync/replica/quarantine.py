@@ -2,10 +2,10 @@
 before this node knew of the revocation (field-failures.md B14).
 
 Every received change is checked against the known revocations before it is applied
-(:mod:`meshsync.receive`), but a node may have accepted a device's changes beyond
+(:mod:`meshsync.replica.receive`), but a node may have accepted a device's changes beyond
 seq N before it learned "device X valid only up to seq N". Kept, they would stay in
 its records, be offered to every peer and refused by each, so its syncs would never
-converge. When a node learns a revocation (:meth:`meshsync.node.Node.add_credential`,
+converge. When a node learns a revocation (:meth:`meshsync.replica.node.Node.add_credential`,
 which sync sessions use, and a bundle's credential items), it calls
 :func:`quarantine_revoked` in the same transaction:
 
@@ -21,7 +21,7 @@ which sync sessions use, and a bundle's credential items), it calls
   names the revocation and says ``quarantined``.
 * Every record those changes touched is rebuilt from the ops of the changes still
   held (changes stored as invalid are skipped: the pipeline never applied them). A
-  record state is a function of the *set* of ops applied (:mod:`meshsync.crdt`), so
+  record state is a function of the *set* of ops applied (:mod:`meshsync.replica.crdt`), so
   this gives byte for byte the state of a node that never accepted the quarantined
   changes, which is what every peer that refused them holds. A record that only
   quarantined changes touched loses its row, as such a peer has none.
@@ -53,16 +53,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from meshsync.change import Change, FeedId, Put, decode_stored
-from meshsync.crdt import RecordState
-from meshsync.errors import AuthorizationError
-from meshsync.hlc import wall_ms
-from meshsync.identity import device_id
+from meshsync.model.change import Change, FeedId, Put, decode_stored
+from meshsync.model.errors import AuthorizationError
+from meshsync.model.hlc import wall_ms
+from meshsync.model.identity import device_id
+from meshsync.replica.crdt import RecordState
 from meshsync.store.base import QuarantinedChange, RecordRow, Refusal, Store, StoredChange
 from meshsync.trust.grant import NOT_REVOKED
 
 if TYPE_CHECKING:
-    from meshsync.policy import Authorizer
+    from meshsync.replica.policy import Authorizer
 
 RecordKey = tuple[str, str, str]  # (partition, collection, key)
 

@@ -4,7 +4,7 @@ Changes are taken in feed order and encoded with one :class:`SessionEncoder` per
 session; a frame holds whole changes up to ``frame_target`` bytes (a change larger
 than that goes alone in its frame, which the frame limit always admits).
 
-The items are those of :mod:`meshsync.wire` with two savings over a bundle:
+The items are those of :mod:`meshsync.protocol.wire` with two savings over a bundle:
 
 * ``[3, index, prev8]`` starts a feed section in a feed the receiver listed in its
   VV message (entry ``index``, at seq ``s``): the section starts at ``s + 1``, and
@@ -42,12 +42,12 @@ from typing import Any
 
 import msgpack
 
-from meshsync import frames as fr
-from meshsync.change import HASH_BYTES, PUT, Change, FeedId
-from meshsync.errors import DecodeError
-from meshsync.node import Node
-from meshsync.session_meta import Holdings
-from meshsync.wire import CHANGE, FEED, WireDecoder, WireEncoder
+from meshsync.model.change import HASH_BYTES, PUT, Change, FeedId
+from meshsync.model.errors import DecodeError
+from meshsync.protocol import frames as fr
+from meshsync.protocol.meta import Holdings
+from meshsync.protocol.wire import CHANGE, FEED, WireDecoder, WireEncoder
+from meshsync.replica.node import Node
 
 FEED_REF, COMPACT = 3, 4
 PREV_CHECK = 8
@@ -121,7 +121,7 @@ class SessionDecoder(WireDecoder):
         self.resend: list[int] = []
 
     def decode(self, item: Any) -> Change | None:
-        """Consume one item (see the module docs and :mod:`meshsync.wire`)."""
+        """Consume one item (see the module docs and :mod:`meshsync.protocol.wire`)."""
         if type(item) is list and item:
             tag = item[0]
             if tag == CHANGE and len(item) == 4:  # the common case first

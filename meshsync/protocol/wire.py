@@ -1,7 +1,7 @@
 """Compact wire form of change streams, shared by bundles and sync sessions.
 
 A stream is a sequence of msgpack items; the receiver rebuilds each change's
-canonical body (:mod:`meshsync.change`) and verifies the signature over that. What
+canonical body (:mod:`meshsync.model.change`) and verifies the signature over that. What
 the receiver can recompute is not sent per change:
 
 * ``[0, author]`` defines the next actor index (authors are sent once per stream);
@@ -14,7 +14,7 @@ the receiver can recompute is not sent per change:
 
 Item tags 3 and up belong to the container (bundle or session): :class:`WireDecoder`
 refuses them, a container's decoder handles its own first. The sync session
-(:mod:`meshsync.session_stream`) subclasses both classes: it adds a short feed item
+(:mod:`meshsync.protocol.stream`) subclasses both classes: it adds a short feed item
 naming a feed the receiver listed in its version vector, and starts each section's
 ``dhlc`` from the previous section's last hlc instead of 0 (``carry_hlc``). Bundles
 use the classes as they are.
@@ -25,10 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meshsync.change import Change, Delete, FeedId, OpId, Put, decode_ops, make_change
-from meshsync.errors import DecodeError
-from meshsync.hlc import MAX_HLC
-from meshsync.identity import PUBLIC_KEY_BYTES
+from meshsync.model.change import Change, Delete, FeedId, OpId, Put, decode_ops, make_change
+from meshsync.model.errors import DecodeError
+from meshsync.model.hlc import MAX_HLC
+from meshsync.model.identity import PUBLIC_KEY_BYTES
 
 ACTOR, FEED, CHANGE = 0, 1, 2
 

@@ -2,7 +2,7 @@
 
 The node is sans-I/O in time: it never reads the clock, it calls the ``clock``
 function it was given (milliseconds since the Unix epoch). Use
-:func:`meshsync.io_local.open_node` to get a node on a home with the system clock.
+:func:`meshsync.host.local.open_node` to get a node on a home with the system clock.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import copy
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from meshsync.change import (
+from meshsync.model.change import (
     Change,
     Delete,
     FeedId,
@@ -22,20 +22,20 @@ from meshsync.change import (
     decode_stored,
     sign_change,
 )
-from meshsync.crdt import RecordState
-from meshsync.errors import (
+from meshsync.model.errors import (
     AuthorizationError,
     ConcurrentAppendError,
     NotFoundError,
     UsageError,
     ValidationError,
 )
-from meshsync.hlc import HybridClock
-from meshsync.identity import DeviceKey, sha256
-from meshsync.policy import Authorizer, OpenTrust, Validator, validate
-from meshsync.quarantine import quarantine_revoked
-from meshsync.receive import ApplyReport, Receiver, RecordKey, Verifier
-from meshsync.records import Record
+from meshsync.model.hlc import HybridClock
+from meshsync.model.identity import DeviceKey, sha256
+from meshsync.replica.crdt import RecordState
+from meshsync.replica.policy import Authorizer, OpenTrust, Validator, validate
+from meshsync.replica.quarantine import quarantine_revoked
+from meshsync.replica.receive import ApplyReport, Receiver, RecordKey, Verifier
+from meshsync.replica.records import Record
 from meshsync.store.base import RecordRow, Refusal, Store, StoredChange
 from meshsync.trust.revocation import is_revocation
 
@@ -75,12 +75,12 @@ class Node:
         #: This device's certificate role, when known (set by the I/O layer).
         self.role: str | None = None
         #: Checks many signatures at once, e.g. on several cores (set by the I/O
-        #: layer: :func:`meshsync.verify_pool.shared_verifier`); None: one by one.
+        #: layer: :func:`meshsync.host.verify_pool.shared_verifier`); None: one by one.
         self.verifier: Verifier | None = None
         #: Called with the size in bytes of received data about to be stored (a sync
         #: batch, a bundle) before anything of it is; raises
-        #: :class:`~meshsync.errors.StorageLowError` to refuse it. Set by the I/O
-        #: layer (:class:`meshsync.io_local.DiskReserve`); None: no check.
+        #: :class:`~meshsync.model.errors.StorageLowError` to refuse it. Set by the I/O
+        #: layer (:class:`meshsync.host.local.DiskReserve`); None: no check.
         self.inbound_guard: Callable[[int], None] | None = None
         self.default_partition = check_partition(default_partition)
         self._clock = clock
@@ -98,7 +98,7 @@ class Node:
 
         Returns True if it was new. If the trust policy has an ``add`` method (a
         :class:`meshsync.trust.TrustStore`), the blob is checked by it first and
-        :class:`~meshsync.errors.AuthorizationError` is raised if it is invalid.
+        :class:`~meshsync.model.errors.AuthorizationError` is raised if it is invalid.
         A revocation new here quarantines, in the same transaction, the changes it
         refuses that this node had accepted (:meth:`quarantine_revoked`).
         """
@@ -120,7 +120,7 @@ class Node:
         """Take back the held changes the known revocations refuse (a device's changes
         past its revocation point, accepted before the revocation was known): out of
         their feeds, kept as evidence, logged as refusals from ``source``, and the
-        records they touched rebuilt without them (see :mod:`meshsync.quarantine`).
+        records they touched rebuilt without them (see :mod:`meshsync.replica.quarantine`).
 
         Call inside the caller's transaction, after the batch that taught the
         revocation is flushed. Returns one refusal per quarantined change.
@@ -134,7 +134,7 @@ class Node:
         """Set ``fields`` of a record, as one signed change. Returns the change.
 
         Other fields keep their values. Raises :class:`UsageError` (bad names or
-        values), :class:`~meshsync.errors.TooLargeError` (record > 8 MiB) or
+        values), :class:`~meshsync.model.errors.TooLargeError` (record > 8 MiB) or
         :class:`ValidationError` (the collection's validator refused the result).
         """
         part = self._partition_for(collection, key, partition)
@@ -281,11 +281,11 @@ class Node:
                 yield decode_stored(stored.body, stored.sig, stored.hash)
 
     def receive(self, changes: Iterable[Change], source: str = "api") -> ApplyReport:
-        """Apply received changes in one transaction (see :mod:`meshsync.receive`).
+        """Apply received changes in one transaction (see :mod:`meshsync.replica.receive`).
 
-        Raises :class:`~meshsync.errors.SignatureError` (nothing stored) if any
+        Raises :class:`~meshsync.model.errors.SignatureError` (nothing stored) if any
         signature fails; other refusals are listed in the returned report. Raises
-        :class:`~meshsync.errors.StorageLowError` (nothing stored) if the
+        :class:`~meshsync.model.errors.StorageLowError` (nothing stored) if the
         :attr:`inbound_guard` refuses the batch.
         """
         if self.inbound_guard is not None and isinstance(changes, list):

@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meshsync import codec
-from meshsync.change import FeedId
-from meshsync.errors import DecodeError
-from meshsync.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, DeviceKey, verify
+from meshsync.model import codec
+from meshsync.model.change import FeedId
+from meshsync.model.errors import DecodeError
+from meshsync.model.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, DeviceKey, verify
 from meshsync.store.base import in_prefix
 
 TAG = "meshsync/receipt"
@@ -78,7 +78,7 @@ def decode_receipt(blob: bytes) -> Receipt:
     """Decode and verify a receipt blob.
 
     Raises :class:`DecodeError` if malformed and
-    :class:`~meshsync.errors.SignatureError` if the signature does not verify.
+    :class:`~meshsync.model.errors.SignatureError` if the signature does not verify.
     """
     raw = codec.unpack(blob, max_bytes=MAX_RECEIPT_BYTES)
     if type(raw) is not list or len(raw) != 7 or raw[0] != TAG or raw[1] != VERSION:

@@ -26,9 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshsync import codec
-from meshsync.change import OpId
-from meshsync.errors import DecodeError
+from meshsync.model import codec
+from meshsync.model.change import OpId
+from meshsync.model.errors import DecodeError
 
 ALL = "*"  # supersession key of a delete's pred: every field and the tombstone
 TOMB = "#"  # supersession key of a put's pred: the tombstone only
@@ -79,7 +79,7 @@ class RecordState:
                   sorted_fields: bool = False) -> None:
         """Apply a put op (idempotent; any order). ``sorted_fields``: the caller
         guarantees ``fields`` is in canonical (sorted) order, as every op of a
-        :class:`~meshsync.change.Change` is; it only saves a check."""
+        :class:`~meshsync.model.change.Change` is; it only saves a check."""
         if not pred and not self.entries and not self.tombs and not self.superseded:
             # A new record (the bulk of a baseline import): nothing to supersede, and
             # its entries are built only if something reads them.

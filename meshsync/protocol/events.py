@@ -1,12 +1,12 @@
-"""Events a :class:`~meshsync.session.SyncSession` reports, and its summary."""
+"""Events a :class:`~meshsync.protocol.session.SyncSession` reports, and its summary."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshsync.identity import device_id
-from meshsync.receive import ApplyReport
+from meshsync.model.identity import device_id
+from meshsync.replica.receive import ApplyReport
 
 
 @dataclass

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meshsync.change import OpId
-from meshsync.crdt import ALL, RecordState
-from meshsync.hlc import wall_ms
-from meshsync.identity import device_id
+from meshsync.model.change import OpId
+from meshsync.model.hlc import wall_ms
+from meshsync.model.identity import device_id
+from meshsync.replica.crdt import ALL, RecordState
 from meshsync.store.base import RecordRow
 
 

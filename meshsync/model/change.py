@@ -1,7 +1,7 @@
 """Ops and changes: the signed unit of meshsync, and its canonical bytes.
 
 A *change* is a batch of ops by one author in one partition. Its canonical body
-(see :mod:`meshsync.codec`) is the msgpack array::
+(see :mod:`meshsync.model.codec`) is the msgpack array::
 
     [1, author(bin 32), partition(str), seq(uint >= 1), prev(bin 32, or bin 0 at seq 1),
      hlc(uint64), [op, ...]]
@@ -22,11 +22,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshsync import codec
-from meshsync.errors import DecodeError, FrameTooLargeError, TooLargeError, UsageError
-from meshsync.hlc import MAX_HLC
-from meshsync.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, DeviceKey, sha256, verify
-from meshsync.limits import (
+from meshsync.model import codec
+from meshsync.model.errors import DecodeError, FrameTooLargeError, TooLargeError, UsageError
+from meshsync.model.hlc import MAX_HLC
+from meshsync.model.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, DeviceKey, sha256, verify
+from meshsync.model.limits import (
     MAX_CHANGE_BYTES,
     MAX_NAME_CHARS,
     MAX_OPS_PER_CHANGE,
@@ -123,7 +123,7 @@ class Change:
         return (self.hlc + index, self.author)
 
     def verify(self) -> None:
-        """Check the signature; raises :class:`~meshsync.errors.SignatureError`."""
+        """Check the signature; raises :class:`~meshsync.model.errors.SignatureError`."""
         verify(self.author, self.sig, SIGN_CONTEXT + self.body)
 
 

@@ -5,7 +5,7 @@ itself is given a clock function, never reads one).
 
 Example::
 
-    from meshsync.io_local import open_node
+    from meshsync.host.local import open_node
     with open_node("/data/phone-a") as node:
         node.put("voters", "v-0001", {"nama": "Yosina", "status": "ms"})
         print(node.get("voters", "v-0001").fields)
@@ -22,13 +22,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from meshsync.errors import StorageLowError, UsageError
-from meshsync.home import Home
-from meshsync.node import Node
-from meshsync.policy import Authorizer, OpenTrust
+from meshsync.host.home import Home
+from meshsync.host.verify_pool import shared_verifier
+from meshsync.model.errors import StorageLowError, UsageError
+from meshsync.replica.node import Node
+from meshsync.replica.policy import Authorizer, OpenTrust
 from meshsync.store.base import Store
 from meshsync.store.sqlite import SQLiteStore
-from meshsync.verify_pool import shared_verifier
 
 ROOT_FILE = "root.crt"
 
@@ -45,7 +45,7 @@ def load_trust(home: Home, store: Store) -> Authorizer:
     root = home.path / ROOT_FILE
     if not root.exists():
         return OpenTrust()
-    from meshsync.errors import AuthorizationError
+    from meshsync.model.errors import AuthorizationError
     from meshsync.trust import TrustStore
 
     trust = TrustStore([root.read_bytes()])
@@ -65,7 +65,7 @@ schema's validators (design.md §4). Imported by name: the examples are optional
 def use_schema(node: Node, home: Home) -> None:
     """Register the validators of the home's ``schema`` setting, if it has one.
 
-    Raises :class:`~meshsync.errors.UsageError` for a schema this build does not know.
+    Raises :class:`~meshsync.model.errors.UsageError` for a schema this build does not know.
     """
     name = home.config().get("schema")
     if name is None:
@@ -88,11 +88,11 @@ NEED_FACTOR = 3
 
 
 class DiskReserve:
-    """An ``inbound_guard`` for :class:`~meshsync.node.Node`: refuses received data that
+    """An ``inbound_guard`` for :class:`~meshsync.replica.node.Node`: refuses received data that
     would bring free space on ``path``'s disk below ``reserve_bytes``.
 
     Calling it with ``incoming`` (bytes about to be received) raises
-    :class:`~meshsync.errors.StorageLowError` if free space minus
+    :class:`~meshsync.model.errors.StorageLowError` if free space minus
     ``NEED_FACTOR * incoming`` is below the reserve. Local edits are never checked,
     so the officer can go on typing from the reserve.
     """
@@ -130,7 +130,7 @@ def storage_status(node: Node) -> dict[str, object] | None:
 def disk_reserve(home: Home) -> DiskReserve:
     """The home's :class:`DiskReserve` (``storage_reserve_mb`` in ``config.toml``).
 
-    Raises :class:`~meshsync.errors.UsageError` if the setting is not a number of MiB
+    Raises :class:`~meshsync.model.errors.UsageError` if the setting is not a number of MiB
     from 0 to :data:`MAX_RESERVE_MB`.
     """
     value = home.config().get("storage_reserve_mb", DEFAULT_RESERVE_MB)
@@ -169,8 +169,8 @@ def keep_own_certificate(node: Node, home: Home) -> None:
     """
     if not home.cert_path.exists() or not (home.path / ROOT_FILE).exists():
         return
-    from meshsync.errors import AuthorizationError
-    from meshsync.identity import sha256
+    from meshsync.model.errors import AuthorizationError
+    from meshsync.model.identity import sha256
     from meshsync.trust.profile import parse_blob
 
     held = {sha256(blob) for blob in node.store.credentials()}
@@ -193,8 +193,8 @@ def open_node(path: str | Path, *, store: str | None = None) -> Iterator[Node]:
     SQLite file. If the home's ``config.toml`` names a ``schema`` (e.g.
     ``schema = "coklit"``), its validators are registered: see :func:`use_schema`.
 
-    Raises :class:`~meshsync.errors.NotFoundError` if there is no home there and
-    :class:`~meshsync.errors.StorageError` if the store cannot be opened.
+    Raises :class:`~meshsync.model.errors.NotFoundError` if there is no home there and
+    :class:`~meshsync.model.errors.StorageError` if the store cannot be opened.
     """
     home = Home.open(Path(path))
     key = home.load_key()

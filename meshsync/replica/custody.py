@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshsync.errors import AuthorizationError, DecodeError
-from meshsync.identity import device_id
-from meshsync.node import Node
-from meshsync.receipt import Receipt, decode_receipt, make_receipt
+from meshsync.model.errors import AuthorizationError, DecodeError
+from meshsync.model.identity import device_id
+from meshsync.replica.node import Node
+from meshsync.replica.receipt import Receipt, decode_receipt, make_receipt
 from meshsync.store.base import in_prefix
 
 ISSUER_ROLES = ("gateway", "central")
@@ -33,7 +33,7 @@ def issuer_role(node: Node, issuer: bytes) -> str | None:
 def add_receipt(node: Node, blob: bytes) -> bool:
     """Verify and keep a receipt (inside the caller's transaction). True if new.
 
-    Raises :class:`DecodeError`/:class:`~meshsync.errors.SignatureError` for a bad
+    Raises :class:`DecodeError`/:class:`~meshsync.model.errors.SignatureError` for a bad
     blob and :class:`AuthorizationError` if an enrolled node does not know the issuer
     as a gateway or central device.
     """

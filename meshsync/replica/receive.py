@@ -1,12 +1,12 @@
 """The receive pipeline: how a batch of received changes enters a store.
 
 Every change passes, in this order (design.md §5): size and decode (done by the
-reader that produced the :class:`~meshsync.change.Change`), duplicate check by hash
+reader that produced the :class:`~meshsync.model.change.Change`), duplicate check by hash
 (before any expensive work, so replays cost little), signature, authorization
 (certificate, role, scope, revocation), hash chain (gap or fork), clock sanity,
 validation, then apply.
 
-**Batch rule.** A signature failure raises :class:`~meshsync.errors.SignatureError`
+**Batch rule.** A signature failure raises :class:`~meshsync.model.errors.SignatureError`
 and the caller's transaction rolls back: data that is not what its author signed
 makes the whole batch (bundle, sync frame) untrustworthy. Every other refusal
 (authorization, hash-chain gap, fork) refuses that change only, is logged as a
@@ -23,16 +23,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from meshsync.change import SIGN_CONTEXT, Change, FeedId, Put
-from meshsync.crdt import RecordState
-from meshsync.errors import AuthorizationError, SignatureError
-from meshsync.hlc import HybridClock, wall_ms
-from meshsync.identity import device_id, short_id
-from meshsync.policy import validate
+from meshsync.model.change import SIGN_CONTEXT, Change, FeedId, Put
+from meshsync.model.errors import AuthorizationError, SignatureError
+from meshsync.model.hlc import HybridClock, wall_ms
+from meshsync.model.identity import device_id, short_id
+from meshsync.replica.crdt import RecordState
+from meshsync.replica.policy import validate
 from meshsync.store.base import ForkEvidence, RecordRow, Refusal, Store, StoredChange
 
 if TYPE_CHECKING:
-    from meshsync.policy import Authorizer, Validator
+    from meshsync.replica.policy import Authorizer, Validator
 
 RecordKey = tuple[str, str, str]  # (partition, collection, key)
 
@@ -45,7 +45,7 @@ class Verifier(Protocol):
 
     ``submit(items)`` starts checking and returns a function that waits for the
     results: one bool per item, True where the signature verifies. The I/O layer
-    supplies one (:mod:`meshsync.verify_pool`); the core only calls it.
+    supplies one (:mod:`meshsync.host.verify_pool`); the core only calls it.
     """
 
     def submit(self, items: list[SignedItem]) -> Callable[[], list[bool]]:
@@ -128,7 +128,7 @@ class Receiver:
 
     def flush(self) -> None:
         """Wait for the signature checks still running (raising
-        :class:`~meshsync.errors.SignatureError` for the first change, in pipeline
+        :class:`~meshsync.model.errors.SignatureError` for the first change, in pipeline
         order, that failed), then write the record states touched so far. Call it
         before the transaction ends: the changes it has not settled are unverified."""
         self._settle()
