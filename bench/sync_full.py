@@ -27,7 +27,7 @@ Usage::
 ``--profile`` replays the full sync in this process with a sans-I/O session pair
 (no TLS, no threads) under cProfile and prints the top costs.
 
-Goals (design.md §11): full sync within 1.5x the floor and under 200 MB RSS;
+Goals (docs/architecture.md §11): full sync within 1.5x the floor and under 200 MB RSS;
 incremental bytes within 1.6x pycrdt's.
 """
 

@@ -1,4 +1,4 @@
-"""Key rotation (field-failures.md B14): ``meshsync rekey``, ``meshsync authority rotate``
+"""Key rotation (docs/failure-cases.md B14): ``meshsync rekey``, ``meshsync authority rotate``
 and the key switch ``meshsync enroll`` makes when it installs the new certificate.
 
 The flow, e.g. when an officer's phone key may have been copied::

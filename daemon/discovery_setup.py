@@ -1,4 +1,4 @@
-"""Build the discovery cascade a daemon's configuration asks for (design.md §7)."""
+"""Build the discovery cascade a daemon's configuration asks for (docs/architecture.md §7)."""
 
 from __future__ import annotations
 

@@ -180,7 +180,7 @@ class Daemon(NodeService):
 
     async def _uplinks(self) -> None:
         """Offer the uplinks to the peer manager; re-probe at once when the network
-        interfaces change (a modem plugged in, Wi-Fi joined: design.md §8)."""
+        interfaces change (a modem plugged in, Wi-Fi joined: docs/architecture.md §8)."""
         from types import SimpleNamespace
 
         from meshsync.net.discovery.interfaces import read_links

@@ -1,4 +1,4 @@
-"""A Wi-Fi access point in Linux network namespaces, for daemon tests (design.md §10.5).
+"""A Wi-Fi access point in Linux network namespaces, for daemon tests (docs/architecture.md §10.5).
 
 One namespace holds a bridge (the access point); every host gets its own namespace
 and a veth pair whose far end is a bridge port. Addresses are in 10.77.0.0/24,

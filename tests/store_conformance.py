@@ -1,6 +1,6 @@
 """The storage contract (:class:`meshsync.store.Store`) as a reusable test suite.
 
-Every store runs it (style.md §11, like automerge-repo's storage-adapter-tests and
+Every store runs it (like automerge-repo's storage-adapter-tests and
 trio's ``check_streams``). To check a store, subclass :class:`StoreConformance` in a
 ``test_*.py`` file and override the ``make_store`` fixture::
 

@@ -1,6 +1,6 @@
 """Bundles (sneakernet files of signed changes): integrity, forks, replays, sizes, memory.
 
-What a bundle import must guarantee (meshsync.protocol.bundle, design.md §5):
+What a bundle import must guarantee (meshsync.protocol.bundle, docs/protocol.md):
 
 * any changed, missing or extra byte is refused, with an error naming the stage that
   failed, and the store is exactly as before (state, version vector, refusal log);
@@ -8,7 +8,7 @@ What a bundle import must guarantee (meshsync.protocol.bundle, design.md §5):
   ``signature``; a lying end marker at ``decode``; an oversized item at ``size``;
 * a second, different change at a held (author, partition, seq) is a fork: refused,
   evidence kept, the rest of the bundle applies;
-* replaying a bundle changes nothing (field-failures.md B15);
+* replaying a bundle changes nothing (docs/failure-cases.md B15);
 * large records round-trip, too-large ones are refused clearly (B12);
 * a 100,000-change bundle imports in bounded memory.
 """

@@ -1,9 +1,9 @@
 """The ``meshsync`` command, run as officers and scripts run it: a real subprocess.
 
-Covers design.md §9 (one command, one home, ``--json`` everywhere, ``MESHSYNC_HOME``),
+Covers docs/architecture.md §9 (one command, one home, ``--json`` everywhere, ``MESHSYNC_HOME``),
 the one-line error contract (``meshsync: error: ...`` on stderr, non-zero exit), two
 homes converging through bundles both ways (§4), and names stored byte-exact
-(field-failures.md B19). CliRunner runs the whole error matrix in-process (one error
+(docs/failure-cases.md B19). CliRunner runs the whole error matrix in-process (one error
 of each kind also goes through the real command) and the too-large record (an 8 MiB
 argument is beyond the kernel's per-argument limit).
 """

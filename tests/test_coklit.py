@@ -1,5 +1,5 @@
 """The coklit example: the ``voters`` validator, name matching (B19), sample data, and
-invalid received changes kept out of the records (design.md §4).
+invalid received changes kept out of the records (docs/architecture.md §4).
 
 Every person here is made up ("Contoh" = "example"); region names are Mimika's real
 public ones. NIKs have the valid form and are fictitious.

@@ -1,4 +1,4 @@
-"""Merge is commutative, associative and idempotent (design.md §4), checked two ways:
+"""Merge is commutative, associative and idempotent (docs/architecture.md §4), checked two ways:
 
 * directly on :class:`meshsync.replica.crdt.RecordState`: any permutation of a set of ops, with
   duplicates and with preds arriving before their targets, gives the same bytes, and
@@ -62,7 +62,7 @@ Conflicts = dict[str, list[tuple[OpId, Any]]]
 
 
 def expected(ops: Iterable[OpSpec]) -> tuple[dict[str, Any], bool, Conflicts]:
-    """(visible fields, deleted, conflicts) as design.md §4 defines them.
+    """(visible fields, deleted, conflicts) as docs/architecture.md §4 defines them.
 
     A put's value of field f is live unless some op names the put in its pred and
     is a delete or writes f. A tombstone is live unless some op names it.

@@ -1,4 +1,4 @@
-"""``meshsync daemon`` as real processes on 127.0.0.1 (design.md §9, §10 level 4).
+"""``meshsync daemon`` as real processes on 127.0.0.1 (docs/architecture.md §9, §10 level 4).
 
 Every daemon here runs with ``discovery = ["static"]``: the default cascade would send
 mDNS multicast and UDP broadcasts and dial the default gateway on the real network.
@@ -12,7 +12,7 @@ API; the API's token, validation, OpenAPI description and ``POST /api/sync``;
 ``meshsync status`` and ``peers`` against a running and a stopped daemon; every
 invalid configuration refused at start with one line; SIGINT and SIGTERM shutdown;
 a receiving daemon SIGKILLed mid-sync resuming with only the remainder
-(field-failures.md B11, B21).
+(docs/failure-cases.md B11, B21).
 """
 
 from __future__ import annotations

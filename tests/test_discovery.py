@@ -494,7 +494,7 @@ async def test_mdns_peers_find_each_other_on_lo(multicast_on_lo: None) -> None:
     assert founds[2].candidates == []
     assert count(methods[2].statistics(), "other_mesh") >= 2  # heard A and B, reported neither
     assert methods[0].statistics()["links"] == {}  # closed
-    # Calling register_service on the trio thread blocks it ~1.5 s (design.md §11);
+    # Calling register_service on the trio thread blocks it ~1.5 s (docs/architecture.md §11);
     # 0.5 s catches that while tolerating a loaded 2-core CI machine's scheduling.
     assert max(gaps) < 0.5, f"trio was blocked for {max(gaps) * 1000:.0f} ms"
     assert discovery_s < 5 and update_s < 3

@@ -218,7 +218,7 @@ def add_credentials_of(store_home: Path, author_home: Path) -> None:
 
 def visit(n: int) -> dict[str, Any]:
     """The made-up fields of coklit visit ``n`` (about the size of a voter record:
-    design.md §11); nobody real, numbers only shaped like NIK and KK."""
+    docs/architecture.md §11); nobody real, numbers only shaped like NIK and KK."""
     return {"nama": f"Warga Contoh {n}", "nik": f"9109{n:012d}", "nkk": f"9109{n // 4:012d}",
             "tempat_lahir": "Timika", "tanggal_lahir": f"{1950 + n % 50}-0{1 + n % 9}-1{n % 10}",
             "jenis_kelamin": "LP"[n % 2], "alamat": f"Kampung Contoh, rumah {n}", "rt": n % 7,

@@ -1,4 +1,7 @@
-"""Hybrid logical clock: reserve, observe and the drift rule (design.md §4, meshsync.model.hlc)."""
+"""Hybrid logical clock: reserve, observe and the drift rule.
+
+See docs/architecture.md §4 and meshsync.model.hlc.
+"""
 
 from __future__ import annotations
 

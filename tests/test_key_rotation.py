@@ -1,4 +1,4 @@
-"""Key rotation (field-failures.md B14, the rotation half), with the real ``meshsync``
+"""Key rotation (docs/failure-cases.md B14, the rotation half), with the real ``meshsync``
 command in subprocesses, ``meshsync serve`` / ``sync`` on 127.0.0.1 and bundles.
 
 Made-up devices: KPU (root authority, admin), the district laptop (gateway), phone-A

@@ -1,4 +1,4 @@
-"""Concrete merge scenarios between devices (design.md §4; field failures B07, B10).
+"""Concrete merge scenarios between devices (docs/architecture.md §4; field failures B07, B10).
 
 Every scenario runs on a memory and on a SQLite store.
 """

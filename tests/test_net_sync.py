@@ -1,4 +1,4 @@
-"""Real processes, real mutual TLS 1.3 on 127.0.0.1 (design.md §10, level 4).
+"""Real processes, real mutual TLS 1.3 on 127.0.0.1 (docs/architecture.md §10, level 4).
 
 Every home is made and enrolled with the real CLI; ``meshsync serve`` runs as a
 subprocess and ``meshsync sync`` is run as one. Bad and hostile peers are built with

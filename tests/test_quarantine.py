@@ -1,4 +1,4 @@
-"""Quarantine (field-failures.md B14): a node that accepted a revoked device's changes
+"""Quarantine (docs/failure-cases.md B14): a node that accepted a revoked device's changes
 past its revocation point before it learned the revocation takes them back when it
 learns it, and then holds exactly what a node that refused them from the start holds.
 

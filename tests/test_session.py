@@ -1,4 +1,4 @@
-"""Pair tests of the sync session (style.md §9): two real sessions joined by a fake
+"""Pair tests of the sync session (h11's ConnectionPair shape): two real sessions joined by a fake
 network (:class:`meshsync.testing.faults.SessionPair`), with drops and resets.
 
 Field failures: B11 (an interrupted sync resumes where the receiver durably stopped),

@@ -1,4 +1,4 @@
-"""Fuzzing the sync session (style.md §4 and §9, design.md §5).
+"""Fuzzing the sync session (garbage may only ever raise the peer's error; docs/protocol.md).
 
 Random frames, and a real recorded transcript with bytes flipped, inserted or deleted and
 messages replaced, duplicated, swapped, dropped or cut short, are fed to a fresh session.

@@ -1,4 +1,6 @@
-"""The seeded district simulator (design.md §10.2): 200 seeds of 10 devices each converge.
+"""The seeded district simulator (docs/architecture.md §10.2).
+
+200 seeds of 10 devices each converge.
 
 Each seed runs the real node, session, merge and memory store through a fault phase
 (resets mid-frame, crashes, partitions, clock skew and jumps, duplicated and dropped
@@ -140,7 +142,7 @@ def test_simulator_never_reads_the_clock(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_testing_package_is_sans_io() -> None:
-    """No trio, socket, ssl, zeroconf or clock module in meshsync/testing (design.md §3)."""
+    """No trio, socket, ssl, zeroconf or clock module in meshsync/testing (architecture §3)."""
     banned = {"trio", "socket", "ssl", "zeroconf", "time", "datetime", "asyncio", "threading"}
     package = Path(meshsync.testing.__file__).parent
     for path in sorted(package.glob("*.py")):

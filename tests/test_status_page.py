@@ -1,4 +1,4 @@
-"""The operator's status page in a real browser: headless Chromium (design.md §9).
+"""The operator's status page in a real browser: headless Chromium (docs/architecture.md §9).
 
 A district laptop's daemon syncs with two phone daemons (static peers, 127.0.0.1
 only); Chromium loads the laptop's status page and the rendered DOM must list both

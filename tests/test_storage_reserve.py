@@ -1,6 +1,6 @@
 """A phone short of storage refuses received data, never its officer's edits (B17).
 
-field-failures.md B17: a nearly full phone that receives a big batch must stop
+docs/failure-cases.md B17: a nearly full phone that receives a big batch must stop
 accepting inbound changes when free space reaches its reserve and say so; data entry
 keeps working from the reserve; a write that fails for lack of space rolls back its
 whole transaction; inbound sync resumes once space is freed.

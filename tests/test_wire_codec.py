@@ -3,7 +3,7 @@
 Modules: meshsync.model.codec, meshsync.model.change, meshsync.protocol.wire.
 
 Round trips must be byte-exact (B19: values stored and signed exactly as typed), and
-garbage from a peer may only ever raise :class:`DecodeError` (style.md §4).
+garbage from a peer may only ever raise :class:`DecodeError` (as h11 does).
 """
 
 from __future__ import annotations

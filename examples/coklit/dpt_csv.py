@@ -2,7 +2,7 @@
 
 Import is how central loads the baseline: rows are read and checked first, then the
 good ones are written per partition (TPS) in batches of ``batch_size`` rows, one
-signed change per batch (design.md §11: one signature per ≥ 100 ops keeps
+signed change per batch (docs/architecture.md §11: one signature per ≥ 100 ops keeps
 verification cheap). Bad rows never stop an import: each is reported with its line
 number in the file and the reason, in the officers' column names. A row identical
 to the record already held is skipped, so importing the same file twice writes

@@ -1,4 +1,4 @@
-"""Matching voters' names for search and duplicate detection (field-failures.md B19).
+"""Matching voters' names for search and duplicate detection (docs/failure-cases.md B19).
 
 Names are stored exactly as typed; nothing here changes a record. Matching uses a
 *key* derived from the name by :func:`match_key`:

@@ -16,7 +16,7 @@ An NIK keeps the region code of the place where it was first issued for life, so
 people registered before 2022 carry ``9109DD...`` and newer ones ``9404DD...``: the
 coklit validator accepts both (see :mod:`meshsync.coklit.schema`).
 
-Partitions (design.md §2) are ``mimika/<distrik>/<kampung>/tps-NNN`` with slugs from
+Partitions (docs/architecture.md §2) are ``mimika/<distrik>/<kampung>/tps-NNN`` with slugs from
 :func:`slug`, e.g. ``mimika/jila/pilik-ogom/tps-002``.
 """
 

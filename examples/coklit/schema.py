@@ -2,7 +2,7 @@
 
 Fields follow the columns of the KPU voter list (Model A-Daftar Pemilih, the Sidalih
 export; column names in :mod:`meshsync.coklit.dpt_csv`). Text is stored exactly as
-entered (names above all: field-failures.md B19); codes are stored canonically.
+entered (names above all: docs/failure-cases.md B19); codes are stored canonically.
 
 ==============  =======  ====================================================
 field           type     meaning (Indonesian term)

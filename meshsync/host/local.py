@@ -59,7 +59,7 @@ def load_trust(home: Home, store: Store) -> Authorizer:
 
 SCHEMAS = {"coklit": "meshsync.coklit"}
 """``schema`` values of ``config.toml`` -> the module whose ``register(node)`` adds the
-schema's validators (design.md §4). Imported by name: the examples are optional."""
+schema's validators (docs/architecture.md §4). Imported by name: the examples are optional."""
 
 
 def use_schema(node: Node, home: Home) -> None:
@@ -77,7 +77,7 @@ def use_schema(node: Node, home: Home) -> None:
 
 
 #: Default of ``storage_reserve_mb`` in ``config.toml``: free space (MiB) on the home's
-#: disk kept for local edits; received data is refused below it (field-failures.md B17).
+#: disk kept for local edits; received data is refused below it (docs/failure-cases.md B17).
 DEFAULT_RESERVE_MB = 64
 #: Largest accepted ``storage_reserve_mb`` (1 EiB in MiB): above it is a typo.
 MAX_RESERVE_MB = 2**40

@@ -1,4 +1,4 @@
-"""Errors raised by meshsync, split by who is at fault (style.md §4).
+"""Errors raised by meshsync, split by who is at fault (as h11 does).
 
 * :class:`UsageError` and its subclasses: the local caller asked for something
   impossible (bad arguments, unknown record, oversized local edit).
@@ -47,7 +47,7 @@ class StorageError(MeshsyncError):
 class StorageLowError(StorageError):
     """Free space on the store's disk is below the reserve kept for local edits, so
     received changes are refused (nothing of the batch is stored); local edits go on
-    using the reserve (field-failures.md B17). Syncing resumes once space is freed."""
+    using the reserve (docs/failure-cases.md B17). Syncing resumes once space is freed."""
 
 
 class ConcurrentAppendError(StorageError):
@@ -63,7 +63,7 @@ class ConcurrentAppendError(StorageError):
 class RemoteError(MeshsyncError):
     """Received data is wrong. ``stage`` names the receive-pipeline stage that refused it.
 
-    Stages, in pipeline order (design.md §5): ``size``, ``decode``, ``signature``,
+    Stages, in pipeline order (docs/protocol.md): ``size``, ``decode``, ``signature``,
     ``authorization``, ``hash chain``, ``fork``, ``clock``, ``validation``.
     """
 

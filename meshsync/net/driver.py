@@ -1,6 +1,6 @@
 """Drive a :class:`~meshsync.protocol.session.SyncSession` over a trio stream.
 
-The adapter is thin (style.md §5): a receiver task feeds bytes to the session and a
+The adapter is thin (httpcore's shape): a receiver task feeds bytes to the session and a
 sender task drains what the session wants to send, so neither side can deadlock
 with both ends blocked in ``send_all``. Work on the node (signature checks, SQLite
 commits) runs in a worker thread under a per-node limiter, so one slow peer never

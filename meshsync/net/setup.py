@@ -16,7 +16,7 @@ from meshsync.net.endpoints import Endpoint
 from meshsync.net.tls import client_context, server_context
 from meshsync.protocol.session import SessionConfig
 
-#: A pantarlih phone carries its whole district's feeds (design.md §5), so its share
+#: A pantarlih phone carries its whole district's feeds (docs/protocol.md), so its share
 #: scope is its certificate scope cut to this many path segments.
 PHONE_SHARE_DEPTH = 2
 

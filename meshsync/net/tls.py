@@ -4,7 +4,7 @@ Every connection authenticates both ends against the authority root installed in
 the home (``root.crt``); the device key that signs changes is the TLS key. Python's
 ``ssl`` has no per-connection verify callback, so revocation, role and scope are
 checked right after the handshake with :meth:`meshsync.trust.TrustStore.peer_identity`
-(design.md §6).
+(docs/architecture.md §6).
 """
 
 from __future__ import annotations

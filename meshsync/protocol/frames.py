@@ -2,7 +2,7 @@
 
 A frame is a 4-byte big-endian length followed by that many bytes of msgpack: an
 array whose first element is the message type. The length is checked against the
-limit before any byte of the payload is buffered (design.md §5: frame size limit
+limit before any byte of the payload is buffered (docs/protocol.md: frame size limit
 comes before decode).
 """
 

@@ -1,4 +1,4 @@
-"""The sync session: a sans-I/O state machine (h11 / aioquic shape, style.md §1-3).
+"""The sync session: a sans-I/O state machine (h11 / aioquic shape).
 
 Both ends run the same machine; nobody is "client" once connected. Bytes go in with
 :meth:`SyncSession.receive_data`, bytes to send come out of
@@ -108,7 +108,7 @@ class State:
 
 
 # Every legal (state, received message) pair and its handler; anything else is a
-# protocol error (style.md §2). `make sessiondiagram` can draw this table.
+# protocol error (as in h11's ``_state.py``). `make sessiondiagram` can draw this table.
 TRANSITIONS: dict[tuple[str, int], str] = {
     (State.HELLO, fr.HELLO): "_on_hello",
     (State.SUMMARY, fr.SUMMARY): "_on_summary",

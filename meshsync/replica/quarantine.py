@@ -1,5 +1,5 @@
 """Quarantine: taking back what a revoked device wrote past its revocation point
-before this node knew of the revocation (field-failures.md B14).
+before this node knew of the revocation (docs/failure-cases.md B14).
 
 Every received change is checked against the known revocations before it is applied
 (:mod:`meshsync.replica.receive`), but a node may have accepted a device's changes beyond

@@ -10,7 +10,7 @@ followed, in the blob, by the 64-byte signature (the whole blob is the 7-element
 array). Receipts travel like credentials (bundles, sync sessions); a store keeps only
 the newest receipt per ``(issuer, scope)``, so they never accumulate. An officer's
 phone compares its own feeds with the receipts it holds from gateway- and
-central-role issuers to see which of its changes are safe where (design.md §1).
+central-role issuers to see which of its changes are safe where (docs/architecture.md §1).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The receive pipeline: how a batch of received changes enters a store.
 
-Every change passes, in this order (design.md §5): size and decode (done by the
+Every change passes, in this order (docs/protocol.md): size and decode (done by the
 reader that produced the :class:`~meshsync.model.change.Change`), duplicate check by hash
 (before any expensive work, so replays cost little), signature, authorization
 (certificate, role, scope, revocation), hash chain (gap or fork), clock sanity,

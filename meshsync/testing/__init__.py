@@ -1,6 +1,6 @@
 """Test tools that ship with meshsync: the fake network and the seeded district simulator.
 
-This package is part of the sans-I/O side (design.md §3): it never imports trio, socket,
+This package is part of the sans-I/O side (docs/architecture.md §3): it never imports trio, socket,
 ssl or zeroconf, and never reads the clock; every device's time is a fake clock the
 simulator moves by hand.
 

@@ -2,8 +2,8 @@
 and the simulator's fault injector.
 
 Used by the district simulator (:mod:`meshsync.testing.sim`) and by the session tests
-(style.md §9: a pair of endpoints is the default protocol test). Every fault acts on a
-:class:`Pipe`, the one routing hook (style.md §10): a cut (bytes in flight are lost), a
+(a pair of endpoints is the default protocol test, as in h11's tests). Every fault acts on a
+:class:`Pipe`, the one routing hook (as trio's fake net): a cut (bytes in flight are lost), a
 duplicated frame, a dropped frame, a link that silently stops carrying anything.
 :class:`FaultInjector` draws them, plus crashes, partitions and clock jumps, from the
 simulation's one random stream.

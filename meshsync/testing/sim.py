@@ -1,4 +1,4 @@
-"""Seeded, single-thread district simulator (design.md §10.2, style.md §10).
+"""Seeded, single-thread district simulator (docs/architecture.md §10, level 2).
 
 One ``random.Random(seed)`` drives a whole district running the real core: a gateway
 laptop (which signs custody receipts) and phones, each a :class:`~meshsync.replica.node.Node` on a

@@ -1,4 +1,4 @@
-"""Identity and trust (design.md §6): certificates, revocations, the trust store.
+"""Identity and trust (docs/architecture.md §6): certificates, revocations, the trust store.
 
 Authority root → optional district sub-authority → device certificate, all
 X.509 v3 built and verified with ``cryptography`` (profile in

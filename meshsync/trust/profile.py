@@ -1,6 +1,6 @@
 """The meshsync certificate profile: what a certificate says and how it is parsed.
 
-Three kinds of X.509 v3 certificate (design.md §6):
+Three kinds of X.509 v3 certificate (docs/architecture.md §6):
 
 * **root** (the authority, KPU Kabupaten): self-signed, ``basicConstraints``
   CA with ``pathLenConstraint`` 1, ``keyUsage`` keyCertSign + cRLSign. No scope

@@ -1,4 +1,4 @@
-"""Key rotation: a device's key kA1 is replaced by kA2 (field-failures.md B14).
+"""Key rotation: a device's key kA1 is replaced by kA2 (docs/failure-cases.md B14).
 
 A rotation is composed of two credentials that already exist, issued together by
 one authority and carried together (one file, then every sync and bundle):

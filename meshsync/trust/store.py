@@ -1,6 +1,6 @@
 """TrustStore: what one device knows about authorities, certificates and revocations.
 
-Credentials travel like any other data (design.md §6): a device :meth:`adds
+Credentials travel like any other data (docs/architecture.md §6): a device :meth:`adds
 <TrustStore.add>` every certificate or revocation it receives, forwards
 :meth:`~TrustStore.blobs` to its peers, and asks :meth:`~TrustStore.authorize_change`
 before applying or forwarding a change. Nothing here reads the clock: times

@@ -1,4 +1,4 @@
-"""Peer discovery: the cascade of design.md §7, as a library for the daemon.
+"""Peer discovery: the cascade of docs/architecture.md §7, as a library for the daemon.
 
 Four methods, each a :class:`DiscoveryMethod` that announces the node's
 :class:`Advert` (read from an :class:`AdvertSource`, e.g. an :class:`AdvertBoard`)

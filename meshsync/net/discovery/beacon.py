@@ -1,5 +1,5 @@
 """UDP broadcast beacon: discovery where multicast is blocked but broadcast is not
-(design.md §7, the second step of the cascade).
+(docs/architecture.md §7, the second step of the cascade).
 
 Every ``interval_s`` (± jitter), and at once (at most once per ``min_gap_s``) when the
 advert changes or a peer of the mesh is heard for the first time, a beacon

@@ -1,4 +1,4 @@
-"""Run the discovery cascade (design.md §7): every method at once, each supervised.
+"""Run the discovery cascade (docs/architecture.md §7): every method at once, each supervised.
 
 mDNS, the broadcast beacon, the default gateway and static peers all run side by side
 in one nursery; the "cascade" is one of coverage, not of sequence, because each one

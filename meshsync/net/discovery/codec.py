@@ -2,7 +2,7 @@
 
 No I/O here. Encoders take a valid :class:`Advert`; decoders take bytes or mappings
 that arrived from the network and return a valid :class:`Advert` or raise
-:class:`~meshsync.model.errors.DecodeError` (the peer's fault, style.md §4) — never anything
+:class:`~meshsync.model.errors.DecodeError` (the peer's fault) — never anything
 else, whatever the input.
 """
 

@@ -1,4 +1,4 @@
-"""The last two steps of the cascade (design.md §7): the default-route gateway, which is
+"""The last two steps of the cascade (docs/architecture.md §7): the default-route gateway, which is
 often the laptop running the hotspot (B01), and statically configured peers.
 
 Both report bare addresses (no device id): the daemon learns who answers there from the

@@ -1,8 +1,8 @@
-"""DNS-SD over mDNS (design.md §7): announce this node and find peers, one python-zeroconf
-instance per link (see :mod:`~meshsync.net.discovery.responder` for why and for threads).
+"""DNS-SD over mDNS (docs/architecture.md §7): announce this node and find peers, one
+python-zeroconf instance per link (see :mod:`~meshsync.net.discovery.responder` for why and for threads).
 
 The trio side never blocks: registration, updates and shutdown run in worker threads
-(calling ``register_service`` on the trio thread froze trio for 1.5 s, design.md §11),
+(calling ``register_service`` on the trio thread froze trio for 1.5 s, docs/architecture.md §11),
 and browser results come back through a :class:`trio.lowlevel.TrioToken` captured in
 :meth:`MdnsDiscovery.run` into a bounded channel drained by a task, so the daemon's
 ``found`` runs in a task on the trio thread, never on a zeroconf thread.

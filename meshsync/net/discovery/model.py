@@ -1,7 +1,8 @@
 """What discovery announces (:class:`Advert`), what it reports (:class:`Candidate`), and
 the contract every discovery method keeps (:class:`DiscoveryMethod`).
 
-Everything here is plain data checked on construction (style.md §8): a bad value made
+Everything here is plain data checked on construction (as h11's and wsproto's events
+are): a bad value made
 locally raises :class:`~meshsync.model.errors.UsageError`; the decoders in
 :mod:`meshsync.net.discovery.codec` turn the same checks on received data into
 :class:`~meshsync.model.errors.DecodeError`.
@@ -21,7 +22,7 @@ from meshsync.model.errors import UsageError
 #: DNS-SD service type (RFC 6763 §7: ``_service._proto``; §7.2: name ≤ 15 characters).
 SERVICE_TYPE = "_meshsync._tcp.local."
 
-#: How a candidate was learned, in cascade order (design.md §7).
+#: How a candidate was learned, in cascade order (docs/architecture.md §7).
 VIAS = ("mdns", "broadcast", "gateway", "static")
 
 # Device ids are base32 (identity.device_id); mesh ids come from the config file.

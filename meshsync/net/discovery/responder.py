@@ -7,7 +7,7 @@ per link, each bound to that link's IPv4 addresses (``interfaces=`` pinning) and
 announcing only that link's addresses.
 
 Threads: ``open``, ``register``, ``update``, ``rename`` and ``close`` block (probing
-takes ≈ 1.2 s, design.md §11) and must run in a worker thread
+takes ≈ 1.2 s, docs/architecture.md §11) and must run in a worker thread
 (``trio.to_thread.run_sync``). Each instance runs two threads of its own: zeroconf's
 event loop and the ServiceBrowser thread, where :meth:`LinkResponder._on_change`
 resolves a service (a blocking query of at most :data:`RESOLVE_TIMEOUT_MS`) and hands
