@@ -532,3 +532,26 @@ def test_pack_does_not_keep_a_large_buffer_per_thread() -> None:
     finally:
         tracemalloc.stop()
     assert held < 1 << 20  # the 8 MiB value and its packed copy are gone, so is the buffer
+
+
+@pytest.mark.parametrize(("data", "cause"), [
+    (b"\x91" * 100_000 + b"\xc0", "nested more than 1024 levels deep"),
+    (b"\xc1", "reserved or unknown msgpack type byte"),
+    (b"\x01\x02", "trailing bytes after the item"),
+    (b"\x92\x01", "incomplete input"),
+], ids=["deep", "reserved-byte", "trailing", "truncated"])
+def test_every_decode_error_names_its_cause(data: bytes, cause: str) -> None:
+    """A malformed item is refused with its cause in words, never an empty reason."""
+    with pytest.raises(DecodeError, match=cause):
+        codec.unpack(data, max_bytes=1 << 20)
+
+
+def test_a_frame_nested_100000_deep_names_the_nesting() -> None:
+    """The session's frame decoder reports why a deeply nested frame is refused."""
+    from meshsync.protocol import frames as fr
+
+    reader = fr.FrameReader()
+    payload = b"\x91" * 100_000 + b"\xc0"
+    reader.feed(struct.pack(">I", len(payload)) + payload)
+    with pytest.raises(DecodeError, match="nested more than 1024 levels deep"):
+        reader.next_message()

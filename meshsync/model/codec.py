@@ -87,6 +87,24 @@ def unpack(data: bytes, *, max_bytes: int) -> Any:
         raise DecodeError(f"item of {len(data)} bytes exceeds limit of {max_bytes}")
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
-            msgpack.StackError) as exc:
-        raise DecodeError(f"malformed msgpack: {exc}") from exc
+    except (ValueError, TypeError, RecursionError) as exc:  # msgpack's errors are ValueErrors
+        raise DecodeError(f"malformed msgpack: {describe_error(exc)}") from exc
+
+
+MAX_MSGPACK_DEPTH = 1024  # msgpack's C unpacker stack (its pure-Python one recurses)
+
+
+def describe_error(exc: BaseException) -> str:
+    """Name the cause of a msgpack decoding failure in words (never an empty string).
+
+    ``exc`` is what ``msgpack.unpackb`` or ``Unpacker`` raised: msgpack's own errors
+    leave their message empty for too-deep nesting and reserved type bytes.
+    """
+    if isinstance(exc, msgpack.StackError | RecursionError):
+        return f"nested more than {MAX_MSGPACK_DEPTH} levels deep"
+    if isinstance(exc, msgpack.FormatError):
+        return "a reserved or unknown msgpack type byte (such as 0xc1)"
+    if isinstance(exc, msgpack.ExtraData):
+        return "trailing bytes after the item"
+    text = str(exc).removeprefix("Unpack failed: ")
+    return text or type(exc).__name__

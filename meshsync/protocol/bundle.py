@@ -29,6 +29,7 @@ from typing import IO, Any
 
 import msgpack
 
+from meshsync.model import codec
 from meshsync.model.change import Change
 from meshsync.model.errors import AuthorizationError, DecodeError, FrameTooLargeError, RemoteError
 from meshsync.model.identity import device_id, sha256
@@ -171,7 +172,7 @@ def _items(f: IO[bytes], size: int, progress: Progress | None) -> Iterator[Any]:
         except (ValueError, TypeError) as exc:  # incl. msgpack.FormatError, StackError
             if "exceeds max_" in str(exc):
                 raise _too_large() from exc
-            raise DecodeError(f"malformed bundle item: {exc or type(exc).__name__}") from exc
+            raise DecodeError(f"malformed bundle item: {codec.describe_error(exc)}") from exc
         if progress is not None:
             progress(done, size)
     if unpacker.tell() != size - FOOTER_BYTES - len(MAGIC):

@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from meshsync.model.codec import describe_error
 from meshsync.model.errors import AuthorizationError, UsageError
 from meshsync.model.identity import PUBLIC_KEY_BYTES, short_id
 from meshsync.trust.issue import AuthorityKey
@@ -114,7 +115,7 @@ def _fields(blob: bytes) -> list[Any]:
     try:
         items: Any = msgpack.unpackb(blob, raw=False, use_list=True, strict_map_key=True)
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
-        raise AuthorizationError(f"malformed revocation: {exc}") from exc
+        raise AuthorizationError(f"malformed revocation: {describe_error(exc)}") from exc
     shape_ok = (
         isinstance(items, list)
         and len(items) == 7
@@ -181,7 +182,7 @@ def unarmor(blob: bytes) -> bytes:
     try:
         return base64.b64decode(b"".join(inner.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise AuthorizationError(f"malformed revocation: {exc}") from exc
+        raise AuthorizationError(f"malformed revocation: {describe_error(exc)}") from exc
 
 
 def is_revocation(blob: bytes) -> bool:

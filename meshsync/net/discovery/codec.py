@@ -13,6 +13,7 @@ from typing import Any
 
 import msgpack
 
+from meshsync.model.codec import describe_error
 from meshsync.model.errors import DecodeError
 from meshsync.net.discovery.model import Advert, advert_problem
 
@@ -108,7 +109,7 @@ def decode_beacon(data: bytes) -> Advert:
                                       max_str_len=128, max_bin_len=0, max_array_len=16,
                                       max_map_len=0, max_ext_len=0)
     except ValueError as exc:  # msgpack's errors (ExtraData, FormatError, ...) and bad UTF-8
-        raise DecodeError(f"beacon body is not msgpack: {exc}") from exc
+        raise DecodeError(f"beacon body is not msgpack: {describe_error(exc)}") from exc
     if not isinstance(fields, list) or len(fields) < 6:
         raise DecodeError("beacon body is not a list of 6 fields")
     proto, mesh, device_id, role, port, digest = fields[:6]  # later versions may append
