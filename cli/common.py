@@ -66,11 +66,14 @@ def resolve_home(home: Path | None) -> Path:
     return home if home is not None else default_home()
 
 
-MAX_MESSAGE = 300
+# Long enough for every field a validator names (a new voter with only a name misses
+# 13 fields: ~400 characters); short enough that a hostile peer's error text cannot
+# flood the terminal.
+MAX_MESSAGE = 4000
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print ``meshsync: error: MESSAGE`` on stderr (one line, at most ~300 characters)
+    """Print ``meshsync: error: MESSAGE`` on stderr (one line, at most ~4,000 characters)
     and exit with ``code``."""
     line = " ".join(message.split())
     if len(line) > MAX_MESSAGE:
