@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netfixtures import run
-
 from meshsync.coklit.schema import REQUIRED
+from netfixtures import run
 
 
 def test_a_refused_new_voter_lists_every_missing_field(tmp_path: Path) -> None:
