@@ -103,13 +103,17 @@ def errors_to_exit(func: F) -> F:
 
 def run_trio(async_fn: Callable[[], Awaitable[T]]) -> T:
     """``trio.run(async_fn)``; a refusal at start (a port in use, say) arrives wrapped in
-    trio's nursery exception groups: raise its first leaf so it prints as one line."""
+    trio's nursery exception groups: raise its first leaf so it prints as one line.
+    Ctrl-C raises a plain ``KeyboardInterrupt`` (never a group), which :func:`run`
+    of ``meshsync.cli.main`` turns into one line."""
     import trio
 
     try:
         return trio.run(async_fn)
     except BaseExceptionGroup as group:
         leaves = _leaves(group)
+        if any(isinstance(e, KeyboardInterrupt) for e in leaves):  # Ctrl-C inside a nursery
+            raise KeyboardInterrupt from None
         if leaves and all(isinstance(e, MeshsyncError | OSError) for e in leaves):
             raise leaves[0] from None
         raise

@@ -41,9 +41,12 @@ def run() -> None:
         hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
         click.echo(f"meshsync: error: {exc.format_message()}{hint}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("meshsync: error: aborted", err=True)
-        sys.exit(1)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # Ctrl-C: one line, never a traceback. Every command stores in transactions,
+        # so what it stored before the interrupt is complete; a command that can say
+        # how much (sync) catches KeyboardInterrupt itself first.
+        click.echo("meshsync: error: interrupted (Ctrl-C); nothing half-stored", err=True)
+        sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
