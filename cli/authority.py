@@ -36,13 +36,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from cryptography.hazmat.primitives.asymmetric import ec
-from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.common import (
+    F,
+    echo_json,
+    errors_to_exit,
+    home_option,
+    json_option,
+    resolve_home,
+)
 
 from meshsync.host.home import Home
 from meshsync.model.errors import AuthorizationError, NotFoundError, UsageError
@@ -85,7 +93,7 @@ _output_option = click.option(
 )
 
 
-def days_option(default: int, help: str | None = None) -> Any:
+def days_option(default: int, help: str | None = None) -> Callable[[F], F]:
     """``--days`` (1 to :data:`MAX_DAYS`): a larger value would overflow the date."""
     return click.option("--days", type=click.IntRange(1, MAX_DAYS), default=default,
                         show_default=True, help=help)
