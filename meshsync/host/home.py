@@ -29,8 +29,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from meshsync.model.errors import NotFoundError, UsageError
 from meshsync.model.identity import DeviceKey
 
@@ -50,6 +48,8 @@ def default_home() -> Path:
     env = os.environ.get("MESHSYNC_HOME")
     if env:
         return Path(env)
+    import platformdirs  # slow to import; not needed with --home or MESHSYNC_HOME
+
     return Path(platformdirs.user_data_dir("meshsync", appauthor=False))
 
 

@@ -37,7 +37,6 @@ from meshsync.replica.quarantine import quarantine_revoked
 from meshsync.replica.receive import ApplyReport, Receiver, RecordKey, Verifier
 from meshsync.replica.records import Record
 from meshsync.store.base import RecordRow, Refusal, Store, StoredChange
-from meshsync.trust.revocation import is_revocation
 
 VersionVector = dict[FeedId, int]
 """Feed -> highest contiguous seq held."""
@@ -102,6 +101,8 @@ class Node:
         A revocation new here quarantines, in the same transaction, the changes it
         refuses that this node had accepted (:meth:`quarantine_revoked`).
         """
+        from meshsync.trust.revocation import is_revocation  # X.509: loaded when needed
+
         adder = getattr(self.trust, "add", None)
         learned = adder(blob) if adder is not None else None
         for attempt in range(RACE_RETRIES):

@@ -59,7 +59,6 @@ from meshsync.model.hlc import wall_ms
 from meshsync.model.identity import device_id
 from meshsync.replica.crdt import RecordState
 from meshsync.store.base import QuarantinedChange, RecordRow, Refusal, Store, StoredChange
-from meshsync.trust.grant import NOT_REVOKED
 
 if TYPE_CHECKING:
     from meshsync.replica.policy import Authorizer
@@ -83,6 +82,8 @@ def quarantine_revoked(store: Store, trust: Authorizer, source: str) -> list[Ref
     revocation_for = getattr(trust, "revocation_for", None)
     if revocation_for is None:
         return []
+    from meshsync.trust.grant import NOT_REVOKED  # X.509 loads only with a trust store
+
     refusals: list[Refusal] = []
     touched: set[RecordKey] = set()
     points: dict[bytes, Any] = {}
