@@ -53,7 +53,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from meshsync.model.change import Change, FeedId, Put, decode_stored
+from meshsync.model.change import Change, FeedId, decode_stored
 from meshsync.model.errors import AuthorizationError
 from meshsync.model.hlc import wall_ms
 from meshsync.model.identity import device_id
@@ -172,10 +172,7 @@ def rebuild_records(store: Store, keys: Iterable[RecordKey]) -> None:
                 state = states.get(rkey)
                 if state is None:
                     state = states[rkey] = RecordState()
-                if isinstance(op, Put):
-                    state.apply_put(change.op_id(index), op.fields, op.pred)
-                else:
-                    state.apply_delete(change.op_id(index), op.pred)
+                state.apply_op(change.op_id(index), op)
     store.save_records([RecordRow(*rkey, *states[rkey].encode_with_flags())
                         for rkey in sorted(states)])
     for rkey in sorted(wanted - states.keys()):
