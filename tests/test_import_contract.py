@@ -26,23 +26,31 @@ def test_contracts_hold_on_the_real_tree(tmp_path: Path) -> None:
     assert "0 broken" in done.stdout
 
 
-def test_a_model_module_importing_host_breaks_the_layers(tmp_path: Path) -> None:
+def _lint_with(tmp_path: Path, module: str, line: str) -> tuple[int, str]:
+    """lint-imports on a copy of the installed tree where ``module`` (a path under
+    meshsync/) ends with ``line``: its exit status and output."""
     tool = _tree_tool()
     tree = tool.build(tmp_path, copy=True)
-    limits = tree / "meshsync" / "model" / "limits.py"
-    limits.write_text(limits.read_text() + "\nimport meshsync.host  # wrong way up\n")
+    path = tree / "meshsync" / module
+    path.write_text(path.read_text() + f"\n{line}\n")
     done = tool.run("lint-imports", tree)
-    assert done.returncode != 0
-    assert "Layers: each folder imports only the folders below it BROKEN" in done.stdout
-    assert "meshsync.model.limits -> meshsync.host" in done.stdout
+    return done.returncode, done.stdout
+
+
+def test_a_model_module_importing_host_breaks_the_layers(tmp_path: Path) -> None:
+    status, out = _lint_with(tmp_path, "model/limits.py", "import meshsync.host")
+    assert status != 0
+    assert "Layers: each folder imports only the folders below it BROKEN" in out
+    assert "meshsync.model.limits -> meshsync.host" in out
 
 
 def test_the_library_importing_the_examples_is_refused(tmp_path: Path) -> None:
-    tool = _tree_tool()
-    tree = tool.build(tmp_path, copy=True)
-    runner = tree / "meshsync" / "daemon" / "config.py"
-    runner.write_text(runner.read_text() + "\nimport meshsync.coklit\n")
-    done = tool.run("lint-imports", tree)
-    assert done.returncode != 0
-    assert "The library never imports the examples (only the command line may) BROKEN" \
-        in done.stdout
+    status, out = _lint_with(tmp_path, "daemon/config.py", "import meshsync.coklit")
+    assert status != 0
+    assert "The library never imports the examples (only the command line may) BROKEN" in out
+
+
+def test_the_daemon_importing_the_command_line_is_refused(tmp_path: Path) -> None:
+    status, out = _lint_with(tmp_path, "daemon/config.py", "import meshsync.cli.common")
+    assert status != 0
+    assert "The daemon never imports the command line BROKEN" in out
