@@ -64,8 +64,12 @@ def wall_seconds(argv: list[str], env: dict[str, str]) -> float:
 
 def measure(commands: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
     """Each command of ``commands`` (label -> argv) ``runs`` times, interleaved, after
-    one unmeasured warm-up round; label -> wall seconds of each run."""
-    env = {k: v for k, v in os.environ.items() if k != "MESHSYNC_HOME"}
+    one unmeasured warm-up round (which also writes the bytecode cache, even where
+    ``PYTHONDONTWRITEBYTECODE`` is set); label -> wall seconds of each run."""
+    # As installed: bytecode is cached (the warm-up round writes it for an editable
+    # install), else every run would compile meshsync's sources again.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MESHSYNC_HOME", "PYTHONDONTWRITEBYTECODE")}
     times: dict[str, list[float]] = {label: [] for label in commands}
     for round_ in range(runs + 1):
         for label, argv in commands.items():
