@@ -34,16 +34,23 @@ This is the only place of the trust code that reads the clock.
 
 from __future__ import annotations
 
-import contextlib
-import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from cryptography.hazmat.primitives.asymmetric import ec
-from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.common import (
+    F,
+    echo_json,
+    errors_to_exit,
+    home_option,
+    json_option,
+    resolve_home,
+)
 
+from meshsync.host.files import replace_file, write_private
 from meshsync.host.home import Home
 from meshsync.model.errors import AuthorizationError, NotFoundError, UsageError
 from meshsync.model.identity import device_id
@@ -68,7 +75,7 @@ from meshsync.trust import (
     parse_blob,
     split_credentials,
 )
-from meshsync.trust.profile import common_name, iso, to_pem
+from meshsync.trust.profile import common_name, to_pem
 from meshsync.trust.scope import check_scope
 
 AUTHORITY_KEY = "authority.key"
@@ -85,7 +92,7 @@ _output_option = click.option(
 )
 
 
-def days_option(default: int, help: str | None = None) -> Any:
+def days_option(default: int, help: str | None = None) -> Callable[[F], F]:
     """``--days`` (1 to :data:`MAX_DAYS`): a larger value would overflow the date."""
     return click.option("--days", type=click.IntRange(1, MAX_DAYS), default=default,
                         show_default=True, help=help)
@@ -93,28 +100,6 @@ def days_option(default: int, help: str | None = None) -> Any:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 from the start; refuses to overwrite."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically with ``data``; an OSError names ``path`` itself."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def read_csr(path: Path) -> bytes:
@@ -187,16 +172,7 @@ def _store_credentials(home: Path, blobs: list[bytes]) -> bool:
 
 
 def _cert_data(info: CertInfo, issuer: str, output: Path | None) -> dict[str, Any]:
-    return {
-        "device_id": device_id(info.device_key) if info.device_key else None,
-        "name": info.name,
-        "role": info.role,
-        "scope": info.scope,
-        "not_before": iso(info.not_before),
-        "not_after": iso(info.not_after),
-        "issuer": issuer,
-        "file": str(output) if output else None,
-    }
+    return {**info.to_json(issuer), "file": str(output) if output else None}
 
 
 def _show(data: dict[str, Any], as_json: bool) -> None:
@@ -236,10 +212,10 @@ def init(home: Path | None, name: str, days: int, as_json: bool) -> None:
     key, root = create_authority(name, now, days)
     csr = make_csr(node.load_key(), name)
     cert = issue_device_certificate(key, root, csr, role="admin", scope="", now=now, days=days)
-    _write_private(path / AUTHORITY_KEY, authority_key_to_pem(key))
-    _write(path / AUTHORITY_CERT, root)
-    _write(path / ROOT_CERT, root)
-    _write(node.cert_path, cert + root)
+    write_private(path / AUTHORITY_KEY, authority_key_to_pem(key))
+    replace_file(path / AUTHORITY_CERT, root)
+    replace_file(path / ROOT_CERT, root)
+    replace_file(node.cert_path, cert + root)
     stored = _store_credentials(path, [parse_blob(cert)[0].der])
     info = parse_blob(cert)[0]
     _show({**_cert_data(info, name, node.cert_path), "authority": name, "stored": stored}, as_json)
@@ -267,8 +243,8 @@ def request(home: Path | None, name: str, as_json: bool) -> None:
         key = _read_key(key_path)
     else:
         key = generate_authority_key()
-        _write_private(key_path, authority_key_to_pem(key))
-    _write(path / AUTHORITY_CSR, make_authority_request(key, name))
+        write_private(key_path, authority_key_to_pem(key))
+    replace_file(path / AUTHORITY_CSR, make_authority_request(key, name))
     _show({"request": str(path / AUTHORITY_CSR), "name": name}, as_json)
 
 
@@ -299,7 +275,7 @@ def delegate(
     cert = issue_sub_authority(
         key, chain, public, name=common_name(csr.subject), scope=scope, now=_now(), days=days
     )
-    _write(output, cert + chain)
+    replace_file(output, cert + chain)
     info = parse_blob(cert)[0]
     _show(_cert_data(info, common_name(info.cert.issuer), output), as_json)
 
@@ -338,8 +314,8 @@ def install(home: Path | None, cert_file: Path, force: bool, as_json: bool) -> N
                          f"{cert_file} is for scope {leaf.scope!r}: give --force to replace it")
     root = _checked_root(path, infos)
     TrustStore([to_pem([root])]).add(to_pem([leaf]))
-    _write(path / AUTHORITY_CERT, to_pem([leaf, root]))
-    _write(path / ROOT_CERT, to_pem([root]))
+    replace_file(path / AUTHORITY_CERT, to_pem([leaf, root]))
+    replace_file(path / ROOT_CERT, to_pem([root]))
     stored = _store_credentials(path, [leaf.der])
     _show({**_cert_data(leaf, root.name, path / AUTHORITY_CERT), "stored": stored}, as_json)
 
@@ -395,7 +371,7 @@ def issue(
     cert = issue_device_certificate(
         key, chain, read_csr(request_file), role=role, scope=scope, now=_now(), days=days
     )
-    _write(output, cert + chain)
+    replace_file(output, cert + chain)
     info = parse_blob(cert)[0]
     _show(_cert_data(info, common_name(info.cert.issuer), output), as_json)
 
@@ -442,8 +418,8 @@ def enroll(home: Path | None, cert_file: Path, as_json: bool) -> None:
 
         _show(enrol_rotation(path, infos, revocations, row["issuer"], cert_file), as_json)
         return
-    _write(node.cert_path, to_pem(infos))
-    _write(path / ROOT_CERT, to_pem([root]))
+    replace_file(node.cert_path, to_pem(infos))
+    replace_file(path / ROOT_CERT, to_pem([root]))
     stored = _store_credentials(path, [i.der for i in infos if not i.is_root] + revocations)
     _show({**_cert_data(leaf, row["issuer"], node.cert_path), "stored": stored}, as_json)
 

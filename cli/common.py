@@ -44,7 +44,7 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
 
 
-class PositiveSeconds(click.ParamType):
+class PositiveSeconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.5
     """A positive, finite number of seconds (``nan``, ``inf``, 0 and below are usage
     errors, refused while the command line is read)."""
 

@@ -1,32 +1,111 @@
-"""Entry point of the ``meshsync`` command: the click group and its sub-commands."""
+"""Entry point of the ``meshsync`` command: the click group and its sub-commands.
+
+Start-up is kept short (a phone runs ``meshsync get`` often): this module imports
+click only, and a sub-command's module (with the library parts it needs) is
+imported when that command runs. ``meshsync --help`` lists the commands from
+:data:`COMMANDS` without importing them (tests/test_cli_start.py checks it matches).
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
-from meshsync.cli import authority as _authority
-from meshsync.cli import bundle as _bundle
-from meshsync.cli import coklit as _coklit
-from meshsync.cli import daemon_cmd as _daemon
-from meshsync.cli import demo as _demo
-from meshsync.cli import records as _records
-from meshsync.cli import revoke as _revoke
-from meshsync.cli import rotation as _rotation
-from meshsync.cli import sync as _sync
+
+#: Command name -> (its module in meshsync.cli, its short help for ``meshsync --help``,
+#: the first sentence of its docstring).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "authority": ("authority", "Run the certificate authority: the root (KPU) or a "
+                               "district sub-authority."),
+    "bundle": ("bundle", "Export and import bundles (files of signed changes for USB "
+                         "sticks, SD cards)."),
+    "coklit": ("coklit", "The coklit voter list: generate, import, export, find, "
+                         "duplicates."),
+    "conflicts": ("records", "List records with open conflicts (concurrent edits of one "
+                             "field)."),
+    "daemon": ("daemon_cmd", "Run the node: sync listener, discovery, peer manager, local "
+                             "API and status page, until SIGINT or SIGTERM."),
+    "delete": ("records", "Delete a record (a tombstone that never expires)."),
+    "demo": ("demo", "Run a coklit district on this machine with real daemons; report "
+                     "convergence and progress; exit 1 if the nodes did not converge."),
+    "enroll": ("authority", "Install this device's certificate CERT (from `authority issue` "
+                            "or `rotate`)."),
+    "get": ("records", "Show one record, with any conflicts."),
+    "init": ("records", "Create a node home with a new Ed25519 device key; print the "
+                        "device id."),
+    "log": ("records", "Show feeds (author, partition, seq), fork evidence, refused changes "
+                       "and the changes quarantined when a revocation was learned (what a "
+                       "revoked key wrote)."),
+    "ls": ("records", "List records of COLLECTION."),
+    "peers": ("daemon_cmd", "List the peers the running daemon knows."),
+    "put": ("records", "Set fields of a record."),
+    "rekey": ("rotation", "Start a key rotation: a new device key (next.key, 0600) and its "
+                          "request (next.csr)."),
+    "serve": ("sync", "Accept sync sessions until SIGINT or SIGTERM."),
+    "status": ("daemon_cmd", "Show the node's status (from the running daemon, else from "
+                             "the store)."),
+    "sync": ("sync", "Sync once with a peer, both ways."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def load_module(name: str) -> list[click.Command]:
+    """Import ``meshsync.cli.<name>`` and return its top-level commands (its
+    ``COMMANDS``). The ``authority`` group gets its ``rotate`` and ``revoke``
+    sub-commands (cli/rotation.py, cli/revoke.py) here."""
+    module = importlib.import_module(f"meshsync.cli.{name}")
+    if name == "authority":
+        from meshsync.cli.revoke import revoke
+        from meshsync.cli.rotation import rotate
+
+        module.authority_group.add_command(rotate)
+        module.authority_group.add_command(revoke)
+    return list(module.COMMANDS)
+
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported when they are run, or their help shown
+    (:data:`COMMANDS`); its own ``--help`` lists them without importing any."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command's name, sorted."""
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, importing its module on first use; None if unknown."""
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            for command in load_module(COMMANDS[cmd_name][0]):
+                self.add_command(command)
+        return self.commands.get(cmd_name)
+
+    def load_all(self) -> None:
+        """Import every command (for documentation and tests)."""
+        for name in COMMANDS:
+            self.get_command(click.Context(self), name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The ``Commands:`` section, as click writes it, from :data:`COMMANDS` for the
+        commands not imported yet."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            command = self.commands.get(name)
+            if command is None:  # click's own shortening, on a stand-in
+                text = click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit)
+            elif command.hidden:
+                continue
+            else:
+                text = command.get_short_help_str(limit)
+            rows.append((name, text))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="meshsync")
 def main() -> None:
     """meshsync: sync signed voter-list records between phones, laptop and server."""
-
-
-for _module in (_records, _bundle, _authority, _rotation, _sync, _daemon, _demo, _coklit):
-    for _command in _module.COMMANDS:
-        main.add_command(_command)
-_authority.authority_group.add_command(_rotation.rotate)
-_authority.authority_group.add_command(_revoke.revoke)
 
 
 def run() -> None:

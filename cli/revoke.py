@@ -22,11 +22,11 @@ from meshsync.cli.authority import (
     _load_authority,
     _now,
     _show,
-    _write,
     read_certificates,
 )
 from meshsync.cli.common import errors_to_exit, home_option, json_option, resolve_home
 
+from meshsync.host.files import replace_file
 from meshsync.host.local import open_node
 from meshsync.model.errors import UsageError
 from meshsync.model.identity import device_id, parse_device_id, short_id
@@ -104,7 +104,7 @@ def revoke(home: Path | None, device: str, after_seq: int | None, cert_file: Pat
                              f"revocation of {asked} would change nothing; nothing stored")
         blob = make_revocation(key, chain, raw, after_seq, int(now.timestamp() * 1000))
         if output is not None:
-            _write(output, armor(blob))
+            replace_file(output, armor(blob))
         node.add_credential(blob)
     data = {
         "device_id": device_id(raw),

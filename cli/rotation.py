@@ -33,7 +33,6 @@ from meshsync.cli.authority import (
     _load_authority,
     _now,
     _show,
-    _write,
     days_option,
     read_certificates,
     read_csr,
@@ -41,6 +40,7 @@ from meshsync.cli.authority import (
 from meshsync.cli.common import errors_to_exit, home_option, json_option, resolve_home
 from meshsync.cli.revoke import MAX_AFTER_SEQ
 
+from meshsync.host.files import replace_file
 from meshsync.host.home import Home
 from meshsync.host.local import open_node
 from meshsync.model.errors import UsageError
@@ -102,7 +102,7 @@ def rekey(home: Path | None, name: str | None, as_json: bool) -> None:
     if new.public_key == old.public_key:  # a hand-copied file: refuse to go on
         raise UsageError(f"{node_home.next_key_path} holds the current device key")
     csr_name = name or parse_blob(node_home.cert_path.read_bytes())[0].name
-    _write(node_home.next_csr_path, make_csr(new, csr_name))
+    replace_file(node_home.next_csr_path, make_csr(new, csr_name))
     with open_node(path) as node:
         heads = _heads(node.store, old.public_key)
     after = max(heads.values(), default=0)
@@ -190,7 +190,7 @@ def rotate(home: Path | None, old_device: str, request_file: Path, after_seq: in
         held = signed_after(_heads(node.store, old), after_seq)
         # The file first: if storing failed after the revocation was stored, the
         # officer would be cut off with no certificate to go on with.
-        _write(output, rotation_file(rotation.certificate + chain, rotation.revocation))
+        replace_file(output, rotation_file(rotation.certificate + chain, rotation.revocation))
         info = parse_blob(rotation.certificate)[0]
         node.add_credential(info.der)
         node.add_credential(rotation.revocation)

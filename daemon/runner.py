@@ -27,6 +27,7 @@ from meshsync.daemon.api import NodeService, build_app, serve_api
 from meshsync.daemon.config import DaemonConfig
 from meshsync.daemon.peers import PeerManager
 
+from meshsync.host.files import write_private
 from meshsync.host.home import Home
 from meshsync.host.local import storage_status
 from meshsync.model.errors import NotFoundError
@@ -47,9 +48,7 @@ def api_token(home: Home) -> str:
     """The home's API token, created (mode 0600) on first use."""
     path = home.path / TOKEN_FILE
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32) + "\n")
+        write_private(path, (secrets.token_urlsafe(32) + "\n").encode())
     return path.read_text().strip()
 
 

@@ -224,3 +224,14 @@ def test_sync_between_skewed_devices_keeps_both_clocks_near_their_own_time(
         sync(a, b)
     assert b.hlc.last <= ceiling(b.clock.now_ms) + 3  # B's 3 local puts, one past each
     assert wall_ms(a.hlc.last) == a.clock.now_ms
+
+
+def test_undone_on_error_restores_the_clock_only_when_the_block_raises() -> None:
+    clock = HybridClock()
+    with clock.undone_on_error():
+        first = clock.reserve(START_MS)
+    assert clock.last == first
+    with pytest.raises(RuntimeError), clock.undone_on_error():
+        clock.reserve(START_MS + DAY_MS, 5)
+        raise RuntimeError("rolled back")
+    assert clock.last == first

@@ -29,8 +29,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
+from meshsync.host.files import fsync_dir, replace_file, write_private
 from meshsync.model.errors import NotFoundError, UsageError
 from meshsync.model.identity import DeviceKey
 
@@ -50,27 +49,9 @@ def default_home() -> Path:
     env = os.environ.get("MESHSYNC_HOME")
     if env:
         return Path(env)
+    import platformdirs  # slow to import; not needed with --home or MESHSYNC_HOME
+
     return Path(platformdirs.user_data_dir("meshsync", appauthor=False))
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 (never briefly world-readable) and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically (write a sibling, fsync, rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def _load_private(path: Path) -> DeviceKey:
@@ -78,18 +59,6 @@ def _load_private(path: Path) -> DeviceKey:
     if path.stat().st_mode & 0o077:
         raise UsageError(f"{path} is readable by others (chmod 600 it)")
     return DeviceKey.from_pem(path.read_bytes())
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make renames in ``path`` durable (best effort where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _toml_value(value: Any) -> str:
@@ -160,7 +129,7 @@ class Home:
         if home.key_path.exists():
             raise UsageError(f"{path} is already a node home (device.key exists)")
         path.mkdir(parents=True, exist_ok=True)
-        _write_private(home.key_path, DeviceKey.generate().to_pem())
+        write_private(home.key_path, DeviceKey.generate().to_pem())
         home.write_config({"partition": partition or DEFAULT_PARTITION})
         return home
 
@@ -192,7 +161,7 @@ class Home:
         if existing is not None:
             return existing, False
         key = DeviceKey.generate()
-        _write_private(self.next_key_path, key.to_pem())
+        write_private(self.next_key_path, key.to_pem())
         return key, True
 
     def promote_next_key(self, cert_chain_pem: bytes) -> Path:
@@ -215,14 +184,14 @@ class Home:
         retired = self.retired_key_path(old.device_id)
         retired.parent.mkdir(mode=0o700, exist_ok=True)
         if not retired.exists():
-            _write_private(retired, old.to_pem())
+            write_private(retired, old.to_pem())
         elif _load_private(retired).public_key != old.public_key:
             raise UsageError(f"{retired} holds another key than {self.key_path}")
         self.next_key_path.replace(self.key_path)
-        _replace(self.cert_path, cert_chain_pem)
+        replace_file(self.cert_path, cert_chain_pem)
         if self.next_csr_path.exists():
             self.next_csr_path.replace(self.csr_path)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         return retired
 
     def retired_keys(self) -> list[DeviceKey]:

@@ -14,13 +14,13 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import importlib
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from meshsync.host.home import Home
 from meshsync.host.verify_pool import shared_verifier
@@ -29,6 +29,9 @@ from meshsync.replica.node import Node
 from meshsync.replica.policy import Authorizer, OpenTrust
 from meshsync.store.base import Store
 from meshsync.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 ROOT_FILE = "root.crt"
 
@@ -57,23 +60,58 @@ def load_trust(home: Home, store: Store) -> Authorizer:
     return trust
 
 
-SCHEMAS = {"coklit": "meshsync.coklit"}
-"""``schema`` values of ``config.toml`` -> the module whose ``register(node)`` adds the
-schema's validators (docs/architecture.md §4). Imported by name: the examples are optional."""
+#: The entry point group through which a distribution adds a schema: the entry point's
+#: name is a ``schema`` value of ``config.toml``, its object a ``register(node)`` that adds
+#: the schema's validators (docs/architecture.md §4). meshsync itself declares ``coklit``
+#: (``meshsync.coklit:register``); the library never imports a schema by name.
+SCHEMA_GROUP = "meshsync.schemas"
+
+
+def installed_schemas() -> dict[str, EntryPoint]:
+    """The schemas installed in this environment: name -> entry point of
+    :data:`SCHEMA_GROUP` (the first one wins if two distributions use one name)."""
+    from importlib.metadata import entry_points  # slow to import: only for a schema
+
+    found: dict[str, EntryPoint] = {}
+    for entry in entry_points(group=SCHEMA_GROUP):
+        found.setdefault(entry.name, entry)
+    return found
+
+
+def schema_register(name: str) -> Callable[[Node], object]:
+    """The ``register(node)`` function of the installed schema ``name``.
+
+    Raises :class:`~meshsync.model.errors.UsageError` naming the installed schemas if
+    none is called ``name``, or if its entry point does not load.
+    """
+    schemas = installed_schemas()
+    if name not in schemas:
+        raise UsageError(f"unknown schema {name!r} (installed: "
+                         f"{', '.join(sorted(schemas)) or 'none'})")
+    try:
+        register = schemas[name].load()
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"schema {name!r} is installed but does not load "
+                         f"({schemas[name].value}): {exc}") from exc
+    if not callable(register):
+        raise UsageError(f"schema {name!r}: {schemas[name].value} is not a function")
+    return cast(Callable[[Node], object], register)
 
 
 def use_schema(node: Node, home: Home) -> None:
     """Register the validators of the home's ``schema`` setting, if it has one.
 
-    Raises :class:`~meshsync.model.errors.UsageError` for a schema this build does not know.
+    Raises :class:`~meshsync.model.errors.UsageError` for a schema that is not installed
+    (the message lists the installed ones) or does not load.
     """
     name = home.config().get("schema")
     if name is None:
         return
-    if name not in SCHEMAS:
-        raise UsageError(f"{home.config_path}: unknown schema {name!r} "
-                         f"(known: {', '.join(sorted(SCHEMAS))})")
-    importlib.import_module(SCHEMAS[name]).register(node)
+    try:
+        register = schema_register(str(name))
+    except UsageError as exc:
+        raise UsageError(f"{home.config_path}: {exc}") from exc
+    register(node)
 
 
 #: Default of ``storage_reserve_mb`` in ``config.toml``: free space (MiB) on the home's

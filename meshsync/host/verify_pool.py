@@ -13,10 +13,13 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 Item = tuple[bytes, bytes, bytes]
 """``(public key 32 B, signature 64 B, signed bytes)``."""
@@ -59,7 +62,16 @@ class ThreadVerifier:
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, workers or usable_cpus())
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="meshsync-verify")
+        self._threads: ThreadPoolExecutor | None = None  # started on first use
+
+    @property
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._threads is None:  # concurrent.futures is slow to import: not for `get`
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._threads = ThreadPoolExecutor(self.workers,
+                                               thread_name_prefix="meshsync-verify")
+        return self._threads
 
     def submit(self, items: list[Item]) -> Callable[[], list[bool]]:
         """Start checking ``items`` (split over the threads); the returned function
@@ -82,7 +94,8 @@ class ThreadVerifier:
 
     def close(self) -> None:
         """Stop the worker threads (waits for running checks)."""
-        self._pool.shutdown(wait=True)
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
 
 
 @functools.cache

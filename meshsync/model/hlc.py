@@ -18,6 +18,8 @@ itself reported.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from meshsync.model.limits import MAX_CLOCK_DRIFT_MS
@@ -56,6 +58,17 @@ class HybridClock:
         first = max(make(now_ms), self.last + 1)
         self.last = first + count - 1
         return first
+
+    @contextmanager
+    def undone_on_error(self) -> Iterator[None]:
+        """Undo what the block did to :attr:`last` if it raises (re-raised): a clock
+        must not keep timestamps of a change or batch that was rolled back."""
+        saved = self.last
+        try:
+            yield
+        except BaseException:
+            self.last = saved
+            raise
 
     def observe(self, ts: int, now_ms: int) -> int:
         """Take a received timestamp into account; return how far (ms) it runs ahead of

@@ -12,13 +12,18 @@ import hashlib
 from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
 
 from meshsync.model.errors import DecodeError, SignatureError, UsageError
+
+#: DER of an Ed25519 PKCS#8 private key (RFC 8410 §7) before its 32-byte seed: a home's
+#: key file is this, so it is read without ``cryptography``'s serialization module
+#: (which alone takes longer to import than ``meshsync get`` takes to run).
+_PKCS8_ED25519_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+_PEM_BEGIN, _PEM_END = b"-----BEGIN PRIVATE KEY-----", b"-----END PRIVATE KEY-----"
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -58,9 +63,7 @@ class DeviceKey:
 
     def __init__(self, private: Ed25519PrivateKey) -> None:
         self._private = private
-        self.public_key: bytes = private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        self.public_key: bytes = private.public_key().public_bytes_raw()
 
     @classmethod
     def generate(cls) -> DeviceKey:
@@ -70,6 +73,11 @@ class DeviceKey:
     @classmethod
     def from_pem(cls, data: bytes) -> DeviceKey:
         """Load a PKCS#8 PEM private key; raises UsageError if it is not Ed25519."""
+        seed = _pkcs8_seed(data)
+        if seed is not None:
+            return cls(Ed25519PrivateKey.from_private_bytes(seed))
+        from cryptography.hazmat.primitives import serialization
+
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError) as exc:
@@ -80,6 +88,8 @@ class DeviceKey:
 
     def to_pem(self) -> bytes:
         """Serialise as unencrypted PKCS#8 PEM."""
+        from cryptography.hazmat.primitives import serialization
+
         return self._private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -99,6 +109,21 @@ class DeviceKey:
     def sign(self, data: bytes) -> bytes:
         """Return the 64-byte Ed25519 signature of ``data``."""
         return self._private.sign(data)
+
+
+def _pkcs8_seed(data: bytes) -> bytes | None:
+    """The 32-byte seed of ``data`` if it is one unencrypted Ed25519 PKCS#8 PEM block
+    (what :meth:`DeviceKey.to_pem` writes), else None (then ``cryptography`` reads it)."""
+    body = data.strip()
+    if not (body.startswith(_PEM_BEGIN) and body.endswith(_PEM_END)):
+        return None
+    try:
+        der = base64.b64decode(body[len(_PEM_BEGIN):-len(_PEM_END)], validate=False)
+    except ValueError:
+        return None
+    if len(der) != len(_PKCS8_ED25519_PREFIX) + 32 or not der.startswith(_PKCS8_ED25519_PREFIX):
+        return None
+    return der[len(_PKCS8_ED25519_PREFIX):]
 
 
 @lru_cache(maxsize=4096)

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshsync.model import codec
-from meshsync.model.change import OpId
+from meshsync.model.change import Delete, OpId, Put
 from meshsync.model.errors import DecodeError
+
+if TYPE_CHECKING:
+    from meshsync.store.base import RecordRow
 
 ALL = "*"  # supersession key of a delete's pred: every field and the tombstone
 TOMB = "#"  # supersession key of a put's pred: the tombstone only
@@ -99,6 +102,14 @@ class RecordState:
         for name, value in fields.items():
             if not self._is_superseded(name, op_id):
                 self.entries.setdefault(name, {})[op_id] = value
+
+    def apply_op(self, op_id: OpId, op: Put | Delete, *, sorted_fields: bool = False) -> None:
+        """Apply one op of a change, ``op_id`` being its ``(hlc, author)``: a put's fields
+        (see :meth:`apply_put` for ``sorted_fields``) or a delete."""
+        if type(op) is Put:
+            self.apply_put(op_id, op.fields, op.pred, sorted_fields=sorted_fields)
+        else:
+            self.apply_delete(op_id, op.pred)
 
     def apply_delete(self, op_id: OpId, pred: tuple[OpId, ...]) -> None:
         """Apply a delete op (idempotent; any order)."""
@@ -258,3 +269,9 @@ class RecordState:
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             raise DecodeError(f"corrupt record state: {exc}") from exc
         return state
+
+    @classmethod
+    def of_row(cls, row: RecordRow | None) -> RecordState:
+        """The state stored in ``row`` (from ``Store.load_record``), or an empty state
+        for a record not held (None). Raises :class:`DecodeError` as :meth:`decode`."""
+        return cls.decode(row.state) if row is not None else cls()

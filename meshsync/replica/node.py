@@ -37,7 +37,6 @@ from meshsync.replica.quarantine import quarantine_revoked
 from meshsync.replica.receive import ApplyReport, Receiver, RecordKey, Verifier
 from meshsync.replica.records import Record
 from meshsync.store.base import RecordRow, Refusal, Store, StoredChange
-from meshsync.trust.revocation import is_revocation
 
 VersionVector = dict[FeedId, int]
 """Feed -> highest contiguous seq held."""
@@ -102,6 +101,8 @@ class Node:
         A revocation new here quarantines, in the same transaction, the changes it
         refuses that this node had accepted (:meth:`quarantine_revoked`).
         """
+        from meshsync.trust.revocation import is_revocation  # X.509: loaded when needed
+
         adder = getattr(self.trust, "add", None)
         learned = adder(blob) if adder is not None else None
         for attempt in range(RACE_RETRIES):
@@ -184,17 +185,13 @@ class Node:
                 self.trust.authorize_change(self.key.public_key, partition, seq, now)
             except AuthorizationError as exc:
                 raise UsageError(f"this device may not write here: {exc.detail}") from exc
-            saved_hlc = self.hlc.last
-            hlc = self.hlc.reserve(now, len(ops))
-            try:
+            with self.hlc.undone_on_error():
+                hlc = self.hlc.reserve(now, len(ops))
                 change = sign_change(self.key, partition, seq, prev, hlc, tuple(ops))
                 self._apply_local(change, states)
-            except BaseException:
-                self.hlc.last = saved_hlc
-                raise
             self.store.append_change(
                 feed, StoredChange(seq, change.hash, change.body, change.sig), hlc)
-            self.store.set_meta("hlc", self.hlc.last.to_bytes(8, "big"))
+            self.save_clock()
         return change
 
     def _apply_local(self, change: Change, states: dict[RecordKey, RecordState]) -> None:
@@ -202,10 +199,7 @@ class Node:
         for index, op in enumerate(change.ops):
             rkey = (change.partition, op.collection, op.key)
             state = touched.setdefault(rkey, copy.deepcopy(states[rkey]))
-            if isinstance(op, Delete):
-                state.apply_delete(change.op_id(index), op.pred)
-            else:
-                state.apply_put(change.op_id(index), op.fields, op.pred, sorted_fields=True)
+            state.apply_op(change.op_id(index), op, sorted_fields=True)
         for rkey, state in touched.items():
             validator = self.validators.get(rkey[1])
             if validator is not None and not state.deleted:
@@ -215,8 +209,7 @@ class Node:
             self.store.save_record(record_row(rkey, state))
 
     def _load_state(self, rkey: RecordKey) -> RecordState:
-        row = self.store.load_record(*rkey)
-        return RecordState.decode(row.state) if row else RecordState()
+        return RecordState.of_row(self.store.load_record(*rkey))
 
     def _partition_for(self, collection: str, key: str, partition: str | None) -> str:
         if partition is not None:
@@ -290,14 +283,10 @@ class Node:
         """
         if self.inbound_guard is not None and isinstance(changes, list):
             self.inbound_guard(sum(len(c.body) for c in changes))
-        saved_hlc = self.hlc.last
-        try:
-            with self.store.transaction():
-                report = self.receiver(source).receive(changes)
-                self.save_clock()
-        except BaseException:
-            self.hlc.last = saved_hlc  # the clock must not keep what was rolled back
-            raise
+        # the clock must not keep what was rolled back
+        with self.hlc.undone_on_error(), self.store.transaction():
+            report = self.receiver(source).receive(changes)
+            self.save_clock()
         return report
 
     def receiver(self, source: str) -> Receiver:

@@ -53,13 +53,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from meshsync.model.change import Change, FeedId, Put, decode_stored
+from meshsync.model.change import Change, FeedId, decode_stored
 from meshsync.model.errors import AuthorizationError
 from meshsync.model.hlc import wall_ms
 from meshsync.model.identity import device_id
 from meshsync.replica.crdt import RecordState
 from meshsync.store.base import QuarantinedChange, RecordRow, Refusal, Store, StoredChange
-from meshsync.trust.grant import NOT_REVOKED
 
 if TYPE_CHECKING:
     from meshsync.replica.policy import Authorizer
@@ -83,6 +82,8 @@ def quarantine_revoked(store: Store, trust: Authorizer, source: str) -> list[Ref
     revocation_for = getattr(trust, "revocation_for", None)
     if revocation_for is None:
         return []
+    from meshsync.trust.grant import NOT_REVOKED  # X.509 loads only with a trust store
+
     refusals: list[Refusal] = []
     touched: set[RecordKey] = set()
     points: dict[bytes, Any] = {}
@@ -171,10 +172,7 @@ def rebuild_records(store: Store, keys: Iterable[RecordKey]) -> None:
                 state = states.get(rkey)
                 if state is None:
                     state = states[rkey] = RecordState()
-                if isinstance(op, Put):
-                    state.apply_put(change.op_id(index), op.fields, op.pred)
-                else:
-                    state.apply_delete(change.op_id(index), op.pred)
+                state.apply_op(change.op_id(index), op)
     store.save_records([RecordRow(*rkey, *states[rkey].encode_with_flags())
                         for rkey in sorted(states)])
     for rkey in sorted(wanted - states.keys()):

@@ -308,9 +308,7 @@ class Receiver:
     def _state(self, rkey: RecordKey) -> RecordState:
         state = self._states.get(rkey)
         if state is None:
-            row = self.store.load_record(*rkey)
-            state = RecordState.decode(row.state) if row else RecordState()
-            self._states[rkey] = state
+            state = self._states[rkey] = RecordState.of_row(self.store.load_record(*rkey))
         return state
 
     def _prefetch(self, change: Change) -> list[RecordKey]:
@@ -323,8 +321,7 @@ class Receiver:
         if len(missing) >= 2:
             rows = self.store.load_records(missing)
             for rkey in missing:
-                row = rows.get(rkey)
-                states[rkey] = RecordState.decode(row.state) if row else RecordState()
+                states[rkey] = RecordState.of_row(rows.get(rkey))
         return rkeys
 
     def _apply(self, change: Change) -> None:
@@ -332,7 +329,4 @@ class Receiver:
         states, hlc, author = self._states, change.hlc, change.author
         for index, (op, rkey) in enumerate(zip(change.ops, rkeys, strict=True)):
             state = states.get(rkey) or self._state(rkey)
-            if type(op) is Put:
-                state.apply_put((hlc + index, author), op.fields, op.pred, sorted_fields=True)
-            else:
-                state.apply_delete((hlc + index, author), op.pred)
+            state.apply_op((hlc + index, author), op, sorted_fields=True)

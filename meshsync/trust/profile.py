@@ -108,6 +108,20 @@ class CertInfo:
         kind = "sub-authority" if self.is_ca else "certificate"
         return f"{kind} {self.name!r} (scope {self.scope!r})"
 
+    def to_json(self, issuer: str) -> dict[str, str | None]:
+        """The certificate as the CLI and the daemon's API show it: ``device_id`` (None
+        for an authority), ``name``, ``role``, ``scope``, ``not_before`` and
+        ``not_after`` (ISO 8601 UTC) and ``issuer`` (the issuer's name, given)."""
+        return {
+            "device_id": device_id(self.device_key) if self.device_key else None,
+            "name": self.name,
+            "role": self.role,
+            "scope": self.scope,
+            "not_before": iso(self.not_before),
+            "not_after": iso(self.not_after),
+            "issuer": issuer,
+        }
+
 
 #: What ``cryptography`` may raise while (lazily) parsing a hostile certificate.
 _PARSE_ERRORS = (

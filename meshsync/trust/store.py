@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshsync.model.errors import AuthorizationError, UsageError
-from meshsync.model.identity import device_id, short_id
+from meshsync.model.identity import short_id
 from meshsync.trust.grant import (
     NOT_REVOKED,
     Grant,
@@ -258,13 +258,7 @@ class TrustStore:
     @staticmethod
     def _row(info: CertInfo, issuer: str, status: str, point: RevocationPoint) -> dict[str, Any]:
         return {
-            "device_id": device_id(info.device_key or b""),
-            "name": info.name,
-            "role": info.role,
-            "scope": info.scope,
-            "not_before": iso(info.not_before),
-            "not_after": iso(info.not_after),
-            "issuer": issuer,
+            **info.to_json(issuer),
             "status": status,
             "revoked": point is not NOT_REVOKED,
             "revoked_after": None if point is NOT_REVOKED else point,
