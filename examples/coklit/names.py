@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from meshsync.coklit import regions
+from meshsync.coklit.checks import result_of
 from meshsync.coklit.codes import APOSTROPHES
 from meshsync.coklit.schema import COLLECTION
 
@@ -84,7 +85,7 @@ class Cluster:
                 "records": [{"partition": r.partition, "key": r.key,
                              "nama": r.fields.get("nama"), "nik": r.fields.get("nik"),
                              "tanggal_lahir": r.fields.get("tanggal_lahir"),
-                             "status": r.fields.get("status")} for r in self.records]}
+                             "coklit": result_of(r.fields)[1]} for r in self.records]}
 
 
 def _village(record: Record) -> str:
@@ -108,7 +109,7 @@ def duplicates(node: Node, partition_prefix: str = "") -> list[Cluster]:
     by reason then match; records in a cluster by partition and key.
     """
     live = [r for r in node.records(COLLECTION, partition_prefix)
-            if r.fields.get("status") != "TMS"]
+            if result_of(r.fields)[1] != "TMS"]
     by_name: dict[str, list[Record]] = defaultdict(list)
     by_nik: dict[str, list[Record]] = defaultdict(list)
     for record in live:
