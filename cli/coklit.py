@@ -162,11 +162,11 @@ def export(home: Path | None, partition: str, output: str) -> None:
 
 
 def _voter_line(record: Any) -> str:
-    from meshsync.coklit.checks import result_of
+    from meshsync.coklit.visits import result_label
 
     f = record.fields
     return (f"{record.key}\t{record.partition}\t{f.get('nama', '')}\t"
-            f"{f.get('tanggal_lahir', '')}\t{result_of(f)[1] or 'belum dicoklit'}")
+            f"{f.get('tanggal_lahir', '')}\t{result_label(f)}")
 
 
 @coklit.command()

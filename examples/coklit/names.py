@@ -29,6 +29,7 @@ from meshsync.coklit import regions
 from meshsync.coklit.checks import result_of
 from meshsync.coklit.codes import APOSTROPHES
 from meshsync.coklit.schema import COLLECTION
+from meshsync.coklit.visits import result_label
 
 if TYPE_CHECKING:
     from meshsync.replica.node import Node
@@ -85,7 +86,7 @@ class Cluster:
                 "records": [{"partition": r.partition, "key": r.key,
                              "nama": r.fields.get("nama"), "nik": r.fields.get("nik"),
                              "tanggal_lahir": r.fields.get("tanggal_lahir"),
-                             "coklit": result_of(r.fields)[1]} for r in self.records]}
+                             "coklit": result_label(r.fields)} for r in self.records]}
 
 
 def _village(record: Record) -> str:

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from meshsync.coklit.checks import result_of
+
 from meshsync.model.change import OpId
 from meshsync.model.hlc import wall_ms
 from meshsync.model.identity import device_id
@@ -56,6 +58,15 @@ class Visit:
         ``dicoklit_pada_ms``."""
         return {"coklit": self.label, "tms": self.tms, "dicoklit_oleh": self.by,
                 "dicoklit_pada_ms": self.at_ms}
+
+
+def result_label(fields: dict[str, Any]) -> str:
+    """The result of a record's visible ``fields`` by the rule above: ``MS``, ``TMS``,
+    ``ubah``, ``baru`` or ``belum dicoklit`` (what SQL and listings can tell)."""
+    name, value = result_of(fields)
+    if value is None or (name == "status" and value == "MS"):
+        return BELUM
+    return str(value)
 
 
 def _winner(state: RecordState, name: str) -> tuple[OpId, Any] | None:
