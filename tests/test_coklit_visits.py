@@ -210,3 +210,25 @@ def test_cli_import_reports_each_case_and_lists_conflicts(tmp_path: Path) -> Non
                                "baru 0; belum dicoklit 1); 1 conflicts; last result 20")
     data = json.loads(run("coklit", "progress", "--home", home, "--json"))
     assert data["tps"][P]["done"] == 1
+
+
+def test_reimport_into_an_old_home_keeps_what_officers_changed(make_device: Any,
+                                                               tmp_path: Path) -> None:
+    """A record the old import wrote (one op, ``status`` MS, no stored baseline)."""
+    central = make_device("central")
+    register(central.node)
+    old = {"nkk": "9109060205120017", "nik": "9109061503800001", "nama": "Ma'ruf Contoh",
+           "tempat_lahir": "Timika", "tanggal_lahir": "1980-03-15", "umur": 44,
+           "status_kawin": "S", "jenis_kelamin": "L", "alamat": "Kampung Diloa", "rt": "001",
+           "status": "MS", "distrik": "Jila", "kampung": "Diloa", "tps": 3}
+    central.put("voters", KEY, old, P)
+    central.put("voters", KEY, {"alamat": "Jalan Contoh 7", "status": "TMS",
+                                "tms": "pindah_domisili"}, P)
+    report = import_csv(central.node, dpt(tmp_path, alamat="Kampung Diloa Atas", rt="002"))
+    assert (report.applied, report.kept, report.conflicts) == (1, 2, [])  # rt; alamat, tms
+    fields = central.get("voters", KEY).fields
+    assert (fields["rt"], fields["alamat"], fields["status"], fields["tms"]) == (
+        "002", "Jalan Contoh 7", "TMS", "pindah_domisili")
+    assert fields["dpt"]["alamat"] == "Kampung Diloa Atas"  # now a known baseline
+    again = import_csv(central.node, dpt(tmp_path, alamat="Kampung Diloa Bawah", rt="002"))
+    assert [c.field for c in again.conflicts] == ["alamat"]
