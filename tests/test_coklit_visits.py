@@ -232,3 +232,23 @@ def test_reimport_into_an_old_home_keeps_what_officers_changed(make_device: Any,
     assert fields["dpt"]["alamat"] == "Kampung Diloa Atas"  # now a known baseline
     again = import_csv(central.node, dpt(tmp_path, alamat="Kampung Diloa Bawah", rt="002"))
     assert [c.field for c in again.conflicts] == ["alamat"]
+
+
+def test_a_result_is_judged_the_same_as_a_local_edit_and_as_a_received_change(
+        make_device: Any, tmp_path: Path) -> None:
+    from meshsync.model.errors import ValidationError
+
+    central = make_device("central", kind="sqlite")
+    old_app = make_device("phone-b", kind="sqlite", partition=P)  # no validator
+    register(central.node)
+    import_csv(central.node, dpt(tmp_path))
+    exchange(central, old_app)
+    for bad, words in (({"coklit": "selesai"}, "coklit: is 'selesai'; use one of MS"),
+                       ({"coklit": "MS", "tms": "meninggal"}, "a reason goes only with TMS"),
+                       ({"dpt": {"alamat": ""}}, "dpt: alamat must be non-empty text")):
+        with pytest.raises(ValidationError, match=words):
+            central.put("voters", KEY, bad, P)
+        old_app.put("voters", KEY, bad, P)
+        report = exchange(old_app, central)
+        assert [words in r.reason for r in report.invalid] == [True]
+    assert visit(central).label == "belum dicoklit"
