@@ -252,3 +252,23 @@ def test_a_result_is_judged_the_same_as_a_local_edit_and_as_a_received_change(
         report = exchange(old_app, central)
         assert [words in r.reason for r in report.invalid] == [True]
     assert visit(central).label == "belum dicoklit"
+
+
+def test_a_pemilih_baru_an_officer_added_keeps_the_officers_data_when_the_dpt_lists_it(
+        mesh: tuple[Device, Device], tmp_path: Path) -> None:
+    central, phone = mesh
+    new = {"nkk": "9109060205120017", "nik": "9109065503800003", "nama": "Maria Contoh",
+           "tempat_lahir": "Jila", "tanggal_lahir": "1980-03-15", "status_kawin": "S",
+           "jenis_kelamin": "P", "alamat": "Jalan Contoh 9", "distrik": "Jila",
+           "kampung": "Diloa", "tps": 3, "coklit": "baru"}
+    phone.put("voters", "nik-9109065503800003", new, P)
+    exchange(phone, central)
+    path = dpt(tmp_path)
+    path.write_text(path.read_text("utf-8") + "3,Jila,Diloa,3,9109060205120017,"
+                    "9109065503800003,Maria Contoh,Jila,15-03-1980,44,S,P,Kampung Diloa,,,,\n",
+                    "utf-8")
+    report = import_csv(central.node, path)
+    assert (report.new, report.applied, report.conflicts) == (0, 0, [])
+    fields = central.get("voters", "nik-9109065503800003").fields
+    assert (fields["alamat"], fields["coklit"]) == ("Jalan Contoh 9", "baru")
+    assert "umur" not in fields and fields["dpt"]["umur"] == 44

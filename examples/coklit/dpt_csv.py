@@ -254,7 +254,8 @@ def _by_partition(rows: Iterable[Row]) -> dict[str, list[Row]]:
 
 def _plan(node: Node, row: Row) -> Plan:
     held = node.store.load_record(row.partition, COLLECTION, row.key)
-    return plan(RecordState.decode(held.state) if held else None, row.fields)
+    return plan(RecordState.decode(held.state) if held else None, row.fields,
+                node.key.public_key)
 
 
 def _edit(row: Row, todo: Plan) -> tuple[str, str, str, dict[str, Any], set[OpId]]:

@@ -21,11 +21,17 @@ someone picks one, and the import lists each. Fields that only make sense togeth
 are merged as one: the result (``coklit`` with ``tms``) and the NIK with the birth
 date, sex and age it encodes.
 
-Records of homes from before the stored baseline (no ``dpt``): a field still written
-by the op that wrote the record's ``nik`` is untouched (its base is its value); any
-other field was changed after the import, with an unknown base, and is kept as it
-is unless the file agrees with it. The import then stores the baseline, so the next
-one merges exactly. A deleted record stays deleted (kept).
+Records without a stored baseline (no ``dpt``: imported before baselines were
+stored, or created by an officer, e.g. a pemilih baru): a field still written by
+the op that wrote the record's ``nik``, when this importing device signed that op
+(its old import), is untouched (its base is its value); every other field, and the
+result (``coklit``, ``tms``: old imports never wrote ``coklit``), has an unknown
+base and is kept as it is unless the file agrees with it. The import then stores
+the baseline, so the next one merges exactly. A deleted record stays deleted (kept).
+
+One put carries one ``pred`` for all its fields: if an officer's op that is in
+conflict with the file on one field also wrote another field the import applies,
+that field shows both values too (a wider conflict, never a lost value).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshsync.coklit.schema import IMPORTED
+from meshsync.coklit.schema import IMPORTED, RESULT
 
 from meshsync.model.change import OpId
 from meshsync.replica.crdt import RecordState
@@ -89,16 +95,17 @@ def baseline_of(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k in IMPORTED and v is not None}
 
 
-def plan(state: RecordState | None, row: dict[str, Any]) -> Plan:
+def plan(state: RecordState | None, row: dict[str, Any], importer: bytes) -> Plan:
     """The three-way merge of one file ``row`` (valid fields) into the held ``state``
-    (None if this device holds no op of the record); see the module docs."""
+    (None if this device holds no op of the record), imported by the device whose
+    public key is ``importer``; see the module docs."""
     new_base = baseline_of(row)
     if state is None or not state.exists:
         return Plan("new", {**new_base, "dpt": new_base})
     if state.deleted:
         return Plan("unchanged", kept=["*"])
     current = state.visible()
-    base = _base_reader(state, current)
+    base = _base_reader(state, current, importer)
     out = Plan("unchanged")
     put: dict[str, Any] = {}
     for group in GROUPS:
@@ -111,16 +118,20 @@ def plan(state: RecordState | None, row: dict[str, Any]) -> Plan:
     return out
 
 
-def _base_reader(state: RecordState, current: dict[str, Any]) -> Any:
+def _base_reader(state: RecordState, current: dict[str, Any], importer: bytes) -> Any:
     stored = current.get("dpt")
     if isinstance(stored, dict):
         return stored.get
     nik_op = state.winner("nik")[0] if "nik" in state.entries else None
+    if nik_op is not None and nik_op[1] != importer:
+        nik_op = None  # created by another device: nothing is this import's baseline
 
     def legacy(name: str) -> Any:
         if name not in state.entries:
             return None  # never written: absent in the old baseline too
-        return current.get(name) if state.winner(name)[0] == nik_op else UNKNOWN
+        if name in RESULT or state.winner(name)[0] != nik_op:
+            return UNKNOWN
+        return current.get(name)
     return legacy
 
 
