@@ -1,6 +1,6 @@
 """Coklit visits (belum dicoklit until an officer records a result; progress counts
 visits) and re-importing a baseline as a three-way merge that never reverts an
-officer's work (docs/architecture.md §6b). All people are made up."""
+officer's work (docs/architecture.md §4). All people are made up."""
 
 from __future__ import annotations
 

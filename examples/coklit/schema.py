@@ -4,7 +4,7 @@ Fields follow the columns of the KPU voter list (Model A-Daftar Pemilih, the Sid
 export; column names in :mod:`meshsync.coklit.dpt_csv`). Text is stored exactly as
 entered (names above all: docs/failure-cases.md B19); codes are stored canonically.
 
-A record holds three things (docs/architecture.md §6b): the voter's data as now
+A record holds three things (docs/architecture.md §4): the voter's data as now
 known (the baseline fields below, which an officer may correct), the **coklit
 result** (``coklit`` and ``tms``), and the **baseline** the last import wrote
 (``dpt``), which a later import merges against (:mod:`meshsync.coklit.merge`).
