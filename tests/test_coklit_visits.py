@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from helpers import START_MS, Device, exchange
+from hypothesis import given
+from hypothesis import strategies as st
 from meshsync.coklit.dpt_csv import import_csv
 from meshsync.coklit.schema import register
 
@@ -272,3 +274,38 @@ def test_a_pemilih_baru_an_officer_added_keeps_the_officers_data_when_the_dpt_li
     fields = central.get("voters", "nik-9109065503800003").fields
     assert (fields["alamat"], fields["coklit"]) == ("Jalan Contoh 9", "baru")
     assert "umur" not in fields and fields["dpt"]["umur"] == 44
+
+
+# -- the merge rule, for any three values ------------------------------------------------
+
+VALUES = ("Kampung Diloa", "Jalan Contoh 7", "Jalan Contoh 9")
+
+
+@given(st.lists(st.tuples(st.sampled_from(VALUES), st.sampled_from(VALUES),
+                          st.sampled_from(VALUES)), min_size=3, max_size=3))
+def test_the_merge_never_reverts_an_officers_value(triples: list[tuple[str, str, str]]
+                                                   ) -> None:
+    from meshsync.coklit.merge import plan
+
+    names = ("alamat", "tempat_lahir", "nama")
+    base = {n: b for n, (b, _, _) in zip(names, triples, strict=True)}
+    officer_fields = {n: c for n, (b, c, _) in zip(names, triples, strict=True) if c != b}
+    new = {n: v for n, (_, _, v) in zip(names, triples, strict=True)}
+    importer, phone = b"c" * 32, b"p" * 32
+    state = RecordState()
+    state.apply_put((1, importer), {**base, "dpt": base}, ())
+    if officer_fields:
+        state.apply_put((2, phone), officer_fields, ((1, importer),))
+    out = plan(state, new, importer)
+    put = out.fields or {}
+    for name, (b, c, n) in zip(names, triples, strict=True):
+        if n == c:
+            assert name not in put
+        elif c == b:
+            assert put[name] == n and name in out.applied
+        elif n == b:
+            assert name not in put and name in out.kept  # the officer's value stays
+        else:
+            assert put[name] == n and name in [f for f, _, _ in out.conflicts]
+            assert (2, phone) in out.keep  # the officer's value stays, beside the file's
+    assert put.get("dpt", new) == new
