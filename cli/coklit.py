@@ -5,6 +5,7 @@ import     load a voter list CSV into a home (central's baseline); sets the sche
 export     write a home's voters as CSV
 find       search voters by name (apostrophes, case and Unicode forms folded)
 duplicates list possible duplicate voters
+progress   dicoklit X dari Y per TPS, kampung or distrik, with MS/TMS/ubah/baru
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ SCHEMA = "coklit"
 
 @click.group()
 def coklit() -> None:
-    """The coklit voter list: generate, import, export, find, duplicates."""
+    """The coklit voter list: generate, import, export, find, duplicates, progress."""
 
 
 @contextmanager
@@ -124,11 +125,10 @@ def import_(home: Path | None, file: Path, batch_size: int, store: str | None,
     if as_json:
         echo_json(report.to_json())
         return
-    click.echo(f"{report.imported} voters imported, {report.unchanged} unchanged, "
-               f"{len(report.bad)} bad rows; {report.changes} signed changes in "
-               f"{len(report.partitions)} TPS")
-    for bad in sorted(report.bad, key=lambda b: b.line):
-        click.echo(f"line {bad.line}: {bad.reason}")
+    from meshsync.coklit.texts import import_lines
+
+    for line in import_lines(report.to_json()):
+        click.echo(line)
 
 
 @contextmanager
@@ -162,9 +162,38 @@ def export(home: Path | None, partition: str, output: str) -> None:
 
 
 def _voter_line(record: Any) -> str:
+    from meshsync.coklit.visits import result_label
+
     f = record.fields
     return (f"{record.key}\t{record.partition}\t{f.get('nama', '')}\t"
-            f"{f.get('tanggal_lahir', '')}\t{f.get('status', '')}")
+            f"{f.get('tanggal_lahir', '')}\t{result_label(f)}")
+
+
+@coklit.command()
+@home_option
+@click.option("--partition", default="", help="Only voters under this partition prefix.")
+@click.option("--level", type=click.Choice(["tps", "kampung", "distrik"]), default="kampung",
+              show_default=True, help="Rows per TPS, per kampung or per distrik.")
+@json_option
+@errors_to_exit
+def progress(home: Path | None, partition: str, level: str, as_json: bool) -> None:
+    """Coklit progress: dicoklit X dari Y, with MS/TMS/ubah/baru and the last result."""
+    from meshsync.coklit.schema import register
+    from meshsync.coklit.texts import progress_lines
+
+    from meshsync.replica.progress import progress as figures
+
+    if partition:
+        check_partition(partition)
+    with open_node(resolve_home(home)) as node:
+        register(node)  # counts visits even on a home without schema = "coklit"
+        data = figures(node.store, "voters", partition)
+    if as_json:
+        echo_json(data)
+        return
+    rows = data[{"tps": "tps", "kampung": "village", "distrik": "district"}[level]]
+    for line in progress_lines(rows):
+        click.echo(line)
 
 
 @coklit.command()

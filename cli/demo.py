@@ -3,10 +3,11 @@
 KPU's central server imports a generated voter list (DPT) for one distrik; the
 district laptop (gateway) waits for its uplink; when central comes up the laptop
 takes the district; three Pantarlih phones receive it through the mesh; officers
-record coklit results (MS, TMS with a reason, ubah), two of them edit the same voter
-while one phone is offline (a visible conflict); the uplink goes down and comes
-back; finally a report: converged or not, progress per TPS and village at central,
-conflicts, times and bytes. Every node is a real ``meshsync daemon`` process with
+record coklit visits (MS, TMS with a reason, ubah; every voter starts belum
+dicoklit), two of them edit the same voter while one phone is offline (a visible
+conflict); the uplink goes down and comes back; finally a report: converged or not,
+"dicoklit X dari Y" per TPS, kampung and distrik at central, conflicts, times and
+bytes. Every node is a real ``meshsync daemon`` process with
 its own SQLite home, mutual TLS and static peers on loopback (no discovery traffic
 leaves the machine). Names and NIK numbers are invented.
 """
@@ -203,18 +204,18 @@ class District:
         c_voters = self.api("phone-c", "GET", f"/api/records/voters?partition={c_village}")
         for record in a_voters[:5]:
             self.api("phone-a", "PUT", f"/api/records/voters/{record['key']}",
-                     {"fields": {"status": "MS"}})
+                     {"fields": {"coklit": "MS"}})
         tms = c_voters[0]["key"]
         self.api("phone-c", "PUT", f"/api/records/voters/{tms}",
-                 {"fields": {"status": "TMS", "tms": "meninggal"}})
+                 {"fields": {"coklit": "TMS", "tms": "meninggal"}})
         self.api("phone-c", "PUT", f"/api/records/voters/{c_voters[1]['key']}",
-                 {"fields": {"status": "ubah", "alamat": "Kampung Uji, dekat gereja"}})
+                 {"fields": {"coklit": "ubah", "alamat": "Kampung Uji, dekat gereja"}})
         shared = a_voters[5]["key"]
         self.say(f"two officers edit voter {shared} while phone-b is offline")
         self.stop("phone-b")
         self.api("phone-a", "PUT", f"/api/records/voters/{shared}",
-                 {"fields": {"status": "TMS", "tms": "pindah_domisili"}})
-        self.run("put", "--home", "phone-b", "voters", shared, "status=ubah",
+                 {"fields": {"coklit": "TMS", "tms": "pindah_domisili"}})
+        self.run("put", "--home", "phone-b", "voters", shared, "coklit=ubah",
                  "alamat=Jalan Contoh 7")
         self.start("phone-b")
         return shared, tms
@@ -227,7 +228,7 @@ class District:
                            f"/api/records/voters?partition={self.phone_village}")
         for record in phone_b[6:9]:
             self.api("phone-b", "PUT", f"/api/records/voters/{record['key']}",
-                     {"fields": {"status": "MS"}})
+                     {"fields": {"coklit": "MS"}})
         time.sleep(1.0)
         self.start("central")
         self.mark("uplink_back")
@@ -335,6 +336,8 @@ def _check_report_path(report: Path) -> None:
 
 
 def _print(result: dict[str, Any], as_json: bool) -> None:
+    from meshsync.coklit.texts import progress_lines
+
     if as_json:
         echo_json(result)
         return
@@ -343,10 +346,10 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
                f"the laptop and 3 phones in {result['seconds']} s; "
                f"{result['sessions']} sessions, {result['bytes']} bytes")
     click.echo(f"conflicts at central: {result['conflicts']}")
-    click.echo("progress per village at central:")
-    for village, row in result["progress"]["village"].items():
-        status = ", ".join(f"{k} {v}" for k, v in row["status"].items())
-        click.echo(f"  {village}: {row['records']} voters ({status})")
+    click.echo("coklit progress at central, per distrik and per kampung:")
+    for level in ("district", "village"):
+        for line in progress_lines(result["progress"][level]):
+            click.echo(f"  {line}")
     if result.get("report"):
         click.echo(f"report: {result['report']}")
 

@@ -37,7 +37,7 @@ def voter(**overrides: Any) -> dict[str, Any]:
         "nkk": make_nkk("910906", date(2012, 5, 2), 17), "nik": "9109061503800001",
         "nama": "Ma'ruf Contoh", "tempat_lahir": "Timika", "tanggal_lahir": "1980-03-15",
         "umur": 44, "status_kawin": "S", "jenis_kelamin": "L", "alamat": "Kampung Diloa",
-        "status": "MS", "distrik": "Jila", "kampung": "Diloa", "tps": 3}
+        "coklit": "MS", "distrik": "Jila", "kampung": "Diloa", "tps": 3}
     fields.update(overrides)
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -112,14 +112,14 @@ def test_nik_region_must_be_mimika_and_the_records_distrik() -> None:
 
 
 def test_tms_needs_a_reason_from_the_official_list() -> None:
-    found = check(voter(status="TMS"))
+    found = check(voter(coklit="TMS"))
     assert "needs a reason" in found["tms"] and "meninggal" in found["tms"]
-    assert check(voter(status="TMS", tms="meninggal")) == {}
-    assert check(voter(status="TMS", tms="pindah_domisili")) == {}
-    assert "hilang_ingatan" in check(voter(status="TMS", tms="hilang_ingatan"))["tms"]
-    assert "only with TMS" in check(voter(status="MS", tms="ganda"))["tms"]
-    assert "use one of MS" in check(voter(status="ms"))["status"]
-    assert check(voter(status="baru")) == {} and check(voter(status="ubah")) == {}
+    assert check(voter(coklit="TMS", tms="meninggal")) == {}
+    assert check(voter(coklit="TMS", tms="pindah_domisili")) == {}
+    assert "hilang_ingatan" in check(voter(coklit="TMS", tms="hilang_ingatan"))["tms"]
+    assert "only with TMS" in check(voter(coklit="MS", tms="ganda"))["tms"]
+    assert "use one of MS" in check(voter(coklit="ms"))["coklit"]
+    assert check(voter(coklit="baru")) == {} and check(voter(coklit="ubah")) == {}
 
 
 def test_names_are_free_text_and_one_word_is_a_whole_name() -> None:
@@ -135,10 +135,10 @@ def test_ages_and_eligibility_on_election_day() -> None:
     assert "is 44" in check(voter(umur=45))["umur"]
     teen = {"tanggal_lahir": "2008-03-15", "nik": "9109061503080001", "umur": 16,
             "status_kawin": "B"}
-    assert "di_bawah_umur" in check(voter(**teen))["status"]
-    assert check(voter(**teen, status="TMS", tms="di_bawah_umur")) == {}
+    assert "di_bawah_umur" in check(voter(**teen))["coklit"]
+    assert check(voter(**teen, coklit="TMS", tms="di_bawah_umur")) == {}
     assert check(voter(**dict(teen, status_kawin="S"))) == {}  # married: may vote
-    assert "under age" in check(voter(status="TMS", tms="di_bawah_umur"))["tms"]
+    assert "under age" in check(voter(coklit="TMS", tms="di_bawah_umur"))["tms"]
 
 
 def test_region_fields_must_name_the_records_partition() -> None:
@@ -156,8 +156,8 @@ def test_unknown_and_missing_fields_are_named() -> None:
 
 
 def test_partial_checks_only_what_the_op_carries() -> None:
-    assert check({"status": "TMS"}, partial=True) == {}  # the reason may be held already
-    assert "needs a reason" in check({"status": "TMS", "tms": None}, partial=True)["tms"]
+    assert check({"coklit": "TMS"}, partial=True) == {}  # the reason may be held already
+    assert "needs a reason" in check({"coklit": "TMS", "tms": None}, partial=True)["tms"]
     assert check({"nama": "Yosina"}, partial=True) == {}
     assert check({"nama": None}, partial=True) == {"nama": "is required and cannot be cleared"}
     assert check({"rt": None, "umur": None}, partial=True) == {}  # optional: may be cleared
@@ -177,9 +177,9 @@ def test_a_local_edit_that_fails_is_refused_with_the_field_named(
         phone.put("voters", "v-1", {"nik": "9109061603800001"})
     assert [f for f, _ in caught.value.errors] == ["nik"]
     assert "voters: nik: NIK digits 7-12" in str(caught.value)
-    with pytest.raises(ValidationError, match="tms: status TMS"):
-        phone.put("voters", "v-1", {"status": "TMS"})
-    phone.put("voters", "v-1", {"status": "TMS", "tms": "meninggal"})
+    with pytest.raises(ValidationError, match="tms: coklit TMS"):
+        phone.put("voters", "v-1", {"coklit": "TMS"})
+    phone.put("voters", "v-1", {"coklit": "TMS", "tms": "meninggal"})
     assert phone.get("voters", "v-1").fields["tms"] == "meninggal"
 
 
@@ -193,14 +193,14 @@ def test_received_invalid_changes_are_stored_but_kept_out_and_reported(
     register(central.node)
     phone.put("voters", "v-good", voter())
     phone.put("voters", "v-bad", voter(nik="910906150380001"))  # 15 digits
-    phone.put("voters", "v-good", {"status": "TMS", "tms": None})  # clears the reason
+    phone.put("voters", "v-good", {"coklit": "TMS", "tms": None})  # clears the reason
     phone.put("voters", "v-moved", voter(), P2)  # fields say TPS 3, kept in TPS 1
     report = exchange(phone, central)
     assert report.applied == 4 and report.refused == []
     reasons = sorted(r.reason for r in report.invalid)
     assert len(reasons) == 3
     assert reasons[0].startswith("voters/v-bad nik: must be exactly 16 digits")
-    assert reasons[1].startswith("voters/v-good tms: status TMS")
+    assert reasons[1].startswith("voters/v-good tms: coklit TMS")
     assert reasons[2].startswith("voters/v-moved tps: is 3 but the record is in partition "
                                  f"{P2}; by its fields it belongs in {P}")
     assert central.get("voters", "v-bad") is None
@@ -282,7 +282,7 @@ def test_a_nik_registered_twice_is_flagged_across_tps(make_device: Any) -> None:
     clusters = duplicates(central.node)
     assert [(c.reason, [r.key for r in c.records]) for c in clusters] == [
         ("nik", ["v-2", "v-1"])]
-    central.put("voters", "v-2", {"status": "TMS", "tms": "ganda"})  # resolved at coklit
+    central.put("voters", "v-2", {"coklit": "TMS", "tms": "ganda"})  # resolved at coklit
     assert duplicates(central.node) == []
 
 
@@ -309,7 +309,7 @@ def test_every_generated_row_passes_the_validator(distrik: str) -> None:
     names = [r.fields["nama"] for r in rows]
     assert any(n.endswith(" Contoh") for n in names)
     assert any(" " not in n for n in names)  # mononymous voters
-    assert {r.fields["status"] for r in rows} == {"MS", "TMS", "ubah", "baru"}
+    assert {r.fields["coklit"] for r in rows} == {"MS", "TMS", "ubah", "baru"}
     assert len({(r.partition, r.key) for r in rows}) == len(rows)
 
 
@@ -360,7 +360,7 @@ def test_cli_put_on_a_coklit_home_refuses_with_one_line_naming_the_field(
         (["nik=910906150380001"], "nik", "16 digits"),
         (["nik=9109061603800001"], "nik", "tanggal_lahir is 1980-03-15"),
         (["jenis_kelamin=P"], "nik", "marks a man"),
-        (["status=TMS"], "tms", "needs a reason"),
+        (["coklit=TMS"], "tms", "needs a reason"),
     ]:
         proc = run("put", "--home", home, "voters", "v-1", *args)
         assert proc.returncode == 1 and proc.stdout == ""
@@ -369,4 +369,4 @@ def test_cli_put_on_a_coklit_home_refuses_with_one_line_naming_the_field(
         assert lines[0].startswith(f"meshsync: error: voters: {field}: "), lines[0]
         assert words in lines[0]
     shown = run("get", "--home", home, "voters", "v-1", "--json")
-    assert '"status": "MS"' in shown.stdout  # nothing of the refused edits was kept
+    assert '"coklit": "MS"' in shown.stdout  # nothing of the refused edits was kept

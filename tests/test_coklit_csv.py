@@ -59,7 +59,7 @@ def test_bad_rows_are_listed_by_line_and_good_rows_import(make_device: Any,
     yohanes = central.get("voters", "nik-9109060101900001")
     assert yohanes.fields["alamat"] == "Kampung Diloa, belakang gereja"
     assert yohanes.fields["disabilitas"] == ["fisik", "sensorik_netra"]
-    assert yohanes.fields["status"] == "ubah" and yohanes.partition == "mimika/jila/diloa/tps-003"
+    assert yohanes.fields["coklit"] == "ubah" and yohanes.partition == "mimika/jila/diloa/tps-003"
     assert "voters" in central.node.validators  # registered by the import
 
 
@@ -76,7 +76,7 @@ def test_excel_files_with_bom_semicolons_and_alias_headers_import(make_device: A
     assert report.bad == [] and report.imported == 1
     fields = central.get("voters", "nik-9109061503800001").fields
     assert fields["nama"].encode() == "Ma\u2019ruf Contoh".encode()
-    assert (fields["status"], fields["tms"], fields["status_kawin"]) == ("TMS", "meninggal", "S")
+    assert (fields["coklit"], fields["tms"], fields["status_kawin"]) == ("TMS", "meninggal", "S")
     assert (fields["distrik"], fields["kampung"], fields["tps"]) == ("jila", "DILOA", 3)
 
 
@@ -146,11 +146,11 @@ def test_reimport_clears_fields_the_file_no_longer_has(make_device: Any,
     path = tmp_path / "dpt.csv"
     path.write_text(HEADER + GOOD.replace(",,,\n", ",,,1\n"), "utf-8")  # TMS meninggal
     import_csv(central.node, path)
-    path.write_text(HEADER + GOOD, "utf-8")  # back to MS: the reason must go
+    path.write_text(HEADER + GOOD, "utf-8")  # blank: no result, the reason must go
     report = import_csv(central.node, path)
-    assert report.bad == [] and report.imported == 1
+    assert report.bad == [] and report.imported == 1 and report.applied == 2
     fields = central.get("voters", "nik-9109061503800001").fields
-    assert fields["status"] == "MS" and fields.get("tms") is None
+    assert fields.get("coklit") is None and fields.get("tms") is None
 
 
 # -- the commands ----------------------------------------------------------------------

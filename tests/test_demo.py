@@ -27,6 +27,11 @@ def test_short_demo_converges_and_writes_its_report(tmp_path: Path) -> None:
     village = result["progress"]["village"]
     assert sum(row["records"] for row in village.values()) == result["voters"]
     assert sum(row["status"].get("TMS", 0) for row in village.values()) >= 1
+    # Every voter starts belum dicoklit; the officers checked 11 (MS, TMS, ubah).
+    [distrik] = result["progress"]["district"].values()
+    assert distrik["done"] == 11 and distrik["records"] == result["voters"]
+    assert distrik["status"]["belum dicoklit"] == result["voters"] - 11
+    assert distrik["last_done_ms"] is not None
     assert result["sessions"] > 0 and result["bytes"] > 0
     # The officer of phone-a sees her edits safe at central after the uplink returned.
     feeds = result["custody_on_phone_a"]

@@ -569,7 +569,7 @@ def test_migrations_run_once_when_processes_start_together(pg_dsn: str) -> None:
     PostgresStore(pg_dsn).close()
     assert sql(pg_dsn, "SELECT count(*) FROM meshsync_schema") == [(len(MIGRATIONS),)]
     assert sql(pg_dsn, "SELECT count(*) FROM pg_views WHERE viewname LIKE 'meshsync_%' "
-                       "AND schemaname = current_schema()") == [(2,)]
+                       "AND schemaname = current_schema()") == [(3,)]  # + coklit (4)
 
 
 # -- opening, errors -------------------------------------------------------------------------

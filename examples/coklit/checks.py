@@ -136,27 +136,39 @@ def _ages(ok: dict[str, Any], day: date) -> Problems:
             problems.append(("umur", f"is {age} but someone born {born.isoformat()} is "
                                      f"{real} on election day {day.isoformat()}"))
         age = real
-    kawin, status, tms = ok.get("status_kawin"), ok.get("status"), ok.get("tms")
+    kawin, tms = ok.get("status_kawin"), ok.get("tms")
+    name, status = result_of(ok)
     if age is None or kawin is None:
         return problems
     minor = age < MIN_AGE and kawin == "B"
     if minor and status in ELIGIBLE:
-        problems.append(("status", f"is {status} but the voter is {age} on election day "
-                                   f"{day.isoformat()} and never married (status_kawin B): "
-                                   "not eligible; mark TMS with tms di_bawah_umur"))
+        problems.append((name, f"is {status} but the voter is {age} on election day "
+                               f"{day.isoformat()} and never married (status_kawin B): "
+                               f"not eligible; mark TMS with tms di_bawah_umur"))
     if not minor and tms == "di_bawah_umur":
         why = f"is {age} on election day" if age >= MIN_AGE else "has married"
         problems.append(("tms", f"is di_bawah_umur (under age) but the voter {why}"))
     return problems
 
 
+def result_of(fields: dict[str, Any]) -> tuple[str, Any]:
+    """``(field, value)`` of the coklit result among ``fields``: ``coklit`` when
+    present, else the old ``status`` (homes from before coklit visits), else
+    ``("coklit", None)``."""
+    if fields.get("coklit") is not None or fields.get("status") is None:
+        return "coklit", fields.get("coklit")
+    return "status", fields["status"]
+
+
 def _tms_reason(ok: dict[str, Any], given: set[str], whole: bool) -> Problems:
-    status, tms = ok.get("status"), ok.get("tms")
+    name, status = result_of(ok)
+    tms = ok.get("tms")
     if status == "TMS" and tms is None and (whole or "tms" in given):
-        return [("tms", "status TMS (tidak memenuhi syarat) needs a reason: one of "
+        return [("tms", f"{name} TMS (tidak memenuhi syarat) needs a reason: one of "
                         + ", ".join(TMS_REASONS))]
-    if status is not None and status != "TMS" and tms is not None:
-        return [("tms", f"is {tms} but status is {status}; a reason goes only with TMS "
+    if tms is not None and status != "TMS" and (whole or status is not None):
+        shown = "belum dicoklit" if status is None else status
+        return [("tms", f"is {tms} but {name} is {shown}; a reason goes only with TMS "
                         "(clear it: tms:=null)")]
     return []
 

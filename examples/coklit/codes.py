@@ -1,4 +1,4 @@
-"""The coded values of a voter record: coklit status, TMS reasons, disability kinds.
+"""The coded values of a voter record: coklit result, TMS reasons, disability kinds.
 
 Sources: PKPU 7/2022 (Penyusunan Daftar Pemilih, Pemilu 2024) and its Sidalih
 numbering of TMS categories; the older KETERANGAN codes of Model A.B-KWK (Pilkada
@@ -8,8 +8,9 @@ numbering of TMS categories; the older KETERANGAN codes of Model A.B-KWK (Pilkad
 
 from __future__ import annotations
 
-#: status -> meaning. In the voter list's KETERANGAN column ``MS`` is blank, ``baru``
-#: is ``B``, ``ubah`` is ``U`` and ``TMS`` is the reason's code (see :data:`TMS_REASONS`).
+#: coklit result -> meaning. No result is "belum dicoklit" (not yet checked). In the
+#: voter list's KETERANGAN column ``MS`` is ``MS``, ``baru`` is ``B``, ``ubah`` is
+#: ``U``, ``TMS`` is the reason's code (see :data:`TMS_REASONS`) and blank is no result.
 STATUSES: dict[str, str] = {
     "MS": "memenuhi syarat: checked, eligible",
     "TMS": "tidak memenuhi syarat: not eligible (with a reason)",

@@ -24,9 +24,17 @@ JENIS KELAMIN       jenis_kelamin   ``L``/``P`` or LAKI-LAKI/PEREMPUAN; alias L/
 ALAMAT              alamat
 RT, RW              rt, rw          digits or blank
 DISABILITAS         disabilitas     codes 1-6 or names, separated by ``,`` or ``;``
-KETERANGAN          status, tms     blank or MS = ``MS``; ``B`` = baru; ``U`` = ubah;
-                                    a TMS code 1-10 (``4``, ``TMS 4``) or reason
+KETERANGAN          coklit, tms     blank = belum dicoklit (no result); ``MS``;
+                                    ``B`` = baru; ``U`` = ubah; a TMS code 1-10
+                                    (``4``, ``TMS 4``) or reason
 ==================  ==============  ===============================================
+
+KETERANGAN is the coklit result. A voter list straight from Sidalih has it blank,
+so its voters import as belum dicoklit; a file that carries results (an export, or
+results keyed in from paper forms) imports them as results recorded by the importing
+device. Export writes ``MS`` for an MS result and leaves the cell blank for belum
+dicoklit; a record of an old home (``status``, see :mod:`.visits`) exports as it
+did before (blank for MS).
 
 Codes are those of :mod:`meshsync.coklit.codes`.
 """
@@ -37,7 +45,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from meshsync.coklit.checks import date_of
+from meshsync.coklit.checks import date_of, result_of
 from meshsync.coklit.codes import DISABILITAS, TMS_REASONS
 
 HEADERS = ("NO", "ID", "DISTRIK", "KAMPUNG", "TPS", "NKK", "NIK", "NAMA", "TEMPAT LAHIR",
@@ -60,7 +68,7 @@ COLUMN_OF = {"distrik": "DISTRIK", "kampung": "KAMPUNG", "tps": "TPS", "nkk": "N
              "tanggal_lahir": "TANGGAL LAHIR", "umur": "USIA",
              "status_kawin": "STATUS PERKAWINAN", "jenis_kelamin": "JENIS KELAMIN",
              "alamat": "ALAMAT", "rt": "RT", "rw": "RW", "disabilitas": "DISABILITAS",
-             "status": "KETERANGAN", "tms": "KETERANGAN"}
+             "coklit": "KETERANGAN", "tms": "KETERANGAN", "status": "KETERANGAN"}
 
 _KAWIN = {"B": "B", "BELUM KAWIN": "B", "S": "S", "SUDAH KAWIN": "S", "KAWIN": "S",
           "P": "P", "PERNAH KAWIN": "P", "CERAI HIDUP": "P", "CERAI MATI": "P"}
@@ -142,10 +150,13 @@ _TMS_BY = {str(code): name for name, (code, _, _) in TMS_REASONS.items()} | {
     _words(name): name for name in TMS_REASONS}
 
 
-def keterangan(text: str) -> tuple[str, str | None]:
-    """``(status, tms)`` of a KETERANGAN cell; raises :class:`CellError` if unknown."""
+def keterangan(text: str) -> tuple[str | None, str | None]:
+    """``(coklit, tms)`` of a KETERANGAN cell (``(None, None)`` when blank: belum
+    dicoklit); raises :class:`CellError` if the cell is not a known code."""
     word = _words(text)
-    if word in ("", "MS"):
+    if word == "":
+        return None, None
+    if word == "MS":
         return "MS", None
     if word in ("B", "BARU"):
         return "baru", None
@@ -194,10 +205,12 @@ def fields_of(cells: dict[str, str]) -> tuple[dict[str, Any], list[CellError]]:
         if value is not None:
             fields[name] = value
     try:
-        fields["status"], tms = keterangan(cells.get("KETERANGAN", ""))
+        result, tms = keterangan(cells.get("KETERANGAN", ""))
     except CellError as exc:
         problems.append(exc)
     else:
+        if result:
+            fields["coklit"] = result
         if tms:
             fields["tms"] = tms
     return fields, problems
@@ -207,8 +220,10 @@ def cells_of(fields: dict[str, Any], no: int, key: str) -> list[str]:
     """One exported row, in :data:`HEADERS` order."""
     born = str(fields.get("tanggal_lahir", ""))
     dmy = f"{born[8:10]}-{born[5:7]}-{born[:4]}" if date_of(born) else born
-    status, tms = fields.get("status"), fields.get("tms")
-    note = {"MS": "", "baru": "B", "ubah": "U"}.get(str(status), str(status or ""))
+    name, status = result_of(fields)
+    tms = fields.get("tms")
+    ms = "MS" if name == "coklit" else ""  # an old home's MS may be a blank KETERANGAN
+    note = {"MS": ms, "baru": "B", "ubah": "U"}.get(str(status), str(status or ""))
     if status == "TMS":
         note = str(TMS_REASONS[tms][0]) if tms in TMS_REASONS else "TMS"
     kinds = fields.get("disabilitas") or []

@@ -4,9 +4,14 @@ Import is how central loads the baseline: rows are read and checked first, then 
 good ones are written per partition (TPS) in batches of ``batch_size`` rows, one
 signed change per batch (docs/architecture.md §11: one signature per ≥ 100 ops keeps
 verification cheap). Bad rows never stop an import: each is reported with its line
-number in the file and the reason, in the officers' column names. A row identical
-to the record already held is skipped, so importing the same file twice writes
-nothing the second time.
+number in the file and the reason, in the officers' column names.
+
+Importing into records that already exist is a three-way merge against the baseline
+the previous import stored (:mod:`meshsync.coklit.merge`): a field an officer changed
+keeps the officer's value, a baseline change to an untouched field applies, and a
+field both changed becomes a visible conflict, listed in the report. A row that
+changes nothing is skipped, so importing the same file twice writes nothing the
+second time.
 
 Export works on any node and writes the columns of :mod:`meshsync.coklit.columns`,
 one row per visible voter (a field in conflict exports its current winner).
@@ -33,10 +38,12 @@ from meshsync.coklit.columns import (
     fields_of,
     header_name,
 )
-from meshsync.coklit.schema import COLLECTION, FIELDS, VoterValidator, register
+from meshsync.coklit.merge import FieldConflict, Plan, plan
+from meshsync.coklit.schema import COLLECTION, VoterValidator, register
 
-from meshsync.model.change import check_name
+from meshsync.model.change import OpId, check_name
 from meshsync.model.errors import UsageError, ValidationError
+from meshsync.replica.crdt import RecordState
 
 if TYPE_CHECKING:
     from meshsync.replica.node import Node
@@ -66,21 +73,47 @@ class Row:
 
 @dataclass
 class ImportReport:
-    """What an import did. ``rows`` counts data rows read (blank lines excluded)."""
+    """What an import did. ``rows`` counts data rows read (blank lines excluded).
+
+    Per row: ``new`` (created), ``updated`` (a field applied or in conflict),
+    ``unchanged``, ``bad`` (invalid). Per field of existing records: ``applied``
+    (baseline change to an untouched field), ``kept`` (an officer's value kept),
+    ``conflicts`` (both changed; listed).
+    """
 
     rows: int = 0
-    imported: int = 0
+    new: int = 0
+    updated: int = 0
     unchanged: int = 0
+    applied: int = 0
+    kept: int = 0
     changes: int = 0
+    conflicts: list[FieldConflict] = field(default_factory=list)
     partitions: set[str] = field(default_factory=set)
     bad: list[BadRow] = field(default_factory=list)
 
+    @property
+    def imported(self) -> int:
+        """Rows whose record was created or visibly changed."""
+        return self.new + self.updated
+
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready summary; ``bad`` sorted by line."""
-        return {"rows": self.rows, "imported": self.imported, "unchanged": self.unchanged,
+        """JSON-ready summary; ``bad`` sorted by line, ``conflicts`` in file order."""
+        return {"rows": self.rows, "imported": self.imported, "new": self.new,
+                "updated": self.updated, "unchanged": self.unchanged,
+                "applied": self.applied, "kept": self.kept,
+                "conflicts": [c.to_json() for c in self.conflicts],
                 "changes": self.changes, "partitions": len(self.partitions),
                 "bad": [{"line": b.line, "reason": b.reason}
                         for b in sorted(self.bad, key=lambda b: b.line)]}
+
+    def count(self, row: Row, plan: Plan) -> None:
+        """Add one written (or skipped) row's plan to the totals."""
+        setattr(self, plan.kind, getattr(self, plan.kind) + 1)
+        self.applied += len(plan.applied)
+        self.kept += len(plan.kept)
+        self.conflicts += [FieldConflict(row.line, row.partition, row.key, name, mine, theirs)
+                           for name, mine, theirs in plan.conflicts]
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -219,42 +252,44 @@ def _by_partition(rows: Iterable[Row]) -> dict[str, list[Row]]:
     return groups
 
 
-def _edit(node: Node, row: Row) -> dict[str, Any] | None:
-    """The fields to put for ``row``: None if the held record already equals it."""
-    held = node.get(COLLECTION, row.key, row.partition)
-    if held is None or held.deleted:
-        return row.fields
-    current = {k: v for k, v in held.fields.items() if v is not None}
-    if current == row.fields:
-        return None
-    cleared = {k: None for k in current if k not in row.fields and k in FIELDS}
-    return {**row.fields, **cleared}
+def _plan(node: Node, row: Row) -> Plan:
+    held = node.store.load_record(row.partition, COLLECTION, row.key)
+    return plan(RecordState.decode(held.state) if held else None, row.fields,
+                node.key.public_key)
+
+
+def _edit(row: Row, todo: Plan) -> tuple[str, str, str, dict[str, Any], set[OpId]]:
+    assert todo.fields is not None
+    return ("put", COLLECTION, row.key, todo.fields, todo.keep)
 
 
 def _write_batch(node: Node, partition: str, batch: list[Row], report: ImportReport) -> None:
-    edits = [(row, _edit(node, row)) for row in batch]
-    todo = [(row, fields) for row, fields in edits if fields is not None]
-    report.unchanged += len(edits) - len(todo)
+    plans = [(row, _plan(node, row)) for row in batch]
+    todo = [(row, p) for row, p in plans if p.fields is not None]
+    for row, p in plans:
+        if p.fields is None:
+            report.count(row, p)
     if not todo:
         return
     try:
-        node.write(partition, [("put", COLLECTION, r.key, f) for r, f in todo])
+        node.write(partition, [_edit(r, p) for r, p in todo])
     except ValidationError:
         _write_one_by_one(node, partition, todo, report)  # a held record makes it invalid
         return
-    report.imported += len(todo)
+    for row, p in todo:
+        report.count(row, p)
     report.changes += 1
 
 
-def _write_one_by_one(node: Node, partition: str, todo: list[tuple[Row, dict[str, Any]]],
+def _write_one_by_one(node: Node, partition: str, todo: list[tuple[Row, Plan]],
                       report: ImportReport) -> None:
-    for row, fields in todo:
+    for row, p in todo:
         try:
-            node.write(partition, [("put", COLLECTION, row.key, fields)])
+            node.write(partition, [_edit(row, p)])
         except ValidationError as exc:
             report.bad.append(BadRow(row.line, f"with the record already held: {exc}"))
             continue
-        report.imported += 1
+        report.count(row, p)
         report.changes += 1
 
 

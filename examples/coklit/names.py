@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from meshsync.coklit import regions
+from meshsync.coklit.checks import result_of
 from meshsync.coklit.codes import APOSTROPHES
 from meshsync.coklit.schema import COLLECTION
+from meshsync.coklit.visits import result_label
 
 if TYPE_CHECKING:
     from meshsync.replica.node import Node
@@ -84,7 +86,7 @@ class Cluster:
                 "records": [{"partition": r.partition, "key": r.key,
                              "nama": r.fields.get("nama"), "nik": r.fields.get("nik"),
                              "tanggal_lahir": r.fields.get("tanggal_lahir"),
-                             "status": r.fields.get("status")} for r in self.records]}
+                             "coklit": result_label(r.fields)} for r in self.records]}
 
 
 def _village(record: Record) -> str:
@@ -108,7 +110,7 @@ def duplicates(node: Node, partition_prefix: str = "") -> list[Cluster]:
     by reason then match; records in a cluster by partition and key.
     """
     live = [r for r in node.records(COLLECTION, partition_prefix)
-            if r.fields.get("status") != "TMS"]
+            if result_of(r.fields)[1] != "TMS"]
     by_name: dict[str, list[Record]] = defaultdict(list)
     by_nik: dict[str, list[Record]] = defaultdict(list)
     for record in live:

@@ -117,7 +117,7 @@ class _Generator:
         born = self._born(low, high)
         fields = dict(home, nama=self._name(female, family), jenis_kelamin="P" if female
                       else "L", status_kawin=kawin, tanggal_lahir=born.isoformat(),
-                      umur=age_on(born, self.rules.election_day), status="MS",
+                      umur=age_on(born, self.rules.election_day),
                       nik=self._nik(born, female),
                       tempat_lahir=self.rng.choice((home["kampung"], *TOWNS[:3])))
         if not fields["rt"]:
@@ -133,12 +133,13 @@ class _Generator:
 
     def _coklit(self, fields: dict[str, Any]) -> None:
         roll = self.rng.random()
+        fields["coklit"] = "MS"
         if roll < 0.03:
-            fields.update(status="TMS", tms=self.rng.choice(TMS_SAMPLE))
+            fields.update(coklit="TMS", tms=self.rng.choice(TMS_SAMPLE))
         elif roll < 0.06:
-            fields["status"] = "ubah"
+            fields["coklit"] = "ubah"
         elif roll < 0.09 and fields["status_kawin"] == "B" and fields["umur"] < 20:
-            fields["status"] = "baru"
+            fields["coklit"] = "baru"
 
 
 def generate(seed: int, distrik: str = "Jila", *, voters_per_tps: int | None = None,
@@ -147,10 +148,11 @@ def generate(seed: int, distrik: str = "Jila", *, voters_per_tps: int | None = N
     """Generate the voter list of ``distrik``: the same ``seed`` gives the same rows.
 
     ``voters_per_tps`` fixes the number of voters per TPS (default 300-600 at random;
-    a household may end a TPS a few voters over). ``coklit_results`` marks some rows
-    TMS (with a reason), ``ubah`` or ``baru`` as after coklit; otherwise all are
-    ``MS``. ``duplicate_rate`` is the share of voters listed a second time at another
-    TPS of the distrik (same person, same NIK), for duplicate detection to find.
+    a household may end a TPS a few voters over). ``coklit_results`` gives every row
+    a coklit result (``coklit``), mostly ``MS``, some TMS (with a reason), ``ubah`` or
+    ``baru``, as after coklit; otherwise no row has one (belum dicoklit).
+    ``duplicate_rate`` is the share of voters listed a second time at another TPS of
+    the distrik (same person, same NIK), for duplicate detection to find.
     Raises ValueError for an unknown distrik.
     """
     gen = _Generator(seed, distrik, rules, coklit_results)

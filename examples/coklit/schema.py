@@ -4,6 +4,11 @@ Fields follow the columns of the KPU voter list (Model A-Daftar Pemilih, the Sid
 export; column names in :mod:`meshsync.coklit.dpt_csv`). Text is stored exactly as
 entered (names above all: docs/failure-cases.md B19); codes are stored canonically.
 
+A record holds three things (docs/architecture.md §4): the voter's data as now
+known (the baseline fields below, which an officer may correct), the **coklit
+result** (``coklit`` and ``tms``), and the **baseline** the last import wrote
+(``dpt``), which a later import merges against (:mod:`meshsync.coklit.merge`).
+
 ==============  =======  ====================================================
 field           type     meaning (Indonesian term)
 ==============  =======  ====================================================
@@ -20,14 +25,25 @@ alamat          text     address (street, dusun or kampung)
 rt, rw          text     neighbourhood numbers, 1-3 digits; optional (many
                          kampung in the highlands have none)
 disabilitas     list     kinds of disability, see :mod:`.codes`; optional
-status          text     coklit result: ``MS`` checked and eligible (memenuhi
-                         syarat), ``TMS`` not eligible (tidak memenuhi syarat),
-                         ``baru`` new voter (pemilih baru), ``ubah`` data changed
-tms             text     why TMS, see :mod:`.codes`; only with ``TMS``
 distrik         text     district (kecamatan), e.g. ``Jila``
 kampung         text     village (kampung/kelurahan), e.g. ``Pilik Ogom``
 tps             integer  polling station number within the kampung, 1-999
+coklit          text     the coklit result: ``MS`` checked and eligible (memenuhi
+                         syarat), ``TMS`` not eligible (tidak memenuhi syarat),
+                         ``ubah`` data changed, ``baru`` new voter (pemilih
+                         baru); absent: belum dicoklit (not yet checked)
+tms             text     why TMS, see :mod:`.codes`; only with ``TMS``
+dpt             map      the baseline fields as the last import wrote them
+                         (field -> value, the fields above but ``dpt``);
+                         written by the import only
+status          text     before coklit visits (old homes): the result and
+                         the KETERANGAN of the import in one field; still
+                         accepted and read by :mod:`.visits`, no longer written
 ==============  =======  ====================================================
+
+Who recorded a result, and when, is not typed in: it is the author (device) and
+hybrid-clock time of the op that wrote the visible ``coklit`` value
+(:func:`meshsync.coklit.visits.visit_of`).
 
 A record lives in partition ``mimika/<distrik>/<kampung>/tps-NNN``
 (:func:`meshsync.coklit.regions.partition_for`); the validator checks this.
@@ -35,9 +51,11 @@ A record lives in partition ``mimika/<distrik>/<kampung>/tps-NNN``
 Rules (each error names the field): NIK and NKK are exactly 16 digits; the NIK's
 birth-date part agrees with ``tanggal_lahir`` and ``jenis_kelamin``; its region part
 is Mimika's (see :class:`Rules`); ``umur`` agrees with ``tanggal_lahir``; an eligible
-status needs age 17 on election day or having married; ``TMS`` needs a reason and
-other statuses must not have one; the kampung belongs to the distrik.
+result needs age 17 on election day or having married; ``TMS`` needs a reason and
+other results must not have one; the kampung belongs to the distrik; each value of
+``dpt`` passes its own field's check.
 """
+
 
 from __future__ import annotations
 
@@ -67,11 +85,16 @@ __all__ = ["COLLECTION", "DEFAULT_RULES", "FIELDS", "REQUIRED", "Rules", "VoterV
 COLLECTION = "voters"
 
 REQUIRED = ("nkk", "nik", "nama", "tempat_lahir", "tanggal_lahir", "status_kawin",
-            "jenis_kelamin", "alamat", "status", "distrik", "kampung", "tps")
-FIELDS = ("nkk", "nik", "nama", "tempat_lahir", "tanggal_lahir", "umur", "status_kawin",
-          "jenis_kelamin", "alamat", "rt", "rw", "disabilitas", "status", "tms",
-          "distrik", "kampung", "tps")
-"""Every field, in the order of the voter list's columns."""
+            "jenis_kelamin", "alamat", "distrik", "kampung", "tps")
+BASELINE = ("nkk", "nik", "nama", "tempat_lahir", "tanggal_lahir", "umur", "status_kawin",
+            "jenis_kelamin", "alamat", "rt", "rw", "disabilitas", "distrik", "kampung", "tps")
+"""The voter's data, in the order of the voter list's columns (before KETERANGAN)."""
+RESULT = ("coklit", "tms")
+"""The coklit result (the KETERANGAN column)."""
+FIELDS = (*BASELINE, *RESULT, "dpt", "status")
+"""Every field: the voter's data, the result, the stored baseline, the old result."""
+IMPORTED = (*BASELINE, *RESULT)
+"""The fields an import writes and merges; the keys ``dpt`` may hold."""
 
 MAX_NAME_CHARS = 120
 MAX_TEXT_CHARS = 200
@@ -151,12 +174,29 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "rt": _rt_rw,
     "rw": _rt_rw,
     "disabilitas": _disabilitas,
-    "status": _choice(STATUSES),
-    "tms": _choice({k: v[1] for k, v in TMS_REASONS.items()}),
     "distrik": _distrik,
     "kampung": _text(MAX_TEXT_CHARS),
     "tps": _whole(1, regions.MAX_TPS, "use tps:=3 on the command line"),
+    "coklit": _choice(STATUSES),
+    "tms": _choice({k: v[1] for k, v in TMS_REASONS.items()}),
+    "status": _choice(STATUSES),
 }
+
+
+def _dpt(value: Any) -> str | None:
+    """The stored baseline: a map of imported fields, each valid on its own."""
+    if not isinstance(value, dict):
+        return f"must be a map of the imported fields ({', '.join(IMPORTED)}), not {value!r}"
+    for name, item in value.items():
+        if name not in IMPORTED:
+            return f"holds {name!r}, which is not an imported field ({', '.join(IMPORTED)})"
+        problem = FIELD_CHECKS[name](item)
+        if problem:
+            return f"{name} {problem}"
+    return None
+
+
+FIELD_CHECKS["dpt"] = _dpt
 
 
 class VoterValidator:
@@ -182,7 +222,7 @@ class VoterValidator:
                  partition: str | None = None) -> list[tuple[str, str]]:
         """Check one record or op; see the class docstring."""
         given = {k: v for k, v in fields.items() if v is not None and v not in ("", [])}
-        problems = check_fields(given, FIELD_CHECKS, FIELDS)
+        problems = check_fields(_dpt_once(given), FIELD_CHECKS, FIELDS)
         missing = "is required and cannot be cleared" if partial else "is required but missing"
         problems += [(name, missing) for name in REQUIRED
                      if name not in given and (name in fields or not partial)]
@@ -193,6 +233,16 @@ class VoterValidator:
         if partition is not None:
             problems += check_partition(ok, partition, whole=not partial)
         return _first_per_field(problems)
+
+
+def _dpt_once(given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` with the ``dpt`` entries that equal the record's own fields left out
+    of ``dpt``: those values are checked once, as the fields (the import writes both
+    alike, so this halves its checks; the verdict is the same)."""
+    dpt = given.get("dpt")
+    if not isinstance(dpt, dict):
+        return given
+    return {**given, "dpt": {k: v for k, v in dpt.items() if k not in given or given[k] != v}}
 
 
 def _first_per_field(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -238,7 +288,13 @@ def partition_of(fields: dict[str, Any]) -> str:
 
 
 def register(node: Node, rules: Rules = DEFAULT_RULES) -> VoterValidator:
-    """Register the ``voters`` validator on ``node``; returns it."""
+    """Register the ``voters`` validator on ``node`` and the coklit progress
+    classifier (:func:`meshsync.coklit.visits.outcome`); returns the validator."""
+    from meshsync.coklit.visits import outcome
+
+    from meshsync.replica.progress import register_classifier
+
     validator = VoterValidator(rules)
     node.register_validator(COLLECTION, validator)
+    register_classifier(COLLECTION, outcome)
     return validator

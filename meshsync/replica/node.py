@@ -8,7 +8,7 @@ function it was given (milliseconds since the Unix epoch). Use
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from meshsync.model.change import (
@@ -16,6 +16,7 @@ from meshsync.model.change import (
     Delete,
     FeedId,
     Op,
+    OpId,
     canonical_put,
     check_name,
     check_partition,
@@ -149,27 +150,36 @@ class Node:
             raise NotFoundError(f"no record {collection}/{key} in partition {part}")
         return self.write(part, [("delete", collection, key, None)])
 
-    def write(self, partition: str, edits: Iterable[tuple[str, str, str, Any]]) -> Change:
+    def write(self, partition: str, edits: Iterable[tuple[Any, ...]]) -> Change:
         """Apply several edits as one change: ``("put", coll, key, fields)`` or
-        ``("delete", coll, key, None)``. All or nothing."""
+        ``("delete", coll, key, None)``. All or nothing.
+
+        A put may carry a fifth item, a collection of op ids (as in
+        :attr:`Record.conflicts <meshsync.replica.records.Record>`) the put must
+        leave live: its ``pred`` omits them, so they stay as concurrent values of
+        the fields it writes, a visible conflict (used by the coklit import's
+        three-way merge when the baseline and an officer changed the same field).
+        """
         partition = check_partition(partition)
         states: dict[RecordKey, RecordState] = {}
         ops: list[Op] = []
-        for kind, collection, key, fields in edits:
+        for kind, collection, key, fields, *keep in edits:
             rkey = (partition, check_name("collection", collection), check_name("key", key))
             if rkey in states:
                 raise UsageError(f"{collection}/{key} appears twice in one change")
             state = states[rkey] = self._load_state(rkey)
-            ops.append(self._local_op(kind, rkey, state, fields))
+            ops.append(self._local_op(kind, rkey, state, fields, set(keep[0]) if keep else ()))
         if not ops:
             raise UsageError("nothing to write")
         return self._commit_local(partition, ops, states)
 
-    def _local_op(self, kind: str, rkey: RecordKey, state: RecordState, fields: Any) -> Op:
+    def _local_op(self, kind: str, rkey: RecordKey, state: RecordState, fields: Any,
+                  keep: Collection[OpId] = ()) -> Op:
         if kind == "put":
             if not isinstance(fields, dict) or not fields:
                 raise UsageError("a put needs at least one field")
-            return canonical_put(rkey[1], rkey[2], fields, tuple(state.field_ops(fields)))
+            pred = state.field_ops(fields).difference(keep)
+            return canonical_put(rkey[1], rkey[2], fields, tuple(pred))
         if kind == "delete":
             return Delete(rkey[1], rkey[2], tuple(sorted(state.live_ops())))
         raise UsageError(f"unknown edit kind {kind!r}")

@@ -60,6 +60,43 @@ CROSS JOIN LATERAL generate_series(0, cardinality(p.segs) - 1) AS u(up)
 GROUP BY 1, 2, 3, 4
 """
 
+# Coklit visits per TPS, kampung and distrik (meshsync.coklit.visits): the result is
+# `coklit`, else an old home's `status` other than MS; none is belum dicoklit. One scan
+# of the live voters, grouped per partition first, then expanded as above.
+_COKLIT_PROGRESS = """
+CREATE VIEW meshsync_coklit_progress AS
+WITH per_partition AS (
+    SELECT partition, count(*) AS voters,
+           count(v.result) AS dicoklit,
+           count(*) FILTER (WHERE v.result = 'MS') AS ms,
+           count(*) FILTER (WHERE v.result = 'TMS') AS tms,
+           count(*) FILTER (WHERE v.result = 'ubah') AS ubah,
+           count(*) FILTER (WHERE v.result = 'baru') AS baru,
+           count(*) FILTER (WHERE conflict) AS conflicts,
+           max(updated_at) FILTER (WHERE v.result IS NOT NULL) AS last_result_at
+    FROM meshsync_records
+    CROSS JOIN LATERAL (SELECT coalesce(fields->>'coklit',
+        CASE WHEN fields->>'status' <> 'MS' THEN fields->>'status' END) AS result) v
+    WHERE collection = 'voters' AND NOT deleted
+    GROUP BY partition)
+SELECT array_to_string(p.segs[1:cardinality(p.segs) - u.up], '/') COLLATE "C" AS prefix,
+       u.up AS up,
+       cardinality(p.segs) - u.up AS level,
+       sum(a.voters)::bigint AS voters,
+       sum(a.dicoklit)::bigint AS dicoklit,
+       (sum(a.voters) - sum(a.dicoklit))::bigint AS belum,
+       sum(a.ms)::bigint AS ms,
+       sum(a.tms)::bigint AS tms,
+       sum(a.ubah)::bigint AS ubah,
+       sum(a.baru)::bigint AS baru,
+       sum(a.conflicts)::bigint AS conflicts,
+       max(a.last_result_at) AS last_result_at
+FROM per_partition a
+CROSS JOIN LATERAL (SELECT string_to_array(a.partition, '/') AS segs) p
+CROSS JOIN LATERAL generate_series(0, cardinality(p.segs) - 1) AS u(up)
+GROUP BY 1, 2, 3
+"""
+
 MIGRATIONS: list[str] = [
     # 1: initial schema, mirroring the SQLite store's, plus the SQL-readable record
     # fields and the views. Feeds get a bigint id so changes carry 8 bytes, not 40.
@@ -124,6 +161,9 @@ MIGRATIONS: list[str] = [
         reason text COLLATE "C" NOT NULL, at timestamptz NOT NULL DEFAULT now(),
         UNIQUE (author, partition, seq, hash))
     """,
+    # 4: coklit visits: "dicoklit X dari Y" with MS/TMS/ubah/baru counts per TPS,
+    # kampung and distrik (docs/central-sql.md).
+    _COKLIT_PROGRESS,
 ]
 
 _BOOTSTRAP = """
