@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bundle": ("bundle", "Export and import bundles (files of signed changes for USB "
                          "sticks, SD cards)."),
     "coklit": ("coklit", "The coklit voter list: generate, import, export, find, "
-                         "duplicates."),
+               "duplicates, progress."),
     "conflicts": ("records", "List records with open conflicts (concurrent edits of one "
                              "field)."),
     "daemon": ("daemon_cmd", "Run the node: sync listener, discovery, peer manager, local "
