@@ -1,5 +1,6 @@
 """DNS-SD over mDNS (docs/architecture.md §7): announce this node and find peers, one
-python-zeroconf instance per link (see :mod:`~meshsync.net.discovery.responder` for why and for threads).
+python-zeroconf instance per link (see :mod:`~meshsync.net.discovery.responder` for why
+and for threads).
 
 The trio side never blocks: registration, updates and shutdown run in worker threads
 (calling ``register_service`` on the trio thread froze trio for 1.5 s, docs/architecture.md §11),
