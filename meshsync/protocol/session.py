@@ -45,7 +45,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from meshsync.model.change import Change, FeedId
@@ -53,6 +52,7 @@ from meshsync.model.errors import MeshsyncError, RemoteError, UsageError
 from meshsync.model.identity import short_id
 from meshsync.protocol import frames as fr
 from meshsync.protocol import messages as msg
+from meshsync.protocol.config import SessionConfig
 from meshsync.protocol.events import (
     ChangesApplied,
     ChangesReceived,
@@ -82,24 +82,10 @@ from meshsync.protocol.meta import (
     vv_parts,
 )
 from meshsync.protocol.states import AFTER_PEER_SENT_ALL, State, Step, Trigger, next_state
-from meshsync.protocol.stream import OutgoingChanges, SessionDecoder, changes_frame
+from meshsync.protocol.stream import OutgoingChanges
+from meshsync.protocol.window import ReceiveWindow, SendWindow
 from meshsync.replica.receive import ApplyReport
 from meshsync.trust.scope import scope_contains
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    """Per-node session settings. Times in milliseconds, sizes in bytes."""
-
-    mesh_id: str = "default"
-    role: str = "pantarlih"
-    share_scope: str = ""
-    handshake_timeout_ms: int = 10_000
-    idle_timeout_ms: int = 60_000
-    clock_warn_ms: int = 2 * 60_000
-    window: int = 16
-    frame_target: int = fr.FRAME_TARGET_BYTES
-    issue_receipts: bool = False
 
 
 class SyncSession:
@@ -131,13 +117,9 @@ class SyncSession:
         self._held = Holdings.empty()  # what our SUMMARY and VV describe
         self._peer_digests: tuple[bytes, ...] = ()
         self._refs: dict[FeedId, tuple[int, int]] = {}
-        self._last_short_batch = 0  # last of our frames with a short feed item
         self._meta_frames: set[tuple[int, bool]] = set()
-        self._outgoing: OutgoingChanges | None = None
-        self._resend_queue: deque[FeedId] = deque()
-        self._resend: list[int] = []  # VV indexes to ask for in the next ACK
-        self._decoder = SessionDecoder(self._held)
-        self._batches_sent = self._batches_acked = self._batches_received = 0
+        self._window = SendWindow(config.window)
+        self._inbound = ReceiveWindow(self._held)
         self._final_vv: VersionList = []
         self._sent_digest = b""
         self._send(msg.Hello(fr.PROTOCOL_VERSION, config.mesh_id, device, config.role,
@@ -239,10 +221,9 @@ class SyncSession:
         if request is None:
             return
         if request.feed is None:
-            self._outgoing = OutgoingChanges(changes, self.config.frame_target, self._refs)
+            self._window.start(OutgoingChanges(changes, self.config.frame_target, self._refs))
         else:
-            assert self._outgoing is not None
-            self._outgoing.send_again(request.feed, changes)
+            self._window.send_again(request.feed, changes)
         self._guarded(self._next_resend_or_pump)
         self._run()
 
@@ -270,8 +251,7 @@ class SyncSession:
         self.summary.changes_received += report.applied
         self.summary.duplicates += report.duplicates
         self.summary.clock_warnings += report.clock_warnings
-        resend, self._resend = self._resend, []
-        self._send(msg.Ack(request.batch, tuple(resend)))
+        self._send(self._inbound.ack(request.batch))
         self._events.append(ChangesApplied(report))
         self._run()
 
@@ -399,7 +379,7 @@ class SyncSession:
 
     def _hold(self, holdings: Holdings) -> None:
         self._held = holdings
-        self._decoder = SessionDecoder(holdings)
+        self._inbound = ReceiveWindow(holdings)
         self._send(msg.Summary((holdings.digests[0], holdings.digests[1],
                                 holdings.digests[2]), -self._skew))
 
@@ -459,8 +439,8 @@ class SyncSession:
 
     def _next_resend_or_pump(self) -> None:
         """Ask for the next feed the peer wants again, or send while the window allows."""
-        if self._resend_queue:
-            feed = self._resend_queue.popleft()
+        if self._window.wanted_again:
+            feed = self._window.wanted_again.popleft()
             assert self._scope is not None
             self._ask(ChangesWanted({feed: self._peer_vv[feed]}, self._scope, feed))
         else:
@@ -469,36 +449,17 @@ class SyncSession:
     def _pump(self) -> None:
         """Send change frames while the window allows; then SENT_ALL, once no frame
         with a short feed item awaits its ack (which may ask for a feed again)."""
-        while self.state in (State.STREAM, State.PEER_SENT_ALL) and \
-                self._batches_sent - self._batches_acked < self.config.window:
-            assert self._outgoing is not None
-            items, count, short = self._outgoing.next_batch()
-            if not items:
-                if self._batches_acked >= self._last_short_batch:
-                    self._send(msg.SentAll(self._batches_sent))
-                    self._step(Step.SENT_ALL)
-                break
-            self._batches_sent += 1
-            if short:
-                self._last_short_batch = self._batches_sent
-            self._send_raw(changes_frame(self._batches_sent, items))
-            self.summary.changes_sent += count
+        if self.state in (State.STREAM, State.PEER_SENT_ALL):
+            for frame, count in self._window.frames():
+                self._send_raw(frame)
+                self.summary.changes_sent += count
+            if self._window.done:
+                self._send(msg.SentAll(self._window.sent))
+                self._step(Step.SENT_ALL)
         self._maybe_end()
 
     def _on_changes(self, message: msg.Changes) -> None:
-        if message.batch != self._batches_received + 1:
-            raise SessionError("malformed or out-of-order changes frame")
-        self._batches_received += 1
-        changes = []
-        for item in message.items:
-            change = self._decoder.decode(item)
-            if change is None:
-                continue
-            if not self._in_scope(change.feed):
-                raise SessionError(f"peer sent feed {change.partition} outside the shared "
-                                   "scope", stage="policy")
-            changes.append(change)
-        self._resend = self._decoder.take_resend()
+        changes = self._inbound.read(message, self._in_scope)
         self._ask(ChangesReceived(message.batch, changes,
                                   f"peer:{short_id(self.peer_key or b'')}"))
 
@@ -506,26 +467,19 @@ class SyncSession:
         return self._scope is not None and scope_contains(self._scope, feed[1])
 
     def _on_ack(self, message: msg.Ack) -> None:
-        if message.batch != self._batches_acked + 1 or message.batch > self._batches_sent:
-            raise SessionError("unexpected ack")
-        if message.resend:  # feeds to send again with full feed items (a fork)
-            if self.state in (State.SENT_ALL, State.CLOSING):
-                raise SessionError("malformed ack or feeds asked for after sent-all")
-            assert self._outgoing is not None
-            self._resend_queue.extend(self._outgoing.resend(i) for i in message.resend)
-        self._batches_acked += 1
+        # An ACK may ask for feeds again with full feed items (a fork).
+        self._window.ack(message, sent_all=self.state in (State.SENT_ALL, State.CLOSING))
         self._next_resend_or_pump()
 
     def _on_sent_all(self, message: msg.SentAll) -> None:
-        if message.count != self._batches_received:
+        if message.count != self._inbound.received:
             raise SessionError("sent-all count does not match the frames received")
         self._maybe_end()
 
     def _maybe_end(self) -> None:
         """Once both sides sent all and our frames are all acked, ask the owner for
         what ends the session (its receipt, what it holds now)."""
-        if self.state == State.CLOSING and self._batches_acked == self._batches_sent \
-                and self._request is None:
+        if self.state == State.CLOSING and self._window.all_acked and self._request is None:
             assert self._scope is not None
             self._ask(EndWanted(self._scope, self.config.issue_receipts))
 
