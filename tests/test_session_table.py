@@ -18,6 +18,13 @@ from meshsync.protocol import diagram
 from meshsync.protocol import frames as fr
 from meshsync.protocol import messages as msg
 from meshsync.protocol import session as session_module
+from meshsync.protocol.events import (
+    ChangesWanted,
+    CredentialsReceived,
+    EndWanted,
+    HoldingsWanted,
+)
+from meshsync.protocol.meta import Holdings
 from meshsync.protocol.session import SessionConfig, SessionError, SyncSession
 from meshsync.protocol.states import LIVE, TRANSITIONS, State
 
@@ -102,3 +109,38 @@ def test_the_state_machine_imports_no_store_and_no_node(module: Any) -> None:
                 or name.startswith("meshsync.replica.node")
                 or name in ("meshsync.host", "meshsync.net")}
     assert not touching, f"{module.__name__} imports {sorted(touching)}"
+
+
+def _answer(session: SyncSession, held: Holdings, kept: list[bytes]) -> None:
+    """A node-less owner: plain data for every request (what a Peer reads from a node)."""
+    while (event := session.next_event()) is not None:
+        if isinstance(event, HoldingsWanted):
+            session.hold(held)
+        elif isinstance(event, ChangesWanted):
+            session.send_changes(iter(()))
+        elif isinstance(event, CredentialsReceived):
+            kept += event.blobs
+            session.stored(len(event.blobs), [])
+        elif isinstance(event, EndWanted):
+            session.conclude(held.vv, held.credentials + kept, None)
+
+
+def test_two_bare_state_machines_sync_with_plain_data_and_no_node() -> None:
+    """The session needs no node, store or thread: an owner answering with plain data
+    runs a whole session (here: B holds a credential A lacks)."""
+    cred = b"\x01certificate"
+    held = (Holdings.build([], [], [], []), Holdings.build([], [], [cred], []))
+    kept: tuple[list[bytes], list[bytes]] = ([], [])
+    a, b = (SyncSession(CONFIG, device=bytes([i]) * 32, now_ms=0) for i in (1, 2))
+    sessions = (a, b)
+    for _ in range(20):
+        for me, session in enumerate(sessions):
+            data = session.data_to_send()
+            if data:
+                sessions[1 - me].receive_data(data, 0)
+                _answer(sessions[1 - me], held[1 - me], kept[1 - me])
+            _answer(session, held[me], kept[me])
+    assert a.state == b.state == State.DONE
+    assert a.summary.converged and b.summary.converged
+    assert kept == ([cred], []) and a.summary.credentials_received == 1
+    assert b.summary.credentials_sent == 1
