@@ -148,6 +148,8 @@ class Side:
 
 class SessionPair:
     """Two sessions joined by two pipes: ``pipes[i]`` carries what ``sessions[i]`` sends.
+    Each is a :class:`~meshsync.protocol.peer.Peer`, the session with the node that
+    answers its requests, as the trio driver runs it.
 
     A finished session's stream is closed once its last bytes are queued, so the peer
     reads EOF after them, as through the trio driver. A :class:`SessionError` from
