@@ -313,14 +313,14 @@ def profile_full(central: Path, empty: Path, top: int = 22) -> str:
     """Replay the full sync in-process on a sans-I/O session pair, under cProfile."""
     from meshsync.host.home import Home
     from meshsync.net.setup import session_config
-    from meshsync.protocol.session import SyncSession
+    from meshsync.protocol.peer import Peer
 
     def now() -> int:
         return time.time_ns() // 1_000_000
 
     with open_node(central) as a_node, open_node(empty) as b_node:
-        a = SyncSession(a_node, session_config(Home.open(central)), now_ms=now())
-        b = SyncSession(b_node, session_config(Home.open(empty)), now_ms=now())
+        a = Peer(a_node, session_config(Home.open(central)), now_ms=now())
+        b = Peer(b_node, session_config(Home.open(empty)), now_ms=now())
         profiler = cProfile.Profile()
         profiler.enable()
         while not (a.finished and b.finished):

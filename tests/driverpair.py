@@ -9,7 +9,8 @@ import trio
 import trio.testing
 
 from meshsync.net.driver import now_ms, run_session
-from meshsync.protocol.session import SessionConfig, SyncSession
+from meshsync.protocol.peer import Peer
+from meshsync.protocol.session import SessionConfig
 from meshsync.replica.node import Node
 
 Wrap = Callable[[trio.abc.Stream], trio.abc.Stream]
@@ -34,12 +35,12 @@ class PassThroughStream(trio.abc.Stream):
         await self.inner.aclose()
 
 
-def session(node: Node, config: SessionConfig) -> SyncSession:
+def session(node: Node, config: SessionConfig) -> Peer:
     """A session of ``node`` started now (the driver's clock)."""
-    return SyncSession(node, config, now_ms=now_ms())
+    return Peer(node, config, now_ms=now_ms())
 
 
-def run_pair(a: SyncSession, b: SyncSession, *, wrap_a: Wrap = lambda s: s,
+def run_pair(a: Peer, b: Peer, *, wrap_a: Wrap = lambda s: s,
              wrap_b: Wrap = lambda s: s, timeout_s: float = 30) -> None:
     """Run ``a`` and ``b`` against each other until both end (TooSlowError after
     ``timeout_s``)."""

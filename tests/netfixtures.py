@@ -42,7 +42,8 @@ from meshsync.model.change import Put, sign_change
 from meshsync.model.identity import DeviceKey
 from meshsync.net.setup import session_config
 from meshsync.protocol import frames as fr
-from meshsync.protocol.session import State, SyncSession
+from meshsync.protocol.peer import Peer
+from meshsync.protocol.states import STREAMING
 from meshsync.protocol.wire import WireEncoder
 from meshsync.replica.crdt import RecordState
 from meshsync.replica.node import Node, record_row
@@ -352,15 +353,15 @@ def raw_tls_exchange(port: int, ctx: ssl.SSLContext, payload: bytes, *,
 
 
 class _Prelude:
-    """A real :class:`~meshsync.protocol.session.SyncSession` of a home, used only to bring the
+    """A real :class:`~meshsync.protocol.peer.Peer` (session) of a home, used only to bring the
     server to streaming with protocol-correct HELLO, SUMMARY, VV and CRED frames (so
     the test does not restate the protocol); its own changes are never sent."""
 
     FORWARD = (fr.HELLO, fr.SUMMARY, fr.VV, fr.CRED)
 
     def __init__(self, node: Node, home: Path) -> None:
-        self.session = SyncSession(node, session_config(Home.open(home)),
-                                   now_ms=time.time_ns() // 10**6)
+        self.session = Peer(node, session_config(Home.open(home)),
+                            now_ms=time.time_ns() // 10**6)
 
     def output(self) -> bytes:
         """The session's pending frames that are part of the prelude."""
@@ -374,7 +375,7 @@ class _Prelude:
     def feed(self, data: bytes) -> bool:
         """Give the session the server's bytes; True once it is streaming."""
         self.session.receive_data(data, time.time_ns() // 10**6)
-        return self.session.state == State.STREAM
+        return self.session.state in STREAMING
 
 
 async def _raw_tls(port: int, ctx: ssl.SSLContext, payload: bytes, speak_as: Path | None,

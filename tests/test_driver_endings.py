@@ -19,7 +19,8 @@ from helpers import Device
 
 from meshsync.net.driver import now_ms, run_session
 from meshsync.protocol import frames as fr
-from meshsync.protocol.session import SessionConfig, SyncSession
+from meshsync.protocol.peer import Peer
+from meshsync.protocol.session import SessionConfig
 
 MakeDevice = Callable[..., Device]
 TPS = "mimika/jila/diloa/tps-003"
@@ -69,8 +70,8 @@ def hello_of(device: Device) -> bytes:
 
 def run(me: Device, peer: ScriptedPeer, config: SessionConfig = CONFIG) -> str:
     """The session's error after running against ``peer``."""
-    async def main() -> SyncSession:
-        session = SyncSession(me.node, config, now_ms=now_ms())
+    async def main() -> Peer:
+        session = Peer(me.node, config, now_ms=now_ms())
         with trio.fail_after(20):
             await run_session(peer, session, trio.CapacityLimiter(1))
         return session

@@ -144,7 +144,7 @@ def test_a_failed_wal_sync_sends_no_acknowledgement(
     run_pair(a, b)
     assert b.summary.error and "sync the store's journal" in b.summary.error
     assert a.summary.error and "journal" in a.summary.error  # told why, by an ERROR frame
-    assert a._batches_acked == 0  # the frame committed, but its ack never left
+    assert a.session._window.acked == 0  # the frame committed, but its ack never left
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == FULL
 
 

@@ -19,7 +19,8 @@ from meshsync.model.change import decode_body
 from meshsync.model.errors import UsageError
 from meshsync.protocol import frames as fr
 from meshsync.protocol.events import ChangesApplied, Event, SessionDone, SessionFailed
-from meshsync.protocol.session import SessionConfig, SessionError, State, SyncSession
+from meshsync.protocol.peer import Peer
+from meshsync.protocol.session import SessionConfig, SessionError, State
 from meshsync.testing.faults import Pipe, SessionPair, split_frames
 
 MakeDevice = Callable[..., Device]
@@ -40,8 +41,8 @@ def devices(make_device: MakeDevice, kind: str) -> Callable[..., Device]:
 
 def open_pair(a: Device, b: Device, config_a: SessionConfig = CONFIG,
               config_b: SessionConfig = CONFIG) -> SessionPair:
-    return SessionPair(SyncSession(a.node, config_a, now_ms=a.clock()),
-                       SyncSession(b.node, config_b, now_ms=b.clock()), a.clock, b.clock)
+    return SessionPair(Peer(a.node, config_a, now_ms=a.clock()),
+                       Peer(b.node, config_b, now_ms=b.clock()), a.clock, b.clock)
 
 
 def final(events: list[Event]) -> SessionDone | SessionFailed:
@@ -262,11 +263,11 @@ def test_every_duplicated_frame_is_refused(devices: Callable[..., Device], a_cou
 def test_incompatible_protocol_version_is_refused_on_both_sides(
         devices: Callable[..., Device]) -> None:
     a, b = devices("phone-A"), devices("laptop-GW")
-    newer = SyncSession(a.node, CONFIG, now_ms=a.clock())
+    newer = Peer(a.node, CONFIG, now_ms=a.clock())
     (hello,) = split_frames(newer.data_to_send())
     message = codec.unpack(hello[4:], max_bytes=1 << 20)
     message[1]["proto"] = fr.PROTOCOL_VERSION + 1  # a newer device that still speaks v1
-    pair = SessionPair(newer, SyncSession(b.node, CONFIG, now_ms=b.clock()), a.clock, b.clock)
+    pair = SessionPair(newer, Peer(b.node, CONFIG, now_ms=b.clock()), a.clock, b.clock)
     pair.pipes[0].write(fr.encode_frame(message))
     pair.pump()
     (error,) = pair.sides[1].errors
@@ -298,8 +299,8 @@ def test_version_vector_with_a_negative_seq_is_refused(devices: Callable[..., De
     negative slice) while a SQLite one sent it all."""
     a, peer = devices("phone-A"), devices("phone-B")
     write_voters(a, 3)
-    session = SyncSession(a.node, CONFIG, now_ms=a.clock())
-    peer_session = SyncSession(peer.node, CONFIG, now_ms=peer.clock())
+    session = Peer(a.node, CONFIG, now_ms=a.clock())
+    peer_session = Peer(peer.node, CONFIG, now_ms=peer.clock())
     session.receive_data(peer_session.data_to_send(), a.clock())
     session.receive_data(fr.encode_frame([fr.SUMMARY, [b"\x00" * 16] * 3, 0]), a.clock())
     with pytest.raises(SessionError, match="malformed version vector entry"):
@@ -315,7 +316,7 @@ def test_oversized_frame_is_refused_from_its_header(devices: Callable[..., Devic
     session = pair.sessions[1]
     session.receive_data(fr.MAX_FRAME_BYTES.to_bytes(4, "big"), b.clock())
     assert not session.finished  # the largest allowed frame is awaited
-    fresh = SyncSession(b.node, CONFIG, now_ms=b.clock())
+    fresh = Peer(b.node, CONFIG, now_ms=b.clock())
     with pytest.raises(SessionError) as caught:
         fresh.receive_data((fr.MAX_FRAME_BYTES + 1).to_bytes(4, "big"), b.clock())
     assert caught.value.stage == "size"  # refused with no byte of payload sent
@@ -340,7 +341,7 @@ def test_peer_closing_mid_session_is_an_error(devices: Callable[..., Device]) ->
 
 def test_handshake_timeout(devices: Callable[..., Device]) -> None:
     b = devices("laptop-GW")
-    session = SyncSession(b.node, CONFIG, now_ms=START_MS)
+    session = Peer(b.node, CONFIG, now_ms=START_MS)
     session.data_to_send()
     deadline = START_MS + CONFIG.handshake_timeout_ms
     assert session.get_timer() == deadline
@@ -357,8 +358,8 @@ def test_handshake_timeout(devices: Callable[..., Device]) -> None:
 
 def test_trickled_hello_does_not_extend_the_handshake(devices: Callable[..., Device]) -> None:
     a, b = devices("phone-A"), devices("laptop-GW")
-    hello = SyncSession(a.node, CONFIG, now_ms=START_MS).data_to_send()
-    session = SyncSession(b.node, CONFIG, now_ms=START_MS)
+    hello = Peer(a.node, CONFIG, now_ms=START_MS).data_to_send()
+    session = Peer(b.node, CONFIG, now_ms=START_MS)
     now = START_MS
     for sent in range(len(hello) - 1):  # a byte every 2 s: never silent, never complete
         now += 2000
@@ -379,7 +380,7 @@ def test_idle_timeout_and_data_pushing_it_back(devices: Callable[..., Device]) -
         pair.deliver(0, 10_000)
         pair.deliver(1, 10_000)
     session = pair.sessions[1]
-    assert session.state == State.STREAM
+    assert session.state == State.SENT_ALL  # B had nothing to send; A's frames still come
     last_heard = b.clock()
     assert session.get_timer() == last_heard + small.idle_timeout_ms
     b.clock.advance(small.idle_timeout_ms - 1)
@@ -389,7 +390,7 @@ def test_idle_timeout_and_data_pushing_it_back(devices: Callable[..., Device]) -
     b.clock.advance(small.idle_timeout_ms)
     assert pair.fire_timers() == 1
     end = failed(pair, 1)
-    assert end.stage == "timeout" and "idle timeout while streaming" in end.reason
+    assert end.stage == "timeout" and "idle timeout while sent-all" in end.reason
     assert end.summary.finished_ms == b.clock()
 
 

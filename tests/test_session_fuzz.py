@@ -28,7 +28,8 @@ from meshsync.model.change import Change, decode_body
 from meshsync.model.errors import DecodeError
 from meshsync.protocol import frames as fr
 from meshsync.protocol.events import ChangesApplied, Event, SessionDone, SessionFailed
-from meshsync.protocol.session import SessionConfig, SessionError, SyncSession
+from meshsync.protocol.peer import Peer
+from meshsync.protocol.session import SessionConfig, SessionError
 from meshsync.protocol.stream import SessionDecoder
 from meshsync.replica.node import Node
 from meshsync.store import MemoryStore, SQLiteStore, Store
@@ -76,13 +77,13 @@ def recording() -> Recording:
     b.node.receive([c for c in all_changes(a) if c.partition == TPS][:6])
     template = copy.deepcopy(b.store)
     initial = frozenset(c.hash for c in all_changes(b))
-    pair = SessionPair(SyncSession(a.node, CONFIG, now_ms=START_MS),
-                       SyncSession(b.node, CONFIG, now_ms=START_MS), a.clock, b.clock)
+    pair = SessionPair(Peer(a.node, CONFIG, now_ms=START_MS),
+                       Peer(b.node, CONFIG, now_ms=START_MS), a.clock, b.clock)
     pair.pump()
     assert isinstance(pair.sides[1].events[-1], SessionDone)
     frames = tuple(pair.pipes[0].history)
     receiving = pair.sessions[1]
-    decoder, per_frame = SessionDecoder(receiving._held), []
+    decoder, per_frame = SessionDecoder(receiving.session.holdings), []
     for frame in frames:
         message = codec.unpack(frame[4:], max_bytes=fr.MAX_FRAME_BYTES)
         if message[0] == fr.CHANGES:
@@ -97,7 +98,7 @@ def recording() -> Recording:
 @dataclass
 class Receiver:
     node: Node
-    session: SyncSession
+    session: Peer
     events: list[Event]
     errors: list[SessionError]
     output: bytes = b""
@@ -107,7 +108,7 @@ def fresh_receiver(store: Store | None = None) -> Receiver:
     rec = recording()
     node = Node(store or copy.deepcopy(rec.template), device_key("laptop-GW"),
                 FakeClock(START_MS), default_partition=TPS)
-    session = SyncSession(node, CONFIG, now_ms=START_MS)
+    session = Peer(node, CONFIG, now_ms=START_MS)
     session.data_to_send()
     return Receiver(node, session, [], [])
 

@@ -18,8 +18,14 @@ from pathlib import Path
 import pytest
 
 import meshsync.testing
-from meshsync.protocol import frames as fr
+from meshsync.protocol import messages as msg
+from meshsync.protocol import session as session_module
+from meshsync.protocol import states
+from meshsync.protocol.events import ChangesReceived
+from meshsync.protocol.peer import Peer
 from meshsync.protocol.session import SyncSession
+from meshsync.protocol.states import State
+from meshsync.replica.receive import ApplyReport
 from meshsync.testing import sim
 from meshsync.testing.sim import SimConfig, SimResult, SimulationFailure, simulate
 
@@ -90,11 +96,12 @@ def test_a_session_that_accepts_duplicates_is_caught(monkeypatch: pytest.MonkeyP
     """The simulator fails, naming the seed and the replay command, when the session
     lets a duplicated frame through (as it once did for SENT_ALL)."""
 
-    def lenient(self: SyncSession, message: list[object]) -> None:
-        self._peer_sent_all = True
-        self._maybe_fin()
+    def lenient(self: SyncSession, message: msg.SentAll) -> None:
+        self._maybe_end()  # no count check, and (below) accepted in any later state
 
-    monkeypatch.setattr(SyncSession, "_on_sent_all", lenient)
+    monkeypatch.setitem(session_module._HANDLERS, msg.SentAll, lenient)
+    for state in (State.PEER_SENT_ALL, State.CLOSING, State.FIN):
+        monkeypatch.setitem(states.TRANSITIONS, (state, msg.SentAll), state)
     for seed in range(30):
         try:
             simulate(SimConfig(seed, DEVICES, STEPS))
@@ -110,18 +117,16 @@ def test_a_session_that_accepts_duplicates_is_caught(monkeypatch: pytest.MonkeyP
 def test_acknowledging_without_storing_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """A receiver that acknowledges a frame it did not commit (B16) loses changes: the
     simulator must notice."""
-    original = SyncSession._on_changes
+    original = Peer._apply
     seen = Counter[int]()
 
-    def forgetful(self: SyncSession, message: list[object]) -> None:
+    def forgetful(self: Peer, request: ChangesReceived) -> ApplyReport:
         seen[id(self)] += 1
         if seen[id(self)] == 2:  # the second frame of each session: ack, store nothing
-            self._batches_received += 1
-            self._send([fr.ACK, self._batches_received])
-            return
-        original(self, message)
+            return ApplyReport()
+        return original(self, request)
 
-    monkeypatch.setattr(SyncSession, "_on_changes", forgetful)
+    monkeypatch.setattr(Peer, "_apply", forgetful)
     with pytest.raises(SimulationFailure, match=r"seed 1: .*\n  replay: python -m"):
         simulate(SimConfig(1, DEVICES, STEPS))
 

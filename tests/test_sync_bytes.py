@@ -24,8 +24,9 @@ from meshsync.model import codec
 from meshsync.model.change import decode_body
 from meshsync.protocol import frames as fr
 from meshsync.protocol.events import SessionDone, SessionFailed
-from meshsync.protocol.meta import Holdings, compact_receipt, expand_receipt, receipt_base
-from meshsync.protocol.session import SessionConfig, SessionError, State, SyncSession
+from meshsync.protocol.meta import compact_receipt, expand_receipt, receipt_base
+from meshsync.protocol.peer import Peer, holdings
+from meshsync.protocol.session import SessionConfig, SessionError, State
 from meshsync.protocol.stream import (
     COMPACT,
     FEED_REF,
@@ -60,8 +61,8 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 def run(a: Device, b: Device, config_a: SessionConfig = CONFIG,
         config_b: SessionConfig = CONFIG) -> SessionPair:
-    pair = SessionPair(SyncSession(a.node, config_a, now_ms=a.clock()),
-                       SyncSession(b.node, config_b, now_ms=b.clock()), a.clock, b.clock)
+    pair = SessionPair(Peer(a.node, config_a, now_ms=a.clock()),
+                       Peer(b.node, config_b, now_ms=b.clock()), a.clock, b.clock)
     pair.pump()
     return pair
 
@@ -153,7 +154,7 @@ def test_session_items_round_trip_and_bundle_items_stay_as_they_were(
     a.write(tps(2), [("put", "voters", f"w-{i}", {"n": i}) for i in range(SMALL_CHANGE + 1)])
     a.put("voters", "w-0", dict.fromkeys("abcde", 1), tps(2))  # a whole record
     b.receive([c for c in a.changes_since({}) if c.seq <= 2 and c.partition != tps(2)])
-    held = Holdings.of(b.node, SCOPE)
+    held = holdings(b.node, SCOPE)
     refs = {feed: (index, seq) for index, (feed, seq) in enumerate(held.vv)}
     changes = list(a.changes_since(dict(held.vv)))
     encoder, decoder = SessionEncoder(refs), SessionDecoder(held)
@@ -242,10 +243,11 @@ def test_request_to_resend_a_feed_never_named_is_refused(make_device: MakeDevice
         if i == 0:
             exchange(a, b)  # b holds seq 1: a names the feed with a short item
 
-    def streaming() -> SyncSession:
-        session = SyncSession(a.node, CONFIG, now_ms=a.clock())
-        peer = SyncSession(b.node, CONFIG, now_ms=b.clock())
-        while session.state != State.STREAM:  # until a has sent its CHANGES frame
+    def streaming() -> Peer:
+        session = Peer(a.node, CONFIG, now_ms=a.clock())
+        peer = Peer(b.node, CONFIG, now_ms=b.clock())
+        # until a has sent its CHANGES frame (b, with nothing to send, sent all at once)
+        while session.state != State.PEER_SENT_ALL:
             peer.receive_data(session.data_to_send(), b.clock())
             session.receive_data(peer.data_to_send(), a.clock())
         return session
@@ -265,7 +267,7 @@ def test_request_to_resend_a_feed_never_named_is_refused(make_device: MakeDevice
 
 def test_version_1_peer_is_refused_clearly(make_device: MakeDevice) -> None:
     b = make_device("laptop-GW", partition=TPS)
-    session = SyncSession(b.node, CONFIG, now_ms=b.clock())
+    session = Peer(b.node, CONFIG, now_ms=b.clock())
     hello = {"proto": 1, "mesh": "kpu-mimika", "device": b"k" * 32, "role": "pantarlih",
              "scope": SCOPE, "clock_ms": b.clock()}
     with pytest.raises(SessionError) as caught:

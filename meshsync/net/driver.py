@@ -1,10 +1,12 @@
-"""Drive a :class:`~meshsync.protocol.session.SyncSession` over a trio stream.
+"""Drive a :class:`~meshsync.protocol.peer.Peer` (a node's end of a sync session) over a
+trio stream.
 
 The adapter is thin (httpcore's shape): a receiver task feeds bytes to the session and a
 sender task drains what the session wants to send, so neither side can deadlock
-with both ends blocked in ``send_all``. Work on the node (signature checks, SQLite
-commits) runs in a worker thread under a per-node limiter, so one slow peer never
-blocks the others' trio tasks and the node is used by one thread at a time.
+with both ends blocked in ``send_all``. The session itself is pure; what its input
+makes the owner do on the node (signature checks, SQLite commits) runs in a worker
+thread under a per-node limiter, so one slow peer never blocks the others' trio tasks
+and the node is used by one thread at a time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from meshsync.model.identity import short_id
 from meshsync.net.errors import TransportError
 from meshsync.net.tls import describe_ssl_error
 from meshsync.protocol.events import SessionSummary
-from meshsync.protocol.session import SessionError, SyncSession
+from meshsync.protocol.peer import Peer
+from meshsync.protocol.session import SessionError
 
 log = logging.getLogger("meshsync.net")
 
@@ -58,7 +61,7 @@ def _trio_deadline(deadline_ms: int | None, clock: SessionClock) -> float:
     return trio.current_time() + max(0.0, (deadline_ms - clock()) / 1000)
 
 
-def _feed(session: SyncSession, data: bytes, now: int) -> None:
+def _feed(session: Peer, data: bytes, now: int) -> None:
     """Process ``data``; every frame it commits is durable before this returns, so
     the acknowledgements it queued go out only then (one WAL sync per call)."""
     try:
@@ -69,7 +72,7 @@ def _feed(session: SyncSession, data: bytes, now: int) -> None:
         raise
 
 
-async def run_session(stream: trio.abc.Stream, session: SyncSession,
+async def run_session(stream: trio.abc.Stream, session: Peer,
                       limiter: trio.CapacityLimiter) -> SessionSummary:
     """Run ``session`` on ``stream`` until it is done or failed; return its summary.
 
@@ -100,7 +103,7 @@ async def run_session(stream: trio.abc.Stream, session: SyncSession,
 class _Pump:
     """The three tasks of :func:`run_session` and what they share."""
 
-    def __init__(self, stream: trio.abc.Stream, session: SyncSession,
+    def __init__(self, stream: trio.abc.Stream, session: Peer,
                  limiter: trio.CapacityLimiter, clock: SessionClock) -> None:
         self.stream, self.session, self.limiter = stream, session, limiter
         self.clock = clock
@@ -186,7 +189,7 @@ async def _take_all(chunks: trio.MemoryReceiveChannel[bytes]) -> tuple[bytes, bo
     return b"".join(parts), not parts[-1]
 
 
-async def _process(session: SyncSession, data: bytes, limiter: trio.CapacityLimiter,
+async def _process(session: Peer, data: bytes, limiter: trio.CapacityLimiter,
                    clock: SessionClock) -> None:
     try:
         await trio.to_thread.run_sync(_feed, session, data, clock(), limiter=limiter)
@@ -198,7 +201,7 @@ async def _process(session: SyncSession, data: bytes, limiter: trio.CapacityLimi
         session.abort(str(exc), clock(), stage=stage, tell_peer=True)
 
 
-def _peer(session: SyncSession) -> str:
+def _peer(session: Peer) -> str:
     return short_id(session.peer_key) if session.peer_key else "unknown peer"
 
 

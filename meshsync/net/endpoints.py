@@ -25,7 +25,8 @@ from meshsync.net.registry import INCOMING, OUTGOING, SessionRegistry
 from meshsync.net.tls import describe_ssl_error, peer_chain_der
 from meshsync.protocol import frames as fr
 from meshsync.protocol.events import SessionSummary
-from meshsync.protocol.session import SessionConfig, SyncSession
+from meshsync.protocol.peer import Peer
+from meshsync.protocol.session import SessionConfig
 from meshsync.replica.node import Node
 
 log = logging.getLogger("meshsync.net")
@@ -140,10 +141,7 @@ async def _session(stream: trio.SSLStream[Any], endpoint: Endpoint,
             await _tell(stream, "busy", busy)
             raise TransportError("busy", f"{short_id(peer)}: {busy}")
     try:
-        session = await trio.to_thread.run_sync(
-            lambda: SyncSession(endpoint.node, endpoint.config, now_ms=now_ms(),
-                                peer_key=peer),
-            limiter=endpoint.limiter)
+        session = Peer(endpoint.node, endpoint.config, now_ms=now_ms(), peer_key=peer)
         summary = await run_session(stream, session, endpoint.limiter)
         summary.peer = summary.peer or peer  # known from TLS even if no HELLO came
         return summary

@@ -1,10 +1,19 @@
-"""Events a :class:`~meshsync.protocol.session.SyncSession` reports, and its summary."""
+"""Events a :class:`~meshsync.protocol.session.SyncSession` reports, and its summary.
+
+Two kinds. *Reports* (:data:`Event`) only inform: the peer's hello, a frame applied,
+the end. *Requests* (:data:`Request`) ask the session's owner
+(:class:`meshsync.protocol.peer.Peer`) to read or write its node; the session reads no
+further input until the owner answers with the method each request names, and then
+goes on by itself (docs/architecture.md §3: the core is sans-I/O, the owner holds the
+node).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshsync.model.change import Change, FeedId
 from meshsync.model.identity import device_id
 from meshsync.replica.receive import ApplyReport
 
@@ -92,3 +101,68 @@ class SessionFailed:
 
 
 Event = PeerHello | ChangesApplied | SessionDone | SessionFailed
+
+
+@dataclass(frozen=True)
+class HoldingsWanted:
+    """What does the node hold over ``scope``? Answer with
+    :meth:`~meshsync.protocol.session.SyncSession.hold` and a
+    :class:`~meshsync.protocol.meta.Holdings`."""
+
+    scope: str
+
+
+@dataclass(frozen=True)
+class ChangesWanted:
+    """Which changes to send: those held in ``scope`` beyond ``since`` (feed -> seq the
+    peer holds), feed by feed in seq order; only of ``feed`` when it is set (the peer
+    asked for that feed again in full). Answer with
+    :meth:`~meshsync.protocol.session.SyncSession.send_changes` and an iterator of
+    :class:`~meshsync.model.change.Change` (read lazily, as frames go out)."""
+
+    since: dict[FeedId, int]
+    scope: str
+    feed: FeedId | None = None
+
+
+@dataclass(frozen=True)
+class CredentialsReceived:
+    """Store these certificate and revocation blobs (each checked by the node; a
+    refused one is a warning, never fatal). Answer with
+    :meth:`~meshsync.protocol.session.SyncSession.stored`."""
+
+    blobs: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class ReceiptsReceived:
+    """Store these custody receipt blobs (signatures unchecked yet; a refused one is a
+    warning). Answer with :meth:`~meshsync.protocol.session.SyncSession.stored`."""
+
+    blobs: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class ChangesReceived:
+    """Apply frame ``batch`` of the peer's changes in one transaction. Answer with
+    :meth:`~meshsync.protocol.session.SyncSession.acknowledge` and the apply report
+    once it is committed; a refusal of the peer's data (a bad signature) goes to
+    :meth:`~meshsync.protocol.session.SyncSession.refuse`."""
+
+    batch: int
+    changes: list[Change]
+    source: str
+
+
+@dataclass(frozen=True)
+class EndWanted:
+    """Everything is exchanged: issue a custody receipt for ``scope`` if
+    ``issue_receipt`` (gateways and central), then say what the node holds now.
+    Answer with :meth:`~meshsync.protocol.session.SyncSession.conclude`."""
+
+    scope: str
+    issue_receipt: bool
+
+
+Request = (HoldingsWanted | ChangesWanted | CredentialsReceived | ReceiptsReceived
+           | ChangesReceived | EndWanted)

@@ -34,14 +34,12 @@ from typing import Any
 
 from meshsync.model import codec
 from meshsync.model.change import MAX_SEQ, FeedId, check_partition
-from meshsync.model.errors import DecodeError, RemoteError, UsageError
+from meshsync.model.errors import DecodeError, UsageError
 from meshsync.model.identity import PUBLIC_KEY_BYTES, sha256
-from meshsync.replica import custody
-from meshsync.replica.node import Node
+from meshsync.protocol.messages import DIGEST_BYTES
 from meshsync.replica.receipt import assemble_receipt, decode_receipt
-from meshsync.store.base import FeedInfo, in_prefix
+from meshsync.store.base import in_prefix
 
-DIGEST_BYTES = 16
 VersionList = list[tuple[FeedId, int]]
 """A version vector as a list sorted by :func:`feed_order`: ``[(feed, seq), ...]``."""
 
@@ -168,47 +166,46 @@ def shared_scope(a: str, b: str) -> str | None:
     return None
 
 
-def _overlaps(a: str, b: str) -> bool:
+def overlaps(a: str, b: str) -> bool:
+    """True if one scope contains the other."""
     return in_prefix(a, b) or in_prefix(b, a)
 
 
 @dataclass(frozen=True)
 class Holdings:
     """What a node holds over a session's shared scope when the session starts: its
-    version vector (sorted), the hash of each feed's head, and the SUMMARY digests
-    of feeds, credentials and receipts. The VV message sends this same vector."""
+    version vector (sorted), the hash of each feed's head, its credentials and the
+    receipts whose scope overlaps the shared scope (blobs), and the SUMMARY digests of
+    feeds, credentials and receipts. The VV message sends this same vector. Plain
+    data: the session's owner reads it from its node
+    (:func:`meshsync.protocol.peer.holdings`)."""
 
     vv: VersionList
     heads: list[bytes]
+    credentials: list[bytes]
+    receipts: list[bytes]
     digests: list[bytes]
 
     @classmethod
-    def of(cls, node: Node, scope: str | None) -> Holdings:
-        """Take them now (``scope`` None: the scopes are disjoint, nothing is shared)."""
-        if scope is None:
-            return cls([], [], [b"\x00" * DIGEST_BYTES] * 3)
-        infos = _feed_infos(node, scope)
-        vv = [(f.feed, f.head_seq) for f in infos]
-        meta = MetaExchange(node, scope)
-        return cls(vv, [f.head_hash for f in infos],
-                   [_feeds_digest(vv), digest(meta.digests(meta.credentials())),
-                    digest(meta.digests(meta.receipts()))])
+    def empty(cls) -> Holdings:
+        """Nothing shared (the scopes are disjoint)."""
+        return cls([], [], [], [], [b"\x00" * DIGEST_BYTES] * 3)
+
+    @classmethod
+    def build(cls, vv: VersionList, heads: list[bytes], credentials: list[bytes],
+              receipts: list[bytes]) -> Holdings:
+        """Holdings of these feeds (``vv`` sorted by :func:`feed_order`, ``heads`` the
+        head hash of each), credentials and receipts, with their digests."""
+        return cls(vv, heads, credentials, receipts,
+                   [feeds_digest(vv), digest(digests(credentials)),
+                    digest(digests(receipts))])
 
 
-def version_list(node: Node, scope: str | None) -> VersionList:
-    """``node``'s version vector over ``scope`` now, sorted."""
-    return [] if scope is None else [(f.feed, f.head_seq) for f in _feed_infos(node, scope)]
-
-
-def final_digest(node: Node, scope: str | None) -> bytes:
-    """The FIN digest: feeds and credentials held now. Receipts are left out: they are
-    advisory, and one issued at the end of this very session must not make two nodes
-    that hold the same changes look different."""
-    if scope is None:
-        return b"\x00" * DIGEST_BYTES
-    meta = MetaExchange(node, scope)
-    return digest([_feeds_digest(version_list(node, scope)),
-                   digest(meta.digests(meta.credentials()))])
+def final_digest(vv: VersionList, credentials: list[bytes]) -> bytes:
+    """The FIN digest of the feeds (``vv``, sorted) and credentials held now. Receipts
+    are left out: they are advisory, and one issued at the end of this very session
+    must not make two nodes that hold the same changes look different."""
+    return digest([feeds_digest(vv), digest(digests(credentials))])
 
 
 def digest(value: Any) -> bytes:
@@ -216,102 +213,45 @@ def digest(value: Any) -> bytes:
     return sha256(codec.pack(value))[:DIGEST_BYTES]
 
 
-def _feed_infos(node: Node, scope: str) -> list[FeedInfo]:
-    return sorted((f for f in node.store.feeds()
-                   if f.head_seq > 0 and in_prefix(f.partition, scope)),
-                  key=lambda f: (f.partition, f.author))
-
-
-def _feeds_digest(vv: VersionList) -> bytes:
+def feeds_digest(vv: VersionList) -> bytes:
+    """The SUMMARY digest of a sorted version vector."""
     return digest([[a, p, seq] for (a, p), seq in vv])
 
 
-class MetaExchange:
-    """Credentials and receipts of ``node`` relevant to a session over ``scope``."""
+def digests(blobs: Iterable[bytes]) -> list[bytes]:
+    """Sorted short digests of ``blobs``."""
+    return sorted(short_digest(b) for b in blobs)
 
-    def __init__(self, node: Node, scope: str | None) -> None:
-        self.node, self.scope = node, scope
 
-    def credentials(self) -> list[bytes]:
-        """Every credential (certificates and revocations travel everywhere)."""
-        return self.node.store.credentials()
+def missing(blobs: list[bytes], peer_has: set[bytes]) -> list[bytes]:
+    """The blobs whose digest the peer did not list."""
+    return [b for b in blobs if short_digest(b) not in peer_has]
 
-    def receipts(self) -> list[bytes]:
-        """Receipts whose scope overlaps the session's shared scope."""
-        if self.scope is None:
-            return []
-        out = []
-        for blob in self.node.store.receipts():
-            try:
-                if _overlaps(decode_receipt(blob).scope, self.scope):
-                    out.append(blob)
-            except RemoteError:
-                continue
-        return out
 
-    @staticmethod
-    def digests(blobs: Iterable[bytes]) -> list[bytes]:
-        """Sorted short digests of ``blobs``."""
-        return sorted(short_digest(b) for b in blobs)
+def vv_parts(held: Holdings, peer_digests: tuple[bytes, ...]
+             ) -> tuple[list[Any] | None, list[Any] | None, list[Any] | None]:
+    """The VV message's parts: version vector, credential digests and receipt digests,
+    each None where ``peer_digests`` (its SUMMARY) shows the peer holds the same."""
+    same = [mine == theirs for mine, theirs in zip(held.digests, peer_digests, strict=True)]
+    return (None if same[0] else encode_vv(held.vv),
+            None if same[1] else list(digests(held.credentials)),
+            None if same[2] else list(digests(held.receipts)))
 
-    @staticmethod
-    def missing(blobs: list[bytes], peer_has: set[bytes]) -> list[bytes]:
-        """The blobs whose digest the peer did not list."""
-        return [b for b in blobs if short_digest(b) not in peer_has]
 
-    def vv_parts(self, held: Holdings, peer_digests: list[bytes]) -> list[Any]:
-        """The VV message after its type: version vector, credential digests and
-        receipt digests, each nil where ``peer_digests`` shows the peer holds the same."""
-        same = [mine == theirs for mine, theirs in zip(held.digests, peer_digests,
-                                                       strict=True)]
-        return [None if same[0] else encode_vv(held.vv),
-                None if same[1] else self.digests(self.credentials()),
-                None if same[2] else self.digests(self.receipts())]
+def read_vv_parts(parts: tuple[list[Any] | None, ...], held: Holdings,
+                  peer_digests: tuple[bytes, ...], scope: str
+                  ) -> tuple[VersionList, set[bytes], set[bytes]]:
+    """The peer's version vector, credential digests and receipt digests from its VV
+    message; :class:`DecodeError` if malformed or nil where they differ."""
+    for part, raw in enumerate(parts):
+        if raw is None and peer_digests[part] != held.digests[part]:
+            raise DecodeError("version vector message leaves out what differs")
+    vv, creds, rcpts = parts
+    return (held.vv if vv is None else decode_vv(vv, scope),
+            _digest_set(creds, held.credentials), _digest_set(rcpts, held.receipts))
 
-    def read_vv_parts(self, parts: list[Any], held: Holdings, peer_digests: list[bytes]
-                      ) -> tuple[VersionList, set[bytes], set[bytes]]:
-        """The peer's version vector, credential digests and receipt digests from its
-        VV message; :class:`DecodeError` if malformed or nil where they differ."""
-        assert self.scope is not None
-        for part, raw in enumerate(parts):
-            if raw is None and peer_digests[part] != held.digests[part]:
-                raise DecodeError("version vector message leaves out what differs")
-            if raw is not None and type(raw) is not list:
-                raise DecodeError("malformed version vector")
-        vv, creds, rcpts = parts
-        return (held.vv if vv is None else decode_vv(vv, self.scope),
-                self._digest_set(creds, self.credentials()),
-                self._digest_set(rcpts, self.receipts()))
 
-    def _digest_set(self, raw: list[Any] | None, ours: list[bytes]) -> set[bytes]:
-        if raw is None:
-            return set(self.digests(ours))
-        return {d for d in raw if isinstance(d, bytes)}
-
-    def accept_credentials(self, blobs: list[Any], warnings: list[str]) -> int:
-        """Keep new credentials; returns how many were new."""
-        new = 0
-        for blob in blobs:
-            try:
-                new += bool(self.node.add_credential(blob))
-            except RemoteError as exc:
-                warnings.append(f"credential refused: {exc.detail}")
-        return new
-
-    def accept_receipts(self, blobs: list[Any], warnings: list[str]) -> int:
-        """Keep receipts newer than those held; returns how many were stored."""
-        new = 0
-        with self.node.store.transaction():
-            for blob in blobs:
-                try:
-                    new += bool(custody.add_receipt(self.node, blob))
-                except RemoteError as exc:
-                    warnings.append(f"receipt refused: {exc.detail}")
-        return new
-
-    def issue(self) -> bytes | None:
-        """Issue this node's receipt for the shared scope (gateway and central only)."""
-        if self.scope is None:
-            return None
-        with self.node.store.transaction():
-            return custody.issue_receipt(self.node, self.scope)
+def _digest_set(raw: list[Any] | None, ours: list[bytes]) -> set[bytes]:
+    if raw is None:
+        return set(digests(ours))
+    return {d for d in raw if isinstance(d, bytes)}

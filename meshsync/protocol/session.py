@@ -1,12 +1,18 @@
-"""The sync session: a sans-I/O state machine (h11 / aioquic shape).
+"""The sync session: a sans-I/O state machine (h11 / aioquic shape) that touches no store.
 
 Both ends run the same machine; nobody is "client" once connected. Bytes go in with
 :meth:`SyncSession.receive_data`, bytes to send come out of
 :meth:`SyncSession.data_to_send`, events from :meth:`SyncSession.next_event`, and
 time is an argument: :meth:`get_timer` gives the next deadline and
-:meth:`handle_timer` fires it.
+:meth:`handle_timer` fires it. The session holds no node: what it needs from one it
+asks its owner for with a request event (:mod:`meshsync.protocol.events`), and it reads
+no further input until the owner answers (:meth:`hold`, :meth:`send_changes`,
+:meth:`stored`, :meth:`acknowledge`, :meth:`conclude`). The owner that holds a node is
+:class:`meshsync.protocol.peer.Peer` (docs/architecture.md §3).
 
-Protocol version 2 (every message is a frame, see :mod:`meshsync.protocol.frames`)::
+Protocol version 2 (every message is a frame, see :mod:`meshsync.protocol.frames`; the
+messages are typed in :mod:`meshsync.protocol.messages`, the states and transitions are
+in :mod:`meshsync.protocol.states`, drawn in docs/protocol.md)::
 
     both:  HELLO {proto, mesh, device, role, scope, clock_ms}
     both:  SUMMARY [feeds, credentials, receipts] digests (16 B each) of what this
@@ -31,169 +37,112 @@ Resumption needs no extra state: each frame the receiver ACKs is durable, so the
 next session's version vectors start where the last one stopped.
 
 Errors: anything wrong the peer sent raises :class:`SessionError` (the only
-exception ``receive_data`` raises for remote input) after queueing an ERROR frame
-that tells the peer why; the session is then FAILED.
+exception ``receive_data`` and the answer methods raise for remote input) after
+queueing an ERROR frame that tells the peer why; the session is then FAILED.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from meshsync.model.change import Change, FeedId
-from meshsync.model.errors import ConcurrentAppendError, MeshsyncError, RemoteError, UsageError
-from meshsync.model.identity import PUBLIC_KEY_BYTES, short_id
+from meshsync.model.errors import MeshsyncError, RemoteError, UsageError
+from meshsync.model.identity import short_id
 from meshsync.protocol import frames as fr
+from meshsync.protocol import messages as msg
+from meshsync.protocol.config import SessionConfig
 from meshsync.protocol.events import (
     ChangesApplied,
+    ChangesReceived,
+    ChangesWanted,
+    CredentialsReceived,
+    EndWanted,
     Event,
+    HoldingsWanted,
     PeerHello,
+    ReceiptsReceived,
+    Request,
     SessionDone,
     SessionFailed,
     SessionSummary,
 )
+from meshsync.protocol.messages import SessionError
 from meshsync.protocol.meta import (
-    DIGEST_BYTES,
     Holdings,
-    MetaExchange,
     VersionList,
     compact_receipt,
     expand_receipt,
     final_digest,
+    missing,
+    read_vv_parts,
     receipt_base,
     shared_scope,
-    version_list,
+    vv_parts,
 )
-from meshsync.protocol.stream import OutgoingChanges, SessionDecoder, changes_frame
-from meshsync.replica.node import Node
+from meshsync.protocol.states import AFTER_PEER_SENT_ALL, State, Step, Trigger, next_state
+from meshsync.protocol.stream import OutgoingChanges
+from meshsync.protocol.window import ReceiveWindow, SendWindow
 from meshsync.replica.receive import ApplyReport
-from meshsync.store.base import in_prefix
-
-RACE_RETRIES = 5
-MAX_WALL_MS = (1 << 48) - 1  # the HLC's wall-clock field (meshsync.model.hlc)
-
-
-class SessionError(RemoteError):
-    """The peer broke the protocol or sent bad data; the session is over."""
-
-    stage = "protocol"
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    """Per-node session settings. Times in milliseconds, sizes in bytes."""
-
-    mesh_id: str = "default"
-    role: str = "pantarlih"
-    share_scope: str = ""
-    handshake_timeout_ms: int = 10_000
-    idle_timeout_ms: int = 60_000
-    clock_warn_ms: int = 2 * 60_000
-    window: int = 16
-    frame_target: int = fr.FRAME_TARGET_BYTES
-    issue_receipts: bool = False
-
-
-class State:
-    """Session states."""
-
-    HELLO = "await-hello"
-    SUMMARY = "await-summary"
-    VV = "await-vv"
-    STREAM = "streaming"
-    FIN = "await-fin"
-    DONE = "done"
-    FAILED = "failed"
-
-
-# Every legal (state, received message) pair and its handler; anything else is a
-# protocol error (as in h11's ``_state.py``). `make sessiondiagram` can draw this table.
-TRANSITIONS: dict[tuple[str, int], str] = {
-    (State.HELLO, fr.HELLO): "_on_hello",
-    (State.SUMMARY, fr.SUMMARY): "_on_summary",
-    (State.VV, fr.VV): "_on_vv",
-    (State.STREAM, fr.CRED): "_on_cred",
-    (State.STREAM, fr.RCPT): "_on_receipts",
-    (State.FIN, fr.RCPT): "_on_receipts",
-    (State.STREAM, fr.CHANGES): "_on_changes",
-    (State.STREAM, fr.ACK): "_on_ack",
-    (State.STREAM, fr.SENT_ALL): "_on_sent_all",
-    (State.STREAM, fr.FIN): "_on_fin",
-    (State.FIN, fr.FIN): "_on_fin",
-}
+from meshsync.trust.scope import scope_contains
 
 
 class SyncSession:
     """One sync session with one peer over one ordered byte stream.
 
     Args:
-        node: the local replica.
         config: mesh id, role, share scope, limits and timeouts.
+        device: this node's device key (32 bytes), stated in the HELLO.
         now_ms: wall-clock milliseconds at creation (the HELLO states it).
         peer_key: the peer's device key as verified by the transport (mutual TLS),
             or None when the transport proved nothing (simulator, tests).
     """
 
-    def __init__(self, node: Node, config: SessionConfig, *, now_ms: int,
+    def __init__(self, config: SessionConfig, *, device: bytes, now_ms: int,
                  peer_key: bytes | None = None) -> None:
-        self.node, self.config = node, config
+        self.config = config
         self.state = State.HELLO
         self.peer_key = peer_key
         self.summary = SessionSummary(started_ms=now_ms)
         self._reader = fr.FrameReader()
         self._out = bytearray()
-        self._events: deque[Event] = deque()
+        self._events: deque[Event | Request] = deque()
+        self._request: Request | None = None
         self._now = now_ms
         self._deadline: int | None = now_ms + config.handshake_timeout_ms
         self._scope: str | None = None
+        self._skew = 0
         self._peer_vv: dict[FeedId, int] = {}
-        self._held = Holdings([], [], [])  # what our SUMMARY and VV describe
-        self._peer_digests: list[bytes] = []
-        self._last_short_batch = 0  # last of our frames with a short feed item
-        self._peer_creds: set[bytes] = set()
-        self._peer_receipts: set[bytes] = set()
+        self._held = Holdings.empty()  # what our SUMMARY and VV describe
+        self._peer_digests: tuple[bytes, ...] = ()
+        self._refs: dict[FeedId, tuple[int, int]] = {}
         self._meta_frames: set[tuple[int, bool]] = set()
-        self._outgoing: OutgoingChanges | None = None
-        self._decoder = SessionDecoder(self._held)
-        self._batches_sent = self._batches_acked = self._batches_received = 0
-        self._sent_all = self._peer_sent_all = self._fin_sent = False
-        self._peer_digest: bytes | None = None
+        self._window = SendWindow(config.window)
+        self._inbound = ReceiveWindow(self._held)
+        self._final_vv: VersionList = []
         self._sent_digest = b""
-        self._send([fr.HELLO, {"proto": fr.PROTOCOL_VERSION, "mesh": config.mesh_id,
-                               "device": node.key.public_key, "role": config.role,
-                               "scope": config.share_scope, "clock_ms": now_ms}])
+        self._send(msg.Hello(fr.PROTOCOL_VERSION, config.mesh_id, device, config.role,
+                             config.share_scope, now_ms))
 
     # -- the sans-I/O interface ------------------------------------------------
 
     def receive_data(self, data: bytes, now_ms: int) -> None:
-        """Feed bytes from the peer (``b""`` = the peer closed) and process them.
+        """Feed bytes from the peer (``b""`` = the peer closed) and process them, up to
+        the first request event the owner must answer.
 
         Raises :class:`SessionError` if the peer sent anything wrong (an ERROR
         frame for the peer is then queued) and :class:`UsageError` if the session
         is already over.
         """
-        if self.state in (State.DONE, State.FAILED):
+        if not self._live():
             if data:
                 raise UsageError(f"session is {self.state}; no more data expected")
             return
         self._now = now_ms
         self.summary.bytes_received += len(data)
         self._reader.feed(data)
-        try:
-            while self.state not in (State.DONE, State.FAILED):
-                got = self._reader.next_message()
-                if got is None:
-                    break
-                self._dispatch(*got)
-            if self._reader.eof and self.state not in (State.DONE, State.FAILED):
-                raise SessionError(f"peer closed the connection while {self.state}")
-        except SessionError as exc:
-            self._fail(exc.stage, exc.detail, by_peer=False)
-            raise
-        except RemoteError as exc:
-            self._fail(exc.stage, exc.detail, by_peer=False)
-            raise SessionError(exc.detail, stage=exc.stage) from exc
+        self._run()
         if not self._live():
             self._deadline = None
         elif self.state != State.HELLO:  # the handshake deadline is not extended by trickling
@@ -205,8 +154,9 @@ class SyncSession:
         self._out.clear()
         return out
 
-    def next_event(self) -> Event | None:
-        """The next event, or None."""
+    def next_event(self) -> Event | Request | None:
+        """The next event, or None. A request (:data:`~meshsync.protocol.events.Request`)
+        is answered by its owner before the session reads more input."""
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> int | None:
@@ -237,273 +187,325 @@ class SyncSession:
             self.summary.converged = False
             self._fail(stage, reason, by_peer=False, tell_peer=False)
 
+    def refuse(self, reason: str, *, stage: str) -> SessionError:
+        """The owner's node refused what the peer sent (a forged signature; a store
+        that stayed busy): fail the session, telling the peer, and return the
+        :class:`SessionError` for the owner to raise."""
+        if self._live():
+            self._fail(stage, reason, by_peer=False)
+        return SessionError(reason, stage=stage)
+
     @property
     def finished(self) -> bool:
         """True once DONE or FAILED."""
         return not self._live()
+
+    @property
+    def holdings(self) -> Holdings:
+        """What this side's SUMMARY and VV described (empty before the owner said)."""
+        return self._held
+
+    # -- answers to requests ----------------------------------------------------
+
+    def hold(self, holdings: Holdings) -> None:
+        """Answer :class:`~meshsync.protocol.events.HoldingsWanted`: what the node holds
+        over the shared scope now. Raises :class:`SessionError` as receive_data."""
+        if self._answered(HoldingsWanted):
+            self._hold(holdings)
+            self._run()
+
+    def send_changes(self, changes: Iterator[Change]) -> None:
+        """Answer :class:`~meshsync.protocol.events.ChangesWanted`: the changes to send,
+        read lazily as the window opens. Raises :class:`SessionError` as receive_data."""
+        request = self._answered(ChangesWanted)
+        if request is None:
+            return
+        if request.feed is None:
+            self._window.start(OutgoingChanges(changes, self.config.frame_target, self._refs))
+        else:
+            self._window.send_again(request.feed, changes)
+        self._guarded(self._next_resend_or_pump)
+        self._run()
+
+    def stored(self, new: int, warnings: list[str]) -> None:
+        """Answer :class:`~meshsync.protocol.events.CredentialsReceived` or
+        :class:`~meshsync.protocol.events.ReceiptsReceived`: ``new`` blobs were kept,
+        ``warnings`` says why others were refused. Raises :class:`SessionError` as
+        receive_data."""
+        request = self._answered(CredentialsReceived | ReceiptsReceived)
+        if isinstance(request, CredentialsReceived):
+            self.summary.credentials_received += new
+        elif request is not None:
+            self.summary.receipts_received += new
+        self.summary.clock_warnings += warnings
+        self._run()
+
+    def acknowledge(self, report: ApplyReport) -> None:
+        """Answer :class:`~meshsync.protocol.events.ChangesReceived`: the frame is
+        committed (durable once the owner's group commit ends, before the ACK queued
+        here is sent). Raises :class:`SessionError` as receive_data."""
+        request = self._answered(ChangesReceived)
+        if request is None:
+            return
+        self.summary.apply.merge(report)
+        self.summary.changes_received += report.applied
+        self.summary.duplicates += report.duplicates
+        self.summary.clock_warnings += report.clock_warnings
+        self._send(self._inbound.ack(request.batch))
+        self._events.append(ChangesApplied(report))
+        self._run()
+
+    def conclude(self, vv: VersionList, credentials: list[bytes],
+                 receipt: bytes | None) -> None:
+        """Answer :class:`~meshsync.protocol.events.EndWanted`: the node's version vector
+        over the shared scope (sorted by :func:`~meshsync.protocol.meta.feed_order`) and
+        its credentials now, and the receipt it issued (or None). Sends RCPT and FIN."""
+        if self._answered(EndWanted) is None:
+            return
+        if receipt is not None:
+            # The peer's changes are all committed here: say so, before finishing.
+            self._send(msg.Receipts((compact_receipt(receipt, self._receipt_base()),)))
+        self._final_vv = vv
+        self._sent_digest = final_digest(vv, credentials)
+        self._send(msg.Fin(self._sent_digest))
+        self._step(Step.FIN)
+        self._run()
 
     # -- internals ---------------------------------------------------------------
 
     def _live(self) -> bool:
         return self.state not in (State.DONE, State.FAILED)
 
-    def _send(self, message: list[Any]) -> None:
-        self._send_raw(fr.encode_frame(message))
+    def _answered(self, kind: Any) -> Any:
+        """The pending request if it is a ``kind`` (now cleared); None if the session
+        ended meanwhile; :class:`UsageError` if it asked for something else."""
+        if not self._live():
+            return None
+        request = self._request
+        if not isinstance(request, kind):
+            raise UsageError(f"the session is not waiting for this answer ({request!r})")
+        self._request = None
+        return request
+
+    def _ask(self, request: Request) -> None:
+        self._request = request
+        self._events.append(request)
+
+    def _send(self, message: msg.Message) -> None:
+        self._send_raw(msg.encode(message))
 
     def _send_raw(self, frame: bytes) -> None:
         self._out += frame
         self.summary.bytes_sent += len(frame)
         self.summary.frames_sent += 1
 
-    def _dispatch(self, message: list[Any], size: int) -> None:
+    def _run(self) -> None:
+        """Process buffered frames until a request waits for the owner or they run out."""
+        self._guarded(self._process)
+
+    def _guarded(self, work: Callable[[], None]) -> None:
+        """Run ``work``; a remote error fails the session (telling the peer) and is
+        raised as :class:`SessionError`."""
+        try:
+            work()
+        except SessionError as exc:
+            if self._live():
+                self._fail(exc.stage, exc.detail, by_peer=False)
+            raise
+        except RemoteError as exc:
+            self._fail(exc.stage, exc.detail, by_peer=False)
+            raise SessionError(exc.detail, stage=exc.stage) from exc
+
+    def _process(self) -> None:
+        while self._live():
+            if self._request is not None:
+                return
+            got = self._reader.next_message()
+            if got is None:
+                break
+            self._dispatch(got[0])
+        if self._reader.eof and self._live():
+            raise SessionError(f"peer closed the connection while {self.state}")
+
+    def _dispatch(self, raw: list[Any]) -> None:
         self.summary.frames_received += 1
-        kind = message[0]
-        if kind == fr.ERROR:
-            self._on_error(message)
-            return
-        handler = TRANSITIONS.get((self.state, kind))
-        if handler is None:
-            raise SessionError(f"unexpected {fr.NAMES[kind]} while {self.state}")
-        getattr(self, handler)(message)
+        message = msg.decode(raw)
+        self._move(type(message), f"unexpected {fr.NAMES[message.kind]} while {self.state}")
+        _HANDLERS[type(message)](self, message)
+
+    def _move(self, trigger: Trigger, error: str) -> None:
+        state = next_state(self.state, trigger)
+        if state is None:
+            raise SessionError(error)
+        self.state = state
+
+    def _step(self, step: Step) -> None:
+        self._move(step, f"this side cannot {step} while {self.state}")
 
     def _fail(self, stage: str, reason: str, *, by_peer: bool, tell_peer: bool = True) -> None:
         if tell_peer and not by_peer:
-            self._send([fr.ERROR, stage, reason[:500]])
+            self._send(msg.Error(stage, reason[:500]))
         self.state = State.FAILED
+        self._request = None
         self.summary.error = f"{stage}: {reason}"
         self.summary.finished_ms = self._now
         self._events.append(SessionFailed(stage, reason, by_peer, self.summary))
 
-    def _on_error(self, message: list[Any]) -> None:
-        stage = str(message[1]) if len(message) > 1 else "unknown"
-        reason = str(message[2]) if len(message) > 2 else "no reason given"
-        self._fail(stage, f"peer refused: {reason}", by_peer=True)
+    def _on_error(self, message: msg.Error) -> None:
+        self._fail(message.stage, f"peer refused: {message.reason}", by_peer=True)
 
     # hello and summary
 
-    def _on_hello(self, message: list[Any]) -> None:
-        hello = message[1] if len(message) == 2 and type(message[1]) is dict else None
-        if hello is None:
-            raise SessionError("malformed hello")
-        if hello.get("proto") != fr.PROTOCOL_VERSION:
-            raise SessionError(f"incompatible protocol version {hello.get('proto')!r}; "
-                               f"this device speaks {fr.PROTOCOL_VERSION}", stage="version")
-        if hello.get("mesh") != self.config.mesh_id:
-            raise SessionError(f"peer is in mesh {hello.get('mesh')!r}, "
+    def _on_hello(self, hello: msg.Hello) -> None:
+        if hello.mesh != self.config.mesh_id:
+            raise SessionError(f"peer is in mesh {hello.mesh!r}, "
                                f"this device in {self.config.mesh_id!r}", stage="mesh")
-        device, role, scope, clock = (hello.get(k) for k in ("device", "role", "scope",
-                                                               "clock_ms"))
-        if not isinstance(device, bytes) or len(device) != PUBLIC_KEY_BYTES \
-                or type(role) is not str or type(scope) is not str or type(clock) is not int \
-                or not 0 <= clock <= MAX_WALL_MS:
-            raise SessionError("malformed hello fields")
-        if self.peer_key is not None and device != self.peer_key:
+        if self.peer_key is not None and hello.device != self.peer_key:
             raise SessionError("hello names a different device than the TLS certificate",
                                stage="identity")
-        self.peer_key = device
-        self.summary.peer, self.summary.peer_role = device, role
-        skew = clock - self._now
+        self.peer_key = hello.device
+        self.summary.peer, self.summary.peer_role = hello.device, hello.role
+        self._skew = skew = hello.clock_ms - self._now
         self.summary.clock_skew_ms = skew
         if abs(skew) > self.config.clock_warn_ms:
             self.summary.clock_warnings.append(
-                f"peer {short_id(device)} clock differs from ours by {skew // 1000} s")
-        self._events.append(PeerHello(device, role, scope, skew))
-        self._scope = shared_scope(self.config.share_scope, scope)
-        self._held = Holdings.of(self.node, self._scope)
-        self._send([fr.SUMMARY, self._held.digests, -skew])
-        self.state = State.SUMMARY
+                f"peer {short_id(hello.device)} clock differs from ours by {skew // 1000} s")
+        self._events.append(PeerHello(hello.device, hello.role, hello.scope, skew))
+        self._scope = shared_scope(self.config.share_scope, hello.scope)
+        if self._scope is None:
+            self._hold(Holdings.empty())
+        else:
+            self._ask(HoldingsWanted(self._scope))
 
-    def _in_scope(self, feed: FeedId) -> bool:
-        return self._scope is not None and in_prefix(feed[1], self._scope)
+    def _hold(self, holdings: Holdings) -> None:
+        self._held = holdings
+        self._inbound = ReceiveWindow(holdings)
+        self._send(msg.Summary((holdings.digests[0], holdings.digests[1],
+                                holdings.digests[2]), -self._skew))
 
-    def _on_summary(self, message: list[Any]) -> None:
-        if len(message) != 3 or type(message[1]) is not list or len(message[1]) != 3 \
-                or not all(isinstance(d, bytes) and len(d) == DIGEST_BYTES
-                           for d in message[1]) or type(message[2]) is not int:
-            raise SessionError("malformed summary")
-        self.summary.peer_says_skew_ms = message[2]
-        if abs(message[2]) > self.config.clock_warn_ms:
+    def _on_summary(self, message: msg.Summary) -> None:
+        self.summary.peer_says_skew_ms = message.skew_ms
+        if abs(message.skew_ms) > self.config.clock_warn_ms:
             self.summary.clock_warnings.append(
-                f"peer says this device's clock is off by {-message[2] // 1000} s")
-        self._peer_digests = message[1]
-        if self._scope is None or self._peer_digests == self._held.digests:
-            self._finish(converged=self._scope is not None)
+                f"peer says this device's clock is off by {-message.skew_ms // 1000} s")
+        self._peer_digests = message.digests
+        if self._scope is None or list(message.digests) == self._held.digests:
+            self._step(Step.SAME)
+            self._finish(converged=self._scope is not None, vv=self._held.vv)
             return
-        meta = MetaExchange(self.node, self._scope)
-        self._send([fr.VV, *meta.vv_parts(self._held, self._peer_digests)])
-        self._decoder = SessionDecoder(self._held)
-        self.state = State.VV
+        self._send(msg.VersionVectors(*vv_parts(self._held, message.digests)))
 
     # version vectors, credentials, streaming
 
-    def _on_vv(self, message: list[Any]) -> None:
-        if len(message) != 4:
-            raise SessionError("malformed version vector")
-        meta = MetaExchange(self.node, self._scope)
-        peer_list, self._peer_creds, self._peer_receipts = meta.read_vv_parts(
-            message[1:], self._held, self._peer_digests)
+    def _on_vv(self, message: msg.VersionVectors) -> None:
+        assert self._scope is not None
+        peer_list, peer_creds, peer_receipts = read_vv_parts(
+            message.parts, self._held, self._peer_digests, self._scope)
         self._peer_vv = dict(peer_list)
-        self.state = State.STREAM
-        self._send_credentials()
-        receipts = meta.missing(meta.receipts(), self._peer_receipts)
-        if receipts:
-            self._send([fr.RCPT, receipts])
-        refs = {feed: (index, seq) for index, (feed, seq) in enumerate(peer_list)}
-        self._outgoing = OutgoingChanges(self.node, self._peer_vv, self._in_scope,
-                                         self.config.frame_target, refs)
-        self._pump()
-
-    def _send_credentials(self) -> None:
-        meta = MetaExchange(self.node, self._scope)
-        blobs = meta.missing(meta.credentials(), self._peer_creds)
+        blobs = missing(self._held.credentials, peer_creds)
         if blobs:
-            self._send([fr.CRED, blobs])
+            self._send(msg.Credentials(tuple(blobs)))
             self.summary.credentials_sent += len(blobs)
+        receipts = missing(self._held.receipts, peer_receipts)
+        if receipts:
+            self._send(msg.Receipts(tuple(receipts)))
+        self._refs = {feed: (index, seq) for index, (feed, seq) in enumerate(peer_list)}
+        self._ask(ChangesWanted(dict(self._peer_vv), self._scope))
 
     def _once_per_phase(self, kind: int) -> None:
         """A peer sends CRED and RCPT at most once before its SENT_ALL and once after
         (receipts: the missing ones after VV, its own before FIN); a copy is refused."""
-        if (kind, self._peer_sent_all) in self._meta_frames:
+        phase = (kind, self.state in AFTER_PEER_SENT_ALL)
+        if phase in self._meta_frames:
             raise SessionError(f"second {fr.NAMES[kind]} frame")
-        self._meta_frames.add((kind, self._peer_sent_all))
+        self._meta_frames.add(phase)
 
-    def _on_cred(self, message: list[Any]) -> None:
+    def _on_cred(self, message: msg.Credentials) -> None:
         self._once_per_phase(fr.CRED)
-        if len(message) != 2 or type(message[1]) is not list or \
-                not all(isinstance(b, bytes) for b in message[1]):
-            raise SessionError("malformed credentials")
-        self.summary.credentials_received += MetaExchange(self.node, self._scope) \
-            .accept_credentials(message[1], self.summary.clock_warnings)
+        self._ask(CredentialsReceived(message.blobs))
 
-    def _on_receipts(self, message: list[Any]) -> None:
+    def _on_receipts(self, message: msg.Receipts) -> None:
         """Receipts the peer relays (blobs) or issued at the end of this session
         (compact, see :mod:`meshsync.protocol.meta`)."""
         self._once_per_phase(fr.RCPT)
-        if len(message) != 2 or type(message[1]) is not list:
-            raise SessionError("malformed receipts")
         assert self._scope is not None and self.peer_key is not None
-        blobs = [item if isinstance(item, bytes) else
-                 expand_receipt(item, self.peer_key, self._scope, self._receipt_base())
-                 for item in message[1]]
-        self.summary.receipts_received += MetaExchange(self.node, self._scope) \
-            .accept_receipts(blobs, self.summary.clock_warnings)
+        blobs = tuple(item if isinstance(item, bytes) else
+                      expand_receipt(item, self.peer_key, self._scope, self._receipt_base())
+                      for item in message.items)
+        self._ask(ReceiptsReceived(blobs))
 
     def _receipt_base(self) -> VersionList:
         return receipt_base(dict(self._held.vv), self._peer_vv)
 
+    def _next_resend_or_pump(self) -> None:
+        """Ask for the next feed the peer wants again, or send while the window allows."""
+        if self._window.wanted_again:
+            feed = self._window.wanted_again.popleft()
+            assert self._scope is not None
+            self._ask(ChangesWanted({feed: self._peer_vv[feed]}, self._scope, feed))
+        else:
+            self._pump()
+
     def _pump(self) -> None:
         """Send change frames while the window allows; then SENT_ALL, once no frame
         with a short feed item awaits its ack (which may ask for a feed again)."""
-        while not self._sent_all and self._batches_sent - self._batches_acked < \
-                self.config.window:
-            assert self._outgoing is not None
-            items, count, short = self._outgoing.next_batch()
-            if not items:
-                if self._batches_acked >= self._last_short_batch:
-                    self._send([fr.SENT_ALL, self._batches_sent])
-                    self._sent_all = True
-                break
-            self._batches_sent += 1
-            if short:
-                self._last_short_batch = self._batches_sent
-            self._send_raw(changes_frame(self._batches_sent, items))
-            self.summary.changes_sent += count
-        self._maybe_fin()
+        if self.state in (State.STREAM, State.PEER_SENT_ALL):
+            for frame, count in self._window.frames():
+                self._send_raw(frame)
+                self.summary.changes_sent += count
+            if self._window.done:
+                self._send(msg.SentAll(self._window.sent))
+                self._step(Step.SENT_ALL)
+        self._maybe_end()
 
-    def _on_changes(self, message: list[Any]) -> None:
-        if len(message) != 3 or type(message[2]) is not list or \
-                message[1] != self._batches_received + 1:
-            raise SessionError("malformed or out-of-order changes frame")
-        self._batches_received += 1
-        changes = []
-        for item in message[2]:
-            change = self._decoder.decode(item)
-            if change is None:
-                continue
-            if not self._in_scope(change.feed):
-                raise SessionError(f"peer sent feed {change.partition} outside the shared "
-                                   "scope", stage="policy")
-            changes.append(change)
-        report = self._receive(changes)
-        self.summary.apply.merge(report)
-        self.summary.changes_received += report.applied
-        self.summary.duplicates += report.duplicates
-        self.summary.clock_warnings += report.clock_warnings
-        resend = self._decoder.take_resend()
-        self._send([fr.ACK, self._batches_received, *([resend] if resend else [])])
-        self._events.append(ChangesApplied(report))
+    def _on_changes(self, message: msg.Changes) -> None:
+        changes = self._inbound.read(message, self._in_scope)
+        self._ask(ChangesReceived(message.batch, changes,
+                                  f"peer:{short_id(self.peer_key or b'')}"))
 
-    def _receive(self, changes: list[Change]) -> ApplyReport:
-        """Apply one frame; when another process sharing the store (central) won a
-        race, run it again: what the other stored is then a duplicate here."""
-        source = f"peer:{short_id(self.peer_key or b'')}"
-        for _ in range(RACE_RETRIES):
-            try:
-                return self.node.receive(changes, source=source)
-            except ConcurrentAppendError:
-                continue
-        raise SessionError("the store stayed busy with another process; try again later",
-                           stage="storage")
+    def _in_scope(self, feed: FeedId) -> bool:
+        return self._scope is not None and scope_contains(self._scope, feed[1])
 
-    def _on_ack(self, message: list[Any]) -> None:
-        if len(message) not in (2, 3) or message[1] != self._batches_acked + 1 or \
-                message[1] > self._batches_sent:
-            raise SessionError("unexpected ack")
-        if len(message) == 3:  # feeds to send again with full feed items (a fork)
-            if type(message[2]) is not list or not message[2] or self._sent_all:
-                raise SessionError("malformed ack or feeds asked for after sent-all")
-            assert self._outgoing is not None
-            for index in message[2]:
-                self._outgoing.resend(index)
-        self._batches_acked += 1
-        self._pump()
+    def _on_ack(self, message: msg.Ack) -> None:
+        # An ACK may ask for feeds again with full feed items (a fork).
+        self._window.ack(message, sent_all=self.state in (State.SENT_ALL, State.CLOSING))
+        self._next_resend_or_pump()
 
-    def _on_sent_all(self, message: list[Any]) -> None:
-        if len(message) != 2 or message[1] != self._batches_received:
+    def _on_sent_all(self, message: msg.SentAll) -> None:
+        if message.count != self._inbound.received:
             raise SessionError("sent-all count does not match the frames received")
-        if self._peer_sent_all:
-            raise SessionError("second sent-all")
-        self._peer_sent_all = True
-        self._maybe_fin()
+        self._maybe_end()
 
-    def _maybe_fin(self) -> None:
-        if self._fin_sent or not (self._sent_all and self._peer_sent_all
-                                  and self._batches_acked == self._batches_sent):
-            return
-        if self.config.issue_receipts:
-            # The peer's changes are all committed here: say so, before finishing.
-            receipt = MetaExchange(self.node, self._scope).issue()
-            if receipt is not None:
-                self._send([fr.RCPT, [compact_receipt(receipt, self._receipt_base())]])
-        self._sent_digest = final_digest(self.node, self._scope)
-        self._send([fr.FIN, self._sent_digest])
-        self._fin_sent = True
-        self.state = State.FIN
-        if self._peer_digest is not None:
-            self._finish(converged=self._peer_digest == self._sent_digest)
+    def _maybe_end(self) -> None:
+        """Once both sides sent all and our frames are all acked, ask the owner for
+        what ends the session (its receipt, what it holds now)."""
+        if self.state == State.CLOSING and self._window.all_acked and self._request is None:
+            assert self._scope is not None
+            self._ask(EndWanted(self._scope, self.config.issue_receipts))
 
-    def _on_fin(self, message: list[Any]) -> None:
-        if len(message) != 2 or not isinstance(message[1], bytes):
-            raise SessionError("malformed fin")
-        self._peer_digest = message[1]
-        if self._fin_sent:
-            self._finish(converged=self._peer_digest == self._sent_digest)
-        else:
-            self._maybe_fin()
-            if not self._fin_sent:
-                raise SessionError("peer finished before this side's changes were acked")
+    def _on_fin(self, message: msg.Fin) -> None:
+        self._finish(converged=message.digest == self._sent_digest, vv=self._final_vv)
 
-    def _finish(self, *, converged: bool) -> None:
+    def _finish(self, *, converged: bool, vv: VersionList) -> None:
         self.summary.scope = self._scope
-        if converged:
-            self.summary.peer_vv = dict(version_list(self.node, self._scope))
-        else:
-            self.summary.peer_vv = dict(self._peer_vv)
-        self.state = State.DONE
+        self.summary.peer_vv = dict(vv) if converged else dict(self._peer_vv)
         self._deadline = None
         self.summary.converged = converged
         self.summary.finished_ms = self._now
         self._events.append(SessionDone(self.summary))
 
+
+_HANDLERS: dict[type[msg.Message], Callable[[SyncSession, Any], None]] = {
+    msg.Hello: SyncSession._on_hello,
+    msg.Summary: SyncSession._on_summary,
+    msg.VersionVectors: SyncSession._on_vv,
+    msg.Credentials: SyncSession._on_cred,
+    msg.Receipts: SyncSession._on_receipts,
+    msg.Changes: SyncSession._on_changes,
+    msg.Ack: SyncSession._on_ack,
+    msg.SentAll: SyncSession._on_sent_all,
+    msg.Fin: SyncSession._on_fin,
+    msg.Error: SyncSession._on_error,
+}
 
 __all__ = ["MeshsyncError", "SessionConfig", "SessionError", "State", "SyncSession"]

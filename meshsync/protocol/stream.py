@@ -37,7 +37,7 @@ starts like the first one's.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -47,7 +47,6 @@ from meshsync.model.errors import DecodeError
 from meshsync.protocol import frames as fr
 from meshsync.protocol.meta import Holdings
 from meshsync.protocol.wire import CHANGE, FEED, WireDecoder, WireEncoder
-from meshsync.replica.node import Node
 
 FEED_REF, COMPACT = 3, 4
 PREV_CHECK = 8
@@ -201,28 +200,34 @@ class SessionDecoder(WireDecoder):
 
 
 class OutgoingChanges:
-    """Packs the changes ``node`` holds beyond ``peer_vv`` into CHANGES frames of
-    about ``frame_target`` bytes; ``refs`` as for :class:`SessionEncoder`."""
+    """Packs ``changes`` (what the node holds beyond the peer's version vector, an
+    iterator its owner gives) into CHANGES frames of about ``frame_target`` bytes;
+    ``refs`` as for :class:`SessionEncoder`."""
 
-    def __init__(self, node: Node, peer_vv: dict[FeedId, int],
-                 in_scope: Callable[[FeedId], bool], frame_target: int,
+    def __init__(self, changes: Iterator[Change], frame_target: int,
                  refs: dict[FeedId, tuple[int, int]]) -> None:
-        self._node, self._peer_vv, self._target = node, peer_vv, frame_target
-        self._changes: Iterator[Change] = node.changes_since(peer_vv, in_scope)
+        self._target = frame_target
+        self._changes = changes
         self._by_index = {index: feed for feed, (index, _) in refs.items()}
         self._encoder = SessionEncoder(dict(refs))
         self._carry: tuple[list[bytes], bool] | None = None
-        self._resends: deque[FeedId] = deque()
+        self._resends: deque[tuple[FeedId, Iterator[Change]]] = deque()
         self._resent: set[int] = set()
 
-    def resend(self, index: Any) -> None:
-        """The peer asks for the feed of its VV entry ``index`` again, in full;
-        :class:`DecodeError` unless that feed was sent with a short feed item."""
+    def resend(self, index: Any) -> FeedId:
+        """The peer asks for the feed of its VV entry ``index`` again, in full: returns
+        that feed (its changes follow by :meth:`send_again`); :class:`DecodeError`
+        unless that feed was sent with a short feed item, and only once."""
         feed = self._by_index.get(index) if type(index) is int else None
         if feed is None or index not in self._encoder.referenced or index in self._resent:
             raise DecodeError(f"unexpected request to send feed {index!r} again")
         self._resent.add(index)
-        self._resends.append(feed)
+        return feed
+
+    def send_again(self, feed: FeedId, changes: Iterator[Change]) -> None:
+        """Send ``changes`` of ``feed`` (from the seq the peer holds) with full feed
+        items, once what is queued before them is sent."""
+        self._resends.append((feed, changes))
 
     def next_batch(self) -> tuple[list[bytes], int, bool]:
         """``(packed items, number of changes, whether a short feed item is among
@@ -249,10 +254,8 @@ class OutgoingChanges:
     def _encode_next(self) -> tuple[list[bytes], bool] | None:
         change = next(self._changes, None)
         while change is None and self._resends:
-            feed = self._resends.popleft()
+            feed, self._changes = self._resends.popleft()
             self._encoder.forget(feed)
-            self._changes = self._node.changes_since({feed: self._peer_vv[feed]},
-                                                     feed.__eq__)
             change = next(self._changes, None)
         if change is None:
             return None

@@ -5,7 +5,8 @@ ssl or zeroconf, and never reads the clock; every device's time is a fake clock 
 simulator moves by hand.
 
 * :mod:`meshsync.testing.faults`: frame-aware byte pipes and ``SessionPair``, two
-  sessions joined by them, with the fault hooks (cut, duplicate, drop, silence).
+  peers (each a session and the node that owns it) joined by them, with the fault
+  hooks (cut, duplicate, drop, silence).
 * :mod:`meshsync.testing.sim`: ``simulate(SimConfig(seed=N))``, a whole district from
   one seed; ``python -m meshsync.testing.sim --seed N -v`` replays it.
 

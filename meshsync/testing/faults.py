@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 from meshsync.model import codec
 from meshsync.protocol.events import Event
 from meshsync.protocol.frames import NAMES
-from meshsync.protocol.session import SessionError, SyncSession
+from meshsync.protocol.peer import Peer
+from meshsync.protocol.session import SessionError
 
 if TYPE_CHECKING:
     from meshsync.testing.sim import Link, Simulation
@@ -147,13 +148,15 @@ class Side:
 
 class SessionPair:
     """Two sessions joined by two pipes: ``pipes[i]`` carries what ``sessions[i]`` sends.
+    Each is a :class:`~meshsync.protocol.peer.Peer`, the session with the node that
+    answers its requests, as the trio driver runs it.
 
     A finished session's stream is closed once its last bytes are queued, so the peer
     reads EOF after them, as through the trio driver. A :class:`SessionError` from
     ``receive_data`` is recorded in ``sides[i].errors``; any other exception propagates.
     """
 
-    def __init__(self, a: SyncSession, b: SyncSession, clock_a: Clock, clock_b: Clock) -> None:
+    def __init__(self, a: Peer, b: Peer, clock_a: Clock, clock_b: Clock) -> None:
         self.sessions = (a, b)
         self.clocks = (clock_a, clock_b)
         self.pipes = (Pipe(), Pipe())

@@ -3,7 +3,7 @@
 One ``random.Random(seed)`` drives a whole district running the real core: a gateway
 laptop (which signs custody receipts) and phones, each a :class:`~meshsync.replica.node.Node` on a
 :class:`~meshsync.store.MemoryStore` with its own fake clock, syncing through real
-:class:`~meshsync.protocol.session.SyncSession` pairs joined by a fake network
+:class:`~meshsync.protocol.peer.Peer` pairs (sessions and their nodes) joined by a fake network
 (:mod:`meshsync.testing.faults`). No trio, no sockets, no real clock.
 
 **Fault phase.** Each step is one of: a local edit (puts, deletes and multi-record
@@ -46,7 +46,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from meshsync.model.change import Change, FeedId
 from meshsync.model.identity import DeviceKey
 from meshsync.protocol.events import SessionDone, SessionFailed
-from meshsync.protocol.session import SessionConfig, SyncSession
+from meshsync.protocol.peer import Peer
+from meshsync.protocol.session import SessionConfig
 from meshsync.replica.node import Node
 from meshsync.store import MemoryStore
 from meshsync.testing.checks import check_store, state_diff
@@ -249,8 +250,8 @@ class Simulation:
         self._open_link(a, b)
 
     def _open_link(self, a: SimDevice, b: SimDevice) -> Link:
-        pair = SessionPair(SyncSession(a.node, a.config, now_ms=a.now()),
-                           SyncSession(b.node, b.config, now_ms=b.now()), a.now, b.now)
+        pair = SessionPair(Peer(a.node, a.config, now_ms=a.now()),
+                           Peer(b.node, b.config, now_ms=b.now()), a.now, b.now)
         link = Link(self._next_link, (a.index, b.index), pair)
         self._next_link += 1
         self.stats.sessions += 2
