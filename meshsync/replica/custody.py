@@ -42,7 +42,7 @@ def ignored_reason(node: Node, issuer: bytes, role: str | None) -> str | None:
     if role in ISSUER_ROLES or _trust_is_open(node):
         return None
     who = device_id(issuer)[:8]
-    rows = getattr(node.trust, "device_info", lambda _k: [])(issuer)
+    rows: list[dict[str, Any]] = getattr(node.trust, "device_info", lambda _k: [])(issuer)
     refused = [str(row.get("reason")) for row in rows if row.get("status") == "rejected"]
     if refused:
         return f"receipt from {who} ignored: its certificate was refused: {'; '.join(refused)}"
