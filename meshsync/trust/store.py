@@ -17,6 +17,7 @@ and ``device_info``). Pending certificates are not forwarded by ``blobs``.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from meshsync.model.errors import AuthorizationError, UsageError
@@ -122,12 +123,24 @@ class TrustStore:
         if info.is_ca:
             self._add_authority(info)
         elif self._issuer_known(info):
-            self._admit(info, self._verify_sometime(info))
+            self._admit_or_reject(info)
         elif len(self._pending) >= MAX_PENDING:
             raise AuthorizationError("too many certificates waiting for their issuer")
         else:
             self._pending[info.fingerprint] = info
         return True
+
+    def _admit_or_reject(self, info: CertInfo) -> None:
+        """Admit a device certificate whose issuer is known, else remember why it was
+        refused (for :meth:`device_info` and custody's reasons) and raise that."""
+        try:
+            self._admit(info, self._verify_sometime(info))
+        except AuthorizationError as exc:
+            assert info.device_key is not None
+            if sum(len(r) for r in self._rejected.values()) < MAX_PENDING:
+                self._rejected.setdefault(info.device_key, {})[info.fingerprint] = (
+                    info, exc.detail)
+            raise
 
     def _issuer_known(self, info: CertInfo) -> bool:
         authorities = [*self._roots, *self._authorities.values()]
@@ -175,11 +188,8 @@ class TrustStore:
             if not self._issuer_known(info):
                 continue
             del self._pending[fp]
-            assert info.device_key is not None
-            try:
-                self._admit(info, self._verify_sometime(info))
-            except AuthorizationError as exc:
-                self._rejected.setdefault(info.device_key, {})[fp] = (info, exc.detail)
+            with contextlib.suppress(AuthorizationError):
+                self._admit_or_reject(info)
 
     def _add_revocation(self, revocation: Revocation) -> bool:
         if revocation.blob in self._revocation_blobs:
