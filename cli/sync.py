@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import trio
@@ -19,6 +20,7 @@ from meshsync.cli.common import (
     run_trio,
 )
 
+from meshsync.host.clock import clock_json
 from meshsync.model.errors import UsageError
 from meshsync.net.endpoints import serve_sync, sync_with
 from meshsync.net.setup import open_endpoint
@@ -99,7 +101,7 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
     async def main() -> dict[str, object]:
         with open_endpoint(_checked_home(home)) as endpoint:
             summary = await sync_with(endpoint, host, port, timeout)
-            return summary.to_json()
+            return {**summary.to_json(), "clock": clock_json(endpoint.node)}
 
     result = run_trio(main)
     if as_json:
@@ -111,6 +113,9 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
                    f"{result['seconds']:.2f} s; converged: {result['converged']}")
         for warning in result["clock_warnings"]:  # type: ignore[attr-defined]
             click.echo(f"clock: {warning}")
+    clock: Any = result.get("clock") or {}
+    if clock.get("message"):
+        click.echo(f"date: {clock['message']}", err=True)
     if result["error"]:
         # stderr even with --json: the JSON on stdout stays parseable, and every
         # failing command prints its one-line reason (README, "Commands").

@@ -15,6 +15,7 @@ from meshsync.model.identity import device_id
 from meshsync.replica.node import Node
 from meshsync.replica.receipt import Receipt, decode_receipt, make_receipt
 from meshsync.store.base import in_prefix
+from meshsync.trust.proven import META_KEY, decode_meta, encode_meta
 
 ISSUER_ROLES = ("gateway", "central")
 
@@ -72,10 +73,15 @@ def add_receipt(node: Node, blob: bytes) -> bool:
 def learn_receipt_time(node: Node, receipt: Receipt) -> None:
     """Tell the trust store (if it learns times: ``note_signed_time``) that a gateway or
     central signed ``receipt`` at ``receipt.at_ms``; it keeps the newest such time that
-    lies inside the issuer's certificate validity as a proven lower bound of the time."""
+    lies inside the issuer's certificate validity as a proven lower bound of the time,
+    also in the store's meta (inside the caller's transaction)."""
     note = getattr(node.trust, "note_signed_time", None)
-    if note is not None and receipt.issuer != node.key.public_key:
-        note(receipt.issuer, receipt.at_ms)
+    if note is None or receipt.issuer == node.key.public_key:
+        return
+    if note(receipt.issuer, receipt.at_ms):
+        proven = node.trust.proven_ms  # type: ignore[attr-defined]
+        if proven > decode_meta(node.store.get_meta(META_KEY)):
+            node.store.set_meta(META_KEY, encode_meta(proven))
 
 
 def _trust_is_open(node: Node) -> bool:
