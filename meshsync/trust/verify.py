@@ -116,6 +116,17 @@ def check_roles(chain: tuple[CertInfo, ...]) -> None:
         )
 
 
+def _check_window(cert: CertInfo, at_s: int) -> None:
+    """Refuse, in plain words, a certificate outside its validity at ``at_s`` (RFC 5280
+    §4.1.2.5: valid from notBefore to notAfter inclusive)."""
+    if at_s > cert.not_after:
+        raise AuthorizationError(
+            f"{cert.describe()} expired at {iso(cert.not_after)} (checked at {iso(at_s)})")
+    if at_s < cert.not_before:
+        raise AuthorizationError(f"{cert.describe()} is not valid before "
+                                 f"{iso(cert.not_before)} (checked at {iso(at_s)})")
+
+
 class ChainVerifier:
     """Verifies chains against fixed trusted roots. Holds no clock.
 
@@ -131,6 +142,7 @@ class ChainVerifier:
     ) -> Path:
         if self._store is None:
             raise AuthorizationError("no trusted authority installed")
+        _check_window(leaf, at_s)
         builder = (
             PolicyBuilder()
             .store(self._store)
