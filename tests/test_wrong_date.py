@@ -181,3 +181,35 @@ def test_a_certificate_that_really_expired_is_still_refused(tmp_path: Path,
     assert "expired" in refused.stderr, refused.stderr
     if phone_at is not None:
         assert "Fix the date in the phone's settings" in refused.stderr
+
+
+def test_the_daemon_tells_the_officer_on_api_status_and_the_page(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.daemonfixtures import DaemonProcess
+
+    d = make_district(tmp_path)
+    wrong = WRONG_DATES[0]
+    run("enroll", "--home", d["phone"], d["phone_cert"], at=wrong)
+    libs = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not libs:
+        pytest.skip("libfaketime.so.1 not found")
+    daemon = DaemonProcess(d["phone"], tmp_path / "daemon.log", {})
+    with monkeypatch.context() as env:  # the daemon (only) starts at the wrong date
+        env.setenv("LD_PRELOAD", str(libs[0]))
+        env.setenv("FAKETIME", f"@{wrong}")
+        env.setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        daemon.start()
+    try:
+        put = daemon.request("PUT", "/api/records/voters/v-1",
+                             {"fields": {"nama": "Yosina"}, "partition": TPS})
+        assert put.status == 200, put.body
+        status = daemon.request("GET", "/api/status").body
+        assert status["clock"]["plausible"] is False
+        assert "This phone's date is 1970-01-01" in status["clock"]["message"]
+        page = daemon.request("GET", "/").body
+        assert "Fix the date in the phone&#x27;s settings" in page or \
+            "Fix the date in the phone's settings" in page
+    finally:
+        daemon.stop()
+    text = run("status", "--home", d["phone"], at=wrong).stdout
+    assert "Fix the date in the phone's settings" in text
