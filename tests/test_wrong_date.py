@@ -1,6 +1,7 @@
 """Issue 13 item 2: a wrong phone date never stops an officer (docs/architecture.md §6).
 
-The phone's ``meshsync`` processes run under libfaketime (Debian's ``faketime``) at
+The phone's ``meshsync`` processes run under libfaketime (Debian's ``faketime``,
+preloaded into the process itself so a stop signal reaches it) at
 1970-01-01 (what many phones show after a battery swap) or 2031-01-01, while the
 authority and the district laptop run at the right time. Every command is the real
 CLI in its own process; the network is 127.0.0.1 only. The phone saves edits, syncs
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,25 +22,35 @@ import pytest
 
 from tests.netfixtures import LOOPBACK, MESHSYNC, Servers, wait_until
 
-pytestmark = pytest.mark.skipif(shutil.which("faketime") is None,
-                                reason="needs faketime (Debian package faketime)")
+pytestmark = pytest.mark.skipif(
+    not list(Path("/usr/lib").glob("*/faketime/libfaketime.so.1")),
+    reason="needs libfaketime (Debian package faketime)")
+
 
 DISTRICT = "mimika/jila"
 TPS = f"{DISTRICT}/diloa/tps-003"
 WRONG_DATES = ["1970-01-01 00:00:00", "2031-01-01 00:00:00"]
 
 
-def command(*args: object, at: str | None = None) -> list[str]:
-    """``meshsync ARGS``, under ``faketime`` starting at ``at`` when given (the clock
-    ticks from there; the monotonic clock stays real)."""
-    base = [*MESHSYNC, *map(str, args)]
-    return base if at is None else ["faketime", "-f", f"@{at}", *base]
+LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), None)
+
+
+def faked_env(at: str | None) -> dict[str, str]:
+    """The environment of a ``meshsync`` process whose clock starts at ``at`` and ticks
+    from there (libfaketime preloaded, as the ``faketime`` command does; the monotonic
+    clock stays real). ``at`` None: the real clock."""
+    env = dict(os.environ)
+    if at is not None:
+        assert LIBFAKETIME is not None
+        env.update(LD_PRELOAD=str(LIBFAKETIME), FAKETIME=f"@{at}",
+                   FAKETIME_DONT_FAKE_MONOTONIC="1")
+    return env
 
 
 def run(*args: object, at: str | None = None, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
-    proc = subprocess.run(command(*args, at=at), capture_output=True, text=True, timeout=120,
-                          check=False, env=env)
+    """``meshsync ARGS`` at the date ``at`` (default: now); with ``ok``, it must exit 0."""
+    proc = subprocess.run([*MESHSYNC, *map(str, args)], capture_output=True, text=True,
+                          timeout=120, check=False, env=faked_env(at))
     if ok and proc.returncode != 0:
         raise AssertionError(f"meshsync {args} at {at} exited {proc.returncode}:\n"
                              f"{proc.stderr}{proc.stdout}")
@@ -74,12 +84,12 @@ class FakedServer:
     """``meshsync serve --listen 127.0.0.1:0`` under faketime (see ``ServerProcess``)."""
 
     def __init__(self, home: Path, log: Path, at: str) -> None:
-        env = {**os.environ, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
         self.log_path = log
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                command("serve", "--home", home, "--listen", f"{LOOPBACK}:0", "-v", at=at),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out, env=env)
+                [*MESHSYNC, "serve", "--home", str(home), "--listen", f"{LOOPBACK}:0", "-v"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out,
+                env=faked_env(at))
         self.address = wait_until(self._bound, 30, "faked serve to listen")
 
     def _bound(self) -> str | None:
@@ -91,7 +101,12 @@ class FakedServer:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(15)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
 
 def keys(home: Path, at: str | None = None) -> list[str]:
@@ -190,14 +205,10 @@ def test_the_daemon_tells_the_officer_on_api_status_and_the_page(
     d = make_district(tmp_path)
     wrong = WRONG_DATES[0]
     run("enroll", "--home", d["phone"], d["phone_cert"], at=wrong)
-    libs = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
-    if not libs:
-        pytest.skip("libfaketime.so.1 not found")
     daemon = DaemonProcess(d["phone"], tmp_path / "daemon.log", {})
     with monkeypatch.context() as env:  # the daemon (only) starts at the wrong date
-        env.setenv("LD_PRELOAD", str(libs[0]))
-        env.setenv("FAKETIME", f"@{wrong}")
-        env.setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        for name, value in faked_env(wrong).items():
+            env.setenv(name, value)
         daemon.start()
     try:
         put = daemon.request("PUT", "/api/records/voters/v-1",
