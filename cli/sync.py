@@ -20,7 +20,6 @@ from meshsync.cli.common import (
     run_trio,
 )
 
-from meshsync.host.clock import clock_json
 from meshsync.model.errors import UsageError
 from meshsync.net.endpoints import serve_sync, sync_with
 from meshsync.net.setup import open_endpoint
@@ -99,6 +98,8 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
     host, port = parse_hostport(peer)
 
     async def main() -> dict[str, object]:
+        from meshsync.host.clock import clock_json
+
         with open_endpoint(_checked_home(home)) as endpoint:
             summary = await sync_with(endpoint, host, port, timeout)
             return {**summary.to_json(), "clock": clock_json(endpoint.node)}
