@@ -75,7 +75,8 @@ from meshsync.trust import (
     parse_blob,
     split_credentials,
 )
-from meshsync.trust.profile import common_name, to_pem
+from meshsync.trust.issue import check_delegated_roles
+from meshsync.trust.profile import DEFAULT_DELEGATED_ROLES, common_name, to_pem
 from meshsync.trust.scope import check_scope
 
 AUTHORITY_KEY = "authority.key"
@@ -172,7 +173,8 @@ def _store_credentials(home: Path, blobs: list[bytes]) -> bool:
 
 
 def _cert_data(info: CertInfo, issuer: str, output: Path | None) -> dict[str, Any]:
-    return {**info.to_json(issuer), "file": str(output) if output else None}
+    may_issue = ",".join(info.may_issue) if info.is_ca and not info.is_root else None
+    return {**info.to_json(issuer), "may_issue": may_issue, "file": str(output) if output else None}
 
 
 def _show(data: dict[str, Any], as_json: bool) -> None:
@@ -254,17 +256,23 @@ def request(home: Path | None, name: str, as_json: bool) -> None:
     "request_file", metavar="REQUEST", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--scope", required=True, help="Partition prefix it may enrol, e.g. mimika/jila.")
+@click.option("--roles", default=",".join(DEFAULT_DELEGATED_ROLES), show_default=True,
+              help="Comma-separated device roles it may issue (pantarlih, gateway; "
+                   "only the root issues central and admin).")
 @days_option(DEFAULT_SUB_AUTHORITY_DAYS)
 @_output_option
 @json_option
 @errors_to_exit
 def delegate(
-    home: Path | None, request_file: Path, scope: str, days: int, output: Path, as_json: bool
+    home: Path | None, request_file: Path, scope: str, roles: str, days: int, output: Path,
+    as_json: bool,
 ) -> None:
     """Root only: make the key in REQUEST (authority.csr) a sub-authority for --scope.
 
-    Writes the sub-authority certificate followed by the root to --output.
+    It may issue the device roles of --roles, inside --scope. Writes the
+    sub-authority certificate followed by the root to --output.
     """
+    allowed = check_delegated_roles([r.strip() for r in roles.split(",") if r.strip()])
     path = resolve_home(home)
     key, chain = _load_authority(path)
     check_scope(scope)
@@ -273,7 +281,8 @@ def delegate(
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise UsageError(f"{request_file} is not a sub-authority request (authority request)")
     cert = issue_sub_authority(
-        key, chain, public, name=common_name(csr.subject), scope=scope, now=_now(), days=days
+        key, chain, public, name=common_name(csr.subject), scope=scope, now=_now(), days=days,
+        roles=allowed,
     )
     replace_file(output, cert + chain)
     info = parse_blob(cert)[0]
@@ -358,7 +367,8 @@ def issue(
 ) -> None:
     """Certify the device in REQUEST (its device.csr) for --role in --scope.
 
-    Works at the root or a sub-authority (only inside its scope). Writes the
+    Works at the root or a sub-authority (only inside its scope, and only the roles
+    its delegation lists: never central or admin). Writes the
     device certificate followed by its chain up to and including the root. An empty
     --scope means every partition and is only for the central and admin roles.
     """

@@ -86,6 +86,7 @@ def api_get(home: Path, route: str) -> Any | None:
 
 
 def _offline_status(path: Path) -> dict[str, Any]:
+    from meshsync.host.clock import clock_json
     from meshsync.host.local import open_node, storage_status
     from meshsync.replica.custody import custody
 
@@ -94,7 +95,8 @@ def _offline_status(path: Path) -> dict[str, Any]:
         return {"device_id": node.key.device_id, "daemon": "not running",
                 "changes": sum(f.head_seq for f in feeds),
                 "conflicts": len(node.conflicts()), "diagnosis": "offline", "peers": 0,
-                "custody": custody(node), "storage": storage_status(node)}
+                "custody": custody(node), "storage": storage_status(node),
+                "clock": clock_json(node)}
 
 
 @click.command()
@@ -111,6 +113,9 @@ def status(home: Path | None, as_json: bool) -> None:
         return
     click.echo(f"device {data['device_id']}: {data['diagnosis']}; {data['peers']} peers; "
                f"{data['changes']} changes; {data['conflicts']} conflicts")
+    clock = data.get("clock") or {}
+    if clock.get("message"):
+        click.echo(f"date: {clock['message']}")
     for warning in data.get("clock_warnings", []):
         click.echo(f"clock: {warning}")
     storage = data.get("storage")

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import trio
@@ -102,10 +103,12 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
     held_before: list[int] = []
 
     async def main() -> dict[str, object]:
+        from meshsync.host.clock import clock_json
+
         with open_endpoint(_checked_home(home)) as endpoint:
             held_before.append(_changes_held(endpoint.node))
             summary = await sync_with(endpoint, host, port, timeout)
-            return summary.to_json()
+            return {**summary.to_json(), "clock": clock_json(endpoint.node)}
 
     try:
         result = run_trio(main)
@@ -121,6 +124,9 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
                    f"{result['seconds']:.2f} s; converged: {result['converged']}")
         for warning in result["clock_warnings"]:  # type: ignore[attr-defined]
             click.echo(f"clock: {warning}")
+    clock: Any = result.get("clock") or {}
+    if clock.get("message"):
+        click.echo(f"date: {clock['message']}", err=True)
     if result["error"]:
         # stderr even with --json: the JSON on stdout stays parseable, and every
         # failing command prints its one-line reason (README, "Commands").

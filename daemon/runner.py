@@ -27,6 +27,7 @@ from meshsync.daemon.api import NodeService, build_app, serve_api
 from meshsync.daemon.config import DaemonConfig
 from meshsync.daemon.peers import PeerManager
 
+from meshsync.host.clock import clock_json
 from meshsync.host.files import write_private
 from meshsync.host.home import Home
 from meshsync.host.local import storage_status
@@ -218,6 +219,7 @@ class Daemon(NodeService):
             if self.listen_address else None,
             "uplink": self._uplink_status(), "discovery": self._discovery_stats(),
             "custody": self._custody, "storage": storage_status(self.node),
+            "clock": clock_json(self.node),
         }
 
     # -- running ------------------------------------------------------------------

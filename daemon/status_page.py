@@ -47,6 +47,13 @@ def _progress_rows(rows: dict[str, dict[str, Any]]) -> str:
     return "".join(out) or "<tr><td colspan=4>no records</td></tr>"
 
 
+def _date_note(clock: dict[str, Any] | None) -> str:
+    """The wrong-date paragraph (``id="date"``), empty while the date is right."""
+    if not clock or clock.get("plausible", True):
+        return ""
+    return f"<p id='date' class='warn'><b>Wrong date.</b> {_e(clock['message'])}</p>\n"
+
+
 def render_status(status: dict[str, Any], peers: list[dict[str, Any]],
                   progress: dict[str, Any] | None = None) -> str:
     """The whole page as HTML text."""
@@ -64,7 +71,7 @@ Uplink: {_e(uplink)}. Changes held: {status['changes']}. Open conflicts:
 <h2>Peers</h2><table id="peers"><tr><th>device</th><th>role</th><th>addresses</th>
 <th>last sync</th><th>pending</th><th>sent / received</th><th>state</th></tr>
 {_peer_rows(peers)}</table>
-<h2>Clock warnings</h2><ul>{warnings or '<li>none</li>'}</ul>
+{_date_note(status.get("clock"))}<h2>Clock warnings</h2><ul>{warnings or '<li>none</li>'}</ul>
 <h2>Progress per village</h2><table id="progress-village"><tr><th>village</th>
 <th>voters</th><th>by status</th><th>conflicts</th></tr>
 {_progress_rows((progress or {}).get("village", {}))}</table>

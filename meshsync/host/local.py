@@ -1,7 +1,8 @@
 """Open a node on a home directory, with the system clock: the library's front door.
 
 This is the one place outside the I/O layer that reads the wall clock (the node
-itself is given a clock function, never reads one).
+itself is given a clock function, never reads one): the node's clock is the system
+clock unless it is clearly wrong, then the proven time (:mod:`meshsync.host.clock`).
 
 Example::
 
@@ -22,6 +23,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from meshsync.host.clock import (
+    TrustedClock,
+    explain_refusal,
+    keep_proven_time,
+    load_proven_time,
+)
 from meshsync.host.home import Home
 from meshsync.host.verify_pool import shared_verifier
 from meshsync.model.errors import StorageLowError, UsageError
@@ -57,6 +64,7 @@ def load_trust(home: Home, store: Store) -> Authorizer:
             trust.add(blob)
         except AuthorizationError:
             continue  # kept from before a root change; it no longer verifies
+    load_proven_time(trust, store)
     return trust
 
 
@@ -238,13 +246,22 @@ def open_node(path: str | Path, *, store: str | None = None) -> Iterator[Node]:
     key = home.load_key()
     store_ = open_store(home, store)
     try:
-        node = Node(store_, key, system_clock, trust=load_trust(home, store_),
+        trust = load_trust(home, store_)
+        node = Node(store_, key, TrustedClock(trust), trust=trust,
                     default_partition=home.default_partition())
         node.verifier = shared_verifier()
         if store is None:  # a PostgreSQL store's disk is the database server's
             node.inbound_guard = disk_reserve(home)
         keep_own_certificate(node, home)
+        keep_proven_time(node)
         use_schema(node, home)
-        yield node
+        try:
+            yield node
+        except UsageError as exc:  # a refused action also says when the date is wrong
+            better = explain_refusal(exc, node)
+            if better is exc:
+                raise
+            raise better from exc
+        keep_proven_time(node)
     finally:
         store_.close()

@@ -22,7 +22,7 @@ from meshsync.model.identity import sha256, short_id
 from meshsync.net.driver import now_ms, run_session
 from meshsync.net.errors import TransportError
 from meshsync.net.registry import INCOMING, OUTGOING, SessionRegistry
-from meshsync.net.tls import describe_ssl_error, peer_chain_der
+from meshsync.net.tls import check_peer, describe_ssl_error, peer_chain_der
 from meshsync.protocol import frames as fr
 from meshsync.protocol.events import SessionSummary
 from meshsync.protocol.peer import Peer
@@ -92,7 +92,7 @@ async def _handshake(stream: trio.SSLStream[Any], endpoint: Endpoint) -> bytes:
         raise TransportError("identity", "this node has no trust store (not enrolled)")
     await trio.to_thread.run_sync(refresh_trust, endpoint, limiter=endpoint.limiter)
     try:
-        key, _role, _scope = checker(chain, now_ms())
+        key, _role, _scope = check_peer(endpoint.node, chain)  # at the node's time
     except AuthorizationError as exc:
         await _tell(stream, "identity", exc.detail)
         raise TransportError("identity", exc.detail) from exc

@@ -5,6 +5,13 @@ the home (``root.crt``); the device key that signs changes is the TLS key. Pytho
 ``ssl`` has no per-connection verify callback, so revocation, role and scope are
 checked right after the handshake with :meth:`meshsync.trust.TrustStore.peer_identity`
 (docs/architecture.md §6).
+
+**Validity time.** OpenSSL would check certificate validity (RFC 5280 §4.1.2.5)
+against the device's own clock, so a phone whose date is wrong (1970, 2031) could
+never connect. The contexts set OpenSSL's ``X509_V_FLAG_NO_CHECK_TIME`` and
+:func:`check_peer` checks validity right after the handshake at the node's time: the
+clock, or the proven time when the clock is implausible (:mod:`meshsync.trust.proven`).
+A certificate that expired before that time is still refused.
 """
 
 from __future__ import annotations
@@ -12,9 +19,16 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+from meshsync.host.clock import clock_check
 from meshsync.host.home import Home
 from meshsync.host.local import ROOT_FILE
-from meshsync.model.errors import UsageError
+from meshsync.model.errors import AuthorizationError, UsageError
+from meshsync.replica.node import Node
+from meshsync.trust.proven import with_clock_note
+
+#: OpenSSL's ``X509_V_FLAG_NO_CHECK_TIME`` (x509_vfy.h); Python's ``ssl`` names no
+#: constant for it but passes ``verify_flags`` through.
+X509_V_FLAG_NO_CHECK_TIME = 0x200000
 
 
 def _base_context(purpose: ssl.Purpose, home: Home) -> ssl.SSLContext:
@@ -30,6 +44,7 @@ def _base_context(purpose: ssl.Purpose, home: Home) -> ssl.SSLContext:
                          "install it again with `meshsync enroll`") from exc
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_flags |= X509_V_FLAG_NO_CHECK_TIME  # validity: check_peer, after the handshake
     try:
         ctx.load_cert_chain(certfile=str(home.cert_path), keyfile=str(home.key_path))
     except (ssl.SSLError, OSError) as exc:
@@ -50,6 +65,28 @@ def client_context(home: Home) -> ssl.SSLContext:
     ctx = _base_context(ssl.Purpose.SERVER_AUTH, home)
     ctx.check_hostname = False
     return ctx
+
+
+def check_peer(node: Node, chain: list[bytes]) -> tuple[bytes, str, str]:
+    """Check the peer's verified TLS chain (DER, leaf first) with the node's trust store
+    at the node's time: (device key, role, scope).
+
+    When the clock is implausible the proven time is used as a lower bound (see
+    :meth:`meshsync.trust.TrustStore.peer_identity`, ``at_least``) and a refusal's
+    reason ends with the wrong-date sentence for the officer. Raises
+    :class:`AuthorizationError` (no trust store, or the chain is refused).
+    """
+    checker = getattr(node.trust, "peer_identity", None)
+    if checker is None:
+        raise AuthorizationError("this node has no trust store (not enrolled)")
+    check = clock_check(node)
+    at_ms = node.now_ms() if check is None else check.effective_ms
+    try:
+        identity: tuple[bytes, str, str] = checker(
+            chain, at_ms, at_least=check is not None and not check.plausible)
+    except AuthorizationError as exc:
+        raise AuthorizationError(with_clock_note(exc.detail, check)) from exc
+    return identity
 
 
 def peer_chain_der(ssl_object: ssl.SSLObject) -> list[bytes]:

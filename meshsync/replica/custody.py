@@ -7,6 +7,7 @@ her own feeds, how far the gateway and central hold it).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from meshsync.model.errors import AuthorizationError, DecodeError
@@ -14,8 +15,11 @@ from meshsync.model.identity import device_id
 from meshsync.replica.node import Node
 from meshsync.replica.receipt import Receipt, decode_receipt, make_receipt
 from meshsync.store.base import in_prefix
+from meshsync.trust.proven import META_KEY, decode_meta, encode_meta
 
 ISSUER_ROLES = ("gateway", "central")
+
+log = logging.getLogger("meshsync.custody")
 
 
 def issuer_role(node: Node, issuer: bytes) -> str | None:
@@ -30,21 +34,54 @@ def issuer_role(node: Node, issuer: bytes) -> str | None:
     return roles[0] if roles else None
 
 
+def ignored_reason(node: Node, issuer: bytes, role: str | None) -> str | None:
+    """Why a receipt of ``issuer`` (whose verified role is ``role``) does not count for
+    custody, or None if it does: its issuer must hold a verified certificate of role
+    gateway or central, from an authority that may issue that role (docs/architecture.md
+    §6). A refused certificate's reason (e.g. a sub-authority minting ``central``) is
+    quoted."""
+    if role in ISSUER_ROLES or _trust_is_open(node):
+        return None
+    who = device_id(issuer)[:8]
+    rows: list[dict[str, Any]] = getattr(node.trust, "device_info", lambda _k: [])(issuer)
+    refused = [str(row.get("reason")) for row in rows if row.get("status") == "rejected"]
+    if refused:
+        return f"receipt from {who} ignored: its certificate was refused: {'; '.join(refused)}"
+    return (f"receipt from {who} ignored: it is not a known gateway or central device "
+            f"(role {role})")
+
+
 def add_receipt(node: Node, blob: bytes) -> bool:
     """Verify and keep a receipt (inside the caller's transaction). True if new.
 
     Raises :class:`DecodeError`/:class:`~meshsync.model.errors.SignatureError` for a bad
     blob and :class:`AuthorizationError` if an enrolled node does not know the issuer
-    as a gateway or central device.
+    as a gateway or central device whose chain permits that role (the reason says why,
+    see :func:`ignored_reason`). A kept receipt's signing time teaches the trust store a
+    lower bound of the current time (:func:`learn_receipt_time`).
     """
     receipt = decode_receipt(blob)
     if not _trust_is_open(node):
-        role = issuer_role(node, receipt.issuer)
-        if role not in ISSUER_ROLES:
-            raise AuthorizationError(
-                f"receipt from {device_id(receipt.issuer)[:8]}, which is not a known "
-                f"gateway or central device (role {role})")
-    return node.store.put_receipt(receipt.issuer, receipt.scope, receipt.at_ms, blob)
+        reason = ignored_reason(node, receipt.issuer, issuer_role(node, receipt.issuer))
+        if reason is not None:
+            raise AuthorizationError(reason)
+    new = node.store.put_receipt(receipt.issuer, receipt.scope, receipt.at_ms, blob)
+    learn_receipt_time(node, receipt)
+    return new
+
+
+def learn_receipt_time(node: Node, receipt: Receipt) -> None:
+    """Tell the trust store (if it learns times: ``note_signed_time``) that a gateway or
+    central signed ``receipt`` at ``receipt.at_ms``; it keeps the newest such time that
+    lies inside the issuer's certificate validity as a proven lower bound of the time,
+    also in the store's meta (inside the caller's transaction)."""
+    note = getattr(node.trust, "note_signed_time", None)
+    if note is None or receipt.issuer == node.key.public_key:
+        return
+    if note(receipt.issuer, receipt.at_ms):
+        proven = node.trust.proven_ms  # type: ignore[attr-defined]
+        if proven > decode_meta(node.store.get_meta(META_KEY)):
+            node.store.set_meta(META_KEY, encode_meta(proven))
 
 
 def _trust_is_open(node: Node) -> bool:
@@ -76,8 +113,12 @@ def custody(node: Node) -> dict[str, Any]:
 
     ``gateway``/``central`` are the highest seq any receipt from an issuer of that
     role covers (0 if none); ``safe_at_central`` is True when central holds it all.
+    A held receipt whose issuer is not (or no longer) a verified gateway or central
+    device counts for nothing: its row in ``receipts`` says why (``ignored``), and
+    the reason is logged.
     """
     receipts = [(issuer_role(node, r.issuer), r) for r in held_receipts(node)]
+    rows = [_receipt_row(node, role, r) for role, r in receipts]
     feeds = []
     for feed, seq in sorted(node.version_vector().items()):
         if feed[0] != node.key.public_key:
@@ -86,8 +127,15 @@ def custody(node: Node) -> dict[str, Any]:
                 for role in ISSUER_ROLES}
         feeds.append({"partition": feed[1], "local": seq, "gateway": held["gateway"],
                       "central": held["central"], "safe_at_central": held["central"] >= seq})
-    return {
-        "feeds": feeds,
-        "receipts": [{"issuer": device_id(r.issuer), "role": role, "scope": r.scope,
-                      "at_ms": r.at_ms, "feeds": len(r.vv)} for role, r in receipts],
-    }
+    return {"feeds": feeds, "receipts": rows}
+
+
+def _receipt_row(node: Node, role: str | None, receipt: Receipt) -> dict[str, Any]:
+    row: dict[str, Any] = {"issuer": device_id(receipt.issuer), "role": role,
+                           "scope": receipt.scope, "at_ms": receipt.at_ms,
+                           "feeds": len(receipt.vv)}
+    reason = ignored_reason(node, receipt.issuer, role)
+    if reason is not None:
+        log.warning("%s", reason)
+        row["ignored"] = reason
+    return row

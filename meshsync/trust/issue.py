@@ -20,8 +20,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from meshsync.model.errors import AuthorizationError, UsageError
 from meshsync.model.identity import DeviceKey, device_id
 from meshsync.trust.profile import (
+    DEFAULT_DELEGATED_ROLES,
+    DELEGABLE_ROLES,
     ROLES,
     URI_DEVICE,
+    URI_ISSUES,
     URI_ROLE,
     CertInfo,
     common_name,
@@ -188,14 +191,19 @@ def issue_sub_authority(
     scope: str,
     now: datetime,
     days: int = DEFAULT_SUB_AUTHORITY_DAYS,
+    roles: tuple[str, ...] = DEFAULT_DELEGATED_ROLES,
 ) -> bytes:
     """A district sub-authority certificate (PEM) limited to ``scope``.
 
     Only the root may delegate (the sub-authority gets ``pathLenConstraint`` 0).
-    ``subject_public_key``: the laptop's ECDSA P-256 authority key. Raises
-    UsageError for a non-root issuer, a bad scope or name, or a non-P-256 key.
+    ``subject_public_key``: the laptop's ECDSA P-256 authority key. ``roles``: the
+    device roles it may issue, a non-empty subset of
+    :data:`~meshsync.trust.profile.DELEGABLE_ROLES` (only the root issues central
+    and admin), written as ``meshsync:issues/<role>`` URIs. Raises UsageError for
+    a non-root issuer, a bad scope, name or role list, or a non-P-256 key.
     """
     issuer = _issuer(issuer_key, issuer_cert_pem, now)
+    roles = check_delegated_roles(roles)
     if not issuer.is_root:
         raise UsageError("only the root authority can create a sub-authority")
     validate_scope(scope)
@@ -215,10 +223,29 @@ def issue_sub_authority(
         window=_window(now, days, issuer.cert.not_valid_after_utc),
         path_length=0,
     ).add_extension(
-        x509.SubjectAlternativeName([x509.UniformResourceIdentifier(scope_uri(scope))]),
+        x509.SubjectAlternativeName(
+            [x509.UniformResourceIdentifier(u)
+             for u in (scope_uri(scope), *(URI_ISSUES + r for r in roles))]
+        ),
         critical=False,
     )
     return _pem(builder.sign(issuer_key, hashes.SHA256()))
+
+
+def check_delegated_roles(roles: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``roles`` as a sub-authority may hold them: non-empty, each in
+    :data:`~meshsync.trust.profile.DELEGABLE_ROLES`, in that order, no repeats.
+
+    Raises UsageError naming a role only the root may issue, or an unknown one.
+    """
+    for role in roles:
+        if role not in DELEGABLE_ROLES:
+            why = "only the root authority issues it" if role in ROLES else "unknown role"
+            raise UsageError(f"a sub-authority cannot be allowed to issue {role!r} ({why}); "
+                             f"it may issue {', '.join(DELEGABLE_ROLES)}")
+    if not roles:
+        raise UsageError("a sub-authority needs at least one role it may issue")
+    return tuple(r for r in DELEGABLE_ROLES if r in roles)
 
 
 def make_csr(device_key: DeviceKey, name: str) -> bytes:
@@ -267,14 +294,21 @@ def issue_device_certificate(
 ) -> bytes:
     """A device certificate (PEM, leaf only) for the Ed25519 key in ``csr_pem``.
 
-    ``role`` in :data:`ROLES`; ``scope`` a partition prefix that must lie inside
-    the issuer's scope when the issuer is a sub-authority. Raises UsageError
-    (bad request signature, non-Ed25519 key, unknown role, scope outside the
-    issuer's, issuer expired or key mismatch).
+    ``role`` in :data:`ROLES` and among the roles the issuer may issue (the root
+    every role; a sub-authority those of its delegation, never central or admin);
+    ``scope`` a partition prefix that must lie inside the issuer's scope when the
+    issuer is a sub-authority. Raises UsageError (bad request signature,
+    non-Ed25519 key, unknown role or one the issuer may not issue, scope outside
+    the issuer's, issuer expired or key mismatch).
     """
     issuer = _issuer(issuer_key, issuer_cert_pem, now)
     if role not in ROLES:
         raise UsageError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+    if role not in issuer.may_issue:
+        only_root = " (only the root authority issues central and admin)" * (
+            role not in DELEGABLE_ROLES)
+        raise UsageError(f"{issuer.describe()} may not issue role {role!r}{only_root}; "
+                         f"it may issue {', '.join(issuer.may_issue)}")
     validate_scope(scope)
     if issuer.scope is not None and not scope_contains(issuer.scope, scope):
         raise UsageError(f"scope {scope!r} is outside {issuer.describe()}: it cannot issue there")

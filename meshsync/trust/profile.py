@@ -7,7 +7,11 @@ Three kinds of X.509 v3 certificate (docs/architecture.md §6):
   (it covers everything).
 * **sub-authority** (a district laptop): CA issued by the root with
   ``pathLenConstraint`` 0, so it can certify devices but no further authority;
-  its scope is one ``subjectAltName`` URI ``meshsync:scope/<scope>``.
+  its scope is one ``subjectAltName`` URI ``meshsync:scope/<scope>``, and the
+  device roles it may issue are ``meshsync:issues/<role>`` URIs, one per role
+  (:data:`DELEGABLE_ROLES` at most; none listed, as in certificates made before
+  the list existed, means :data:`DEFAULT_DELEGATED_ROLES`). Only the root issues
+  ``central`` and ``admin`` (docs/architecture.md §6).
 * **device**: ``basicConstraints`` CA false, ``keyUsage`` digitalSignature
   (critical), ``extendedKeyUsage`` clientAuth + serverAuth (usable for mutual
   TLS 1.3 with Python's :mod:`ssl`), and ``subjectAltName`` URIs::
@@ -48,6 +52,11 @@ from meshsync.model.identity import device_id
 #: Device roles a certificate may carry.
 ROLES = ("pantarlih", "gateway", "central", "admin")
 
+#: Roles a sub-authority may be allowed to issue: only the root issues central and admin.
+DELEGABLE_ROLES = ("pantarlih", "gateway")
+#: Roles of a sub-authority whose certificate lists none (the default of a delegation).
+DEFAULT_DELEGATED_ROLES = DELEGABLE_ROLES
+
 #: Which roles may write changes (in their scope). All may, for now.
 ROLE_MAY_WRITE: dict[str, bool] = dict.fromkeys(ROLES, True)
 
@@ -57,6 +66,7 @@ MAX_CREDENTIAL_BYTES = 64 * 1024
 URI_DEVICE = "meshsync:device/"
 URI_ROLE = "meshsync:role/"
 URI_SCOPE = "meshsync:scope/"
+URI_ISSUES = "meshsync:issues/"
 
 _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 
@@ -86,7 +96,9 @@ class CertInfo:
     """A parsed meshsync certificate. Times are whole seconds since the epoch.
 
     ``role`` and ``device_key`` (raw 32-byte Ed25519) are set for device
-    certificates only; ``scope`` is ``None`` only for a root.
+    certificates only; ``scope`` is ``None`` only for a root. ``may_issue``: the
+    device roles an authority may certify (every role for a root, the delegated
+    list for a sub-authority, empty for a device).
     """
 
     cert: x509.Certificate
@@ -100,6 +112,7 @@ class CertInfo:
     device_key: bytes | None
     not_before: int
     not_after: int
+    may_issue: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """Short human label: ``sub-authority 'PPK Jila' (mimika/jila)`` etc."""
@@ -209,15 +222,31 @@ def _device_fields(cert: x509.Certificate, uris: list[str]) -> tuple[bytes, str,
     return raw, role, scope
 
 
-def _authority_scope(cert: x509.Certificate, uris: list[str], is_root: bool) -> str | None:
+def _delegated_roles(uris: list[str]) -> tuple[str, ...]:
+    """The roles a sub-authority's ``meshsync:issues/`` URIs grant (default if none)."""
+    listed = [unquote(u[len(URI_ISSUES):], errors="strict") for u in uris
+              if u.startswith(URI_ISSUES)]
+    if not listed:
+        return DEFAULT_DELEGATED_ROLES
+    for role in listed:
+        if role not in DELEGABLE_ROLES:
+            raise _Bad(f"a sub-authority may not issue role {role!r} (it may issue "
+                       f"{', '.join(DELEGABLE_ROLES)}; only the root issues central and admin)")
+    return tuple(r for r in DELEGABLE_ROLES if r in listed)
+
+
+def _authority_fields(
+    cert: x509.Certificate, uris: list[str], is_root: bool
+) -> tuple[str | None, tuple[str, ...]]:
+    """(scope, roles it may issue) of an authority certificate; root: (None, ROLES)."""
     if not isinstance(cert.public_key(), ec.EllipticCurvePublicKey):
         raise _Bad("an authority certificate must hold an ECDSA key")
     if is_root:
-        return None
+        return None, ROLES
     scope = _one(uris, URI_SCOPE)
     if scope is None:
         raise _Bad("a sub-authority certificate needs a scope URI")
-    return scope
+    return scope, _delegated_roles(uris)
 
 
 def _parse(cert: x509.Certificate, name: str) -> CertInfo:
@@ -228,8 +257,9 @@ def _parse(cert: x509.Certificate, name: str) -> CertInfo:
     is_root = is_ca and cert.issuer == cert.subject
     role: str | None = None
     raw: bytes | None = None
+    may_issue: tuple[str, ...] = ()
     if is_ca:
-        scope = _authority_scope(cert, uris, is_root)
+        scope, may_issue = _authority_fields(cert, uris, is_root)
     else:
         raw, role, scope = _device_fields(cert, uris)
     der = cert.public_bytes(serialization.Encoding.DER)
@@ -245,6 +275,7 @@ def _parse(cert: x509.Certificate, name: str) -> CertInfo:
         device_key=raw,
         not_before=to_seconds(cert.not_valid_before_utc),
         not_after=to_seconds(cert.not_valid_after_utc),
+        may_issue=may_issue,
     )
 
 

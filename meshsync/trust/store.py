@@ -13,10 +13,18 @@ issuer's name, it is kept *pending* (``add`` returns ``"certificate"``); when a
 sub-authority certificate arrives every pending certificate is verified again
 and either admitted or rejected (the reason is kept for ``authorize_change``
 and ``device_info``). Pending certificates are not forwarded by ``blobs``.
+
+**Proven time.** Every credential it accepts carries a time its signer vouches
+for (a certificate's notBefore, RFC 5280 §4.1.2.5; a revocation's time), and
+custody receipts of verified gateway and central devices carry their signing
+time (:meth:`~TrustStore.note_signed_time`). The newest is :attr:`~TrustStore.proven_ms`,
+a lower bound of the current time used when the device's clock is implausible
+(:mod:`meshsync.trust.proven`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from meshsync.model.errors import AuthorizationError, UsageError
@@ -87,6 +95,7 @@ class TrustStore:
         self._revocations: dict[bytes, list[Revocation]] = {}
         self._revocation_blobs: set[bytes] = set()
         self._misses: dict[tuple[bytes, int], str] = {}
+        self._proven_ms = max((r.not_before * 1000 for r in self._roots), default=0)
 
     # -- adding credentials ---------------------------------------------------
 
@@ -122,12 +131,24 @@ class TrustStore:
         if info.is_ca:
             self._add_authority(info)
         elif self._issuer_known(info):
-            self._admit(info, self._verify_sometime(info))
+            self._admit_or_reject(info)
         elif len(self._pending) >= MAX_PENDING:
             raise AuthorizationError("too many certificates waiting for their issuer")
         else:
             self._pending[info.fingerprint] = info
         return True
+
+    def _admit_or_reject(self, info: CertInfo) -> None:
+        """Admit a device certificate whose issuer is known, else remember why it was
+        refused (for :meth:`device_info` and custody's reasons) and raise that."""
+        try:
+            self._admit(info, self._verify_sometime(info))
+        except AuthorizationError as exc:
+            assert info.device_key is not None
+            if sum(len(r) for r in self._rejected.values()) < MAX_PENDING:
+                self._rejected.setdefault(info.device_key, {})[info.fingerprint] = (
+                    info, exc.detail)
+            raise
 
     def _issuer_known(self, info: CertInfo) -> bool:
         authorities = [*self._roots, *self._authorities.values()]
@@ -159,6 +180,7 @@ class TrustStore:
             assert first is not None
             raise first
         self._authorities[info.fingerprint] = info
+        self.note_time(info.not_before * 1000)
         self._misses.clear()
         self._retry_pending()
 
@@ -167,6 +189,7 @@ class TrustStore:
         revocations = self._revocations.get(info.device_key, [])
         grant = Grant(info, [path], revocation_point(revocations, info))
         self._devices.setdefault(info.device_key, {})[info.fingerprint] = grant
+        self.note_time(info.not_before * 1000)
         self._rejected.get(info.device_key, {}).pop(info.fingerprint, None)
 
     def _retry_pending(self) -> None:
@@ -175,17 +198,15 @@ class TrustStore:
             if not self._issuer_known(info):
                 continue
             del self._pending[fp]
-            assert info.device_key is not None
-            try:
-                self._admit(info, self._verify_sometime(info))
-            except AuthorizationError as exc:
-                self._rejected.setdefault(info.device_key, {})[fp] = (info, exc.detail)
+            with contextlib.suppress(AuthorizationError):
+                self._admit_or_reject(info)
 
     def _add_revocation(self, revocation: Revocation) -> bool:
         if revocation.blob in self._revocation_blobs:
             return False
         self._check_revocation_issuer(revocation)
         self._revocation_blobs.add(revocation.blob)
+        self.note_time(min(revocation.at_ms, revocation.issuer.not_after * 1000))
         key = revocation.device_key
         self._revocations.setdefault(key, []).append(revocation)
         for grant in self._devices.get(key, {}).values():
@@ -205,6 +226,33 @@ class TrustStore:
             raise AuthorizationError(
                 f"revocation of device {short_id(revocation.device_key)}: {exc.detail}"
             ) from exc
+
+    # -- proven time ------------------------------------------------------------
+
+    @property
+    def proven_ms(self) -> int:
+        """The newest time (ms since the epoch) a trusted signature here vouches for:
+        a lower bound of the current time (0 if none; see the module docs)."""
+        return self._proven_ms
+
+    def note_time(self, at_ms: int) -> None:
+        """Raise :attr:`proven_ms` to ``at_ms`` (ms) if later: a time the caller has
+        from a trusted signature (e.g. kept in the store's meta)."""
+        self._proven_ms = max(self._proven_ms, at_ms)
+
+    def note_signed_time(self, issuer: bytes, at_ms: int) -> bool:
+        """Learn ``at_ms`` from a custody receipt ``issuer`` signed (ms since the epoch).
+
+        Counts only if ``issuer`` holds a verified gateway or central certificate
+        whose chain is valid at that time (a signer cannot vouch for a time outside
+        its own certificate). Returns True if it counted.
+        """
+        at_s = at_ms // 1000
+        for grant in self._devices.get(issuer, {}).values():
+            if grant.info.role in ("gateway", "central") and grant.covers(at_s):
+                self.note_time(at_ms)
+                return True
+        return False
 
     # -- reading ----------------------------------------------------------------
 
@@ -312,6 +360,17 @@ class TrustStore:
             self._misses[key] = exc.detail
             return exc.detail
 
+    def _peer_path(self, leaf: CertInfo, intermediates: list[CertInfo], at_s: int,
+                   at_least: bool) -> Path:
+        try:
+            return self._verifier.device_path(leaf, intermediates, at_s)
+        except AuthorizationError:
+            if not at_least or leaf.not_before <= at_s:
+                raise
+        path = self._verifier.device_path(leaf, intermediates, leaf.not_before)
+        self.note_time(leaf.not_before * 1000)
+        return path
+
     def _explain(self, author: bytes, reasons: list[str]) -> str:
         if not self._roots:
             return "no trusted authority installed"
@@ -324,13 +383,19 @@ class TrustStore:
             return "no certificate that verifies to a trusted root (issuer unknown)"
         return "no certificate"
 
-    def peer_identity(self, cert_chain_der: list[bytes], at_ms: int) -> tuple[bytes, str, str]:
+    def peer_identity(self, cert_chain_der: list[bytes], at_ms: int, *,
+                      at_least: bool = False) -> tuple[bytes, str, str]:
         """Check a chain presented in a TLS handshake: (device key, role, scope).
 
         ``cert_chain_der``: leaf first, then any intermediates (DER). Verified at
         ``at_ms`` against the trusted roots with the presented and known
-        sub-authorities. Raises :class:`AuthorizationError` if it does not
-        verify, is not a device certificate, or any revocation binds it.
+        sub-authorities. ``at_least``: ``at_ms`` is only a lower bound of the time
+        (the proven time, the device's clock being wrong); then a chain not yet
+        valid at ``at_ms`` is checked again at its leaf's notBefore (a time the
+        authority vouches for, RFC 5280 §4.1.2.5), which becomes the proven time,
+        while one that expired before ``at_ms`` still fails. Raises
+        :class:`AuthorizationError` if it does not verify, is not a device
+        certificate, its issuer may not issue its role, or any revocation binds it.
         """
         if not cert_chain_der:
             raise AuthorizationError("peer presented no certificate")
@@ -339,7 +404,7 @@ class TrustStore:
         if leaf.device_key is None or leaf.role is None or leaf.scope is None:
             raise AuthorizationError(f"peer {leaf.describe()} is not a device certificate")
         extra = [i for i in infos[1:] if i.is_ca and not i.is_root]
-        self._verifier.device_path(leaf, extra + self._intermediates(), at_ms // 1000)
+        self._peer_path(leaf, extra + self._intermediates(), at_ms // 1000, at_least)
         if leaf.role not in ROLES:
             raise AuthorizationError(f"device {short_id(leaf.device_key)}: unknown role")
         point = revocation_point(self._revocations.get(leaf.device_key, []), leaf)

@@ -4,7 +4,9 @@ The library's verifier builds the path (root → optional sub-authority →
 device), checks every signature, basicConstraints and path length, key usage
 and the validity of every certificate at the given time. On top of it we add
 what X.509 cannot say: a device's scope must lie inside the scope of the
-sub-authority that issued it (:func:`check_scopes`).
+sub-authority that issued it (:func:`check_scopes`), and its role must be one
+its issuer may certify (:func:`check_roles`: only the root issues ``central``
+and ``admin``; a sub-authority the roles its delegation lists).
 
 Device leaves are checked with a custom extension policy (the WebPKI defaults
 plus: extendedKeyUsage must list clientAuth *and* serverAuth, keyUsage must
@@ -95,6 +97,36 @@ def check_scopes(chain: tuple[CertInfo, ...]) -> None:
             )
 
 
+def check_roles(chain: tuple[CertInfo, ...]) -> None:
+    """Refuse a chain whose device role its issuing authority may not certify.
+
+    ``chain``: leaf first. The issuer's ``may_issue`` (every role for a root, the
+    delegated list for a sub-authority, see :mod:`meshsync.trust.profile`) must
+    hold the leaf's role. X.509 has no such constraint (RFC 5280 §4.2.1.10 name
+    constraints do not cover URIs' meaning), so it is checked here after the path
+    is built. Raises :class:`AuthorizationError` naming both certificates.
+    """
+    if len(chain) < 2 or chain[0].role is None:
+        return
+    leaf, issuer = chain[0], chain[1]
+    if leaf.role not in issuer.may_issue:
+        raise AuthorizationError(
+            f"{leaf.describe()} has role {leaf.role!r}, which {issuer.describe()} may not "
+            f"issue (it may issue {', '.join(issuer.may_issue) or 'no role'})"
+        )
+
+
+def _check_window(cert: CertInfo, at_s: int) -> None:
+    """Refuse, in plain words, a certificate outside its validity at ``at_s`` (RFC 5280
+    §4.1.2.5: valid from notBefore to notAfter inclusive)."""
+    if at_s > cert.not_after:
+        raise AuthorizationError(
+            f"{cert.describe()} expired at {iso(cert.not_after)} (checked at {iso(at_s)})")
+    if at_s < cert.not_before:
+        raise AuthorizationError(f"{cert.describe()} is not valid before "
+                                 f"{iso(cert.not_before)} (checked at {iso(at_s)})")
+
+
 class ChainVerifier:
     """Verifies chains against fixed trusted roots. Holds no clock.
 
@@ -110,6 +142,7 @@ class ChainVerifier:
     ) -> Path:
         if self._store is None:
             raise AuthorizationError("no trusted authority installed")
+        _check_window(leaf, at_s)
         builder = (
             PolicyBuilder()
             .store(self._store)
@@ -138,10 +171,11 @@ class ChainVerifier:
         ``intermediates``: candidate sub-authority certificates (extra ones are
         ignored). Returns the verified :class:`Path`; raises
         :class:`AuthorizationError` if no valid chain to a trusted root exists
-        then, or a scope is outside its issuer's.
+        then, a scope is outside its issuer's, or its issuer may not issue its role.
         """
         path = self._run(leaf, intermediates, at_s, DEVICE_POLICY)
         check_scopes(path.chain)
+        check_roles(path.chain)
         return path
 
     def authority_path(self, authority: CertInfo, at_s: int) -> Path:
