@@ -80,6 +80,35 @@ def _read_only_hint(path: Path | str) -> str:
     return ""
 
 
+#: The files SQLite keeps beside a WAL-mode database (https://www.sqlite.org/tempfiles.html).
+STORE_FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def make_store_files_private(path: Path | str) -> None:
+    """Make the store at ``path`` readable by its owner only (mode 0600).
+
+    The store holds voters' personal data (docs/architecture.md §9). The database file
+    is created 0600 before SQLite opens it, since SQLite gives its ``-wal`` and ``-shm``
+    files the database file's mode; files an older meshsync left readable by group or
+    others (0644) lose those bits. ``":memory:"`` and URIs are left alone. Errors are
+    not raised here: when the folder is unwritable, opening the store reports it.
+    """
+    text = str(path)
+    if text == ":memory:" or text.startswith("file:"):
+        return
+    try:
+        os.close(os.open(text, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError:
+        return
+    for suffix in STORE_FILE_SUFFIXES:
+        try:
+            mode = os.stat(text + suffix).st_mode
+            if mode & 0o077:
+                os.chmod(text + suffix, mode & 0o700)
+        except OSError:
+            continue  # absent (no WAL yet) or not ours to change
+
+
 def _prefix_bounds(prefix: str) -> tuple[str, str]:
     # Partition segments never contain '/', and '0' sorts right after '/', so every
     # partition strictly below `prefix` lies in [prefix + '/', prefix + '0').
@@ -90,6 +119,7 @@ class SQLiteStore(Store):
     """A :class:`Store` in one SQLite file. ``path`` may be ``":memory:"`` for tests."""
 
     def __init__(self, path: Path | str) -> None:
+        make_store_files_private(path)
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None,
                                        check_same_thread=False)
@@ -99,6 +129,7 @@ class SQLiteStore(Store):
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA temp_store=MEMORY")  # no temporary files on disk
             self._migrate()
         except BaseException as exc:
             self._db.close()
