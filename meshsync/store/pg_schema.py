@@ -124,6 +124,14 @@ MIGRATIONS: list[str] = [
         reason text COLLATE "C" NOT NULL, at timestamptz NOT NULL DEFAULT now(),
         UNIQUE (author, partition, seq, hash))
     """,
+    # 4: evidence is capped per author and in total (store.base.EvidenceLimits); what is
+    # past a cap is only counted here. Refusals are counted per author by index.
+    """
+    CREATE TABLE meshsync_evidence_counts (
+        kind text COLLATE "C" NOT NULL, author bytea NOT NULL, count bigint NOT NULL,
+        PRIMARY KEY (kind, author));
+    CREATE INDEX meshsync_refusals_author ON meshsync_refusals (author)
+    """,
 ]
 
 _BOOTSTRAP = """
