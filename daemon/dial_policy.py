@@ -88,6 +88,17 @@ class DialPolicy:
         self._hints.refill(now)
         return self._all.tokens >= 1 and (not hint or self._hints.tokens >= 1)
 
+    def hints_allowed(self, now: int) -> bool:
+        """Whether the budget for dials to hints has a dial left now (a cheap check
+        before looking at each hint)."""
+        self._hints.refill(now)
+        return self._hints.tokens >= 1
+
+    def forgive(self, address: Address) -> None:
+        """Forget ``address``'s backoff and gap: the network changed, dial it afresh."""
+        self._backoff.pop(address, None)
+        self._last_dial.pop(address, None)
+
     def hint_ready_ms(self, address: Address, claimed: str | None) -> int:
         """When the backoff of ``address`` and of ``claimed`` both end (epoch ms)."""
         keys: list[object] = [address] if claimed is None else [address, claimed]

@@ -230,6 +230,8 @@ class PeerManager:
 
     def reprobe(self, addresses: set[tuple[str, int]]) -> None:
         """Forget the backoff of peers at ``addresses`` and dial them now."""
+        for address in addresses:
+            self.policy.forgive(address)
         for peer in self.peers.values():
             if addresses & set(peer.addresses):
                 peer.next_try_ms = 0
@@ -311,8 +313,10 @@ class PeerManager:
                 now = self._clock()
                 self._expire_hints(now)
                 held = False
+                hints_allowed = self.policy.hints_allowed(now)
                 for peer in sorted(self.peers.values(), key=lambda p: p.hint):
-                    if not self._wanted(peer, now):
+                    if not self._wanted(peer, now) or (peer.hint and not hints_allowed):
+                        held = held or peer.hint
                         continue
                     address = self._address_for(peer, now)
                     if address is None:

@@ -18,6 +18,7 @@ from meshsync.daemon.dial_policy import DialPolicy
 from meshsync.daemon.peers import MAX_HINTS, PeerManager
 
 from meshsync.model.identity import device_id
+from meshsync.net.discovery.budget import AdvertBudget
 from meshsync.net.discovery.model import Candidate
 
 A = ("10.77.0.22", 7420)
@@ -107,3 +108,11 @@ def test_an_advert_that_reached_another_device_is_closed_and_backs_off() -> None
     assert m._address_for(hint, clock[0]) is None
     clock[0] += 300_000
     assert m._address_for(hint, clock[0]) == A
+
+
+def test_the_advert_budget_drops_a_flood_and_refills() -> None:
+    budget = AdvertBudget(200)
+    taken = sum(budget.take(10.0) for _ in range(5000))  # 5,000 datagrams at once
+    assert taken == 200
+    assert not budget.take(10.001)
+    assert sum(budget.take(11.0) for _ in range(500)) == 200  # a second later: full again

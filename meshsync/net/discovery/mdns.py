@@ -1,5 +1,6 @@
 """DNS-SD over mDNS (docs/architecture.md §7): announce this node and find peers, one
-python-zeroconf instance per link (see :mod:`~meshsync.net.discovery.responder` for why and for threads).
+python-zeroconf instance per link (see :mod:`~meshsync.net.discovery.responder` for why
+and for threads).
 
 The trio side never blocks: registration, updates and shutdown run in worker threads
 (calling ``register_service`` on the trio thread froze trio for 1.5 s, docs/architecture.md §11),
@@ -19,6 +20,7 @@ from functools import partial
 import trio
 
 from meshsync.model.errors import DecodeError, UsageError
+from meshsync.net.discovery.budget import AdvertBudget
 from meshsync.net.discovery.codec import advert_from_txt
 from meshsync.net.discovery.interfaces import (
     Link,
@@ -61,6 +63,10 @@ class _LinkState:
     last_update: float = float("-inf")
 
 
+#: Resolved service records decoded a second at most; the rest of a flood is dropped.
+MAX_RECORDS_PER_S = 200.0
+
+
 class MdnsDiscovery:
     """Announce ``_meshsync._tcp.local.`` and report same-mesh peers (RFC 6762, 6763).
 
@@ -87,6 +93,10 @@ class MdnsDiscovery:
     also hears the others; answers still leave on their own link only, with that
     link's addresses, but instance names may differ per link. IPv6-only links are
     not served; link-local IPv6 is never announced.
+
+    Floods (issue 14): at most :data:`MAX_RECORDS_PER_S` resolved records a second
+    are decoded and reported; the rest are counted (``over_budget``) and dropped, as
+    are records past the bounded channel from zeroconf's threads (``dropped``).
     """
 
     name = "mdns"
@@ -102,8 +112,9 @@ class MdnsDiscovery:
         self._failures: dict[str, tuple[int, float]] = {}  # link -> (count, retry at)
         self._counts = dict.fromkeys(("registrations", "resolved", "reported", "own",
                                       "other_mesh", "malformed", "dropped", "updates",
-                                      "renames", "link_errors"), 0)
+                                      "renames", "link_errors", "over_budget"), 0)
         self._last_link_error: str | None = None
+        self._budget = AdvertBudget(MAX_RECORDS_PER_S)
 
     def statistics(self) -> dict[str, object]:
         """Counters, last link error and, per link, the registered instance name."""
@@ -249,7 +260,10 @@ class MdnsDiscovery:
                         event.name.lower() == f"{state.instance}.{SERVICE_TYPE}".lower()):
                     state.clash |= event.device_ids
             elif isinstance(event, ServiceRecord):
-                self._report(event, advert.current(), found)
+                if self._budget.take(trio.current_time()):
+                    self._report(event, advert.current(), found)
+                else:
+                    self._counts["over_budget"] += 1
 
     def _report(self, record: ServiceRecord, own: Advert, found: FoundCallback) -> None:
         self._counts["resolved"] += 1
