@@ -182,12 +182,13 @@ class PeerManager:
         return peer
 
     def _room_for_hint(self) -> bool:
-        hints = [p for p in self.peers.values() if p.hint and not p.syncing]
-        if sum(p.hint for p in self.peers.values()) < MAX_HINTS:
+        hints = [p for p in self.peers.values() if p.hint]
+        if len(hints) < MAX_HINTS:
             return True
-        if not hints:
+        oldest = min((p for p in hints if not p.syncing), key=lambda p: p.last_seen_ms,
+                     default=None)
+        if oldest is None:
             return False
-        oldest = min(hints, key=lambda p: p.last_seen_ms)
         del self.peers[oldest.key]
         self.ignored["hints_evicted"] += 1
         return True
@@ -315,7 +316,7 @@ class PeerManager:
                 held = False
                 hints_allowed = self.policy.hints_allowed(now)
                 for peer in sorted(self.peers.values(), key=lambda p: p.hint):
-                    if not self._wanted(peer, now) or (peer.hint and not hints_allowed):
+                    if (peer.hint and not hints_allowed) or not self._wanted(peer, now):
                         held = held or peer.hint
                         continue
                     address = self._address_for(peer, now)
