@@ -47,6 +47,10 @@ MAX_HINTS = 64
 #: How soon a peer held back by the dial limits is looked at again (milliseconds).
 HELD_RECHECK_MS = 500
 
+#: Least time between two looks at the peer table (seconds): a flood of adverts wakes
+#: the loop at every new entry, and each look costs a pass over the table.
+LOOP_MIN_S = 0.1
+
 
 class CandidateLike(Protocol):
     """What discovery reports (see :class:`meshsync.net.discovery.Candidate`)."""
@@ -331,6 +335,7 @@ class PeerManager:
                     deadline = min(deadline, now + HELD_RECHECK_MS)
                 with trio.move_on_after(max(0.05, (deadline - self._clock()) / 1000)):
                     await self._wake.wait()
+                await trio.sleep(LOOP_MIN_S)
 
     async def _dial(self, peer: PeerState, address: Address) -> None:
         peer.last_attempt_ms = self._clock()
