@@ -16,7 +16,9 @@ the device it names (its TLS certificate), an entry is a *hint*: at most
 ``hint_ttl_s`` expires, and dialling hints is rate-limited with backoff that follows
 both the address and the claimed id (:mod:`meshsync.daemon.dial_policy`). A session
 that verifies another device than the advert claimed closes the advertised entry; its
-result is recorded under the verified device.
+result is recorded under the verified device. An advert naming a device a session has
+verified, from an address where none did, adds at most an address to try (a peer keeps
+at most ``MAX_ADDRESSES``), never a say over the peer's role or a reason to sync now.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ GATEWAY_ROLES = ("gateway", "central")
 
 #: Most peer entries no session has verified (adverts, static and gateway addresses).
 MAX_HINTS = 64
+
+#: Most addresses kept for one peer (adverts may claim a known device at any address).
+MAX_ADDRESSES = 8
 
 #: How soon a peer held back by the dial limits is looked at again (milliseconds).
 HELD_RECHECK_MS = 500
@@ -157,10 +162,11 @@ class PeerManager:
         if address in self._self_addresses:
             return
         peer = self._hint_for(cand.device_id, address)
-        if peer is None:
+        if peer is None or not self._add_address(peer, address, cand.via):
             return
-        peer.addresses[address] = cand.via
         peer.last_seen_ms = self._clock()
+        if peer.proven and address not in peer.verified:
+            return  # anyone can claim a known device's id: no say over its role or digest
         role = getattr(cand, "role", None)
         peer.role = role or peer.role
         claimed = getattr(cand, "peers", None)
@@ -171,6 +177,18 @@ class PeerManager:
             if cand.digest != peer.digest_at_sync:
                 peer.dirty = True
                 self.wake()
+
+    @staticmethod
+    def _add_address(peer: PeerState, address: Address, via: str) -> bool:
+        """Note ``address`` for ``peer``, keeping at most :data:`MAX_ADDRESSES` (an
+        unverified one gives way); False if all it has are verified."""
+        if address not in peer.addresses and len(peer.addresses) >= MAX_ADDRESSES:
+            stale = next((a for a in peer.addresses if a not in peer.verified), None)
+            if stale is None:
+                return False
+            del peer.addresses[stale]
+        peer.addresses[address] = via
+        return True
 
     def _hint_for(self, dev: str | None, address: Address) -> PeerState | None:
         """The entry a candidate updates: its claimed device's, else the device a

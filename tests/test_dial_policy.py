@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from meshsync.daemon.dial_policy import DialPolicy
-from meshsync.daemon.peers import MAX_HINTS, PeerManager
+from meshsync.daemon.peers import MAX_ADDRESSES, MAX_HINTS, PeerManager
 
 from meshsync.model.identity import device_id
 from meshsync.net.discovery.budget import AdvertBudget
@@ -116,3 +116,17 @@ def test_the_advert_budget_drops_a_flood_and_refills() -> None:
     assert taken == 200
     assert not budget.take(10.001)
     assert sum(budget.take(11.0) for _ in range(500)) == 200  # a second later: full again
+
+
+def test_adverts_claiming_a_known_device_elsewhere_add_few_addresses_and_no_syncs() -> None:
+    clock = [0]
+    m = manager(clock)
+    known = random_id()
+    m.found(advert(known))
+    m._verified_peer(known, A)  # as after a session that verified it at A
+    m.peers[known].dirty = False
+    for port in range(1, 1000):  # a spoofer claims it at many ports, with new digests
+        m.found(Candidate("10.77.0.99", port, "broadcast", known, "m", "gateway", f"{port:x}"))
+    peer = m.peers[known]
+    assert len(peer.addresses) == MAX_ADDRESSES and A in peer.addresses
+    assert not peer.dirty and peer.role != "gateway"
