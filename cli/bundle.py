@@ -82,7 +82,7 @@ def import_cmd(home: Path | None, file: Path, store: str | None, as_json: bool) 
                        "revocation took back; see `meshsync log`)" if report.quarantined
                        else "")
         click.echo(f"{a.applied} changes applied, {a.duplicates} already held, "
-                   f"{len(a.refused)} refused, {len(a.invalid)} invalid, "
+                   f"{a.refused_total} refused, {len(a.invalid)} invalid, "
                    f"{report.credentials_new} new credentials{quarantined}")
         for r in a.refused + a.invalid:
             click.echo(f"  refused {device_id(r.author)[:8]} seq {r.seq} of {r.partition} "

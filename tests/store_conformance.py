@@ -29,6 +29,8 @@ import pytest
 from meshsync.model.change import FeedId
 from meshsync.model.errors import UsageError
 from meshsync.store.base import (
+    EvidenceCount,
+    EvidenceLimits,
     ForkEvidence,
     QuarantinedChange,
     RecordRow,
@@ -39,6 +41,7 @@ from meshsync.store.base import (
 
 AUTHOR_A = b"\x0a" * 32
 AUTHOR_B = b"\x0b" * 32
+AUTHOR_C = b"\x0c" * 32
 FEED_A: FeedId = (AUTHOR_A, "mimika/jila/tps-001")
 FEED_A2: FeedId = (AUTHOR_A, "mimika/agimuga/tps-002")
 FEED_B: FeedId = (AUTHOR_B, "mimika/jila/tps-001")
@@ -98,6 +101,7 @@ def snapshot(store: Store) -> tuple[object, ...]:
         store.refusals(),
         store.credentials(),
         store.quarantined(),
+        store.evidence_counts(),
         store.get_meta("hlc"),
         store.get_meta("other"),
     )
@@ -469,16 +473,69 @@ class StoreConformance:
             store.add_fork(fork(1, author=AUTHOR_B))
             store.add_fork(fork(1))
             store.add_fork(fork(3))  # the same evidence again
-            store.add_fork(fork(3, other=b"another"))  # a third change at seq 3
+            store.add_fork(fork(3, other=b"another"))  # a third change at seq 3: counted
             store.add_fork(fork(2, partition="mimika/agimuga/tps-002"))
         with store.transaction():
             store.add_fork(fork(1))  # and again in a later transaction
         got = [(f.author, f.partition, f.seq) for f in store.forks()]
         assert got == [(AUTHOR_A, "mimika/agimuga/tps-002", 2), (AUTHOR_A, FEED_A[1], 1),
-                       (AUTHOR_A, FEED_A[1], 3), (AUTHOR_A, FEED_A[1], 3),
-                       (AUTHOR_B, FEED_A[1], 1)]
-        assert {f.other_body for f in store.forks() if f.seq == 3} == {b"other", b"another"}
+                       (AUTHOR_A, FEED_A[1], 3), (AUTHOR_B, FEED_A[1], 1)]
+        assert {f.other_body for f in store.forks() if f.seq == 3} == {b"other"}
         assert fork(1) in store.forks()
+        assert store.evidence_counts() == [EvidenceCount("fork", AUTHOR_A, 1)]
+
+    # -- caps on evidence (issue 14): first evidence kept, the rest counted ------------
+
+    SMALL = EvidenceLimits(forks_per_author=2, forks_total=3, refusals_per_author=3,
+                           refusals_total=5)
+
+    def test_fork_evidence_is_capped_per_author_and_in_total(self, store: Store) -> None:
+        store.evidence_limits = self.SMALL
+        with store.transaction():
+            kept = [store.add_fork(fork(seq, other=b"x" * 1000)) for seq in range(1, 6)]
+            kept += [store.add_fork(fork(seq, author=AUTHOR_B)) for seq in (1, 2)]
+            kept.append(store.add_fork(fork(1, author=AUTHOR_C)))
+            kept.append(store.add_fork(fork(1, other=b"x" * 1000)))  # held: ignored
+        assert kept == [True, True, False, False, False, True, False, False, False]
+        assert [(f.author, f.seq) for f in store.forks()] == [
+            (AUTHOR_A, 1), (AUTHOR_A, 2), (AUTHOR_B, 1)]
+        assert store.evidence_counts() == [EvidenceCount("fork", b"", 1),
+                                           EvidenceCount("fork", AUTHOR_A, 3),
+                                           EvidenceCount("fork", AUTHOR_B, 1)]
+
+    def test_refusals_are_capped_per_author_and_in_total(self, store: Store) -> None:
+        store.evidence_limits = self.SMALL
+
+        def refused(author: bytes, seq: int) -> Refusal:
+            return Refusal(author, FEED_A[1], seq, "authorization", "no certificate", "peer")
+
+        with store.transaction():
+            kept = [store.add_refusal(refused(AUTHOR_A, seq)) for seq in range(1, 6)]
+        with store.transaction():
+            kept += [store.add_refusal(refused(AUTHOR_B, seq)) for seq in range(1, 4)]
+            kept.append(store.add_refusal(refused(AUTHOR_C, 1)))
+        assert kept == [True] * 3 + [False] * 2 + [True] * 2 + [False] * 2
+        assert [(r.author, r.seq) for r in store.refusals()] == [
+            (AUTHOR_A, 1), (AUTHOR_A, 2), (AUTHOR_A, 3), (AUTHOR_B, 1), (AUTHOR_B, 2)]
+        assert store.evidence_counts() == [EvidenceCount("refusal", b"", 1),
+                                           EvidenceCount("refusal", AUTHOR_A, 2),
+                                           EvidenceCount("refusal", AUTHOR_B, 1)]
+
+    def test_counts_past_the_caps_roll_back_and_need_a_transaction(self, store: Store) -> None:
+        store.evidence_limits = self.SMALL
+        with store.transaction():
+            for seq in range(1, 4):
+                store.add_refusal(refusal(seq))
+        with pytest.raises(Boom), store.transaction():
+            store.add_refusal(refusal(4))
+            store.add_fork(fork(1))
+            store.add_fork(fork(1, other=b"another"))
+            raise Boom
+        assert store.evidence_counts() == []
+        assert store.forks() == []
+        with pytest.raises(UsageError):
+            store.add_refusal(refusal(5))
+        assert store.evidence_counts() == []
 
     def test_refusals_oldest_first_and_limited_to_most_recent(self, store: Store) -> None:
         with store.transaction():

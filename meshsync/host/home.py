@@ -128,7 +128,8 @@ class Home:
         home = cls(path)
         if home.key_path.exists():
             raise UsageError(f"{path} is already a node home (device.key exists)")
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # the home holds keys and voters' data: its owner's only
         write_private(home.key_path, DeviceKey.generate().to_pem())
         home.write_config({"partition": partition or DEFAULT_PARTITION})
         return home

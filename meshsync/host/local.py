@@ -191,10 +191,24 @@ def disk_reserve(home: Home) -> DiskReserve:
 _CONNINFO_PAIR = re.compile(r"\s*[A-Za-z_]+\s*=")
 
 
+def make_home_private(path: Path) -> None:
+    """Take group and other permissions off the home folder (mode 0700), as every file
+    in it is the device's own: its key, its token, the voters in its store
+    (docs/architecture.md §9). Homes made by an older meshsync were 0755. A folder this
+    user does not own is left as it is (``OSError`` is not raised)."""
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
+    except OSError:
+        return
+
+
 def open_store(home: Home, dsn: str | None = None) -> Store:
     """The home's SQLite store, or the PostgreSQL store at ``dsn`` (a libpq connection
     string: ``postgresql://...`` or ``host=... dbname=...``; needs the ``central`` extra)."""
     if dsn is None:
+        make_home_private(home.path)
         return SQLiteStore(home.store_path)
     if not (dsn.startswith(("postgresql://", "postgres://")) or _CONNINFO_PAIR.match(dsn)):
         raise UsageError(f"--store must be a PostgreSQL connection string "

@@ -175,9 +175,18 @@ def _log_summary(address: Any, summary: SessionSummary) -> None:
     if summary.error:
         log.warning("session with %s (%s) failed: %s", who, address[0], summary.error)
     else:
-        log.info("synced with %s (%s): sent %d, received %d changes, converged=%s", who,
+        log.info("synced with %s (%s): sent %d, received %d changes%s, converged=%s", who,
                  address[0], summary.changes_sent, summary.changes_received,
-                 summary.converged)
+                 _refused_text(summary), summary.converged)
+
+
+def _refused_text(summary: SessionSummary) -> str:
+    """``", refused 20000 (authorization 40, hash chain 19960)"``, or "" if none was."""
+    report = summary.apply
+    if not report.refused_total:
+        return ""
+    stages = ", ".join(f"{stage} {n}" for stage, n in sorted(report.refused_by_stage.items()))
+    return f", refused {report.refused_total} ({stages})"
 
 
 async def serve_sync(endpoint: Endpoint, host: str, port: int, *,

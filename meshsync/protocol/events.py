@@ -60,6 +60,8 @@ class SessionSummary:
             "peer_says_skew_ms": self.peer_says_skew_ms,
             "clock_warnings": self.clock_warnings,
             "refused": self.apply.to_json()["refused"],
+            "refused_total": self.apply.refused_total,
+            "refused_by_stage": dict(sorted(self.apply.refused_by_stage.items())),
             "invalid": self.apply.to_json()["invalid"],
             "seconds": max(0, self.finished_ms - self.started_ms) / 1000,
             "error": self.error,

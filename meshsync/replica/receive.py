@@ -64,9 +64,18 @@ VERIFY_AHEAD_MIN = 16
 VERIFY_AHEAD_BYTES = 32 * 1024
 
 
+#: Refusals a report lists one by one; past it they are only counted, by stage (a
+#: peer may send thousands of changes no one accepts: issue 14).
+MAX_LISTED_REFUSALS = 100
+
+
 @dataclass
 class ApplyReport:
-    """What one batch did. Counts are numbers of changes."""
+    """What one batch did. Counts are numbers of changes.
+
+    ``refused`` lists the first :data:`MAX_LISTED_REFUSALS` refusals;
+    ``refused_total`` and ``refused_by_stage`` count all of them.
+    """
 
     received: int = 0
     applied: int = 0
@@ -74,13 +83,25 @@ class ApplyReport:
     refused: list[Refusal] = field(default_factory=list)
     invalid: list[Refusal] = field(default_factory=list)
     clock_warnings: list[str] = field(default_factory=list)
+    refused_total: int = 0
+    refused_by_stage: dict[str, int] = field(default_factory=dict)
+
+    def add_refusal(self, refusal: Refusal) -> None:
+        """Count ``refusal`` and list it while the list is short."""
+        self.refused_total += 1
+        self.refused_by_stage[refusal.stage] = self.refused_by_stage.get(refusal.stage, 0) + 1
+        if len(self.refused) < MAX_LISTED_REFUSALS:
+            self.refused.append(refusal)
 
     def merge(self, other: ApplyReport) -> None:
         """Add ``other``'s counts and lists to this report."""
         self.received += other.received
         self.applied += other.applied
         self.duplicates += other.duplicates
-        self.refused += other.refused
+        self.refused += other.refused[:max(0, MAX_LISTED_REFUSALS - len(self.refused))]
+        self.refused_total += other.refused_total
+        for stage, n in other.refused_by_stage.items():
+            self.refused_by_stage[stage] = self.refused_by_stage.get(stage, 0) + n
         self.invalid += other.invalid
         self.clock_warnings += other.clock_warnings
 
@@ -92,6 +113,8 @@ class ApplyReport:
         return {"received": self.received, "applied": self.applied,
                 "duplicates": self.duplicates,
                 "refused": [refusal(r) for r in self.refused],
+                "refused_total": self.refused_total,
+                "refused_by_stage": dict(sorted(self.refused_by_stage.items())),
                 "invalid": [refusal(r) for r in self.invalid],
                 "clock_warnings": self.clock_warnings}
 
@@ -205,7 +228,7 @@ class Receiver:
     def _refuse(self, change: Change, stage: str, reason: str) -> None:
         refusal = Refusal(change.author, change.partition, change.seq, stage, reason,
                           self.source)
-        self.report.refused.append(refusal)
+        self.report.add_refusal(refusal)
         self.store.add_refusal(refusal)
         self._blocked.setdefault(change.feed, change.seq)
 

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from meshsync.model import codec
 from meshsync.model.change import FeedId
+from meshsync.model.identity import sha256
 
 RECEIPTS_META = "receipts"
 
@@ -107,8 +108,50 @@ class Refusal:
     source: str
 
 
+@dataclass(frozen=True, slots=True)
+class EvidenceLimits:
+    """How much fork evidence and how many refusals a store keeps (issue 14).
+
+    One enrolled device can sign forks and changes no one will accept as fast as it can
+    send them, so evidence is capped per author and in total; past a cap only counts are
+    kept (:meth:`Store.evidence_counts`). Evidence arrives in received frames, which
+    count against the storage reserve before anything of them is stored
+    (docs/architecture.md §3.4, §9). Rows, not bytes: a fork row holds one change body,
+    at most 8 MiB + 256 KiB, so an author's forks take at most ``forks_per_author`` times
+    that.
+    """
+
+    forks_per_author: int = 4
+    forks_total: int = 256
+    refusals_per_author: int = 256
+    refusals_total: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceCount:
+    """Evidence not kept: ``count`` forks or refusals (``kind``) of ``author``.
+
+    ``author`` is ``b""`` for those of authors with nothing kept at all (the store's
+    total was reached first), so this list stays as short as the evidence kept.
+    """
+
+    kind: str
+    author: bytes
+    count: int
+
+
+#: The kinds of :class:`EvidenceCount`.
+FORK, REFUSAL = "fork", "refusal"
+
+
 class Store(abc.ABC):
-    """Abstract store. Methods other than reads must be called inside :meth:`transaction`."""
+    """Abstract store. Methods other than reads must be called inside :meth:`transaction`.
+
+    :attr:`evidence_limits` caps fork evidence and refusals; a store may be given
+    smaller limits (tests) by setting the attribute on the instance.
+    """
+
+    evidence_limits: EvidenceLimits = EvidenceLimits()
 
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
@@ -200,17 +243,65 @@ class Store(abc.ABC):
         """Every partition's row for ``(collection, key)``."""
 
     # evidence, refusals, metadata, credentials
-    @abc.abstractmethod
-    def add_fork(self, evidence: ForkEvidence) -> None:
-        """Keep fork evidence (duplicates of the same evidence are ignored)."""
+    def add_fork(self, evidence: ForkEvidence) -> bool:
+        """Keep fork evidence within :attr:`evidence_limits`; True if a row was added.
+
+        The first evidence of each fork ``(author, partition, seq)`` is kept and the
+        same evidence again ignored; another body at that seq, or a fork past the
+        author's or the store's limit, is only counted (:meth:`evidence_counts`).
+        """
+        e, limits = evidence, self.evidence_limits
+        held = self._fork_hashes(e.author, e.partition, e.seq)
+        if sha256(e.other_body) in held:
+            return False
+        mine = self._evidence_rows(FORK, e.author, limits.forks_per_author)
+        if not held and mine < limits.forks_per_author and \
+                self._evidence_rows(FORK, None, limits.forks_total) < limits.forks_total:
+            self._insert_fork(e)
+            return True
+        self._count_evidence(FORK, e.author if mine or held else b"")
+        return False
 
     @abc.abstractmethod
     def forks(self) -> list[ForkEvidence]:
         """All fork evidence, sorted by (author, partition, seq)."""
 
+    def add_refusal(self, refusal: Refusal) -> bool:
+        """Log a refused change within :attr:`evidence_limits`; True if a row was added,
+        False if it was only counted (:meth:`evidence_counts`)."""
+        r, limits = refusal, self.evidence_limits
+        mine = self._evidence_rows(REFUSAL, r.author, limits.refusals_per_author)
+        if mine < limits.refusals_per_author and \
+                self._evidence_rows(REFUSAL, None, limits.refusals_total) < limits.refusals_total:
+            self._insert_refusal(r)
+            return True
+        self._count_evidence(REFUSAL, r.author if mine else b"")
+        return False
+
     @abc.abstractmethod
-    def add_refusal(self, refusal: Refusal) -> None:
-        """Log a refused change."""
+    def evidence_counts(self) -> list[EvidenceCount]:
+        """Forks and refusals counted but not kept, sorted by (kind, author)."""
+
+    @abc.abstractmethod
+    def _fork_hashes(self, author: bytes, partition: str, seq: int) -> set[bytes]:
+        """SHA-256 of each refused body kept as evidence at ``(author, partition, seq)``."""
+
+    @abc.abstractmethod
+    def _evidence_rows(self, kind: str, author: bytes | None, cap: int) -> int:
+        """Rows of ``kind`` kept for ``author`` (None: all authors), counted up to
+        ``cap`` only (the answer is ``min(rows, cap)``, so it costs at most ``cap``)."""
+
+    @abc.abstractmethod
+    def _insert_fork(self, evidence: ForkEvidence) -> None:
+        """Add a fork evidence row (inside a transaction)."""
+
+    @abc.abstractmethod
+    def _insert_refusal(self, refusal: Refusal) -> None:
+        """Add a refusal row (inside a transaction)."""
+
+    @abc.abstractmethod
+    def _count_evidence(self, kind: str, author: bytes) -> None:
+        """Add one to the count of ``kind`` not kept for ``author`` (inside a transaction)."""
 
     @abc.abstractmethod
     def refusals(self, limit: int = 1000) -> list[Refusal]:

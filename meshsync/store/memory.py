@@ -14,7 +14,10 @@ from typing import Any
 
 from meshsync.model.change import FeedId
 from meshsync.model.errors import UsageError
+from meshsync.model.identity import sha256
 from meshsync.store.base import (
+    FORK,
+    EvidenceCount,
     FeedInfo,
     ForkEvidence,
     QuarantinedChange,
@@ -37,12 +40,13 @@ class MemoryStore(Store):
         self._meta: dict[str, bytes] = {}
         self._credentials: dict[bytes, bytes] = {}
         self._quarantine: dict[tuple[bytes, str, int, bytes], QuarantinedChange] = {}
+        self._not_kept: dict[tuple[str, bytes], int] = {}
         self._in_tx = False
         self._closed = False
 
     def _tables(self) -> list[Any]:
         return [self._changes, self._records, self._forks, self._refusals, self._meta,
-                self._credentials, self._quarantine]
+                self._credentials, self._quarantine, self._not_kept]
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -56,7 +60,7 @@ class MemoryStore(Store):
             yield
         except BaseException:
             (self._changes, self._records, self._forks, self._refusals, self._meta,
-             self._credentials, self._quarantine) = saved
+             self._credentials, self._quarantine, self._not_kept) = saved
             raise
         finally:
             self._in_tx = False
@@ -140,18 +144,35 @@ class MemoryStore(Store):
         return [r for (c, k, _), r in sorted(self._records.items())
                 if c == collection and k == key]
 
-    def add_fork(self, evidence: ForkEvidence) -> None:
-        """See :meth:`Store.add_fork`."""
+    def _insert_fork(self, evidence: ForkEvidence) -> None:
         self._check_tx()
         key = (evidence.author, evidence.partition, evidence.seq, evidence.other_body)
         self._forks.setdefault(key, evidence)
+
+    def _fork_hashes(self, author: bytes, partition: str, seq: int) -> set[bytes]:
+        return {sha256(body) for (a, p, s, body) in self._forks
+                if (a, p, s) == (author, partition, seq)}
+
+    def _evidence_rows(self, kind: str, author: bytes | None, cap: int) -> int:
+        rows: list[Any] = list(self._forks.values()) if kind == FORK else self._refusals
+        if author is None:
+            return min(cap, len(rows))
+        return min(cap, sum(1 for r in rows if r.author == author))
+
+    def _count_evidence(self, kind: str, author: bytes) -> None:
+        self._check_tx()
+        self._not_kept[(kind, author)] = self._not_kept.get((kind, author), 0) + 1
+
+    def evidence_counts(self) -> list[EvidenceCount]:
+        """See :meth:`Store.evidence_counts`."""
+        return [EvidenceCount(kind, author, n)
+                for (kind, author), n in sorted(self._not_kept.items())]
 
     def forks(self) -> list[ForkEvidence]:
         """See :meth:`Store.forks`."""
         return [self._forks[k] for k in sorted(self._forks)]
 
-    def add_refusal(self, refusal: Refusal) -> None:
-        """See :meth:`Store.add_refusal`."""
+    def _insert_refusal(self, refusal: Refusal) -> None:
         self._check_tx()
         self._refusals.append(refusal)
 

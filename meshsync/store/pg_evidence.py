@@ -12,7 +12,14 @@ import abc
 from typing import TYPE_CHECKING, Any
 
 from meshsync.model.identity import sha256
-from meshsync.store.base import ForkEvidence, QuarantinedChange, Refusal, Store
+from meshsync.store.base import (
+    FORK,
+    EvidenceCount,
+    ForkEvidence,
+    QuarantinedChange,
+    Refusal,
+    Store,
+)
 from meshsync.store.pg_text import escape, unescape
 
 if TYPE_CHECKING:
@@ -30,8 +37,8 @@ class PgEvidence(Store):
     def _write(self, sql: str, args: Any) -> int:
         """Run a statement inside the open transaction; the row count."""
 
-    def add_fork(self, evidence: ForkEvidence) -> None:
-        """See :meth:`Store.add_fork`. Evidence is unique on the refused body's SHA-256."""
+    def _insert_fork(self, evidence: ForkEvidence) -> None:
+        """Evidence is unique on the refused body's SHA-256 (``other_hash``)."""
         e = evidence
         self._write(
             "INSERT INTO meshsync_forks (author, partition, seq, held_hash, other_body, "
@@ -48,8 +55,32 @@ class PgEvidence(Store):
         return [ForkEvidence(r[0], unescape(r[1]), r[2], r[3], r[4], r[5], unescape(r[6]))
                 for r in rows]
 
-    def add_refusal(self, refusal: Refusal) -> None:
-        """See :meth:`Store.add_refusal`."""
+    def _fork_hashes(self, author: bytes, partition: str, seq: int) -> set[bytes]:
+        rows = self._all("SELECT other_hash FROM meshsync_forks WHERE author = %s AND "
+                         "partition = %s AND seq = %s", [author, escape(partition), seq])
+        return {bytes(r[0]) for r in rows}
+
+    def _evidence_rows(self, kind: str, author: bytes | None, cap: int) -> int:
+        table = "meshsync_forks" if kind == FORK else "meshsync_refusals"
+        where, args = ("WHERE author = %s", [author, cap]) if author is not None \
+            else ("", [cap])
+        rows = self._all(  # LIMIT: never more than `cap` rows are counted
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} {where} LIMIT %s) AS kept", args)
+        return int(rows[0][0])
+
+    def _count_evidence(self, kind: str, author: bytes) -> None:
+        self._write("INSERT INTO meshsync_evidence_counts (kind, author, count) "
+                    "VALUES (%s, %s, 1) ON CONFLICT (kind, author) "
+                    "DO UPDATE SET count = meshsync_evidence_counts.count + 1",
+                    [kind, author])
+
+    def evidence_counts(self) -> list[EvidenceCount]:
+        """See :meth:`Store.evidence_counts`."""
+        rows = self._all("SELECT kind, author, count FROM meshsync_evidence_counts "
+                         "ORDER BY kind, author")
+        return [EvidenceCount(r[0], bytes(r[1]), int(r[2])) for r in rows]
+
+    def _insert_refusal(self, refusal: Refusal) -> None:
         r = refusal
         self._write(
             "INSERT INTO meshsync_refusals (author, partition, seq, stage, reason, source) "

@@ -164,6 +164,14 @@ MIGRATIONS: list[str] = [
     # 4: coklit visits: "dicoklit X dari Y" with MS/TMS/ubah/baru counts per TPS,
     # kampung and distrik (docs/central-sql.md).
     _COKLIT_PROGRESS,
+    # 5: evidence is capped per author and in total (store.base.EvidenceLimits); what is
+    # past a cap is only counted here. Refusals are counted per author by index.
+    """
+    CREATE TABLE meshsync_evidence_counts (
+        kind text COLLATE "C" NOT NULL, author bytea NOT NULL, count bigint NOT NULL,
+        PRIMARY KEY (kind, author));
+    CREATE INDEX meshsync_refusals_author ON meshsync_refusals (author)
+    """,
 ]
 
 _BOOTSTRAP = """

@@ -24,13 +24,11 @@ from meshsync.model.change import FeedId
 from meshsync.model.errors import StorageError, UsageError
 from meshsync.store.base import (
     FeedInfo,
-    ForkEvidence,
-    QuarantinedChange,
     RecordRow,
-    Refusal,
     Store,
     StoredChange,
 )
+from meshsync.store.sqlite_evidence import SQLiteEvidence
 
 MIGRATIONS: list[str] = [
     # 1: initial schema. Feeds get a small integer id so changes carry 8 bytes, not 40.
@@ -68,6 +66,26 @@ MIGRATIONS: list[str] = [
         seq INTEGER NOT NULL, hash BLOB NOT NULL, body BLOB NOT NULL, sig BLOB NOT NULL,
         reason TEXT NOT NULL, UNIQUE (author, partition, seq, hash));
     """,
+    # 3: evidence is capped per author and in total (store.base.EvidenceLimits); what is
+    # past a cap is only counted here. Refusals are counted per author by index. Forks
+    # lose their unique index on the refused body, which held a second copy of every
+    # body (up to 8 MiB each): the store keeps one body per (author, partition, seq)
+    # and compares bodies itself (Store.add_fork).
+    """
+    CREATE TABLE evidence_counts (
+        kind TEXT NOT NULL, author BLOB NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (kind, author));
+    CREATE INDEX refusals_author ON refusals (author);
+    CREATE TABLE forks_v3 (
+        id INTEGER PRIMARY KEY, author BLOB NOT NULL, partition TEXT NOT NULL,
+        seq INTEGER NOT NULL, held_hash BLOB NOT NULL, other_body BLOB NOT NULL,
+        other_sig BLOB NOT NULL, note TEXT NOT NULL);
+    INSERT INTO forks_v3 SELECT id, author, partition, seq, held_hash, other_body,
+        other_sig, note FROM forks;
+    DROP TABLE forks;
+    ALTER TABLE forks_v3 RENAME TO forks;
+    CREATE INDEX forks_seq ON forks (author, partition, seq);
+    """,
 ]
 
 
@@ -80,16 +98,46 @@ def _read_only_hint(path: Path | str) -> str:
     return ""
 
 
+#: The files SQLite keeps beside a WAL-mode database (https://www.sqlite.org/tempfiles.html).
+STORE_FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def make_store_files_private(path: Path | str) -> None:
+    """Make the store at ``path`` readable by its owner only (mode 0600).
+
+    The store holds voters' personal data (docs/architecture.md §9). The database file
+    is created 0600 before SQLite opens it, since SQLite gives its ``-wal`` and ``-shm``
+    files the database file's mode; files an older meshsync left readable by group or
+    others (0644) lose those bits. ``":memory:"`` and URIs are left alone. Errors are
+    not raised here: when the folder is unwritable, opening the store reports it.
+    """
+    text = str(path)
+    if text == ":memory:" or text.startswith("file:"):
+        return
+    try:
+        os.close(os.open(text, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError:
+        return
+    for suffix in STORE_FILE_SUFFIXES:
+        try:
+            mode = os.stat(text + suffix).st_mode
+            if mode & 0o077:
+                os.chmod(text + suffix, mode & 0o700)
+        except OSError:
+            continue  # absent (no WAL yet) or not ours to change
+
+
 def _prefix_bounds(prefix: str) -> tuple[str, str]:
     # Partition segments never contain '/', and '0' sorts right after '/', so every
     # partition strictly below `prefix` lies in [prefix + '/', prefix + '0').
     return prefix + "/", prefix + "0"
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteEvidence, Store):
     """A :class:`Store` in one SQLite file. ``path`` may be ``":memory:"`` for tests."""
 
     def __init__(self, path: Path | str) -> None:
+        make_store_files_private(path)
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None,
                                        check_same_thread=False)
@@ -99,6 +147,7 @@ class SQLiteStore(Store):
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA temp_store=MEMORY")  # no temporary files on disk
             self._migrate()
         except BaseException as exc:
             self._db.close()
@@ -388,50 +437,6 @@ class SQLiteStore(Store):
             f"SELECT {self._RECORD_COLS} FROM records WHERE collection=? AND key=? "
             "ORDER BY partition", (collection, key))
         return [self._row(r) for r in rows]
-
-    def add_fork(self, evidence: ForkEvidence) -> None:
-        """See :meth:`Store.add_fork`."""
-        e = evidence
-        self._write(
-            "INSERT OR IGNORE INTO forks (author, partition, seq, held_hash, other_body, "
-            "other_sig, note) VALUES (?,?,?,?,?,?,?)",
-            (e.author, e.partition, e.seq, e.held_hash, e.other_body, e.other_sig, e.note))
-
-    def forks(self) -> list[ForkEvidence]:
-        """See :meth:`Store.forks`."""
-        rows = self._db.execute(
-            "SELECT author, partition, seq, held_hash, other_body, other_sig, note "
-            "FROM forks ORDER BY author, partition, seq, other_body")
-        return [ForkEvidence(*r) for r in rows]
-
-    def add_refusal(self, refusal: Refusal) -> None:
-        """See :meth:`Store.add_refusal`."""
-        r = refusal
-        self._write(
-            "INSERT INTO refusals (author, partition, seq, stage, reason, source) "
-            "VALUES (?,?,?,?,?,?)", (r.author, r.partition, r.seq, r.stage, r.reason, r.source))
-
-    def refusals(self, limit: int = 1000) -> list[Refusal]:
-        """See :meth:`Store.refusals`."""
-        rows = self._db.execute(
-            "SELECT author, partition, seq, stage, reason, source FROM "
-            "(SELECT * FROM refusals ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,))
-        return [Refusal(*r) for r in rows]
-
-    def add_quarantined(self, change: QuarantinedChange) -> None:
-        """See :meth:`Store.add_quarantined`."""
-        c = change
-        self._write(
-            "INSERT OR IGNORE INTO quarantine (author, partition, seq, hash, body, sig, "
-            "reason) VALUES (?,?,?,?,?,?,?)",
-            (c.author, c.partition, c.seq, c.hash, c.body, c.sig, c.reason))
-
-    def quarantined(self) -> list[QuarantinedChange]:
-        """See :meth:`Store.quarantined`."""
-        rows = self._db.execute(
-            "SELECT author, partition, seq, hash, body, sig, reason FROM quarantine "
-            "ORDER BY author, partition, seq, hash")
-        return [QuarantinedChange(*r) for r in rows]
 
     def get_meta(self, name: str) -> bytes | None:
         """See :meth:`Store.get_meta`."""

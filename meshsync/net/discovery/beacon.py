@@ -28,6 +28,7 @@ import socket
 import trio
 
 from meshsync.model.errors import DecodeError, UsageError
+from meshsync.net.discovery.budget import AdvertBudget
 from meshsync.net.discovery.codec import MAX_BEACON_BYTES, decode_beacon, encode_beacon
 from meshsync.net.discovery.interfaces import broadcast_targets, read_links
 from meshsync.net.discovery.model import Advert, AdvertSource, Candidate, FoundCallback
@@ -35,6 +36,10 @@ from meshsync.net.discovery.model import Advert, AdvertSource, Candidate, FoundC
 log = logging.getLogger("meshsync.discovery")
 
 _MAX_REMEMBERED = 1024  # peers remembered for newcomer detection before pruning
+
+#: Beacons decoded a second at most (a district's phones send a few); the rest of a
+#: flood is counted as ``over_budget`` and dropped undecoded (issue 14).
+MAX_BEACONS_PER_S = 200.0
 
 
 class BeaconDiscovery:
@@ -69,7 +74,8 @@ class BeaconDiscovery:
         self.targets = None if targets is None else [_target(t, port) for t in targets]
         self._rng = rng or random.Random()
         self._counts = dict.fromkeys(("sent", "send_errors", "received", "reported", "own",
-                                      "other_mesh", "malformed"), 0)
+                                      "other_mesh", "malformed", "over_budget"), 0)
+        self._budget = AdvertBudget(MAX_BEACONS_PER_S)
         self._last: dict[str, str | None] = {"send_error": None, "malformed": None}
         self._poke = trio.Event()  # set: beacon now (advert changed, or a newcomer)
         self._heard_at: dict[str, float] = {}  # device id -> when last heard
@@ -141,6 +147,9 @@ class BeaconDiscovery:
 
     def _heard(self, data: bytes, host: str, own: Advert, found: FoundCallback) -> None:
         self._counts["received"] += 1
+        if not self._budget.take(trio.current_time()):
+            self._counts["over_budget"] += 1
+            return
         try:
             peer = decode_beacon(data)
         except DecodeError as exc:
