@@ -25,7 +25,8 @@ from meshsync.model.errors import AuthorizationError
 from meshsync.model.identity import DeviceKey, short_id
 from meshsync.net.endpoints import _log_summary
 from meshsync.protocol.events import SessionDone
-from meshsync.protocol.session import SessionConfig, SyncSession
+from meshsync.protocol.peer import Peer
+from meshsync.protocol.session import SessionConfig
 from meshsync.store import SQLiteStore
 from meshsync.store.base import EvidenceCount, EvidenceLimits, ForkEvidence, Refusal
 from meshsync.store.sqlite import MIGRATIONS
@@ -114,8 +115,8 @@ def test_a_refusal_flood_is_capped_and_the_session_says_so(
     relay.receive(changes)
     before = store_bytes(path)
     config = SessionConfig(mesh_id="kpu-mimika", share_scope="mimika/jila")
-    pair = SessionPair(SyncSession(relay.node, config, now_ms=relay.clock()),
-                       SyncSession(victim.node, config, now_ms=victim.clock()),
+    pair = SessionPair(Peer(relay.node, config, now_ms=relay.clock()),
+                       Peer(victim.node, config, now_ms=victim.clock()),
                        relay.clock, victim.clock)
     pair.pump()
     [end] = [e for e in pair.sides[1].events if isinstance(e, SessionDone)]
