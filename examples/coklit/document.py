@@ -39,6 +39,9 @@ from meshsync.coklit.schema import (
     check_nama,
     check_partition,
 )
+from meshsync.coklit.visits import outcome
+
+from meshsync.replica.progress import register_classifier
 
 _TEXT = {"type": "text", "max_chars": MAX_TEXT_CHARS}
 
@@ -137,5 +140,9 @@ PACKAGE = CoklitPackage(
     record_rules={"cross": _cross, "partition": _partition},
 )
 """The entry point object of ``meshsync.schema_packages`` ``coklit``."""
+
+# A node that validates voters by the signed document loads this package, not
+# :func:`meshsync.coklit.schema.register`: count progress the coklit way there too.
+register_classifier(COLLECTION, outcome)
 
 __all__ = ["PACKAGE", "CoklitPackage", "document"]

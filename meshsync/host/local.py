@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
     from meshsync.replica.schema import SchemaPackage
+    from meshsync.trust.schemadoc import SchemaBook
 
 ROOT_FILE = "root.crt"
 
@@ -135,8 +136,8 @@ def schema_package(name: str) -> SchemaPackage | None:
 
 
 def use_schema_documents(node: Node) -> None:
-    """Let the node's signed schema documents find their named rules (loaded on first
-    use, once per package name)."""
+    """Let the node's signed schema documents find their named rules (loaded once per
+    package name: now for the documents held, later for those that arrive)."""
     cache: dict[str, SchemaPackage | None] = {}
 
     def lookup(name: str) -> SchemaPackage | None:
@@ -145,6 +146,14 @@ def use_schema_documents(node: Node) -> None:
         return cache[name]
 
     node.validators.packages = lookup
+    book: SchemaBook | None = getattr(node.trust, "schemas", None)
+    if book is None:
+        return
+    for collection in book.collections():
+        doc = book.newest(collection)
+        name = doc.body.get("package") if doc is not None else None
+        if isinstance(name, str):
+            lookup(name)  # now: a package may set up more than rules (coklit: progress)
 
 
 #: Default of ``storage_reserve_mb`` in ``config.toml``: free space (MiB) on the home's
