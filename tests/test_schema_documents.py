@@ -201,3 +201,24 @@ def test_document_validator_agrees_with_the_coded_one() -> None:
                 theirs = by_code(*args, partial=partial, partition=sample.partition)
                 assert sorted(f for f, _ in mine) == sorted(f for f, _ in theirs), \
                     (change, partial, mine, theirs)
+
+
+def test_newer_version_reaches_phone_by_sync(tmp_path: Path) -> None:
+    """KPU's v2 reaches the laptop by bundle and the phone by a sync session with it."""
+    from meshsync.host.local import open_node
+    from meshsync.protocol.session import SessionConfig
+    from tests.driverpair import run_pair, session
+
+    homes = readme_district(tmp_path)
+    run("authority", "schema", "publish", "--home", homes["KPU"], "coklit", "--version", "2")
+    bundle = tmp_path / "kpu.bundle"
+    run("bundle", "export", "--home", homes["KPU"], "-o", bundle)
+    run("bundle", "import", "--home", homes["PPK"], bundle)
+    assert [r["version"] for r in held(homes["PHONE1"])] == [1]
+    with open_node(homes["PPK"]) as laptop, open_node(homes["PHONE1"]) as phone:
+        run_pair(session(laptop, SessionConfig(role="gateway", share_scope="mimika/jila")),
+                 session(phone, SessionConfig(share_scope="mimika/jila")))
+        validator: Any = phone.validators["voters"]
+        assert validator.version == 2
+    assert [(r["version"], r["newest"]) for r in held(homes["PHONE1"])] == [(1, False),
+                                                                             (2, True)]
