@@ -122,6 +122,11 @@ def publish(home: Path | None, name: str, version: int | None, source: Path | No
     path = resolve_home(home)
     key, chain = _load_authority(path)
     doc = _document(name, source)
+    from meshsync.replica.schema import body_problem
+
+    problem = body_problem(doc["body"])
+    if problem:
+        raise UsageError(f"the schema document for {name!r} is malformed: {problem}")
     book = held_book(path)
     newest = book.newest(str(doc["collection"])) if book else None
     held = newest.version if newest else 0

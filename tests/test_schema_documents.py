@@ -222,3 +222,32 @@ def test_newer_version_reaches_phone_by_sync(tmp_path: Path) -> None:
         assert validator.version == 2
     assert [(r["version"], r["newest"]) for r in held(homes["PHONE1"])] == [(1, False),
                                                                              (2, True)]
+
+
+def test_only_the_root_publishes_and_a_malformed_body_refuses_edits(tmp_path: Path) -> None:
+    homes = readme_district(tmp_path)
+    bad = run("authority", "schema", "publish", "--home", homes["PPK"], "coklit", ok=False)
+    assert "only the root authority signs schema documents" in bad.stderr
+    source = tmp_path / "broken.json"
+    source.write_text(json.dumps({"collection": "voters", "body": {"fields": {"nama": 3}}}),
+                      encoding="utf-8")
+    refused = run("authority", "schema", "publish", "--home", homes["KPU"], "x", "--from",
+                  source, ok=False)
+    assert "malformed" in refused.stderr
+    key, root = create_authority("KPU Mimika", datetime.now(UTC))
+    broken = make_schema(key, root, "voters", 3, {"fields": {"nama": 3}}, 1)
+    device = _device("d", broken)
+    with pytest.raises(ValidationError, match="voters v3 is malformed"):
+        device.put("voters", "v-1", {"nama": "Yosina"}, partition=TPS)
+
+
+def test_a_schema_signed_by_another_authority_is_refused(tmp_path: Path) -> None:
+    from meshsync.model.errors import AuthorizationError
+    from meshsync.trust import TrustStore
+
+    homes = readme_district(tmp_path)
+    key, root = create_authority("Not KPU", datetime.now(UTC))
+    foreign = make_schema(key, root, "voters", 9, document()["body"], 1)
+    trust = TrustStore([(homes["KPU"] / "root.crt").read_bytes()])
+    with pytest.raises(AuthorizationError, match="not the trusted root authority"):
+        trust.add(foreign)

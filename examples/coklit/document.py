@@ -44,6 +44,7 @@ from meshsync.coklit.visits import outcome
 from meshsync.replica.progress import register_classifier
 
 _TEXT = {"type": "text", "max_chars": MAX_TEXT_CHARS}
+_RT_HINT = '1-3 digits as text (e.g. "003") or empty'
 
 
 def _fields() -> dict[str, dict[str, Any]]:
@@ -58,8 +59,8 @@ def _fields() -> dict[str, dict[str, Any]]:
         "status_kawin": {"codes": dict(STATUS_KAWIN)},
         "jenis_kelamin": {"codes": dict(JENIS_KELAMIN)},
         "alamat": dict(_TEXT),
-        "rt": {"type": "text", "pattern": r"\d{1,3}", "hint": '1-3 digits as text (e.g. "003")'},
-        "rw": {"type": "text", "pattern": r"\d{1,3}", "hint": '1-3 digits as text (e.g. "003")'},
+        "rt": {"type": "text", "pattern": r"\d{1,3}", "hint": _RT_HINT},
+        "rw": {"type": "text", "pattern": r"\d{1,3}", "hint": _RT_HINT},
         "disabilitas": {"type": "list", "codes": dict(DISABILITAS), "unique": True},
         "distrik": {"type": "text", "check": "distrik"},
         "kampung": dict(_TEXT),

@@ -110,7 +110,52 @@ def _range_problem(spec: Mapping[str, Any], value: Any) -> str | None:
     pattern = spec.get("pattern")
     if isinstance(value, str) and pattern is not None and not re.fullmatch(pattern, value):
         hint = spec.get("hint")
-        return f"must match {hint or pattern}, not {value!r}"
+        return f"must be {hint}, not {value!r}" if hint else (
+            f"must match the pattern {pattern}, not {value!r}")
+    return None
+
+
+_SPEC_TYPES: dict[str, type | tuple[type, ...]] = {
+    "type": str, "required": bool, "codes": dict, "pattern": str, "min": int, "max": int,
+    "max_chars": int, "unique": bool, "hint": str, "check": str, "meaning": str}
+
+
+def _spec_problem(name: Any, spec: Any) -> str | None:
+    """Why one field spec of a document body is malformed, or None."""
+    if not isinstance(name, str) or not isinstance(spec, dict):
+        return f"field {name!r} is not a name with a map of rules"
+    for key, value in spec.items():
+        wanted = _SPEC_TYPES.get(key)
+        if wanted is None or not isinstance(value, wanted):
+            return f"field {name!r} has a bad rule {key!r}: {value!r}"
+    if "codes" in spec and not all(isinstance(c, str) for c in spec["codes"]):
+        return f"field {name!r} has a code that is not text"
+    try:
+        re.compile(spec.get("pattern", ""))
+    except re.error as exc:
+        return f"field {name!r} has a bad pattern: {exc}"
+    return None
+
+
+def body_problem(body: Any) -> str | None:
+    """Why a schema document body is malformed (a sentence fragment), or None.
+
+    The shape is in this module's docstring. A malformed newest version refuses
+    every edit of its collection with this reason (it never raises in the receive
+    path); ``meshsync authority schema publish`` refuses to sign one.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("fields", {}), dict):
+        return "the body is not a map with a map of fields"
+    lists = [body.get(k, []) for k in ("order", "rules")]
+    if not all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in lists):
+        return "order and rules must be lists of names"
+    if not isinstance(body.get("params", {}), dict) or not isinstance(
+            body.get("package", ""), str):
+        return "params must be a map and package a name"
+    for name, spec in body.get("fields", {}).items():
+        problem = _spec_problem(name, spec)
+        if problem:
+            return problem
     return None
 
 
@@ -118,8 +163,9 @@ class Compiled:
     """One document version, ready to judge edits (see :class:`DocumentValidator`)."""
 
     def __init__(self, doc: SchemaDoc, packages: PackageLookup) -> None:
-        body = doc.body
         self.doc = doc
+        self.malformed = body_problem(doc.body)
+        body = {} if self.malformed else doc.body
         self.fields: dict[str, dict[str, Any]] = dict(body.get("fields", {}))
         self.order: list[str] = [*body.get("order", []),
                                  *sorted(set(self.fields) - set(body.get("order", [])))]
@@ -149,6 +195,9 @@ class Compiled:
     def check(self, fields: dict[str, Any], *, partial: bool,
               partition: str | None) -> Problems:
         """Problems of a record (``partial`` False) or of a received op (True)."""
+        if self.malformed:
+            return [("schema", f"{self.doc.collection} v{self.doc.version} is malformed "
+                               f"({self.malformed}); ask the authority for a new version")]
         given = {k: v for k, v in fields.items() if v is not None and v not in ("", [])}
         problems: Problems = []
         for name in self.order:
