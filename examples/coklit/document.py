@@ -112,8 +112,16 @@ def _partition(ok: dict[str, Any], given: set[str], whole: bool, partition: str 
     return [] if partition is None else check_partition(ok, partition, whole=whole)
 
 
-def _dpt(value: Any) -> str | None:
-    return FIELD_CHECKS["dpt"](value)
+class _Dpt:
+    """The ``dpt`` rule; an entry equal to the record's own field is checked once,
+    as that field (the import writes both alike: :func:`.schema._dpt_once`)."""
+
+    takes_record = True
+
+    def __call__(self, value: Any, given: dict[str, Any]) -> str | None:
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in given or given[k] != v}
+        return FIELD_CHECKS["dpt"](value)
 
 
 @dataclass(frozen=True)
@@ -136,7 +144,7 @@ PACKAGE = CoklitPackage(
         "date": lambda v: None if date_of(v) else
         f"must be a date YYYY-MM-DD (e.g. 1980-03-15), not {v!r}",
         "distrik": FIELD_CHECKS["distrik"],
-        "dpt": _dpt,
+        "dpt": _Dpt(),
     },
     record_rules={"cross": _cross, "partition": _partition},
 )

@@ -33,15 +33,16 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from meshsync.replica.policy import Validator
     from meshsync.trust.schemadoc import SchemaBook, SchemaDoc
 
 Problems = list[tuple[str, str]]
-FieldRule = Callable[[Any], "str | None"]
-"""A named field rule: the value -> a problem (a sentence fragment) or None."""
+FieldRule = Callable[..., "str | None"]
+"""A named field rule: the value -> a problem (a sentence fragment) or None; with a
+true ``takes_record`` attribute, ``(value, given)``: ``given`` is the edit's fields."""
 RecordRule = Callable[[dict[str, Any], set[str], bool, "str | None", dict[str, Any]], Problems]
 """A named record rule: ``(ok, given, whole, partition, params)`` -> problems.
 
@@ -73,7 +74,8 @@ def _type_problem(spec: Mapping[str, Any], value: Any) -> str | None:
     if kind == "text":
         if not isinstance(value, str) or not value.strip():
             return f"must be non-empty text{hinted}, not {value!r}"
-        if any(unicodedata.category(c).startswith("C") for c in value):
+        if not value.isprintable() and any(  # printable text holds no category C
+                unicodedata.category(c).startswith("C") for c in value):
             return "contains a control character"
     elif kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
         return f"must be a whole number{hinted}, not {value!r}"
@@ -88,15 +90,16 @@ def _codes_problem(spec: Mapping[str, Any], value: Any) -> str | None:
     codes = spec.get("codes")
     if codes is None:
         return None
-    listed = ", ".join(f"{code} ({meaning})" for code, meaning in codes.items())
     if isinstance(value, list):
         if any(not isinstance(v, str) or v not in codes for v in value):
             return f"must be a list of {', '.join(codes)}; got {value!r}"
         if spec.get("unique") and len(set(value)) != len(value):
             return "lists a code twice"
         return None
-    return None if isinstance(value, str) and value in codes else (
-        f"is {value!r}; use one of {listed}")
+    if isinstance(value, str) and value in codes:
+        return None
+    listed = ", ".join(f"{code} ({meaning})" for code, meaning in codes.items())
+    return f"is {value!r}; use one of {listed}"
 
 
 def _range_problem(spec: Mapping[str, Any], value: Any) -> str | None:
@@ -181,16 +184,22 @@ class Compiled:
                 f"v{self.doc.version}, which this device lacks (install or upgrade the "
                 f"{self.package_name} package)")
 
-    def field_problem(self, name: str, value: Any) -> str | None:
-        """The first problem of one field's value, or None."""
+    def field_problem(self, name: str, value: Any,
+                      given: dict[str, Any] | None = None) -> str | None:
+        """The first problem of one field's value, or None. A named rule with a true
+        ``takes_record`` attribute is also given the edit's other fields (``given``)."""
         spec = self.fields[name]
         problem = (_type_problem(spec, value) or _codes_problem(spec, value)
                    or _range_problem(spec, value))
         check = spec.get("check")
         if problem or check is None:
             return problem
-        rule = self.package.field_rules.get(check) if self.package else None
-        return rule(value) if rule is not None else self._missing_rule(check)
+        rule: Any = self.package.field_rules.get(check) if self.package else None
+        if rule is None:
+            return self._missing_rule(check)
+        if getattr(rule, "takes_record", False):
+            return cast("str | None", rule(value, given or {}))
+        return cast("str | None", rule(value))
 
     def check(self, fields: dict[str, Any], *, partial: bool,
               partition: str | None) -> Problems:
@@ -202,7 +211,7 @@ class Compiled:
         problems: Problems = []
         for name in self.order:
             if name in given:
-                message = self.field_problem(name, given[name])
+                message = self.field_problem(name, given[name], given)
                 if message:
                     problems.append((name, message))
         known = ", ".join(self.order)
