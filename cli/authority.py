@@ -77,6 +77,7 @@ from meshsync.trust import (
 )
 from meshsync.trust.issue import check_delegated_roles
 from meshsync.trust.profile import DEFAULT_DELEGATED_ROLES, common_name, to_pem
+from meshsync.trust.schemadoc import split_schemas
 from meshsync.trust.scope import check_scope
 
 AUTHORITY_KEY = "authority.key"
@@ -118,11 +119,21 @@ def read_certificates(path: Path) -> tuple[list[CertInfo], bytes, list[bytes]]:
     """(parsed certificates, their PEM text, raw revocations) of a credential file;
     UsageError naming ``path`` if it holds no certificate ("not a PEM certificate")."""
     try:
-        data, revocations = split_credentials(path.read_bytes())
+        data, revocations = split_credentials(split_schemas(path.read_bytes())[0])
         return parse_blob(data), data, revocations
     except AuthorizationError as exc:
         if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
             raise UsageError(f"not a PEM certificate: {path}") from None
+        raise UsageError(f"{path}: {exc.detail}") from None
+
+
+def read_schemas(path: Path) -> list[bytes]:
+    """The schema documents in a credential file (`authority delegate` and `issue`
+    put the authority's there: :mod:`meshsync.cli.schema`); UsageError naming
+    ``path`` if one is not base64."""
+    try:
+        return split_schemas(path.read_bytes())[1]
+    except AuthorizationError as exc:
         raise UsageError(f"{path}: {exc.detail}") from None
 
 
@@ -157,6 +168,13 @@ def _load_authority(home: Path) -> tuple[AuthorityKey, bytes]:
             f"no {AUTHORITY_CERT} in {home} (run: meshsync authority install --home {home} CERT)"
         )
     return key, cert.read_bytes()
+
+
+def schema_blocks(home: Path) -> bytes:
+    """The schema documents ``home`` holds, armoured (:func:`meshsync.cli.schema.schema_blocks`)."""
+    from meshsync.cli.schema import schema_blocks as blocks
+
+    return blocks(home)
 
 
 def _store_credentials(home: Path, blobs: list[bytes]) -> bool:
@@ -270,7 +288,8 @@ def delegate(
     """Root only: make the key in REQUEST (authority.csr) a sub-authority for --scope.
 
     It may issue the device roles of --roles, inside --scope. Writes the
-    sub-authority certificate followed by the root to --output.
+    sub-authority certificate followed by the root to --output, then the schema
+    documents HOME holds (`authority schema publish`).
     """
     allowed = check_delegated_roles([r.strip() for r in roles.split(",") if r.strip()])
     path = resolve_home(home)
@@ -284,7 +303,7 @@ def delegate(
         key, chain, public, name=common_name(csr.subject), scope=scope, now=_now(), days=days,
         roles=allowed,
     )
-    replace_file(output, cert + chain)
+    replace_file(output, cert + chain + schema_blocks(path))
     info = parse_blob(cert)[0]
     _show(_cert_data(info, common_name(info.cert.issuer), output), as_json)
 
@@ -325,7 +344,7 @@ def install(home: Path | None, cert_file: Path, force: bool, as_json: bool) -> N
     TrustStore([to_pem([root])]).add(to_pem([leaf]))
     replace_file(path / AUTHORITY_CERT, to_pem([leaf, root]))
     replace_file(path / ROOT_CERT, to_pem([root]))
-    stored = _store_credentials(path, [leaf.der])
+    stored = _store_credentials(path, [leaf.der, *read_schemas(cert_file)])
     _show({**_cert_data(leaf, root.name, path / AUTHORITY_CERT), "stored": stored}, as_json)
 
 
@@ -371,6 +390,7 @@ def issue(
     its delegation lists: never central or admin). Writes the
     device certificate followed by its chain up to and including the root. An empty
     --scope means every partition and is only for the central and admin roles.
+    The schema documents HOME holds follow, so the device validates from `enroll`.
     """
     check_scope(scope)
     if not scope and role not in ("central", "admin"):
@@ -381,7 +401,7 @@ def issue(
     cert = issue_device_certificate(
         key, chain, read_csr(request_file), role=role, scope=scope, now=_now(), days=days
     )
-    replace_file(output, cert + chain)
+    replace_file(output, cert + chain + schema_blocks(path))
     info = parse_blob(cert)[0]
     _show(_cert_data(info, common_name(info.cert.issuer), output), as_json)
 
@@ -399,7 +419,8 @@ def enroll(home: Path | None, cert_file: Path, as_json: bool) -> None:
     CERT must be for this home's device key, or for the new key `meshsync rekey`
     made (then the device switches to it: see `meshsync rekey`), and carry its chain
     up to the root; it becomes device.crt and its root root.crt. Revocations in the
-    file (`authority rotate` puts one there) are stored with it.
+    file (`authority rotate` puts one there) are stored with it, and so are the
+    signed schema documents (`authority issue` puts the authority's there).
     """
     path = resolve_home(home)
     node = Home.open(path)
@@ -430,7 +451,8 @@ def enroll(home: Path | None, cert_file: Path, as_json: bool) -> None:
         return
     replace_file(node.cert_path, to_pem(infos))
     replace_file(path / ROOT_CERT, to_pem([root]))
-    stored = _store_credentials(path, [i.der for i in infos if not i.is_root] + revocations)
+    stored = _store_credentials(path, [i.der for i in infos if not i.is_root] + revocations
+                                + read_schemas(cert_file))
     _show({**_cert_data(leaf, row["issuer"], node.cert_path), "stored": stored}, as_json)
 
 

@@ -87,6 +87,9 @@ def import_cmd(home: Path | None, file: Path, store: str | None, as_json: bool) 
         for r in a.refused + a.invalid:
             click.echo(f"  refused {device_id(r.author)[:8]} seq {r.seq} of {r.partition} "
                        f"[{r.stage}]: {r.reason}")
+        for r in a.outdated:
+            click.echo(f"  flagged {device_id(r.author)[:8]} seq {r.seq} of {r.partition} "
+                       f"[{r.stage}]: {r.reason}")
         for text in report.credentials_refused:
             click.echo(f"  refused credential: {text}")
         for text in a.clock_warnings:

@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "put": ("records", "Set fields of a record."),
     "rekey": ("rotation", "Start a key rotation: a new device key (next.key, 0600) and its "
                           "request (next.csr)."),
+    "schema": ("schema", "Show the signed schema versions this node holds; the newest of "
+                         "each collection judges every edit."),
     "serve": ("sync", "Accept sync sessions until SIGINT or SIGTERM."),
     "status": ("daemon_cmd", "Show the node's status (from the running daemon, else from "
                              "the store)."),
@@ -57,9 +59,11 @@ def load_module(name: str) -> list[click.Command]:
     if name == "authority":
         from meshsync.cli.revoke import revoke
         from meshsync.cli.rotation import rotate
+        from meshsync.cli.schema import schema_group
 
         module.authority_group.add_command(rotate)
         module.authority_group.add_command(revoke)
+        module.authority_group.add_command(schema_group)
     return list(module.COMMANDS)
 
 

@@ -16,7 +16,7 @@ from meshsync.cli import main as cli_main
 from meshsync.model.errors import UsageError
 from meshsync.model.identity import DeviceKey, _pkcs8_seed
 
-MODULES = ["records", "bundle", "authority", "rotation", "sync", "daemon_cmd", "demo",
+MODULES = ["records", "schema", "bundle", "authority", "rotation", "sync", "daemon_cmd", "demo",
            "coklit"]
 
 SHOW_MODULES = """

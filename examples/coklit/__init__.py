@@ -11,8 +11,14 @@ in Kabupaten Mimika needs:
 * :mod:`.sample` - a made-up, reproducible voter list for a real Mimika distrik
 * :mod:`.regions`, :mod:`.codes`, :mod:`.nik` - region codes, coded values, NIK rules
 
-A node home whose ``config.toml`` says ``schema = "coklit"`` registers the validator
-whenever it is opened (:func:`meshsync.host.local.open_node`).
+* :mod:`.document` - the same rules as a schema document the root authority signs
+  (``meshsync authority schema publish coklit``) and its named rules
+
+An enrolled node validates ``voters`` with the newest signed document it holds
+(:mod:`meshsync.replica.schema`). A home whose ``config.toml`` says ``schema =
+"coklit"`` (older homes, and homes not enrolled) registers :class:`VoterValidator`
+whenever it is opened (:func:`meshsync.host.local.open_node`); a document, once
+held, takes precedence.
 """
 
 from meshsync.coklit.schema import COLLECTION, Rules, VoterValidator, register

@@ -221,16 +221,19 @@ def import_csv(node: Node, path: Path | str, *, batch_size: int = BATCH_SIZE,
                progress: Progress | None = None) -> ImportReport:
     """Import the voter list at ``path`` into ``node``; returns the report.
 
-    Registers the ``voters`` validator on the node if it has none. Raises
+    Registers the ``voters`` validator on the node if it has none; rows are checked
+    by the validator the node's writes get (a signed schema document, if held). Raises
     :class:`UsageError` for an unreadable file (not UTF-8, no header, a missing
     column) before writing anything, and passes on a write refusal (e.g. the device
     may not write a partition); batches written before it stay (re-running the
     import is safe).
     """
     path = Path(path)
-    validator = node.validators.get(COLLECTION)
+    validator: Any = node.validators.get(COLLECTION)
     if not isinstance(validator, VoterValidator):
-        validator = register(node)
+        coded = register(node)  # also the progress classifier
+        # a signed schema document, when held, judges the writes: rows are checked by it
+        validator = node.validators.get(COLLECTION) or coded
     report = ImportReport()
     rows = read_rows(_decode(path.read_bytes(), str(path)), str(path), validator, report)
     done = 0

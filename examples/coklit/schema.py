@@ -213,6 +213,9 @@ class VoterValidator:
 
     takes_partition = True
     """Ask the node to pass the record's partition (:func:`meshsync.replica.policy.validate`)."""
+    required = frozenset(REQUIRED)
+    """A received put with no ``pred`` that writes one of these creates a record and
+    is judged whole (:meth:`meshsync.replica.receive.Receiver._validate`)."""
 
     def __init__(self, rules: Rules = DEFAULT_RULES) -> None:
         self.rules = rules

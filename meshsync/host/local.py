@@ -40,6 +40,9 @@ from meshsync.store.sqlite import SQLiteStore
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
+    from meshsync.replica.schema import SchemaPackage
+    from meshsync.trust.schemadoc import SchemaBook
+
 ROOT_FILE = "root.crt"
 
 
@@ -120,6 +123,45 @@ def use_schema(node: Node, home: Home) -> None:
     except UsageError as exc:
         raise UsageError(f"{home.config_path}: {exc}") from exc
     register(node)
+
+
+#: The entry point group of schema packages: the named rules a signed schema document
+#: selects (:class:`meshsync.replica.schema.SchemaPackage`). meshsync declares ``coklit``.
+PACKAGE_GROUP = "meshsync.schema_packages"
+
+
+def schema_package(name: str) -> SchemaPackage | None:
+    """The installed schema package ``name`` (entry point of :data:`PACKAGE_GROUP`), or
+    None if none is installed under that name or it does not load."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=PACKAGE_GROUP, name=name):
+        try:
+            return cast("SchemaPackage", entry.load())
+        except (ImportError, AttributeError):
+            return None
+    return None
+
+
+def use_schema_documents(node: Node) -> None:
+    """Let the node's signed schema documents find their named rules (loaded once per
+    package name: now for the documents held, later for those that arrive)."""
+    cache: dict[str, SchemaPackage | None] = {}
+
+    def lookup(name: str) -> SchemaPackage | None:
+        if name not in cache:
+            cache[name] = schema_package(name)
+        return cache[name]
+
+    node.validators.packages = lookup
+    book: SchemaBook | None = getattr(node.trust, "schemas", None)
+    if book is None:
+        return
+    for collection in book.collections():
+        doc = book.newest(collection)
+        name = doc.body.get("package") if doc is not None else None
+        if isinstance(name, str):
+            lookup(name)  # now: a package may set up more than rules (coklit: progress)
 
 
 #: Default of ``storage_reserve_mb`` in ``config.toml``: free space (MiB) on the home's
@@ -250,8 +292,11 @@ def open_node(path: str | Path, *, store: str | None = None) -> Iterator[Node]:
     """Open the node at home ``path`` (must exist: see ``meshsync init``).
 
     ``store`` optionally names a PostgreSQL database (central) instead of the home's
-    SQLite file. If the home's ``config.toml`` names a ``schema`` (e.g.
-    ``schema = "coklit"``), its validators are registered: see :func:`use_schema`.
+    SQLite file. Every collection with a signed schema document in the store is
+    validated by its newest version (:mod:`meshsync.replica.schema`). If the home's
+    ``config.toml`` names a ``schema`` (``schema = "coklit"``, older homes), its
+    validators are registered for collections without a document: see
+    :func:`use_schema`.
 
     Raises :class:`~meshsync.model.errors.NotFoundError` if there is no home there and
     :class:`~meshsync.model.errors.StorageError` if the store cannot be opened.
@@ -269,6 +314,7 @@ def open_node(path: str | Path, *, store: str | None = None) -> Iterator[Node]:
         keep_own_certificate(node, home)
         keep_proven_time(node)
         use_schema(node, home)
+        use_schema_documents(node)
         try:
             yield node
         except UsageError as exc:  # a refused action also says when the date is wrong

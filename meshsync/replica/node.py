@@ -37,6 +37,7 @@ from meshsync.replica.policy import Authorizer, OpenTrust, Validator, validate
 from meshsync.replica.quarantine import quarantine_revoked
 from meshsync.replica.receive import ApplyReport, Receiver, RecordKey, Verifier
 from meshsync.replica.records import Record
+from meshsync.replica.schema import Validators
 from meshsync.store.base import RecordRow, Refusal, Store, StoredChange
 
 VersionVector = dict[FeedId, int]
@@ -71,7 +72,9 @@ class Node:
         self.store = store
         self.key = key
         self.trust: Authorizer = trust or OpenTrust()
-        self.validators: dict[str, Validator] = {}
+        #: Validators by collection: those registered, and those of the schema
+        #: documents the trust store holds (:mod:`meshsync.replica.schema`).
+        self.validators = Validators(lambda: getattr(self.trust, "schemas", None))
         #: This device's certificate role, when known (set by the I/O layer).
         self.role: str | None = None
         #: Checks many signatures at once, e.g. on several cores (set by the I/O

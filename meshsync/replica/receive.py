@@ -13,13 +13,14 @@ makes the whole batch (bundle, sync frame) untrustworthy. Every other refusal
 :class:`~meshsync.store.Refusal`, and also refuses the later changes of the same
 feed in the batch (they could not chain). A change that fails its collection's
 validator is stored and forwarded but kept out of the materialised records, and
-reported in ``invalid``.
+reported in ``invalid``; one that only an older schema version held here accepts is
+applied and reported in ``outdated`` (:mod:`meshsync.replica.schema`).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -85,6 +86,8 @@ class ApplyReport:
     clock_warnings: list[str] = field(default_factory=list)
     refused_total: int = 0
     refused_by_stage: dict[str, int] = field(default_factory=dict)
+    outdated: list[Refusal] = field(default_factory=list)
+    """Applied changes the newest schema refuses but an older held version accepts."""
 
     def add_refusal(self, refusal: Refusal) -> None:
         """Count ``refusal`` and list it while the list is short."""
@@ -104,6 +107,7 @@ class ApplyReport:
             self.refused_by_stage[stage] = self.refused_by_stage.get(stage, 0) + n
         self.invalid += other.invalid
         self.clock_warnings += other.clock_warnings
+        self.outdated += other.outdated
 
     def to_json(self) -> dict[str, object]:
         """JSON-ready summary."""
@@ -116,13 +120,14 @@ class ApplyReport:
                 "refused_total": self.refused_total,
                 "refused_by_stage": dict(sorted(self.refused_by_stage.items())),
                 "invalid": [refusal(r) for r in self.invalid],
-                "clock_warnings": self.clock_warnings}
+                "clock_warnings": self.clock_warnings,
+                "outdated": [refusal(r) for r in self.outdated]}
 
 
 class Receiver:
     """Applies one batch inside the caller's transaction. Create one per batch."""
 
-    def __init__(self, store: Store, trust: Authorizer, validators: dict[str, Validator],
+    def __init__(self, store: Store, trust: Authorizer, validators: Mapping[str, Validator],
                  clock: HybridClock, now_ms: int, source: str,
                  saver: Callable[[RecordKey, RecordState], RecordRow],
                  verifier: Verifier | None = None) -> None:
@@ -311,22 +316,57 @@ class Receiver:
                 "of this device's clock; one of the two clocks is wrong")
 
     def _validate(self, change: Change) -> str | None:
-        problems = []
+        """Judge each put of ``change`` by its collection's validator; returns the
+        reason it is kept out of the records, or None if it applies.
+
+        A put with no ``pred`` that writes a required field creates the record (on
+        its author's device no value of that field existed, so the author's own
+        put was judged as a whole record): it is judged whole here too, so a new
+        record lacking required fields is refused on receive as by a local put. A
+        change the newest schema refuses but an older held version accepts is
+        applied and flagged (:mod:`meshsync.replica.schema`).
+        """
+        problems, older = [], []
         for op in change.ops:
             validator = self.validators.get(op.collection)
             if validator is None or not isinstance(op, Put):
                 continue
-            for name, message in validate(validator, change.partition, op.key, op.fields,
-                                          partial=True):
-                problems.append(f"{op.collection}/{op.key} {name}: {message}")
+            whole = not op.pred and bool(
+                frozenset(getattr(validator, "required", ())) & op.fields.keys())
+            found = validate(validator, change.partition, op.key, op.fields,
+                             partial=not whole)
+            if found:
+                problems += [f"{op.collection}/{op.key} {name}: {message}"
+                             for name, message in found]
+                older.append(self._older(validator, change.partition, op, whole))
         if not problems:
             return None
         reason = "; ".join(problems)
+        if all(older):
+            self._flag_outdated(change, older, reason)
+            return None
         refusal = Refusal(change.author, change.partition, change.seq, "validation", reason,
                           self.source)
         self.report.invalid.append(refusal)
         self.store.add_refusal(refusal)
         return reason
+
+    @staticmethod
+    def _older(validator: Validator, partition: str, op: Put, whole: bool) -> str | None:
+        """``"voters v1"`` if an older held schema version accepts ``op``, else None."""
+        older_accepts = getattr(validator, "older_accepts", None)
+        if older_accepts is None:
+            return None
+        doc = older_accepts(op.fields, partial=not whole, partition=partition)
+        return None if doc is None else f"{doc.collection} v{doc.version}"
+
+    def _flag_outdated(self, change: Change, older: list[str | None], reason: str) -> None:
+        versions = ", ".join(dict.fromkeys(v for v in older if v))
+        refusal = Refusal(change.author, change.partition, change.seq, "schema version",
+                          f"applied: valid under schema {versions} its author held, not "
+                          f"under the newest held here: {reason}", self.source)
+        self.report.outdated.append(refusal)
+        self.store.add_refusal(refusal)
 
     def _state(self, rkey: RecordKey) -> RecordState:
         state = self._states.get(rkey)

@@ -48,6 +48,7 @@ from meshsync.trust.profile import (
     parse_certificate,
 )
 from meshsync.trust.revocation import Revocation, decode_revocation, is_revocation
+from meshsync.trust.schemadoc import SchemaBook, SchemaDoc, decode_schema, is_schema
 from meshsync.trust.verify import ChainVerifier, Path
 
 #: Most certificates kept waiting for their issuer (bounds memory against junk).
@@ -96,12 +97,16 @@ class TrustStore:
         self._revocation_blobs: set[bytes] = set()
         self._misses: dict[tuple[bytes, int], str] = {}
         self._proven_ms = max((r.not_before * 1000 for r in self._roots), default=0)
+        #: Schema documents signed by a trusted root (:mod:`meshsync.trust.schemadoc`).
+        self.schemas = SchemaBook()
 
     # -- adding credentials ---------------------------------------------------
 
     def add(self, blob: bytes) -> str | None:
         """Accept a certificate (PEM/DER, PEM may hold a whole chain) or a revocation.
 
+        Also accepts a schema document signed by a trusted root
+        (:mod:`meshsync.trust.schemadoc`), returning ``"schema"`` when new.
         Returns ``"certificate"`` or ``"revocation"`` when something new was
         stored (including a pending certificate), None when all was known.
         Raises :class:`AuthorizationError` if the blob is malformed, or its
@@ -113,6 +118,8 @@ class TrustStore:
             raise AuthorizationError("no trusted authority installed")
         if is_revocation(blob):
             return "revocation" if self._add_revocation(decode_revocation(blob)) else None
+        if is_schema(blob):
+            return "schema" if self._add_schema(decode_schema(blob)) else None
         infos = sorted(parse_blob(blob), key=lambda i: (not i.is_root, not i.is_ca))
         added = [self._add_certificate(info) for info in infos]
         return "certificate" if any(added) else None
@@ -213,6 +220,15 @@ class TrustStore:
             grant.revoked_after = revocation_point(self._revocations[key], grant.info)
         return True
 
+    def _add_schema(self, doc: SchemaDoc) -> bool:
+        """Keep a schema document signed by a trusted root (a sub-authority may not
+        publish one: :mod:`meshsync.trust.schemadoc`)."""
+        if not (doc.issuer.is_root and doc.issuer.fingerprint in self._root_fps):
+            raise AuthorizationError(f"schema document {doc.collection} v{doc.version}: "
+                                     f"{doc.issuer.describe()} is not the trusted root "
+                                     "authority, the only one that publishes schemas")
+        return self.schemas.add(doc)
+
     def _check_revocation_issuer(self, revocation: Revocation) -> None:
         """The issuer must be a trusted root, or a sub-authority valid when it signed."""
         issuer = revocation.issuer
@@ -260,12 +276,13 @@ class TrustStore:
         """Every verified credential, canonical and in a deterministic order.
 
         Sub-authority certificates (DER), then device certificates (DER), then
-        revocations (canonical msgpack), each group sorted by bytes. Roots and
+        revocations, then schema documents (canonical msgpack), each group sorted
+        by bytes. Roots and
         pending certificates are not included.
         """
         authorities = sorted(info.der for info in self._authorities.values())
         devices = sorted(g.info.der for gs in self._devices.values() for g in gs.values())
-        return authorities + devices + sorted(self._revocation_blobs)
+        return authorities + devices + sorted(self._revocation_blobs) + self.schemas.blobs()
 
     def revocation_for(self, author: bytes) -> RevocationPoint:
         """Strictest revocation of ``author`` that binds any of its known certificates.
