@@ -76,6 +76,23 @@ def use_schema(node: Node, home: Home) -> None:
     importlib.import_module(SCHEMAS[name]).register(node)
 
 
+def adopt_schema(home: Home, name: str) -> bool:
+    """Set ``schema = NAME`` in the home's ``config.toml`` (a key of :data:`SCHEMAS`)
+    unless it is set already; returns True if it was set now (register it on an open
+    node with :func:`use_schema`).
+
+    Raises :class:`~meshsync.model.errors.UsageError` if the home has another schema.
+    """
+    config = home.config()
+    current = config.get("schema")
+    if current == name:
+        return False
+    if current is not None:
+        raise UsageError(f"{home.config_path} has schema = {current!r}, not {name!r}")
+    home.write_config({**config, "schema": name})
+    return True
+
+
 #: Default of ``storage_reserve_mb`` in ``config.toml``: free space (MiB) on the home's
 #: disk kept for local edits; received data is refused below it (docs/failure-cases.md B17).
 DEFAULT_RESERVE_MB = 64
