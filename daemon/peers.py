@@ -16,11 +16,12 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from meshsync.model.identity import device_id, short_id
+from meshsync.net.discovery.model import Candidate
 from meshsync.net.driver import now_ms
 from meshsync.net.endpoints import Endpoint, sync_with
 from meshsync.net.errors import TransportError
@@ -29,17 +30,6 @@ from meshsync.protocol.events import SessionSummary
 log = logging.getLogger("meshsync.peers")
 
 GATEWAY_ROLES = ("gateway", "central")
-
-
-class CandidateLike(Protocol):
-    """What discovery reports (see :class:`meshsync.net.discovery.Candidate`)."""
-
-    host: str
-    port: int
-    via: str
-    device_id: str | None
-    mesh: str | None
-    digest: str | None
 
 
 @dataclass
@@ -109,7 +99,7 @@ class PeerManager:
 
     # -- inputs ----------------------------------------------------------------
 
-    def found(self, cand: CandidateLike) -> None:
+    def found(self, cand: Candidate) -> None:
         """A discovery method reported a candidate (synchronous; trio thread)."""
         if (cand.mesh is not None and cand.mesh != self.mesh) or cand.device_id == self.own_id:
             return
@@ -119,7 +109,7 @@ class PeerManager:
         peer = self._peer_for(cand.device_id, address)
         peer.addresses[address] = cand.via
         peer.last_seen_ms = self._clock()
-        role = getattr(cand, "role", None)
+        role = cand.role
         peer.role = role or peer.role
         claimed = getattr(cand, "peers", None)
         if isinstance(claimed, int):
