@@ -150,5 +150,6 @@ def home_writer(path: Path, *, wait_s: float = WAIT_S) -> Iterator[DaemonApi | N
                 yield api
                 return
         if time.monotonic() > deadline:
-            raise HomeBusyError(path, holder)
+            raise HomeBusyError(path, holder, f"waited {wait_s:g} s for it to finish "
+                                f"(a daemon's API is named in {RUNTIME_FILE} once it runs)")
         time.sleep(_POLL_S)

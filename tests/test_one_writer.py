@@ -11,6 +11,8 @@ its local API; with none, a CLI write holds the home's lock; a second daemon or
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,8 +21,9 @@ from pathlib import Path
 
 import pytest
 from daemonfixtures import DaemonProcess
-from netfixtures import LOOPBACK, MESHSYNC, VILLAGE, District, run
+from netfixtures import LOOPBACK, MESHSYNC, VILLAGE, District, run, run_json, wait_until
 
+from meshsync.host.home import Home
 from meshsync.model.change import decode_stored
 from meshsync.model.hlc import make
 from meshsync.store import SQLiteStore
@@ -43,8 +46,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def home(template: Path, tmp_path: Path) -> Iterator[Path]:
     """A copy of the phone home whose stored HLC is :data:`AHEAD_MS` past wall time."""
-    import shutil
-
     path = tmp_path / "phone"
     shutil.copytree(template, path)
     store = SQLiteStore(path / "store.sqlite")
@@ -136,10 +137,6 @@ def test_a_second_daemon_or_serve_on_a_home_is_refused_naming_the_holder(
 
 
 def test_serve_holds_the_home_so_a_daemon_is_refused(home: Path, tmp_path: Path) -> None:
-    import subprocess
-
-    from netfixtures import wait_until
-
     log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen([*MESHSYNC, "serve", "--home", str(home), "--listen",
                               f"{LOOPBACK}:0"], stdin=subprocess.DEVNULL, stderr=log)
@@ -159,10 +156,6 @@ def test_serve_holds_the_home_so_a_daemon_is_refused(home: Path, tmp_path: Path)
 
 def test_rekey_and_enroll_go_through_the_daemon_which_switches_keys(
         home: Path, template: Path, tmp_path: Path) -> None:
-    import shutil
-
-    from netfixtures import run_json
-
     kpu = tmp_path / "kpu"
     shutil.copytree(template.parent / "kpu", kpu)
     daemon = DaemonProcess(home, tmp_path / "daemon.log", {"mesh": "uji"}).start()
@@ -180,16 +173,10 @@ def test_rekey_and_enroll_go_through_the_daemon_which_switches_keys(
         assert change["author"] == plan["new_device_id"], change
     finally:
         assert daemon.stop() == 0
-    from meshsync.host.home import Home
-
     assert Home.open(home).load_key().device_id == plan["new_device_id"]
 
 
 def test_a_voter_list_import_goes_through_the_daemon(template: Path, tmp_path: Path) -> None:
-    import shutil
-
-    from netfixtures import run_json
-
     home = tmp_path / "central"
     shutil.copytree(template.parent / "central", home)
     csv = tmp_path / "dpt.csv"

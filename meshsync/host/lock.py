@@ -48,12 +48,13 @@ class Holder:
 
 
 class HomeBusyError(UsageError):
-    """The home's lock is held by another process (``holder``, None if unknown)."""
+    """The home's lock is held by another process (``holder``, None if unknown); the
+    message names the home and the holder, then ``hint`` (what to do)."""
 
-    def __init__(self, path: Path, holder: Holder | None) -> None:
+    def __init__(self, path: Path, holder: Holder | None,
+                 hint: str = "one daemon or serve per home (stop it first)") -> None:
         who = holder.describe() if holder else "another process"
-        super().__init__(f"home {path} is in use by {who}: one daemon or serve per home "
-                         "(stop it first)")
+        super().__init__(f"home {path} is in use by {who}: {hint}")
         self.path, self.holder = path, holder
 
 
