@@ -37,9 +37,10 @@ This is the only place of the trust code that reads the clock.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -72,6 +73,8 @@ from meshsync.trust import (
 from meshsync.trust.profile import common_name, to_pem
 from meshsync.trust.scope import check_scope
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 AUTHORITY_KEY = "authority.key"
 AUTHORITY_CSR = "authority.csr"
 AUTHORITY_CERT = "authority.crt"
@@ -86,7 +89,7 @@ _output_option = click.option(
 )
 
 
-def days_option(default: int, help: str | None = None) -> Any:
+def days_option(default: int, help: str | None = None) -> Callable[[F], F]:
     """``--days`` (1 to :data:`MAX_DAYS`): a larger value would overflow the date."""
     return click.option("--days", type=click.IntRange(1, MAX_DAYS), default=default,
                         show_default=True, help=help)
@@ -392,12 +395,11 @@ def enroll(home: Path | None, cert_file: Path, as_json: bool) -> None:
     _show(shown, as_json)
 
 
-def _enrol_answer(answer: dict[str, object]) -> tuple[dict[str, Any], list[str]]:
+def _enrol_answer(answer: dict[str, object]) -> tuple[dict[str, object], list[str]]:
     """(what to print, warnings) of the daemon's answer to ``POST /api/enroll``."""
-    if not isinstance(answer.get("enrolment"), dict):
+    enrolment = answer.get("enrolment")
+    if not isinstance(enrolment, dict):
         raise UsageError("the daemon's answer to POST /api/enroll has no enrolment")
-    enrolment = answer["enrolment"]
-    assert isinstance(enrolment, dict)
     warnings = answer.get("warnings")
     return enrolment, [str(w) for w in warnings] if isinstance(warnings, list) else []
 
