@@ -141,9 +141,9 @@ def home_writer(path: Path, *, wait_s: float = WAIT_S) -> Iterator[DaemonApi | N
             return
         holder = read_holder(path)
         if holder is not None and holder.kind == "serve":
-            raise UsageError(f"home {path} is in use by {holder.describe()}, which takes "
-                             "no writes: stop it, or run `meshsync daemon` (it takes writes "
-                             "while it syncs)")
+            raise HomeBusyError(path, holder, "it takes no writes; stop it, or run "
+                                              "`meshsync daemon`, which takes writes as it "
+                                              "syncs")
         if holder is not None and holder.kind == "daemon":
             api = running_daemon(path)
             if api is not None and api.pid == holder.pid:
