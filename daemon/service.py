@@ -19,7 +19,7 @@ from meshsync.daemon.api import NodeService
 
 from meshsync.host.enrol import Enrolment, enrol, start_rekey
 from meshsync.host.home import Home
-from meshsync.host.local import adopt_schema, use_schema
+from meshsync.host.local import adopt_schema, schema_import, use_schema
 from meshsync.model.change import FeedId
 from meshsync.model.errors import MeshsyncError
 from meshsync.model.identity import device_id
@@ -124,21 +124,19 @@ class LocalNode(NodeService):
     def import_voters(self, path: Path, batch_size: int) -> JsonObject:
         """See :meth:`NodeService.import_voters`. Sets the home's schema to coklit; a
         file refused before anything is written (not a voter list) changes nothing."""
-        from meshsync.coklit.dpt_csv import import_csv
-
         config, validators = self.home.config(), dict(self.node.validators)
         held = self._changes_held()
         if adopt_schema(self.home, COKLIT_SCHEMA):
             use_schema(self.node, self.home)
         try:
-            report = import_csv(self.node, path, batch_size=batch_size)
+            report = schema_import(self.node, COKLIT_SCHEMA, path, batch_size=batch_size)
         except MeshsyncError:
             if self._changes_held() == held:  # refused before writing: leave all as it was
                 self.home.write_config(config)
                 self.node.validators = validators
             raise
         self.refresh()
-        return report.to_json()
+        return report
 
     def _changes_held(self) -> int:
         return sum(f.head_seq for f in self.node.store.feeds())

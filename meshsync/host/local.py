@@ -59,7 +59,9 @@ def load_trust(home: Home, store: Store) -> Authorizer:
 
 SCHEMAS = {"coklit": "meshsync.coklit"}
 """``schema`` values of ``config.toml`` -> the module whose ``register(node)`` adds the
-schema's validators (docs/architecture.md §4). Imported by name: the examples are optional."""
+schema's validators (docs/architecture.md §4), and whose ``import_file(node, path,
+batch_size=N)`` (optional) imports a data file and returns its report as JSON. Imported
+by name: the examples are optional, and the library never imports them itself."""
 
 
 def use_schema(node: Node, home: Home) -> None:
@@ -74,6 +76,25 @@ def use_schema(node: Node, home: Home) -> None:
         raise UsageError(f"{home.config_path}: unknown schema {name!r} "
                          f"(known: {', '.join(sorted(SCHEMAS))})")
     importlib.import_module(SCHEMAS[name]).register(node)
+
+
+def schema_import(node: Node, name: str, path: Path, *, batch_size: int) -> dict[str, object]:
+    """Import the file at ``path`` into ``node`` with schema ``name``'s importer (its
+    module's ``import_file``, ``batch_size`` rows per change); the report as JSON.
+
+    Raises :class:`~meshsync.model.errors.UsageError` for a schema this build does not
+    know or one without an importer, and whatever the importer raises (a file it
+    cannot read, a write refused).
+    """
+    if name not in SCHEMAS:
+        raise UsageError(f"unknown schema {name!r} (known: {', '.join(sorted(SCHEMAS))})")
+    importer = getattr(importlib.import_module(SCHEMAS[name]), "import_file", None)
+    if importer is None:
+        raise UsageError(f"schema {name!r} has no importer")
+    report = importer(node, path, batch_size=batch_size)
+    if not isinstance(report, dict):
+        raise TypeError(f"schema {name!r} importer returned {type(report).__name__}")
+    return report
 
 
 def adopt_schema(home: Home, name: str) -> bool:
