@@ -8,6 +8,7 @@ belong to the open file, so the second open is refused as another process is).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,16 @@ def test_an_unreadable_holder_is_none_and_the_message_still_names_the_home(
     assert "home" in str(HomeBusyError(tmp_path, None))
     with pytest.raises(ValueError, match="unknown lock holder kind"):
         try_lock(tmp_path, "editor")
+
+
+def test_a_cli_write_is_waited_for_a_daemon_or_serve_is_not(tmp_path: Path) -> None:
+    with hold_home(tmp_path, "cli"), \
+            pytest.raises(HomeBusyError, match=r"a meshsync command \(pid"), \
+            hold_home(tmp_path, "daemon", cli_wait_s=0.2):
+        pass
+    started = time.monotonic()
+    with hold_home(tmp_path, "serve"), \
+            pytest.raises(HomeBusyError, match="meshsync serve"), \
+            hold_home(tmp_path, "daemon", cli_wait_s=60):
+        pass
+    assert time.monotonic() - started < 5  # refused at once, not after the wait

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,15 +112,26 @@ def read_holder(path: Path) -> Holder | None:
     return Holder(parts[0], int(parts[1]))
 
 
+#: Seconds :func:`hold_home` waits for a CLI command's write to finish (a write holds
+#: the home for a moment; a daemon or serve holds it until it stops).
+CLI_WAIT_S = 30.0
+_POLL_S = 0.05
+
+
 @contextmanager
-def hold_home(path: Path, kind: str) -> Iterator[HomeLock]:
+def hold_home(path: Path, kind: str, *, cli_wait_s: float = CLI_WAIT_S
+              ) -> Iterator[HomeLock]:
     """Hold the lock of home ``path`` while the ``with`` block runs.
 
-    Raises :class:`HomeBusyError` (one line naming the home and the holder's pid) if
-    another process holds it.
+    A CLI command writing (or a holder not yet named) is waited for, at most
+    ``cli_wait_s`` seconds. Raises :class:`HomeBusyError` (one line naming the home
+    and the holder's pid) if a daemon or serve holds it, or the wait runs out.
     """
-    lock = try_lock(path, kind)
-    if lock is None:
-        raise HomeBusyError(path, read_holder(path))
+    deadline = time.monotonic() + cli_wait_s
+    while (lock := try_lock(path, kind)) is None:
+        holder = read_holder(path)
+        if (holder is not None and holder.kind != "cli") or time.monotonic() > deadline:
+            raise HomeBusyError(path, holder)
+        time.sleep(_POLL_S)
     with lock:
         yield lock
