@@ -23,8 +23,10 @@ offline at the laptop::
     phone$   meshsync enroll --home PHONE phone.crt
 
 Replacing a device's key (``meshsync rekey``, ``authority rotate``, and ``enroll``
-switching keys) is in :mod:`meshsync.cli.rotation`; ``authority revoke`` (with its
-scope and already-revoked checks) in :mod:`meshsync.cli.revoke`.
+switching keys) is in :mod:`meshsync.cli.rotation` and :mod:`meshsync.host.enrol`
+(what ``enroll`` and ``rekey`` write, also run by the daemon when one holds the home);
+``authority revoke`` in :mod:`meshsync.cli.revoke`, its rules (scope, already revoked)
+in :mod:`meshsync.trust.revoke_rules`.
 
 Scopes given or carried are checked like partitions (:func:`check_scope`): a
 scope no partition can match would certify a device that can never write.
@@ -50,10 +52,12 @@ from meshsync.cli.common import (
     resolve_home,
 )
 
+from meshsync.host.enrol import cert_data, checked_root, enrol, read_credentials
+from meshsync.host.enrol import check_cert_scope as check_scope_of
+from meshsync.host.enrol import read_schemas as enrol_read_schemas
 from meshsync.host.files import replace_file, write_private
 from meshsync.host.home import Home
-from meshsync.model.errors import AuthorizationError, NotFoundError, UsageError
-from meshsync.model.identity import device_id
+from meshsync.model.errors import NotFoundError, UsageError
 from meshsync.trust import (
     DEFAULT_AUTHORITY_DAYS,
     DEFAULT_DEVICE_DAYS,
@@ -73,11 +77,9 @@ from meshsync.trust import (
     make_authority_request,
     make_csr,
     parse_blob,
-    split_credentials,
 )
 from meshsync.trust.issue import check_delegated_roles
 from meshsync.trust.profile import DEFAULT_DELEGATED_ROLES, common_name, to_pem
-from meshsync.trust.schemadoc import split_schemas
 from meshsync.trust.scope import check_scope
 
 AUTHORITY_KEY = "authority.key"
@@ -118,37 +120,20 @@ def read_csr(path: Path) -> bytes:
 def read_certificates(path: Path) -> tuple[list[CertInfo], bytes, list[bytes]]:
     """(parsed certificates, their PEM text, raw revocations) of a credential file;
     UsageError naming ``path`` if it holds no certificate ("not a PEM certificate")."""
-    try:
-        data, revocations = split_credentials(split_schemas(path.read_bytes())[0])
-        return parse_blob(data), data, revocations
-    except AuthorizationError as exc:
-        if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
-            raise UsageError(f"not a PEM certificate: {path}") from None
-        raise UsageError(f"{path}: {exc.detail}") from None
+    return read_credentials(path.read_bytes(), str(path))
 
 
 def read_schemas(path: Path) -> list[bytes]:
     """The schema documents in a credential file (`authority delegate` and `issue`
     put the authority's there: :mod:`meshsync.cli.schema`); UsageError naming
-    ``path`` if one is not base64."""
-    try:
-        return split_schemas(path.read_bytes())[1]
-    except AuthorizationError as exc:
-        raise UsageError(f"{path}: {exc.detail}") from None
+    ``path`` if one is malformed."""
+    return enrol_read_schemas(path.read_bytes(), str(path))
 
 
 def check_cert_scope(info: CertInfo, path: Path) -> None:
-    """UsageError naming ``path`` unless ``info`` (a device or sub-authority
-    certificate) has a scope its verifiers can use: a partition prefix, empty
-    only for a central or admin device."""
-    scope = info.scope or ""
-    try:
-        check_scope(scope)
-    except UsageError as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    if scope == "" and (info.is_ca or info.role not in ("central", "admin")):
-        raise UsageError(f"{path}: scope '' (every partition) is only for the central and "
-                         f"admin roles, not {info.describe()}")
+    """UsageError naming ``path`` unless ``info`` has a scope its verifiers can use
+    (see :func:`meshsync.host.enrol.check_cert_scope`)."""
+    check_scope_of(info, str(path))
 
 
 def _read_key(path: Path) -> AuthorityKey:
@@ -190,9 +175,7 @@ def _store_credentials(home: Path, blobs: list[bytes]) -> bool:
     return True
 
 
-def _cert_data(info: CertInfo, issuer: str, output: Path | None) -> dict[str, Any]:
-    may_issue = ",".join(info.may_issue) if info.is_ca and not info.is_root else None
-    return {**info.to_json(issuer), "may_issue": may_issue, "file": str(output) if output else None}
+_cert_data = cert_data
 
 
 def _show(data: dict[str, Any], as_json: bool) -> None:
@@ -350,18 +333,7 @@ def install(home: Path | None, cert_file: Path, force: bool, as_json: bool) -> N
 
 def _checked_root(home: Path, infos: list[CertInfo]) -> CertInfo:
     """The root ending ``infos``; must match the home's root.crt if there is one."""
-    roots = [i for i in infos if i.is_root]
-    if not roots:
-        raise UsageError("the certificate file lacks its root (expected the whole chain)")
-    existing = home / ROOT_CERT
-    if existing.exists():
-        trusted = parse_blob(existing.read_bytes())[0]
-        if trusted.der != roots[0].der:
-            raise UsageError(
-                f"certificate chain ends at authority {roots[0].name!r}, but this home "
-                f"trusts {trusted.name!r} ({ROOT_CERT})"
-            )
-    return roots[0]
+    return checked_root(home, infos)
 
 
 @authority_group.command("issue")
@@ -420,40 +392,33 @@ def enroll(home: Path | None, cert_file: Path, as_json: bool) -> None:
     made (then the device switches to it: see `meshsync rekey`), and carry its chain
     up to the root; it becomes device.crt and its root root.crt. Revocations in the
     file (`authority rotate` puts one there) are stored with it, and so are the
-    signed schema documents (`authority issue` puts the authority's there).
+    signed schema documents (`authority issue` puts the authority's there). While a
+    daemon runs on the home, it enrols through the daemon, which switches keys at once.
     """
-    path = resolve_home(home)
-    node = Home.open(path)
-    infos, data, revocations = read_certificates(cert_file)
-    leaf = infos[0]
-    own = node.load_key().public_key
-    waiting = node.load_next_key()
-    rotating = waiting is not None and leaf.device_key == waiting.public_key != own
-    if leaf.device_key != own and not rotating:
-        other = device_id(leaf.device_key) if leaf.device_key else leaf.describe()
-        also = f" nor its new key {waiting.device_id} (rekey)" if waiting else ""
-        raise UsageError(f"{cert_file} is for device {other}, not this device "
-                         f"{device_id(own)}{also}")
-    check_cert_scope(leaf, cert_file)
-    root = _checked_root(path, infos)
-    store = TrustStore([to_pem([root])])
-    store.add(data)
-    for blob in revocations:
-        store.add(blob)
-    row = next((r for r in store.device_info(leaf.device_key or b"")
-                if r["status"] == "verified"), None)
-    if row is None:
-        raise UsageError(f"{cert_file} lacks the sub-authority certificate that issued it")
-    if rotating:
-        from meshsync.cli.rotation import enrol_rotation
+    from meshsync.cli.writer import home_writer, quote_segment
 
-        _show(enrol_rotation(path, infos, revocations, row["issuer"], cert_file), as_json)
-        return
-    replace_file(node.cert_path, to_pem(infos))
-    replace_file(path / ROOT_CERT, to_pem([root]))
-    stored = _store_credentials(path, [i.der for i in infos if not i.is_root] + revocations
-                                + read_schemas(cert_file))
-    _show({**_cert_data(leaf, row["issuer"], node.cert_path), "stored": stored}, as_json)
+    path = resolve_home(home)
+    data = cert_file.read_bytes()
+    with home_writer(path) as api:
+        if api is None:
+            done = enrol(Home.open(path), data, str(cert_file))
+            shown, warnings = done.data, done.warnings
+        else:
+            answer = api.post_bytes(f"/api/enroll?name={quote_segment(str(cert_file))}",
+                                    data, "application/x-pem-file")
+            shown, warnings = _enrol_answer(answer)
+    for warning in warnings:
+        click.echo(f"meshsync: warning: {warning}", err=True)
+    _show(shown, as_json)
+
+
+def _enrol_answer(answer: dict[str, object]) -> tuple[dict[str, object], list[str]]:
+    """(what to print, warnings) of the daemon's answer to ``POST /api/enroll``."""
+    enrolment = answer.get("enrolment")
+    if not isinstance(enrolment, dict):
+        raise UsageError("the daemon's answer to POST /api/enroll has no enrolment")
+    warnings = answer.get("warnings")
+    return enrolment, [str(w) for w in warnings] if isinstance(warnings, list) else []
 
 
 COMMANDS: list[click.Command] = [authority_group, enroll]

@@ -16,9 +16,9 @@ from meshsync.cli.common import (
     resolve_home,
     store_option,
 )
+from meshsync.cli.writer import home_writer, quote_segment
 
 from meshsync.host.local import open_node
-from meshsync.model.identity import device_id
 from meshsync.protocol.bundle import export_bundle, import_bundle
 
 
@@ -70,32 +70,54 @@ def export_cmd(home: Path | None, output: Path, store: str | None, as_json: bool
 @errors_to_exit
 def import_cmd(home: Path | None, file: Path, store: str | None, as_json: bool) -> None:
     """Verify a bundle and apply it. A corrupted or forged bundle changes nothing;
-    changes refused one by one (scope, revocation, fork) are listed."""
-    with open_node(resolve_home(home), store=store) as node, file.open("rb") as f, \
-            _progress("importing", not as_json) as progress:
-        report = import_bundle(node, f, source=f"bundle:{file.name}", progress=progress)
+    changes refused one by one (scope, revocation, fork) are listed. While a daemon
+    runs on the home the bundle goes through it (into the store it runs on)."""
+    path = resolve_home(home)
+    with home_writer(path) as api:
+        if api is None:
+            with open_node(path, store=store) as node, file.open("rb") as f, \
+                    _progress("importing", not as_json) as progress:
+                report = import_bundle(node, f, source=f"bundle:{file.name}",
+                                       progress=progress).to_json()
+        else:
+            report = api.post_bytes(f"/api/bundles?name={quote_segment(file.name)}",
+                                    file.read_bytes(), "application/octet-stream")
     if as_json:
-        echo_json(report.to_json())
+        echo_json(report)
     else:
-        a = report.apply
-        quarantined = (f", {len(report.quarantined)} quarantined (held changes a "
-                       "revocation took back; see `meshsync log`)" if report.quarantined
-                       else "")
-        click.echo(f"{a.applied} changes applied, {a.duplicates} already held, "
-                   f"{a.refused_total} refused, {len(a.invalid)} invalid, "
-                   f"{report.credentials_new} new credentials{quarantined}")
-        for r in a.refused + a.invalid:
-            click.echo(f"  refused {device_id(r.author)[:8]} seq {r.seq} of {r.partition} "
-                       f"[{r.stage}]: {r.reason}")
-        for r in a.outdated:
-            click.echo(f"  flagged {device_id(r.author)[:8]} seq {r.seq} of {r.partition} "
-                       f"[{r.stage}]: {r.reason}")
-        for text in report.credentials_refused:
-            click.echo(f"  refused credential: {text}")
-        for text in a.clock_warnings:
-            click.echo(f"  clock: {text}")
-    if report.apply.refused:
+        _print_report(report)
+    if report["refused"] or report["invalid"]:  # exit 3: some changes were refused
         sys.exit(3)
+
+
+def _items(report: dict[str, object], name: str) -> list[object]:
+    value = report.get(name)
+    return list(value) if isinstance(value, list) else []
+
+
+def _rows(report: dict[str, object], name: str) -> list[dict[str, object]]:
+    return [r for r in _items(report, name) if isinstance(r, dict)]
+
+
+def _print_report(report: dict[str, object]) -> None:
+    """The text form of an import report (the JSON of ``--json``)."""
+    refused, invalid = _rows(report, "refused"), _rows(report, "invalid")
+    quarantined = _items(report, "quarantined")
+    held = (f", {len(quarantined)} quarantined (held changes a revocation took back; "
+            "see `meshsync log`)" if quarantined else "")
+    click.echo(f"{report['applied']} changes applied, {report['duplicates']} already held, "
+               f"{report.get('refused_total', len(refused))} refused, {len(invalid)} invalid, "
+               f"{report['credentials_new']} new credentials{held}")
+    for r in refused + invalid:
+        click.echo(f"  refused {str(r['author'])[:8]} seq {r['seq']} of {r['partition']} "
+                   f"[{r['stage']}]: {r['reason']}")
+    for r in _rows(report, "outdated"):
+        click.echo(f"  flagged {str(r['author'])[:8]} seq {r['seq']} of {r['partition']} "
+                   f"[{r['stage']}]: {r['reason']}")
+    for text in _items(report, "credentials_refused"):
+        click.echo(f"  refused credential: {text}")
+    for text in _items(report, "clock_warnings"):
+        click.echo(f"  clock: {text}")
 
 
 COMMANDS = [bundle]

@@ -27,11 +27,11 @@ from meshsync.cli.common import (
 )
 
 from meshsync.host.home import Home
-from meshsync.host.local import open_node
+from meshsync.host.local import adopt_schema, open_node
 from meshsync.model.change import check_partition
 from meshsync.model.errors import UsageError
 
-SCHEMA = "coklit"
+COKLIT_SCHEMA = "coklit"
 
 
 @click.group()
@@ -91,16 +91,6 @@ def generate(seed: int, distrik: str, voters_per_tps: int | None,
         click.echo(f"wrote {rows} voters in {info['tps']} TPS to {output}")
 
 
-def _use_schema(path: Path) -> None:
-    home = Home.open(path)
-    config = home.config()
-    if config.get("schema") != SCHEMA:
-        if config.get("schema") is not None:
-            raise UsageError(f"{home.config_path} has schema = {config['schema']!r}, "
-                             f"not {SCHEMA!r}")
-        home.write_config({**config, "schema": SCHEMA})
-
-
 @coklit.command(name="import")
 @home_option
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
@@ -114,21 +104,38 @@ def import_(home: Path | None, file: Path, batch_size: int, store: str | None,
     """Import a voter list CSV (good rows are written; bad ones listed by line).
 
     Sets ``schema = "coklit"`` in the home's config.toml, so the voters validator
-    checks every later edit and received change.
+    checks every later edit and received change. While a daemon runs on the home the
+    voter list goes through it, into the store it runs on (--store is then its).
     """
-    from meshsync.coklit.dpt_csv import import_csv
+    from meshsync.cli.writer import home_writer, quote_segment
 
     path = resolve_home(home)
-    _use_schema(path)
-    with open_node(path, store=store) as node, _progress(not as_json) as progress:
-        report = import_csv(node, file, batch_size=batch_size, progress=progress)
+    with home_writer(path) as api:
+        if api is None:
+            report = _import_here(path, file, batch_size, store, as_json)
+        else:
+            route = (f"/api/coklit/import?batch_size={batch_size}"
+                     f"&name={quote_segment(file.name)}")
+            report = api.post_bytes(route, file.read_bytes(), "text/csv")
     if as_json:
-        echo_json(report.to_json())
-        return
-    from meshsync.coklit.texts import import_lines
+        echo_json(report)
+    else:
+        from meshsync.coklit.texts import import_lines
 
-    for line in import_lines(report.to_json()):
-        click.echo(line)
+        for line in import_lines(report):
+            click.echo(line)
+    if report["bad"]:  # exit 3: rows were refused (listed by line)
+        sys.exit(3)
+
+
+def _import_here(path: Path, file: Path, batch_size: int, store: str | None,
+                 as_json: bool) -> dict[str, object]:
+    """Import into the home itself (this process holds its lock); the report as JSON."""
+    from meshsync.coklit.dpt_csv import import_csv
+
+    adopt_schema(Home.open(path), COKLIT_SCHEMA)
+    with open_node(path, store=store) as node, _progress(not as_json) as progress:
+        return import_csv(node, file, batch_size=batch_size, progress=progress).to_json()
 
 
 @contextmanager

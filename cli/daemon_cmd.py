@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,7 @@ from meshsync.cli.common import (
 )
 
 from meshsync.host.home import Home
-from meshsync.model.errors import UsageError
+from meshsync.model.errors import MeshsyncError, UsageError
 
 
 @click.command()
@@ -66,22 +63,16 @@ def daemon(home: Path | None, config_file: Path | None, listen: str | None, api:
 
 
 def api_get(home: Path, route: str) -> Any | None:
-    """GET ``route`` from the home's running daemon; None if no daemon runs."""
-    runtime = home / "daemon.json"
-    token_file = home / "api.token"
-    if not runtime.exists() or not token_file.exists():
+    """GET ``route`` from the home's running daemon; None if no daemon runs (or it
+    does not answer)."""
+    from meshsync.cli.writer import running_daemon
+
+    api = running_daemon(home)
+    if api is None:
         return None
-    address = json.loads(runtime.read_text())["api"]
-    request = urllib.request.Request(
-        f"http://{address}{route}",
-        headers={"Authorization": f"Bearer {token_file.read_text().strip()}"})
-    # Never through a proxy from the environment (http_proxy): the request carries the
-    # token, and the daemon only listens on this machine's loopback anyway.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(request, timeout=5) as response:
-            return json.loads(response.read())
-    except (urllib.error.URLError, OSError):
+        return api.call("GET", route, timeout=5)
+    except MeshsyncError:
         return None
 
 

@@ -7,10 +7,11 @@ from typing import Any
 
 import click
 from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.writer import home_writer, quote_segment
 
 from meshsync.host.home import Home
 from meshsync.host.local import open_node
-from meshsync.model.change import Put, check_partition, decode_stored
+from meshsync.model.change import Change, Put, check_partition, decode_stored
 from meshsync.model.errors import NotFoundError
 from meshsync.model.identity import device_id
 from meshsync.model.values import parse_assignments, record_to_json, value_to_json
@@ -78,17 +79,41 @@ def put(home: Path | None, collection: str, key: str, assignments: tuple[str, ..
         partition: str | None, as_json: bool) -> None:
     """Set fields of a record. FIELD=text stores text; FIELD:=JSON stores a number,
     true/false, null, a list or a map (e.g. age:=42, ok:=true, note:=null), or bytes
-    as foto:='{"$bytes": "BASE64"}'. Duplicate keys, NaN and Infinity are refused."""
+    as foto:='{"$bytes": "BASE64"}'. Duplicate keys, NaN and Infinity are refused.
+    While a daemon runs on the home the edit goes through it (and on to its peers)."""
     fields = parse_assignments(assignments)
-    with open_node(resolve_home(home)) as node:
-        change = node.put(collection, key, fields, partition)
-        record = node.get(collection, key, change.partition)
+    if partition is not None:
+        check_partition(partition)
+    path = resolve_home(home)
+    shown: object
+    with home_writer(path) as api:
+        if api is None:
+            with open_node(path) as node:
+                change = node.put(collection, key, fields, partition)
+                record = node.get(collection, key, change.partition)
+            done = _change_json(change)
+            shown = record_to_json(record.to_json()) if record else None
+        else:
+            body = {"fields": {k: value_to_json(v) for k, v in fields.items()},
+                    "partition": partition}
+            done = api.call_json("PUT", _record_route(collection, key), body)
+            shown = done.pop("record", None)
     if as_json:
-        echo_json({"change": {"author": device_id(change.author), "partition": change.partition,
-                              "seq": change.seq, "hash": change.hash.hex()},
-                   "record": record_to_json(record.to_json()) if record else None})
+        echo_json({"change": done, "record": shown})
     else:
-        click.echo(f"saved {collection}/{key} in {change.partition} (seq {change.seq})")
+        click.echo(f"saved {collection}/{key} in {done['partition']} (seq {done['seq']})")
+
+
+def _change_json(change: Change) -> dict[str, object]:
+    """What ``put`` and ``delete`` print of the change they made (as the API answers)."""
+    return {"author": device_id(change.author), "partition": change.partition,
+            "seq": change.seq, "hash": change.hash.hex()}
+
+
+def _record_route(collection: str, key: str, partition: str | None = None) -> str:
+    """The API path of one record (``?partition=`` when given)."""
+    route = f"/api/records/{quote_segment(collection)}/{quote_segment(key)}"
+    return route + (f"?partition={quote_segment(partition)}" if partition else "")
 
 
 @click.command()
@@ -143,14 +168,21 @@ def ls(home: Path | None, collection: str, partition: str, deleted: bool,
 @errors_to_exit
 def delete(home: Path | None, collection: str, key: str, partition: str | None,
            as_json: bool) -> None:
-    """Delete a record (a tombstone that never expires)."""
-    with open_node(resolve_home(home)) as node:
-        change = node.delete(collection, key, partition)
+    """Delete a record (a tombstone that never expires); through the daemon while one
+    runs on the home."""
+    if partition is not None:
+        check_partition(partition)
+    path = resolve_home(home)
+    with home_writer(path) as api:
+        if api is None:
+            with open_node(path) as node:
+                done = _change_json(node.delete(collection, key, partition))
+        else:
+            done = api.call_json("DELETE", _record_route(collection, key, partition))
     if as_json:
-        echo_json({"author": device_id(change.author), "partition": change.partition,
-                   "seq": change.seq, "hash": change.hash.hex()})
+        echo_json(done)
     else:
-        click.echo(f"deleted {collection}/{key} in {change.partition} (seq {change.seq})")
+        click.echo(f"deleted {collection}/{key} in {done['partition']} (seq {done['seq']})")
 
 
 @click.command()

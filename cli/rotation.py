@@ -15,16 +15,15 @@ officer is never blocked; every edit made meanwhile raises the old key's seq, an
 changes past the rotation point N are refused everywhere, so enrol it right away
 (``enroll`` warns about any). What the phone signed with the old key stays in its
 store as it was (never re-signed); the old key is kept in ``retired-keys/``.
-The library side is :mod:`meshsync.trust.rotation`; the files are :mod:`meshsync.host.home`.
+The library side is :mod:`meshsync.trust.rotation`; what ``rekey`` and ``enroll``
+write is :mod:`meshsync.host.enrol` (run by the daemon when one holds the home); the
+files are :mod:`meshsync.host.home`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 from meshsync.cli.authority import (
@@ -40,36 +39,25 @@ from meshsync.cli.authority import (
 from meshsync.cli.common import errors_to_exit, home_option, json_option, resolve_home
 from meshsync.cli.revoke import MAX_AFTER_SEQ
 
+from meshsync.host.enrol import describe_spans, heads_of, start_rekey
 from meshsync.host.files import replace_file
 from meshsync.host.home import Home
 from meshsync.host.local import open_node
 from meshsync.model.errors import UsageError
 from meshsync.model.identity import device_id, parse_device_id, short_id
-from meshsync.store.base import Store
 from meshsync.trust import (
     DEFAULT_DEVICE_DAYS,
-    NOT_REVOKED,
-    CertInfo,
     TrustStore,
     carried_certificate,
     issue_rotation,
-    make_csr,
     parse_blob,
     rotation_file,
 )
-from meshsync.trust.grant import describe_point
-from meshsync.trust.profile import common_name, to_pem
-from meshsync.trust.rotation import csr_device_key, feed_heads, signed_after
+from meshsync.trust.profile import common_name
+from meshsync.trust.rotation import csr_device_key, signed_after
 
-
-def _heads(store: Store, author: bytes) -> dict[str, int]:
-    """``partition -> head seq`` of ``author``'s feeds held in ``store``."""
-    return feed_heads(((f.author, f.partition, f.head_seq) for f in store.feeds()), author)
-
-
-def _ranges(spans: dict[str, tuple[int, int]]) -> str:
-    return ", ".join(f"seq {a}..{b} in {p}" if a != b else f"seq {a} in {p}"
-                     for p, (a, b) in spans.items())
+_heads = heads_of
+_ranges = describe_spans
 
 
 def _warn(message: str) -> None:
@@ -92,39 +80,28 @@ def rekey(home: Path | None, name: str | None, as_json: bool) -> None:
     `meshsync authority rotate`. Run again, it shows the same new key and the
     current heads. Needs an enrolled home.
     """
+    from meshsync.cli.writer import home_writer
+
     path = resolve_home(home)
     node_home = Home.open(path)
-    if not node_home.cert_path.exists() or not (path / ROOT_CERT).exists():
-        raise UsageError(f"{path} is not enrolled (no device.crt): there is no certificate "
-                         "to rotate; enrol it first (meshsync enroll)")
-    old = node_home.load_key()
-    new, created = node_home.make_next_key()
-    if new.public_key == old.public_key:  # a hand-copied file: refuse to go on
-        raise UsageError(f"{node_home.next_key_path} holds the current device key")
-    csr_name = name or parse_blob(node_home.cert_path.read_bytes())[0].name
-    replace_file(node_home.next_csr_path, make_csr(new, csr_name))
-    with open_node(path) as node:
-        heads = _heads(node.store, old.public_key)
-    after = max(heads.values(), default=0)
-    data = {
-        "old_device_id": old.device_id,
-        "new_device_id": new.device_id,
-        "created": created,
-        "key": str(node_home.next_key_path),
-        "csr": str(node_home.next_csr_path),
-        "heads": heads,
-        "after_seq": after,
-    }
+    with home_writer(path) as api:
+        data = (start_rekey(node_home, name) if api is None
+                else api.call_json("POST", "/api/rekey", {"name": name}))
+    heads = data["heads"]
+    after = data["after_seq"]
+    if not isinstance(heads, dict):
+        raise UsageError("the daemon's answer to POST /api/rekey has no heads")
     if as_json:
         _show(data, True)
         return
-    click.echo(f"old device: {old.device_id}")
-    click.echo(f"new device: {new.device_id}" + ("" if created else " (made earlier)"))
+    click.echo(f"old device: {data['old_device_id']}")
+    click.echo(f"new device: {data['new_device_id']}"
+               + ("" if data["created"] else " (made earlier)"))
     for partition, seq in heads.items():
         click.echo(f"  old key in {partition}: seq {seq}")
     click.echo(f"request: {node_home.next_csr_path}")
     click.echo("this device signs with the old key until the new certificate is enrolled")
-    click.echo(f"next: meshsync authority rotate --home AUTHORITY {old.device_id} "
+    click.echo(f"next: meshsync authority rotate --home AUTHORITY {data['old_device_id']} "
                f"{node_home.next_csr_path} --after-seq {after} -o NEW.crt")
     click.echo(f"then: meshsync enroll --home {path} NEW.crt")
 
@@ -206,69 +183,6 @@ def rotate(home: Path | None, old_device: str, request_file: Path, after_seq: in
         "stored": True,
     }
     _show(data, as_json)
-
-
-@contextlib.contextmanager
-def _no_daemon(path: Path) -> Iterator[None]:
-    """Hold the daemon's lock on ``path`` so none runs with the old key meanwhile.
-
-    Raises :class:`UsageError` if a daemon holds it now (stop it, enrol, start it).
-    """
-    from meshsync.daemon.runner import LOCK_FILE
-
-    with (path / LOCK_FILE).open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise UsageError(f"a daemon is running on {path} with the old key: stop it, "
-                             "enrol the new certificate, then start it again") from exc
-        yield
-
-
-def enrol_rotation(path: Path, chain: list[CertInfo], revocations: list[bytes],
-                   issuer: str, cert_file: Path) -> dict[str, Any]:
-    """``meshsync enroll`` of the certificate for the waiting ``next.key``: switch keys.
-
-    ``chain``: the new device certificate then its chain up to the root (verified
-    by the caller); ``revocations``: raw revocation blobs that came with it. Stores
-    them, then :meth:`Home.promote_next_key`. Warns (stderr) if the old key is not
-    revoked, or signed changes past the rotation point (storing the revocation
-    quarantines them; they are refused everywhere the rotation is known). Returns
-    the data ``enroll`` prints.
-    Raises :class:`UsageError` if a daemon runs on the home.
-    """
-    node_home = Home.open(path)
-    old = node_home.load_key()
-    with _no_daemon(path):
-        with open_node(path) as node:
-            # Heads before the revocation is stored: storing it quarantines the old
-            # key's changes past the point, and those are the ones to warn about.
-            heads = _heads(node.store, old.public_key)
-            for blob in [i.der for i in chain if not i.is_root] + revocations:
-                node.add_credential(blob)
-            trust = node.trust
-            point = (trust.revocation_for(old.public_key) if isinstance(trust, TrustStore)
-                     else NOT_REVOKED)
-        retired = node_home.promote_next_key(to_pem(chain))
-    late = {} if point is NOT_REVOKED else signed_after(heads, point)
-    if point is NOT_REVOKED:
-        _warn(f"the old key {short_id(old.public_key)} is not revoked: what it signs stays "
-              "valid (if it may have been copied, ask the authority to revoke it)")
-    elif late:
-        _warn(f"the old key signed {_ranges(late)} after the rotation point "
-              f"({describe_point(point)}): those changes are quarantined here and refused "
-              "everywhere the rotation is known; make those edits again (meshsync log "
-              "lists them)")
-    return {
-        **_cert_data(chain[0], issuer, node_home.cert_path),
-        "rotated_from": old.device_id,
-        "old_key_heads": heads,
-        "old_key": describe_point(point),
-        "signed_after_rotation": {p: list(span) for p, span in late.items()},
-        "retired_key": str(retired),
-        "certificate_file": str(cert_file),
-        "stored": True,
-    }
 
 
 COMMANDS: list[click.Command] = [rekey]

@@ -20,8 +20,10 @@ from meshsync.cli.common import (
     resolve_home,
     run_trio,
 )
+from meshsync.cli.writer import home_writer
 
 from meshsync.host.local import open_node
+from meshsync.host.lock import hold_home
 from meshsync.model.errors import UsageError
 from meshsync.net.endpoints import serve_sync, sync_with
 from meshsync.net.setup import open_endpoint
@@ -61,12 +63,15 @@ def _checked_home(home: Path | None) -> Path:
 @click.option("-v", "--verbose", is_flag=True, help="Log every session.")
 @errors_to_exit
 def serve(home: Path | None, listen: str, verbose: bool) -> None:
-    """Accept sync sessions until SIGINT or SIGTERM."""
+    """Accept sync sessions until SIGINT or SIGTERM. Holds the home as a daemon does:
+    refused while a daemon or another serve runs on it; writing commands are refused
+    while it runs (it takes no writes: run `meshsync daemon` for that)."""
     _setup_logging(verbose)
     host, port = parse_hostport(listen)
 
     async def main() -> None:
-        with open_endpoint(_checked_home(home)) as endpoint:
+        path = _checked_home(home)
+        with hold_home(path, "serve"), open_endpoint(path) as endpoint:
             async with trio.open_nursery() as nursery:
                 try:
                     listeners = await nursery.start(serve_sync, endpoint, host, port)
@@ -94,7 +99,8 @@ def serve(home: Path | None, listen: str, verbose: bool) -> None:
 @json_option
 @errors_to_exit
 def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: bool) -> None:
-    """Sync once with a peer, both ways. Exit 0 when both hold the same for the
+    """Sync once with a peer, both ways (refused while a daemon runs on the home: it
+    syncs by itself). Exit 0 when both hold the same for the
     partitions they share, 4 when the session ended but they differ, 1 on errors
     (one `meshsync: error:` line; -v also logs the session)."""
     _setup_logging(verbose, quiet=logging.CRITICAL)
@@ -105,10 +111,16 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
     async def main() -> dict[str, object]:
         from meshsync.host.clock import clock_json
 
-        with open_endpoint(_checked_home(home)) as endpoint:
-            held_before.append(_changes_held(endpoint.node))
-            summary = await sync_with(endpoint, host, port, timeout)
-            return {**summary.to_json(), "clock": clock_json(endpoint.node)}
+        path = _checked_home(home)
+        with home_writer(path) as api:  # what it receives is written to the home
+            if api is not None:
+                raise UsageError(f"a daemon (pid {api.pid}) runs on {path} and syncs by "
+                                 f"itself: give it {peer} as a static peer, or ask it to "
+                                 "sync now (POST /api/sync)")
+            with open_endpoint(path) as endpoint:
+                held_before.append(_changes_held(endpoint.node))
+                summary = await sync_with(endpoint, host, port, timeout)
+                return {**summary.to_json(), "clock": clock_json(endpoint.node)}
 
     try:
         result = run_trio(main)

@@ -22,7 +22,9 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from functools import partial
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 
 import trio
 from meshsync.daemon.openapi import MAX_BODY_BYTES, OPENAPI
@@ -33,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from meshsync.host.home import Home
 from meshsync.model.change import check_partition
 from meshsync.model.errors import MeshsyncError, NotFoundError, StorageLowError, UsageError
 from meshsync.model.values import (
@@ -45,13 +48,26 @@ from meshsync.model.values import (
 )
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 log = logging.getLogger("meshsync.api")
 
 
+JsonObject = dict[str, object]
+
+
 class NodeService:
-    """What the API needs from the running daemon (implemented by ``Daemon``)."""
+    """What the API needs from the running daemon (implemented by
+    :class:`meshsync.daemon.service.LocalNode` and the daemon).
+
+    ``status``, ``peers`` and ``sync_now`` run on the trio thread; every other method
+    blocks on the node and runs in a worker thread under :attr:`limiter`. Record
+    values are in the library's form (bytes as bytes; :mod:`meshsync.model.values`
+    turns them into JSON). Errors are :class:`~meshsync.model.errors.MeshsyncError`.
+    """
 
     limiter: trio.CapacityLimiter
+    #: The home: uploads (bundles, voter lists) are spooled in it.
+    home: Home
 
     def status(self) -> dict[str, Any]:
         """The status document (see OpenAPI ``Status``)."""
@@ -61,12 +77,54 @@ class NodeService:
         """The peer table."""
         raise NotImplementedError
 
-    def node_call(self, name: str, *args: Any) -> Any:
-        """Call a node method by name (runs in a worker thread)."""
-        raise NotImplementedError
-
     def sync_now(self) -> None:
         """Mark every peer due for a sync."""
+        raise NotImplementedError
+
+    def list_records(self, collection: str, prefix: str) -> list[JsonObject]:
+        """Records of ``collection`` under partition ``prefix`` ("" for all)."""
+        raise NotImplementedError
+
+    def get_record(self, collection: str, key: str, partition: str | None
+                   ) -> JsonObject | None:
+        """One record (in ``partition``, else wherever it is), None if absent."""
+        raise NotImplementedError
+
+    def put_record(self, collection: str, key: str, fields: dict[str, object],
+                   partition: str | None) -> JsonObject:
+        """Set ``fields``; ``{"author", "seq", "partition", "hash", "record"}``."""
+        raise NotImplementedError
+
+    def delete_record(self, collection: str, key: str, partition: str | None
+                      ) -> JsonObject:
+        """Delete a record; ``{"author", "seq", "partition", "hash"}``."""
+        raise NotImplementedError
+
+    def progress(self, collection: str) -> JsonObject:
+        """Progress per TPS and village (:func:`meshsync.replica.progress.progress`)."""
+        raise NotImplementedError
+
+    def conflicts(self) -> list[JsonObject]:
+        """Records with open conflicts."""
+        raise NotImplementedError
+
+    def import_bundle(self, source: BinaryIO, name: str) -> JsonObject:
+        """Verify and apply the bundle read from ``source`` (called ``name``); the
+        import report (``meshsync bundle import --json``)."""
+        raise NotImplementedError
+
+    def import_voters(self, path: Path, batch_size: int) -> JsonObject:
+        """Import the voter list CSV at ``path`` (``batch_size`` rows per change); the
+        report (``meshsync coklit import --json``)."""
+        raise NotImplementedError
+
+    def enroll(self, pem: bytes, name: str) -> JsonObject:
+        """Install the certificate file ``pem`` (``meshsync enroll``);
+        ``{"enrolment": what enroll prints, "warnings": [line, ...]}``."""
+        raise NotImplementedError
+
+    def rekey(self, name: str | None) -> JsonObject:
+        """Start a key rotation (``meshsync rekey --json``)."""
         raise NotImplementedError
 
 
@@ -198,8 +256,19 @@ def _check_query(request: Request, path: str) -> None:
         raise ApiError(400, f"unknown query parameter {shown!r} ({hint})", field=name)
 
 
+def _partition_param(request: Request) -> str | None:
+    """The ``partition`` query parameter, checked (see :func:`_partition`)."""
+    return _partition("partition", request.query_params.get("partition"))
+
+
+async def in_thread(service: NodeService, func: Callable[[], T]) -> T:
+    """Run ``func`` (a node call) in a worker thread under the node's limiter."""
+    return await trio.to_thread.run_sync(func, limiter=service.limiter)
+
+
 def build_app(service: NodeService, token: str) -> Starlette:
     """The ASGI application."""
+    from meshsync.daemon.api_writes import write_routes  # it imports this module
 
     def guarded(path: str, func: Handler) -> Handler:
         async def wrapper(request: Request) -> Response:
@@ -220,12 +289,8 @@ def build_app(service: NodeService, token: str) -> Starlette:
                 return _error(500, f"internal error: {type(exc).__name__}: {exc}")
         return wrapper
 
-    async def call(name: str, *args: Any) -> Any:
-        return await trio.to_thread.run_sync(service.node_call, name, *args,
-                                             limiter=service.limiter)
-
-    def partition_param(request: Request) -> str | None:
-        return _partition("partition", request.query_params.get("partition"))
+    def call(func: Callable[[], T]) -> Awaitable[T]:
+        return in_thread(service, func)
 
     async def status(request: Request) -> Response:
         return JSONResponse(service.status())
@@ -235,7 +300,8 @@ def build_app(service: NodeService, token: str) -> Starlette:
 
     async def list_records(request: Request) -> Response:
         collection = request.path_params["collection"]
-        records = await call("list_json", collection, partition_param(request) or "")
+        records = await call(partial(service.list_records, collection,
+                                     _partition_param(request) or ""))
         return JSONResponse([record_to_json(r) for r in records])
 
     async def record(request: Request) -> Response:
@@ -244,7 +310,8 @@ def build_app(service: NodeService, token: str) -> Starlette:
         if request.method == "DELETE":
             return await delete_record(request)
         p = request.path_params
-        found = await call("get_json", p["collection"], p["key"], partition_param(request))
+        found = await call(partial(service.get_record, p["collection"], p["key"],
+                                   _partition_param(request)))
         if found is None:
             raise NotFoundError(f"no record {p['collection']}/{p['key']}")
         return JSONResponse(record_to_json(found))
@@ -252,25 +319,28 @@ def build_app(service: NodeService, token: str) -> Starlette:
     async def put_record(request: Request) -> Response:
         p = request.path_params
         fields, partition = _put_body(await _read_body(request))
-        result = await call("put_json", p["collection"], p["key"], fields, partition)
+        result = await call(partial(service.put_record, p["collection"], p["key"], fields,
+                                    partition))
         service.sync_now()
-        if result.get("record") is not None:
-            result = {**result, "record": record_to_json(result["record"])}
+        stored = result.get("record")
+        if isinstance(stored, dict):
+            result = {**result, "record": record_to_json(stored)}
         return JSONResponse(result, status_code=200)
 
     async def delete_record(request: Request) -> Response:
         p = request.path_params
-        result = await call("delete_json", p["collection"], p["key"],
-                            partition_param(request))
+        result = await call(partial(service.delete_record, p["collection"], p["key"],
+                                    _partition_param(request)))
         service.sync_now()
         return JSONResponse(result)
 
     async def progress_route(request: Request) -> Response:
         collection = request.query_params.get("collection", "voters")
-        return JSONResponse(await call("progress_json", collection))
+        return JSONResponse(await call(partial(service.progress, collection)))
 
     async def conflicts(request: Request) -> Response:
-        return JSONResponse([record_to_json(r) for r in await call("conflicts_json")])
+        found = await call(service.conflicts)
+        return JSONResponse([record_to_json(r) for r in found])
 
     async def sync(request: Request) -> Response:
         service.sync_now()
@@ -280,7 +350,7 @@ def build_app(service: NodeService, token: str) -> Starlette:
         return JSONResponse(OPENAPI)
 
     async def page(request: Request) -> Response:
-        progress = await call("progress_json", "voters")
+        progress = await call(partial(service.progress, "voters"))
         return HTMLResponse(render_status(service.status(), service.peers(), progress))
 
     routes = [
@@ -296,6 +366,8 @@ def build_app(service: NodeService, token: str) -> Starlette:
         Route("/api/conflicts", guarded("/api/conflicts", conflicts)),
         Route("/api/progress", guarded("/api/progress", progress_route)),
         Route("/api/sync", guarded("/api/sync", sync), methods=["POST"]),
+        *[Route(path, guarded(path, handler), methods=["POST"])
+          for path, handler in write_routes(service).items()],
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error,
                                                         Exception: _server_error})

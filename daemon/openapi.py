@@ -41,6 +41,10 @@ _ERROR = {
 #: with bytes in base64 (4/3) or escaped text. A larger ``Content-Length`` is refused
 #: with 413 before any of the body is read, a chunked body as soon as it passes this.
 MAX_BODY_BYTES = 2 * MAX_RECORD_BYTES + 64 * 1024
+#: Largest upload (a bundle, a voter list CSV) in bytes: 1 GiB, streamed to the home.
+MAX_UPLOAD_BYTES = 1 << 30
+#: Largest ``batch_size`` of a voter list import (rows per signed change).
+MAX_BATCH_SIZE = 10_000
 
 
 def _json(schema: dict[str, Any], text: str = "OK") -> dict[str, Any]:
@@ -55,6 +59,56 @@ _ERRORS = {"400": _json(_ERROR, "bad input, or a query parameter the operation d
 _COLL = {"name": "collection", "in": "path", "required": True, "schema": {"type": "string"}}
 _KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
 _PART = {"name": "partition", "in": "query", "required": False, "schema": {"type": "string"}}
+
+_NAME = {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "the file's name, for messages"}
+_UPLOAD_413 = {"413": _json(_ERROR, f"upload larger than {MAX_UPLOAD_BYTES} bytes")}
+
+
+def _upload(summary: str, media: str, params: list[dict[str, Any]],
+            text: str) -> dict[str, Any]:
+    return {"post": {"summary": summary, "description": text, "parameters": params,
+                     "requestBody": {"required": True, "content": {
+                         media: {"schema": {"type": "string", "format": "binary"}}}},
+                     "responses": {"200": _json({"type": "object"}), **_ERRORS,
+                                   **_UPLOAD_413}}}
+
+
+#: The CLI's writes while a daemon holds the home (one home, one writer): the same
+#: reports as the commands' ``--json``.
+_WRITES: dict[str, Any] = {
+    "/api/bundles": _upload(
+        "Import a bundle (as `meshsync bundle import`)", "application/octet-stream",
+        [_NAME], "The body is the bundle file. The report lists applied, duplicate, "
+                 "refused and invalid changes; a corrupted or forged bundle is refused "
+                 "with 400 and changes nothing."),
+    "/api/coklit/import": _upload(
+        "Import a voter list CSV (as `meshsync coklit import`)", "text/csv",
+        [_NAME, {"name": "batch_size", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE,
+                            "default": 500}}],
+        "The body is the CSV. Sets the home's schema to coklit; bad rows are listed "
+        "by line in the report."),
+    "/api/enroll": {"post": {
+        "summary": "Install this device's certificate (as `meshsync enroll`)",
+        "description": "The body is the PEM file from `authority issue` or `authority "
+                       "rotate`. A certificate for the key `rekey` made switches the "
+                       "daemon to that key at once. The answer is `{\"enrolment\": "
+                       "{...}, \"warnings\": [line, ...]}`.",
+        "parameters": [_NAME],
+        "requestBody": {"required": True, "content": {"application/x-pem-file": {
+            "schema": {"type": "string"}}}},
+        "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
+    "/api/rekey": {"post": {
+        "summary": "Start a key rotation (as `meshsync rekey`)",
+        "description": "Makes next.key and next.csr in the home (or shows the waiting "
+                       "ones); the daemon signs with its current key until `enroll`.",
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "properties": {
+                "name": {"type": ["string", "null"],
+                         "description": "device name in the request"}}}}}},
+        "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -125,5 +179,6 @@ OPENAPI: dict[str, Any] = {
             "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
         "/api/sync": {"post": {"summary": "Sync with every known peer now",
                                "responses": {"202": _json({"type": "object"}), **_ERRORS}}},
+        **_WRITES,
     },
 }

@@ -27,13 +27,14 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 from meshsync.daemon.dial_policy import Address, DialPolicy
 
 from meshsync.model.errors import UsageError
 from meshsync.model.identity import device_id, parse_device_id, short_id
+from meshsync.net.discovery.model import Candidate
 from meshsync.net.driver import now_ms
 from meshsync.net.endpoints import Endpoint, sync_with
 from meshsync.net.errors import TransportError
@@ -55,17 +56,6 @@ HELD_RECHECK_MS = 500
 #: Least time between two looks at the peer table (seconds): a flood of adverts wakes
 #: the loop at every new entry, and each look costs a pass over the table.
 LOOP_MIN_S = 0.1
-
-
-class CandidateLike(Protocol):
-    """What discovery reports (see :class:`meshsync.net.discovery.Candidate`)."""
-
-    host: str
-    port: int
-    via: str
-    device_id: str | None
-    mesh: str | None
-    digest: str | None
 
 
 @dataclass
@@ -151,7 +141,7 @@ class PeerManager:
 
     # -- inputs ----------------------------------------------------------------
 
-    def found(self, cand: CandidateLike) -> None:
+    def found(self, cand: Candidate) -> None:
         """A discovery method reported a candidate (synchronous; trio thread)."""
         if (cand.mesh is not None and cand.mesh != self.mesh) or cand.device_id == self.own_id:
             return
@@ -167,7 +157,7 @@ class PeerManager:
         peer.last_seen_ms = self._clock()
         if peer.proven and address not in peer.verified:
             return  # anyone can claim a known device's id: no say over its role or digest
-        role = getattr(cand, "role", None)
+        role = cand.role
         peer.role = role or peer.role
         claimed = getattr(cand, "peers", None)
         if isinstance(claimed, int):

@@ -8,40 +8,41 @@ and removes its runtime file.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
-import hashlib
 import json
 import logging
 import os
 import secrets
 import signal
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import trio
-from meshsync.daemon.api import NodeService, build_app, serve_api
+from meshsync.daemon.api import build_app, serve_api
 from meshsync.daemon.config import DaemonConfig
 from meshsync.daemon.peers import PeerManager
+from meshsync.daemon.service import LocalNode
 
 from meshsync.host.clock import clock_json
+from meshsync.host.enrol import Enrolment
 from meshsync.host.files import write_private
 from meshsync.host.home import Home
 from meshsync.host.local import storage_status
-from meshsync.model.errors import NotFoundError
+from meshsync.host.lock import hold_home
+from meshsync.model.change import FeedId
 from meshsync.model.identity import device_id
+from meshsync.net.discovery.cascade import DiscoveryCascade
+from meshsync.net.discovery.model import Advert, AdvertBoard, Candidate
 from meshsync.net.endpoints import Endpoint, serve_sync
 from meshsync.net.registry import SessionRegistry
+from meshsync.net.tls import client_context, server_context
 from meshsync.protocol.events import SessionSummary
+from meshsync.replica.share import pending_changes
 
 log = logging.getLogger("meshsync.daemon")
 
 TOKEN_FILE = "api.token"  # noqa: S105 - a file name, not a secret
 RUNTIME_FILE = "daemon.json"
-LOCK_FILE = "daemon.lock"
 UPLINK_POLL_S = 5.0
 
 
@@ -53,27 +54,23 @@ def api_token(home: Home) -> str:
     return path.read_text().strip()
 
 
-class Daemon(NodeService):
+class Daemon(LocalNode):
     """One running node. Build with :func:`meshsync.net.setup.open_endpoint`'s endpoint."""
 
     def __init__(self, home: Home, config: DaemonConfig, endpoint: Endpoint) -> None:
-        self.home, self.config, self.endpoint = home, config, endpoint
-        self.node = endpoint.node
-        self.limiter = endpoint.limiter
+        super().__init__(home, endpoint.node, endpoint.limiter)
+        self.config, self.endpoint = config, endpoint
         endpoint.registry = SessionRegistry(self.node.key.public_key)
         endpoint.on_summary = self._on_summary
         self.manager = PeerManager(endpoint, config.mesh, anti_entropy_s=config.anti_entropy_s,
                                    backoff_min_s=config.backoff_min_s,
                                    backoff_max_s=config.backoff_max_s)
         self.clock_warnings: list[str] = []
-        self.peer_vvs: dict[str, dict[tuple[bytes, str], int]] = {}
+        self.peer_vvs: dict[str, dict[FeedId, int]] = {}
         self.listen_address: tuple[str, int] | None = None
         self.api_address = ""  # "HOST:PORT" once the API is bound
-        self._cascade: Any = None
-        self._custody: dict[str, Any] = {"feeds": [], "receipts": []}
-        self._counts: dict[str, Any] = {"changes": 0, "conflicts": 0, "per_partition": {},
-                                        "digest": ""}
-        self._board: Any = None
+        self._cascade: DiscoveryCascade | None = None
+        self._board: AdvertBoard | None = None
 
     # -- events ------------------------------------------------------------------
 
@@ -93,68 +90,23 @@ class Daemon(NodeService):
         """See :meth:`NodeService.sync_now`."""
         self.manager.local_change()
 
-    # -- node calls (worker thread, under the limiter) ------------------------------
-
-    def node_call(self, name: str, *args: Any) -> Any:
-        """See :meth:`NodeService.node_call`."""
-        method = getattr(self, f"_call_{name}", None)
-        if method is None:
-            raise NotFoundError(f"no node call {name!r}")
-        return method(*args)
-
-    def _call_list_json(self, collection: str, prefix: str) -> list[dict[str, Any]]:
-        return [r.to_json() for r in self.node.records(collection, prefix)]
-
-    def _call_get_json(self, collection: str, key: str, partition: str | None) -> Any:
-        record = self.node.get(collection, key, partition)
-        return record.to_json() if record else None
-
-    def _call_put_json(self, collection: str, key: str, fields: dict[str, Any],
-                       partition: str | None) -> dict[str, Any]:
-        change = self.node.put(collection, key, fields, partition)
-        self._call_refresh()
-        record = self.node.get(collection, key, change.partition)
-        return {"seq": change.seq, "partition": change.partition, "hash": change.hash.hex(),
-                "record": record.to_json() if record else None}
-
-    def _call_delete_json(self, collection: str, key: str, partition: str | None
-                          ) -> dict[str, Any]:
-        change = self.node.delete(collection, key, partition)
-        self._call_refresh()
-        return {"seq": change.seq, "partition": change.partition, "hash": change.hash.hex()}
-
-    def _call_progress_json(self, collection: str) -> dict[str, Any]:
-        from meshsync.replica.progress import progress
-
-        return progress(self.node.store, collection)
-
-    def _call_conflicts_json(self) -> list[dict[str, Any]]:
-        return [r.to_json() for r in self.node.conflicts()]
-
-    def _call_refresh(self) -> None:
-        """Recount what the status shows (cheap counts) and the advertised digest."""
-        store = self.node.store
-        feeds = store.feeds()
-        per_partition = Counter(r.partition for r in store.iter_records() if not r.deleted)
-        digest = hashlib.sha256(repr([(f.author, f.partition, f.head_seq)
-                                      for f in feeds]).encode()).hexdigest()[:16]
-        from meshsync.replica.custody import custody
-
-        self._custody = custody(self.node)
-        self._counts = {"changes": sum(f.head_seq for f in feeds),
-                        "conflicts": sum(1 for _ in store.iter_records(conflicts_only=True)),
-                        "per_partition": dict(per_partition), "digest": digest,
-                        "vv": {f.feed: f.head_seq for f in feeds}}
+    def switch_key(self, done: Enrolment) -> None:
+        """After an enrolment (worker thread): sign with the new key if the device
+        switched keys, and present the installed certificate in new TLS sessions."""
+        super().switch_key(done)
+        self.endpoint.client_ctx = client_context(self.home)
+        self.endpoint.server_ctx = server_context(self.home)
+        if done.new_key is not None and self.endpoint.registry is not None:
+            self.endpoint.registry.own_key = done.new_key.public_key
+            self.manager.own_id = done.new_key.device_id
 
     # -- reading ------------------------------------------------------------------
 
     def _pending(self, dev: str | None) -> int | None:
+        """Changes held here that peer ``dev`` lacked at its last session (None if it
+        never synced): the share policy's count (whole partition segments)."""
         vv = self.peer_vvs.get(dev or "")
-        if vv is None:
-            return None
-        mine: dict[tuple[bytes, str], int] = self._counts.get("vv", {})
-        return sum(max(0, seq - vv.get(feed, 0)) for feed, seq in mine.items()
-                   if feed in vv or any(feed[1].startswith(p) for _, p in vv))
+        return None if vv is None else pending_changes(self.counts.vv, vv)
 
     def peers(self) -> list[dict[str, Any]]:
         """See :meth:`NodeService.peers`."""
@@ -181,8 +133,6 @@ class Daemon(NodeService):
     async def _uplinks(self) -> None:
         """Offer the uplinks to the peer manager; re-probe at once when the network
         interfaces change (a modem plugged in, Wi-Fi joined: docs/architecture.md §8)."""
-        from types import SimpleNamespace
-
         from meshsync.net.discovery.interfaces import read_links
 
         links = read_links()
@@ -190,8 +140,7 @@ class Daemon(NodeService):
         while True:
             if trio.current_time() >= next_offer:
                 for host, port in self.config.uplink:
-                    self.manager.found(SimpleNamespace(host=host, port=port, via="uplink",
-                                                       device_id=None, mesh=None, digest=None))
+                    self.manager.found(Candidate(host=host, port=port, via="uplink"))
                 next_offer = trio.current_time() + self.config.anti_entropy_s
             await trio.sleep(UPLINK_POLL_S)
             now_links = read_links()
@@ -207,41 +156,40 @@ class Daemon(NodeService):
 
     def status(self) -> dict[str, Any]:
         """See :meth:`NodeService.status`."""
-        c = self._counts
+        c = self.counts
         return {
             "device_id": self.node.key.device_id, "role": self.endpoint.config.role,
             "mesh": self.config.mesh, "share": self.endpoint.config.share_scope,
             "diagnosis": self.manager.diagnosis(), "peers": len(self.manager.peers),
-            "sessions": self.manager.sessions_total, "changes": c["changes"],
-            "conflicts": c["conflicts"], "records_per_partition": c["per_partition"],
-            "digest": c["digest"], "clock_warnings": self.clock_warnings,
+            "sessions": self.manager.sessions_total, "changes": c.changes,
+            "conflicts": c.conflicts, "records_per_partition": c.per_partition,
+            "digest": c.digest, "clock_warnings": self.clock_warnings,
             "listen": f"{self.listen_address[0]}:{self.listen_address[1]}"
             if self.listen_address else None,
             "uplink": self._uplink_status(), "discovery": self._discovery_stats(),
-            "custody": self._custody, "storage": storage_status(self.node),
+            "custody": self.custody, "storage": storage_status(self.node),
             "clock": clock_json(self.node),
         }
 
     # -- running ------------------------------------------------------------------
 
     async def _refresh(self) -> None:
-        await trio.to_thread.run_sync(self._call_refresh, limiter=self.limiter)
-        if self._board is not None and self._board.current().digest != self._counts["digest"]:
+        await trio.to_thread.run_sync(self.refresh, limiter=self.limiter)
+        if self._board is not None and self._board.current() != self._advert():
             self._board.set(self._advert())
 
-    def _advert(self) -> Any:
-        from meshsync.net.discovery import Advert
+    def _advert(self) -> Advert:
         from meshsync.protocol.frames import PROTOCOL_VERSION
 
         assert self.listen_address is not None
         return Advert(device_id=self.node.key.device_id, mesh=self.config.mesh,
                       role=self.endpoint.config.role, port=self.listen_address[1],
-                      proto=PROTOCOL_VERSION, digest=self._counts["digest"])
+                      proto=PROTOCOL_VERSION, digest=self.counts.digest)
 
     async def _discovery(self) -> None:
         from meshsync.daemon.discovery_setup import build_methods
 
-        from meshsync.net.discovery import AdvertBoard, run_cascade
+        from meshsync.net.discovery import run_cascade
 
         assert self.listen_address is not None
         methods = build_methods(self.config, self.listen_address[1])
@@ -320,21 +268,6 @@ def _refuse_bind(key: str, host: str, port: int, exc: BaseException) -> None:
                          f"{leaf.strerror or leaf}") from exc
 
 
-@contextlib.contextmanager
-def home_lock(path: Path) -> Iterator[None]:
-    """Hold ``HOME/daemon.lock`` (an advisory ``flock``) while a daemon runs, so a
-    second daemon on the same home is refused instead of taking over its files."""
-    from meshsync.model.errors import UsageError
-
-    with (path / LOCK_FILE).open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise UsageError(f"another daemon is already running on {path} "
-                             f"(see {path / RUNTIME_FILE})") from exc
-        yield
-
-
 async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = None,
                      role: str | None = None) -> None:
     """Open the home, run the daemon until SIGINT or SIGTERM, then shut down cleanly.
@@ -345,7 +278,7 @@ async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = No
     from meshsync.model.errors import UsageError
     from meshsync.net.setup import open_endpoint
 
-    with home_lock(path), \
+    with hold_home(path, "daemon"), \
             open_endpoint(path, share=config.share, mesh=config.mesh, store=store) as endpoint:
         if role is not None and role != endpoint.config.role:
             raise UsageError(f"--role {role}: this home's certificate has role "

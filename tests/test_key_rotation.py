@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 import stat
 from collections.abc import Iterator
@@ -371,10 +372,13 @@ def test_rekey_and_enroll_refuse_bad_input_in_one_line(net: Net) -> None:
         plan["csr"], "--after-seq", 0, "--old-cert", a / "device.crt", "-o", cert)
     # The rotation certificate is not phone-B's.
     assert "not this device" in refused("enroll", "--home", b, cert)
-    # A daemon running with the old key: stop it first (its lock is held here).
-    with (a / "daemon.lock").open("a") as lock:
+    # `meshsync serve` holds the home (it takes no writes): refused, naming it.
+    with (a / "daemon.lock").open("a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert "a daemon is running" in refused("enroll", "--home", a, cert)
+        lock.truncate(0)
+        lock.write(f"serve {os.getpid()}\n")
+        lock.flush()
+        assert f"meshsync serve (pid {os.getpid()})" in refused("enroll", "--home", a, cert)
         fcntl.flock(lock, fcntl.LOCK_UN)
     assert device_id(a) == plan["old_device_id"]  # nothing switched
     (a / "next.key").chmod(0o644)

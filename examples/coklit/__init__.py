@@ -21,6 +21,18 @@ whenever it is opened (:func:`meshsync.host.local.open_node`); a document, once
 held, takes precedence.
 """
 
+from pathlib import Path
+
 from meshsync.coklit.schema import COLLECTION, Rules, VoterValidator, register
 
-__all__ = ["COLLECTION", "Rules", "VoterValidator", "register"]
+from meshsync.replica.node import Node
+
+__all__ = ["COLLECTION", "Rules", "VoterValidator", "import_file", "register"]
+
+
+def import_file(node: Node, path: Path, *, batch_size: int) -> dict[str, object]:
+    """The schema importer (:data:`meshsync.host.local.IMPORTER_GROUP`): import the voter list
+    CSV at ``path`` into ``node`` (:func:`.dpt_csv.import_csv`); its report as JSON."""
+    from meshsync.coklit.dpt_csv import import_csv
+
+    return dict(import_csv(node, path, batch_size=batch_size).to_json())

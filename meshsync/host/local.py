@@ -164,6 +164,48 @@ def use_schema_documents(node: Node) -> None:
             lookup(name)  # now: a package may set up more than rules (coklit: progress)
 
 
+#: The entry point group of schema importers: ``import_file(node, path, batch_size=N)``
+#: that imports a data file (coklit: a DPT CSV) and returns its report as JSON.
+IMPORTER_GROUP = "meshsync.schema_importers"
+
+
+def schema_import(node: Node, name: str, path: Path, *, batch_size: int) -> dict[str, object]:
+    """Import the file at ``path`` into ``node`` with schema ``name``'s importer (the
+    entry point ``name`` of :data:`IMPORTER_GROUP`, ``batch_size`` rows per change);
+    the report as JSON.
+
+    Raises :class:`~meshsync.model.errors.UsageError` for a schema with no importer
+    installed, and whatever the importer raises (a file it cannot read, a write refused).
+    """
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group=IMPORTER_GROUP, name=name))
+    if not found:
+        raise UsageError(f"schema {name!r} has no importer installed")
+    importer = cast(Callable[..., object], found[0].load())
+    report = importer(node, path, batch_size=batch_size)
+    if not isinstance(report, dict):
+        raise TypeError(f"schema {name!r} importer returned {type(report).__name__}")
+    return report
+
+
+def adopt_schema(home: Home, name: str) -> bool:
+    """Set ``schema = NAME`` in the home's ``config.toml`` (an installed schema)
+    unless it is set already; returns True if it was set now (register it on an open
+    node with :func:`use_schema`).
+
+    Raises :class:`~meshsync.model.errors.UsageError` if the home has another schema.
+    """
+    config = home.config()
+    current = config.get("schema")
+    if current == name:
+        return False
+    if current is not None:
+        raise UsageError(f"{home.config_path} has schema = {current!r}, not {name!r}")
+    home.write_config({**config, "schema": name})
+    return True
+
+
 #: Default of ``storage_reserve_mb`` in ``config.toml``: free space (MiB) on the home's
 #: disk kept for local edits; received data is refused below it (docs/failure-cases.md B17).
 DEFAULT_RESERVE_MB = 64

@@ -15,10 +15,7 @@ from meshsync.model.identity import sha256
 from meshsync.net.endpoints import Endpoint
 from meshsync.net.tls import client_context, server_context
 from meshsync.protocol.session import SessionConfig
-
-#: A pantarlih phone carries its whole district's feeds (docs/protocol.md), so its share
-#: scope is its certificate scope cut to this many path segments.
-PHONE_SHARE_DEPTH = 2
+from meshsync.replica.share import default_share
 
 
 def own_certificate(home: Home) -> tuple[str, str]:
@@ -41,17 +38,12 @@ def own_certificate(home: Home) -> tuple[str, str]:
     return info.role, info.scope
 
 
-def default_share(role: str, scope: str) -> str:
-    """What a node carries by default: a phone its district, others their scope."""
-    if role == "pantarlih":
-        return "/".join(scope.split("/")[:PHONE_SHARE_DEPTH]) if scope else scope
-    return scope
-
-
 def session_config(home: Home, *, share: str | None = None,
                    mesh: str | None = None) -> SessionConfig:
     """Session settings from ``config.toml`` (``mesh``, ``share``) and the certificate;
-    ``share`` and ``mesh`` override the file."""
+    ``share`` and ``mesh`` override the file. Without either, the share scope is the
+    replica layer's share policy for the certificate's role and scope
+    (:func:`meshsync.replica.share.default_share`)."""
     role, scope = own_certificate(home)
     config = home.config()
     mesh = mesh or config.get("mesh", "default")

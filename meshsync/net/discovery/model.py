@@ -23,7 +23,9 @@ from meshsync.model.errors import UsageError
 SERVICE_TYPE = "_meshsync._tcp.local."
 
 #: How a candidate was learned, in cascade order (docs/architecture.md §7).
-VIAS = ("mdns", "broadcast", "gateway", "static")
+#: How a candidate was found; "uplink" is a central server from the daemon's own
+#: configuration (``uplink``), offered to its peer manager like a static peer.
+VIAS = ("mdns", "broadcast", "gateway", "static", "uplink")
 
 # Device ids are base32 (identity.device_id); mesh ids come from the config file.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
