@@ -26,7 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                              "field)."),
     "daemon": ("daemon_cmd", "Run the node: sync listener, discovery, peer manager, local "
                              "API and status page, until SIGINT or SIGTERM."),
-    "delete": ("records", "Delete a record (a tombstone that never expires)."),
+    "delete": ("records", "Delete a record (a tombstone that never expires); through the "
+                          "daemon while one runs on the home."),
     "demo": ("demo", "Run a coklit district on this machine with real daemons; report "
                      "convergence and progress; exit 1 if the nodes did not converge."),
     "enroll": ("authority", "Install this device's certificate CERT (from `authority issue` "
@@ -47,7 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("sync", "Accept sync sessions until SIGINT or SIGTERM."),
     "status": ("daemon_cmd", "Show the node's status (from the running daemon, else from "
                              "the store)."),
-    "sync": ("sync", "Sync once with a peer, both ways."),
+    "sync": ("sync", "Sync once with a peer, both ways (refused while a daemon runs on "
+                      "the home: it syncs by itself)."),
 }
 
 

@@ -53,7 +53,8 @@ def test_get_imports_only_what_it_uses(tmp_path: Path) -> None:
     loaded = _modules_after("get", "--home", home, "voters", "v-1")
     assert "meshsync.replica.node" in loaded
     heavy = {"trio", "cryptography.x509", "cryptography.hazmat.primitives.serialization",
-             "concurrent.futures", "platformdirs", "meshsync.trust", "meshsync.protocol",
+             "concurrent.futures", "platformdirs", "meshsync.trust.store",
+             "meshsync.trust.issue", "meshsync.protocol",
              "meshsync.net", "meshsync.daemon", "meshsync.coklit", "importlib.metadata"}
     assert heavy & loaded == set()
 
