@@ -14,15 +14,14 @@ While ``meshsync serve`` holds the home (it has no API) a write is refused.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from typing import TYPE_CHECKING
 
 from meshsync.host.home import Home
 from meshsync.host.lock import HomeBusyError, read_holder, try_lock
@@ -37,12 +36,24 @@ WAIT_S = 60.0
 API_TIMEOUT_S = 600.0
 _POLL_S = 0.02
 
-#: urllib would send the request (and its token) through http_proxy from the environment.
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+if TYPE_CHECKING:
+    import urllib.request
+
+
+@functools.cache
+def _no_proxy() -> urllib.request.OpenerDirector:
+    """An opener that ignores http_proxy from the environment (urllib would send the
+    request, and its token, through it). urllib loads only when a daemon is asked:
+    ``meshsync get`` on a home without a daemon never imports it."""
+    import urllib.request
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def quote_segment(text: str) -> str:
     """``text`` percent-encoded as one URL path segment (``/`` included)."""
+    from urllib.parse import quote
+
     return quote(text, safe="")
 
 
@@ -67,11 +78,14 @@ class DaemonApi:
         :class:`UsageError` for another 4xx, :class:`MeshsyncError` otherwise), with
         the daemon's one-line message; :class:`MeshsyncError` if it does not answer.
         """
+        import urllib.error
+        import urllib.request
+
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": content_type}
         request = urllib.request.Request(f"http://{self.address}{route}", data=body,
                                          method=method, headers=headers)
         try:
-            with _NO_PROXY.open(request, timeout=timeout) as response:
+            with _no_proxy().open(request, timeout=timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise _answered_error(exc.code, exc.read()) from None
