@@ -164,3 +164,18 @@ def test_a_forged_or_altered_refusal_is_ignored_with_a_reason(
     assert held["refused"] == [] and held["feeds"][0]["safe_at_central"] is True
     ignored = [r for r in held["receipts"] if r.get("ignored")]
     assert len(ignored) == 1 and ignored[0]["refusals"] == 1
+
+
+def test_a_gap_filled_later_is_no_longer_listed(district: dict[str, Node]) -> None:
+    phone, central = district["phone"], district["central"]
+    for n in range(3):
+        phone.put("voters", f"v-010{n}", {"nama": "Warga Contoh"})
+    changes = list(phone.changes_since({}))
+    central.receive(changes[1:], source="phone")  # seq 1 missing: a gap, refused
+    with central.store.transaction():
+        assert [(r.seq, r.stage) for r in decode_receipt(
+            custody.issue_receipt(central, "mimika")).refused] == [(2, "hash chain")]
+    blob = central_receives(central, phone)
+    assert decode_receipt(blob).refused == ()
+    give(phone, blob)
+    assert custody.custody(phone)["feeds"][0]["safe_at_central"] is True

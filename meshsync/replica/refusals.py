@@ -23,8 +23,9 @@ from meshsync.store.base import in_prefix
 #: Stages whose refused change the issuer keeps (so its version vector covers the seq):
 #: they must be subtracted from what the receipt says the issuer holds.
 KEPT_STAGES = ("validation", "fork", "revocation")
-#: Refusals read from the issuer's log when it signs a receipt (newest first).
-LOG_WINDOW = 4096
+#: Refusals read from the issuer's log when it signs a receipt (newest first): each
+#: costs the issuer a lookup or two, at the end of every session that brought changes.
+LOG_WINDOW = 1024
 
 
 def issued_refusals(node: Node, scope: str) -> list[Refused]:
@@ -44,11 +45,12 @@ def issued_refusals(node: Node, scope: str) -> list[Refused]:
             chosen[((q.author, q.partition), q.seq)] = refused_entry(
                 q.author, q.partition, q.seq, q.hash, "revocation", q.reason)
     lowest: dict[FeedId, int] = {}
+    heads: dict[FeedId, int] = {}
     for r in reversed(node.store.refusals(limit=LOG_WINDOW)):
         feed = (r.author, r.partition)
         if (feed, r.seq) in chosen or not in_prefix(r.partition, scope):
             continue
-        entry = _still_refused(node, feed, r.seq, r.stage, r.reason)
+        entry = _still_refused(node, feed, r.seq, r.stage, r.reason, heads)
         if entry is None:
             continue
         if entry.stage not in KEPT_STAGES:
@@ -62,18 +64,20 @@ def issued_refusals(node: Node, scope: str) -> list[Refused]:
     return list(chosen.values())
 
 
-def _still_refused(node: Node, feed: FeedId, seq: int, stage: str,
-                   reason: str) -> Refused | None:
+def _still_refused(node: Node, feed: FeedId, seq: int, stage: str, reason: str,
+                   heads: dict[FeedId, int]) -> Refused | None:
     """The entry for a logged refusal that still holds, or None (see
-    :func:`issued_refusals`)."""
+    :func:`issued_refusals`); ``heads`` caches the head seq of each feed looked up."""
     if stage == "validation":
         held = node.store.change_at(feed, seq)
         if held is None or held.invalid is None:
             return None
         return refused_entry(feed[0], feed[1], seq, held.hash, stage, held.invalid)
     if stage != "fork":
-        head = node.store.feed_head(feed)
-        if head is not None and head.head_seq >= seq:
+        if feed not in heads:
+            info = node.store.feed_head(feed)
+            heads[feed] = info.head_seq if info else 0
+        if heads[feed] >= seq:
             return None
     return refused_entry(feed[0], feed[1], seq, b"", stage, reason)
 
