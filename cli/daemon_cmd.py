@@ -113,10 +113,26 @@ def status(home: Path | None, as_json: bool) -> None:
     if storage and storage["low"]:
         click.echo(f"storage low: {storage['free_mb']} MiB free, {storage['reserve_mb']} MiB "
                    "kept for local edits; received changes are refused until space is freed")
-    for feed in data.get("custody", {}).get("feeds", []):
-        safe = "safe at central" if feed["safe_at_central"] else "not yet at central"
+    _echo_custody(data.get("custody", {}))
+
+
+def _echo_custody(held: dict[str, Any]) -> None:
+    """The custody lines of ``meshsync status``: each own feed, then each change refused
+    upstream (:func:`meshsync.replica.refusals.describe`)."""
+    from meshsync.replica.refusals import describe
+
+    for feed in held.get("feeds", []):
+        if feed.get("central_refused"):
+            safe = f"{feed['central_refused']} refused at central, listed below"
+        else:
+            safe = "safe at central" if feed["safe_at_central"] else "not yet at central"
         click.echo(f"  {feed['partition']}: {feed['local']} here, {feed['gateway']} at the "
                    f"gateway, {feed['central']} at central ({safe})")
+    refused = held.get("refused", [])
+    if refused:
+        click.echo(f"refused upstream ({len(refused)}): these edits did not make it")
+    for entry in refused:
+        click.echo(f"  {describe(entry)}")
 
 
 @click.command()

@@ -47,6 +47,19 @@ def _progress_rows(rows: dict[str, dict[str, Any]]) -> str:
     return "".join(out) or "<tr><td colspan=4>no records</td></tr>"
 
 
+def _refused_rows(refused: list[dict[str, Any]]) -> str:
+    """One row per own change refused upstream: where, stage and the edits' collection,
+    key and field names. The reason is left out (a validator's reason may quote a
+    field's value: personal data); ``meshsync status`` and ``/api/status`` give it."""
+    rows = []
+    for r in refused:
+        edits = "; ".join(f"{e['collection']}/{e['key']} ({', '.join(e['fields'])})"
+                          for e in r["edits"])
+        rows.append(f"<tr class='refused'><td>{_e(r['partition'])}</td><td>{r['seq']}</td>"
+                    f"<td>{_e(r['at'])}</td><td>{_e(r['stage'])}</td><td>{_e(edits)}</td></tr>")
+    return "".join(rows) or "<tr><td colspan=5>none</td></tr>"
+
+
 def _date_note(clock: dict[str, Any] | None) -> str:
     """The wrong-date paragraph (``id="date"``), empty while the date is right."""
     if not clock or clock.get("plausible", True):
@@ -71,6 +84,10 @@ Uplink: {_e(uplink)}. Changes held: {status['changes']}. Open conflicts:
 <h2>Peers</h2><table id="peers"><tr><th>device</th><th>role</th><th>addresses</th>
 <th>last sync</th><th>pending</th><th>sent / received</th><th>state</th></tr>
 {_peer_rows(peers)}</table>
+<h2>Refused upstream (not safe; reasons in <code>meshsync status</code>)</h2>
+<table id="refused"><tr><th>partition</th><th>change</th><th>refused at</th><th>stage</th>
+<th>edits</th></tr>
+{_refused_rows((status.get("custody") or {}).get("refused", []))}</table>
 {_date_note(status.get("clock"))}<h2>Clock warnings</h2><ul>{warnings or '<li>none</li>'}</ul>
 <h2>Progress per village</h2><table id="progress-village"><tr><th>village</th>
 <th>voters</th><th>by status</th><th>conflicts</th></tr>

@@ -23,7 +23,9 @@ feed in either side's VV message, the higher seq) changed by ``delta``: ``[i, se
 sets base entry ``i`` (sorted like VV entries; seq 0 = not held) and
 ``[author, partition, seq]`` adds a feed the base lacks. The receiver rebuilds the
 canonical receipt blob (:mod:`meshsync.replica.receipt`) and verifies its signature. After a
-sync that converged the delta is empty.
+sync that converged the delta is empty. A receipt that lists refusals (version 2) is
+sent as ``[at_ms, delta, sig, refusals]``, the refusals in full as in the receipt; one
+without refusals stays three elements, so a session with no refusal sends no more.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from meshsync.model.change import MAX_SEQ, FeedId, check_partition
 from meshsync.model.errors import DecodeError, UsageError
 from meshsync.model.identity import PUBLIC_KEY_BYTES, sha256
 from meshsync.protocol.messages import DIGEST_BYTES
-from meshsync.replica.receipt import assemble_receipt, decode_receipt
+from meshsync.replica.receipt import assemble_receipt, decode_receipt, decode_refused
 from meshsync.store.base import in_prefix
 
 VersionList = list[tuple[FeedId, int]]
@@ -119,16 +121,19 @@ def compact_receipt(blob: bytes, base: VersionList) -> list[Any]:
     for feed, seq in sorted(receipt.vv.items(), key=feed_order):
         if feed not in known:
             delta.append([feed[0], feed[1], seq])
+    if receipt.refused:
+        return [receipt.at_ms, delta, receipt.sig, [r.encode() for r in receipt.refused]]
     return [receipt.at_ms, delta, receipt.sig]
 
 
 def expand_receipt(item: Any, issuer: bytes, scope: str, base: VersionList) -> bytes:
     """The canonical receipt blob of a compact receipt from ``issuer`` over ``scope``
     (its signature is not checked here); :class:`DecodeError` if malformed."""
-    if type(item) is not list or len(item) != 3 or type(item[0]) is not int \
+    if type(item) is not list or len(item) not in (3, 4) or type(item[0]) is not int \
             or type(item[1]) is not list or not isinstance(item[2], bytes):
         raise DecodeError("malformed compact receipt")
-    at_ms, delta, sig = item
+    at_ms, delta, sig = item[:3]
+    refused = decode_refused(item[3]) if len(item) == 4 else ()
     vv = dict(base)
     touched: set[FeedId] = set()
     for entry in delta:
@@ -147,7 +152,7 @@ def expand_receipt(item: Any, issuer: bytes, scope: str, base: VersionList) -> b
         vv[feed] = seq
     try:
         return assemble_receipt(issuer, scope, at_ms,
-                                {f: s for f, s in vv.items() if s > 0}, sig)
+                                {f: s for f, s in vv.items() if s > 0}, sig, refused)
     except (OverflowError, ValueError, TypeError) as exc:
         raise DecodeError(f"malformed compact receipt: {exc}") from exc
 

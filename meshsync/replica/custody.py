@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from meshsync.model.change import FeedId
 from meshsync.model.errors import AuthorizationError, DecodeError
 from meshsync.model.identity import device_id
 from meshsync.replica.node import Node
 from meshsync.replica.receipt import Receipt, decode_receipt, make_receipt
+from meshsync.replica.refusals import issued_refusals, refused_own, refused_seqs
 from meshsync.store.base import in_prefix
 from meshsync.trust.proven import META_KEY, decode_meta, encode_meta
 
@@ -89,10 +91,12 @@ def _trust_is_open(node: Node) -> bool:
 
 
 def issue_receipt(node: Node, scope: str) -> bytes:
-    """Sign and keep this node's receipt for ``scope`` (inside a transaction)."""
+    """Sign and keep this node's receipt for ``scope`` (inside a transaction): its
+    version vector over ``scope`` and the changes in ``scope`` it refused
+    (:func:`meshsync.replica.refusals.issued_refusals`), signed together."""
     vv = {feed: seq for feed, seq in node.version_vector().items() if in_prefix(feed[1], scope)}
     now = node.now_ms()
-    blob = make_receipt(node.key, scope, now, vv)
+    blob = make_receipt(node.key, scope, now, vv, issued_refusals(node, scope))
     node.store.put_receipt(node.key.public_key, scope, now, blob)
     return blob
 
@@ -109,31 +113,45 @@ def held_receipts(node: Node) -> list[Receipt]:
 
 
 def custody(node: Node) -> dict[str, Any]:
-    """For each of this device's own feeds: seq held locally, at a gateway, at central.
+    """For each of this device's own feeds: changes held locally, at a gateway, at
+    central, and the changes refused there.
 
-    ``gateway``/``central`` are the highest seq any receipt from an issuer of that
-    role covers (0 if none); ``safe_at_central`` is True when central holds it all.
-    A held receipt whose issuer is not (or no longer) a verified gateway or central
-    device counts for nothing: its row in ``receipts`` says why (``ignored``), and
-    the reason is logged.
+    ``gateway``/``central`` count the changes up to the highest seq any receipt from
+    an issuer of that role covers (0 if none), less those that role refused
+    (``refused``: :func:`meshsync.replica.refusals.refused_own`, each with its edits,
+    stage and reason); ``safe_at_central`` is True when central holds the whole feed and
+    refused none of it. A held receipt whose issuer is not (or no longer) a verified
+    gateway or central device counts for nothing, its refusals included: its row in
+    ``receipts`` says why (``ignored``), and the reason is logged.
     """
     receipts = [(issuer_role(node, r.issuer), r) for r in held_receipts(node)]
     rows = [_receipt_row(node, role, r) for role, r in receipts]
-    feeds = []
-    for feed, seq in sorted(node.version_vector().items()):
-        if feed[0] != node.key.public_key:
-            continue
-        held = {role: max((r.covers(feed) for rr, r in receipts if rr == role), default=0)
-                for role in ISSUER_ROLES}
-        feeds.append({"partition": feed[1], "local": seq, "gateway": held["gateway"],
-                      "central": held["central"], "safe_at_central": held["central"] >= seq})
-    return {"feeds": feeds, "receipts": rows}
+    counted = [(str(role), r) for (role, r), row in zip(receipts, rows, strict=True)
+               if role in ISSUER_ROLES and "ignored" not in row]
+    refused = refused_own(node, counted)
+    feeds = [_feed_row(feed, seq, counted, refused)
+             for feed, seq in sorted(node.version_vector().items())
+             if feed[0] == node.key.public_key]
+    return {"feeds": feeds, "receipts": rows, "refused": refused}
+
+
+def _feed_row(feed: FeedId, seq: int, counted: list[tuple[str, Receipt]],
+              refused: list[dict[str, Any]]) -> dict[str, Any]:
+    """One feed's custody row (see :func:`custody`)."""
+    row: dict[str, Any] = {"partition": feed[1], "local": seq}
+    for role in ISSUER_ROLES:
+        covers = max((r.covers(feed) for rr, r in counted if rr == role), default=0)
+        seqs = refused_seqs(refused, feed[1], role)
+        row[role] = covers - len({s for s in seqs if s <= covers})
+        row[f"{role}_refused"] = len(seqs)
+    row["safe_at_central"] = row["central"] >= seq and not row["central_refused"]
+    return row
 
 
 def _receipt_row(node: Node, role: str | None, receipt: Receipt) -> dict[str, Any]:
     row: dict[str, Any] = {"issuer": device_id(receipt.issuer), "role": role,
                            "scope": receipt.scope, "at_ms": receipt.at_ms,
-                           "feeds": len(receipt.vv)}
+                           "feeds": len(receipt.vv), "refusals": len(receipt.refused)}
     reason = ignored_reason(node, receipt.issuer, role)
     if reason is not None:
         log.warning("%s", reason)

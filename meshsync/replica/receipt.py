@@ -7,14 +7,26 @@ with the issuer's device key (Ed25519, RFC 8032) over the canonical msgpack arra
      [[author(bin 32), partition(str), seq(int)], ...]]          sorted by feed
 
 followed, in the blob, by the 64-byte signature (the whole blob is the 7-element
-array). Receipts travel like credentials (bundles, sync sessions); a store keeps only
-the newest receipt per ``(issuer, scope)``, so they never accumulate. An officer's
-phone compares its own feeds with the receipts it holds from gateway- and
-central-role issuers to see which of its changes are safe where (docs/architecture.md §1).
+array). A receipt whose issuer refused changes in its scope is version 2: the signed
+array gains one more element, the refusals, signed together with the version vector::
+
+    ["meshsync/receipt", 2, issuer, scope, at_ms, [feeds...],
+     [[author(bin 32), partition(str), seq(int), hash(bin 32 or empty), stage(str),
+       reason(str)], ...]]                       sorted by (author, partition, seq, stage)
+
+(``hash`` is the refused change's SHA-256 where the issuer keeps it: a change kept but
+invalid, a quarantined one; empty otherwise). A receipt with no refusals is always
+version 1, byte for byte as before; both versions decode. Receipts travel like
+credentials (bundles, sync sessions); a store keeps only the newest receipt per
+``(issuer, scope)``, so they never accumulate. An officer's phone compares its own
+feeds with the receipts it holds from gateway- and central-role issuers to see which
+of its changes are safe where, and which were refused there and why
+(docs/architecture.md §8).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,19 +38,51 @@ from meshsync.store.base import in_prefix
 
 TAG = "meshsync/receipt"
 VERSION = 1
+#: The version of a receipt that lists refusals.
+VERSION_REFUSALS = 2
+#: Most refusals one receipt lists (the issuer keeps the newest); a stage or reason
+#: longer than :data:`MAX_REFUSAL_TEXT` characters is cut there.
+MAX_REFUSALS = 256
+MAX_REFUSAL_TEXT = 400
 SIGN_CONTEXT = b"meshsync receipt v1\x00"
 MAX_RECEIPT_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class Refused:
+    """One change the issuer of a receipt refused: feed ``(author, partition)``, ``seq``,
+    the change's SHA-256 ``hash`` (``b""`` where the issuer does not keep the change),
+    the pipeline ``stage`` (``validation``, ``authorization``, ``hash chain``, ``fork``,
+    ``revocation``) and the issuer's ``reason`` (a sentence)."""
+
+    author: bytes
+    partition: str
+    seq: int
+    hash: bytes
+    stage: str
+    reason: str
+
+    @property
+    def feed(self) -> FeedId:
+        """``(author, partition)``."""
+        return (self.author, self.partition)
+
+    def encode(self) -> list[Any]:
+        """The msgpack array of the receipt format (module docs)."""
+        return [self.author, self.partition, self.seq, self.hash, self.stage, self.reason]
+
+
+@dataclass(frozen=True)
 class Receipt:
-    """A verified receipt. ``vv`` maps feed -> highest contiguous seq the issuer holds."""
+    """A verified receipt. ``vv`` maps feed -> highest contiguous seq the issuer holds;
+    ``refused`` lists the changes in its scope the issuer refused (empty: version 1)."""
 
     issuer: bytes
     scope: str
     at_ms: int
     vv: dict[FeedId, int]
     blob: bytes
+    refused: tuple[Refused, ...] = ()
 
     @property
     def sig(self) -> bytes:
@@ -50,23 +94,41 @@ class Receipt:
         return self.vv.get(feed, 0) if in_prefix(feed[1], self.scope) else 0
 
 
-def _body(issuer: bytes, scope: str, at_ms: int, vv: dict[FeedId, int]) -> list[Any]:
+def _body(issuer: bytes, scope: str, at_ms: int, vv: dict[FeedId, int],
+          refused: Sequence[Refused] = ()) -> list[Any]:
     feeds = [[a, p, s] for (a, p), s in sorted(vv.items()) if in_prefix(p, scope)]
-    return [TAG, VERSION, issuer, scope, at_ms, feeds]
+    listed = sorted((r.encode() for r in refused if in_prefix(r.partition, scope)),
+                    key=lambda e: (e[0], e[1], e[2], e[4]))
+    if not listed:
+        return [TAG, VERSION, issuer, scope, at_ms, feeds]
+    return [TAG, VERSION_REFUSALS, issuer, scope, at_ms, feeds, listed]
 
 
-def make_receipt(key: DeviceKey, scope: str, at_ms: int, vv: dict[FeedId, int]) -> bytes:
-    """Sign a receipt for the feeds of ``vv`` inside ``scope``; returns the blob."""
-    body = _body(key.public_key, scope, at_ms, vv)
+def refused_entry(author: bytes, partition: str, seq: int, hash_: bytes, stage: str,
+                  reason: str) -> Refused:
+    """A :class:`Refused` with ``stage`` and ``reason`` cut to :data:`MAX_REFUSAL_TEXT`
+    characters (what an issuer signs)."""
+    return Refused(author, partition, seq, hash_, stage[:MAX_REFUSAL_TEXT],
+                   reason[:MAX_REFUSAL_TEXT])
+
+
+def make_receipt(key: DeviceKey, scope: str, at_ms: int, vv: dict[FeedId, int],
+                 refused: Sequence[Refused] = ()) -> bytes:
+    """Sign a receipt for the feeds of ``vv`` and the ``refused`` changes inside
+    ``scope`` (at most :data:`MAX_REFUSALS` of them: the caller chooses); returns the
+    blob. Raises :class:`ValueError` for more refusals than that."""
+    if len(refused) > MAX_REFUSALS:
+        raise ValueError(f"a receipt lists at most {MAX_REFUSALS} refusals")
+    body = _body(key.public_key, scope, at_ms, vv, refused)
     sig = key.sign(SIGN_CONTEXT + codec.pack(body))
     return codec.pack([*body, sig])
 
 
 def assemble_receipt(issuer: bytes, scope: str, at_ms: int, vv: dict[FeedId, int],
-                     sig: bytes) -> bytes:
+                     sig: bytes, refused: Sequence[Refused] = ()) -> bytes:
     """The canonical blob of a receipt from its parts (a sync session sends receipts
     without what the receiver knows); :func:`decode_receipt` then verifies it."""
-    return codec.pack([*_body(issuer, scope, at_ms, vv), sig])
+    return codec.pack([*_body(issuer, scope, at_ms, vv, refused), sig])
 
 
 def is_receipt(blob: bytes) -> bool:
@@ -81,9 +143,14 @@ def decode_receipt(blob: bytes) -> Receipt:
     :class:`~meshsync.model.errors.SignatureError` if the signature does not verify.
     """
     raw = codec.unpack(blob, max_bytes=MAX_RECEIPT_BYTES)
-    if type(raw) is not list or len(raw) != 7 or raw[0] != TAG or raw[1] != VERSION:
-        raise DecodeError("not a meshsync receipt (version 1)")
-    _, _, issuer, scope, at_ms, feeds, sig = raw
+    if type(raw) is not list or len(raw) < 2 or raw[0] != TAG or \
+            (raw[1], len(raw)) not in ((VERSION, 7), (VERSION_REFUSALS, 8)):
+        raise DecodeError("not a meshsync receipt (version 1 or 2)")
+    issuer, scope, at_ms, feeds = raw[2:6]
+    sig = raw[-1]
+    refused = decode_refused(raw[6]) if len(raw) == 8 else ()
+    if len(raw) == 8 and not refused:
+        raise DecodeError("a version 2 receipt lists no refusals")
     if not isinstance(issuer, bytes) or len(issuer) != PUBLIC_KEY_BYTES or \
             type(scope) is not str or type(at_ms) is not int or type(feeds) is not list or \
             not isinstance(sig, bytes):
@@ -94,8 +161,28 @@ def decode_receipt(blob: bytes) -> Receipt:
                 or type(entry[1]) is not str or type(entry[2]) is not int:
             raise DecodeError("malformed receipt entry")
         vv[(entry[0], entry[1])] = entry[2]
-    body = _body(issuer, scope, at_ms, vv)
+    body = _body(issuer, scope, at_ms, vv, refused)
     if codec.pack([*body, sig]) != blob:
         raise DecodeError("receipt is not in canonical form")
     verify(issuer, sig, SIGN_CONTEXT + codec.pack(body))
-    return Receipt(issuer, scope, at_ms, vv, blob)
+    return Receipt(issuer, scope, at_ms, vv, blob, refused)
+
+
+def decode_refused(raw: Any) -> tuple[Refused, ...]:
+    """The refusals of a receipt or compact receipt (module docs); raises
+    :class:`DecodeError` if malformed or more than :data:`MAX_REFUSALS`."""
+    if type(raw) is not list or len(raw) > MAX_REFUSALS:
+        raise DecodeError("malformed receipt refusals")
+    out = []
+    for entry in raw:
+        if type(entry) is not list or len(entry) != 6:
+            raise DecodeError("malformed receipt refusal")
+        author, partition, seq, hash_, stage, reason = entry
+        if not isinstance(author, bytes) or len(author) != PUBLIC_KEY_BYTES \
+                or type(partition) is not str or type(seq) is not int or seq < 1 \
+                or not isinstance(hash_, bytes) or len(hash_) not in (0, 32) \
+                or type(stage) is not str or type(reason) is not str \
+                or len(stage) > MAX_REFUSAL_TEXT or len(reason) > MAX_REFUSAL_TEXT:
+            raise DecodeError("malformed receipt refusal")
+        out.append(Refused(author, partition, seq, hash_, stage, reason))
+    return tuple(out)
