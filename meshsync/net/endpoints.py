@@ -186,14 +186,34 @@ async def handle_connection(tcp: trio.SocketStream, endpoint: Endpoint,
             stream = await _serve_admitted(tcp, endpoint, address, admission, ticket)
         except TransportError as exc:
             refusals.refused(address, exc.stage, exc.detail)
+            _drop_tracebacks(exc)
         except MeshsyncError as exc:
             log.error("sync with %s:%s failed: %s", address[0], address[1], exc)
         finally:
             if admission is not None and ticket is not None:
                 admission.release(ticket)
             await _close(stream)
+            _break_cycle(stream)
     if ticket is not None and ticket.shed_reason is not None:
         refusals.refused(address, "load", f"shed: {ticket.shed_reason}")
+
+
+def _break_cycle(stream: trio.abc.AsyncResource) -> None:
+    """Free a closed ``trio.SSLStream`` (and its OpenSSL object) now, not at the next
+    full garbage collection: it refers to itself through its handshake guard (a bound
+    method, trio 0.35 ``_ssl.py``), and in a flood such cycles piled up by thousands."""
+    if isinstance(stream, trio.SSLStream):
+        vars(stream).pop("_handshook", None)
+
+
+def _drop_tracebacks(exc: BaseException | None) -> None:
+    """Clear the tracebacks along ``exc``'s chain: their frames hold the connection's
+    TLS stream in a reference cycle, which only the garbage collector would free."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
 
 
 async def _serve_admitted(tcp: trio.SocketStream, endpoint: Endpoint, address: Any,
@@ -224,6 +244,7 @@ async def _serve_admitted(tcp: trio.SocketStream, endpoint: Endpoint, address: A
         summary = await _session(stream, endpoint, INCOMING, admitted, deadline)
     except BaseException:
         await _close(stream)
+        _break_cycle(stream)
         raise
     _log_summary(address, summary)
     if endpoint.on_summary is not None:
