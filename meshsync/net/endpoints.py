@@ -311,3 +311,4 @@ async def sync_with(endpoint: Endpoint, host: str, port: int,
         return summary
     finally:
         await _close(stream)
+        _break_cycle(stream)
