@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import trio
@@ -29,6 +29,9 @@ from meshsync.net.endpoints import serve_sync, sync_with
 from meshsync.net.setup import open_endpoint
 from meshsync.replica.node import Node
 
+if TYPE_CHECKING:
+    from meshsync.daemon.config import DaemonConfig
+
 
 def parse_hostport(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); UsageError if malformed."""
@@ -48,13 +51,17 @@ def _setup_logging(verbose: bool, quiet: int = logging.WARNING) -> None:
 def _checked_home(home: Path | None) -> Path:
     """The home's path, its ``config.toml`` checked by the daemon's rules (an unknown
     or bad key is refused by name here too, not silently ignored)."""
+    return _home_config(home)[0]
+
+
+def _home_config(home: Path | None) -> tuple[Path, DaemonConfig]:
+    """The home's path and its ``config.toml`` read and checked by the daemon's rules."""
     from meshsync.daemon.config import load_config
 
     from meshsync.host.home import Home
 
     path = resolve_home(home)
-    load_config(Home.open(path))
-    return path
+    return path, load_config(Home.open(path))
 
 
 @click.command()
@@ -70,8 +77,9 @@ def serve(home: Path | None, listen: str, verbose: bool) -> None:
     host, port = parse_hostport(listen)
 
     async def main() -> None:
-        path = _checked_home(home)
+        path, config = _home_config(home)
         with hold_home(path, "serve"), open_endpoint(path) as endpoint:
+            endpoint.limits = config.limits()  # the daemon's keys and defaults
             async with trio.open_nursery() as nursery:
                 try:
                     listeners = await nursery.start(serve_sync, endpoint, host, port)

@@ -18,6 +18,9 @@ Keys (all optional; defaults in :data:`DEFAULTS`)::
     uplink = ["central.example:7420"]         # gateway role: where central is (issue 6)
     storage_reserve_mb = 64                   # free MiB kept for local edits: received
                                               # changes are refused below it (io_local)
+    max_handshakes = 256                      # unauthenticated sync connections held;
+    max_handshakes_per_source = 32            # of those, from one IP (oldest idle shed)
+    refusal_log_interval_s = 60.0             # refusals logged as counts per interval
 
 An invalid value is refused with :class:`~meshsync.model.errors.UsageError` naming the key
 and what is allowed.
@@ -33,6 +36,12 @@ from typing import Any
 
 from meshsync.host.home import Home
 from meshsync.model.errors import UsageError
+from meshsync.net.admission import (
+    DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_MAX_PER_SOURCE,
+    DEFAULT_REFUSAL_LOG_INTERVAL_S,
+    ConnectionLimits,
+)
 
 DISCOVERY_METHODS = ("mdns", "broadcast", "gateway", "static")
 #: What discovery adverts accept as a mesh id (meshsync.net.discovery.model), so a
@@ -55,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "backoff_min_s": 2.0,
     "backoff_max_s": 300.0,
     "uplink": [],
+    "max_handshakes": DEFAULT_MAX_HANDSHAKES,
+    "max_handshakes_per_source": DEFAULT_MAX_PER_SOURCE,
+    "refusal_log_interval_s": DEFAULT_REFUSAL_LOG_INTERVAL_S,
 }
 
 
@@ -102,7 +114,15 @@ class DaemonConfig:
     backoff_max_s: float
     uplink: tuple[tuple[str, int], ...]
     share: str | None = None
+    max_handshakes: int = DEFAULT_MAX_HANDSHAKES
+    max_handshakes_per_source: int = DEFAULT_MAX_PER_SOURCE
+    refusal_log_interval_s: float = DEFAULT_REFUSAL_LOG_INTERVAL_S
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def limits(self) -> ConnectionLimits:
+        """The caps on unauthenticated sync connections (meshsync.net.admission)."""
+        return ConnectionLimits(self.max_handshakes, self.max_handshakes_per_source,
+                                self.refusal_log_interval_s)
 
 
 def _number(values: dict[str, Any], key: str, low: float, high: float) -> float:
@@ -112,6 +132,14 @@ def _number(values: dict[str, Any], key: str, low: float, high: float) -> float:
         raise UsageError(f"config {key}: expected a number of seconds from {low} to {high}, "
                          f"got {value!r}")
     return float(value)
+
+
+def _count(values: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = values[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UsageError(f"config {key}: expected a whole number from {low} to {high}, "
+                         f"got {value!r}")
+    return value
 
 
 def _string_list(values: dict[str, Any], key: str) -> list[str]:
@@ -187,6 +215,9 @@ def validate(values: dict[str, Any]) -> DaemonConfig:
         uplink=tuple(parse_hostport(p, "uplink", low=1)
                      for p in _string_list(values, "uplink")),
         share=share,
+        max_handshakes=_count(values, "max_handshakes", 1, 65536),
+        max_handshakes_per_source=_count(values, "max_handshakes_per_source", 1, 65536),
+        refusal_log_interval_s=_number(values, "refusal_log_interval_s", 1, 86400),
     )
 
 

@@ -62,6 +62,7 @@ class Daemon(LocalNode):
         self.config, self.endpoint = config, endpoint
         endpoint.registry = SessionRegistry(self.node.key.public_key)
         endpoint.on_summary = self._on_summary
+        endpoint.limits = config.limits()
         self.manager = PeerManager(endpoint, config.mesh, anti_entropy_s=config.anti_entropy_s,
                                    backoff_min_s=config.backoff_min_s,
                                    backoff_max_s=config.backoff_max_s)

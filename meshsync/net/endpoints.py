@@ -2,14 +2,17 @@
 
 ``serve_sync`` never returns (trio naming: ``serve_*``); every connection is handled
 in its own task, and whatever one peer does (bad TLS, protocol errors, resets) is
-logged with the peer's address and never stops the listener. ``sync_with`` dials one
-peer, runs one session and returns its summary.
+logged with the peer's address and never stops the listener. Unauthenticated
+connections are capped and shed, and their refusals logged at a bounded rate
+(:mod:`meshsync.net.admission`); a connection gets TLS state only once it sends a byte.
+``sync_with`` dials one peer, runs one session and returns its summary.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ import trio
 
 from meshsync.model.errors import AuthorizationError, MeshsyncError
 from meshsync.model.identity import sha256, short_id
+from meshsync.net.admission import Admission, ConnectionLimits, RefusalLog, Ticket
 from meshsync.net.driver import now_ms, run_session
 from meshsync.net.errors import TransportError
 from meshsync.net.registry import INCOMING, OUTGOING, SessionRegistry
@@ -50,6 +54,8 @@ class Endpoint:
     on_summary: Callable[[str, tuple[str, int], SessionSummary], None] | None = None
     #: SHA-256 of every stored credential the trust store has seen (refresh_trust).
     loaded_credentials: set[bytes] = field(default_factory=set)
+    #: Caps on unauthenticated connections (read by serve_sync when it starts).
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 def refresh_trust(endpoint: Endpoint) -> None:
@@ -71,14 +77,19 @@ def refresh_trust(endpoint: Endpoint) -> None:
             endpoint.loaded_credentials.add(digest)
 
 
-async def _handshake(stream: trio.SSLStream[Any], endpoint: Endpoint) -> bytes:
+async def _handshake(stream: trio.SSLStream[Any], endpoint: Endpoint,
+                     deadline: float | None = None) -> bytes:
     """Complete TLS and check the peer's chain, revocation, role and scope.
 
-    Returns the peer's device key. Raises :class:`TransportError` (stage ``tls`` or
-    ``identity``) and tells the peer why when it is an identity refusal.
+    ``deadline`` (trio time) ends the TLS handshake; default
+    :data:`HANDSHAKE_TIMEOUT_S` from now. Returns the peer's device key. Raises
+    :class:`TransportError` (stage ``tls`` or ``identity``) and tells the peer why when
+    it is an identity refusal.
     """
+    if deadline is None:
+        deadline = trio.current_time() + HANDSHAKE_TIMEOUT_S
     try:
-        with trio.fail_after(HANDSHAKE_TIMEOUT_S):
+        with trio.fail_at(deadline):
             await stream.do_handshake()
     except trio.TooSlowError as exc:
         raise TransportError("tls", "TLS handshake timed out") from exc
@@ -131,9 +142,14 @@ async def _close(stream: trio.abc.AsyncResource) -> None:
         await stream.aclose()
 
 
-async def _session(stream: trio.SSLStream[Any], endpoint: Endpoint,
-                   direction: str) -> SessionSummary:
-    peer = await _handshake(stream, endpoint)
+async def _session(stream: trio.SSLStream[Any], endpoint: Endpoint, direction: str,
+                   admitted: Callable[[], None] | None = None,
+                   deadline: float | None = None) -> SessionSummary:
+    """Handshake (by ``deadline``), call ``admitted()`` once the peer is authenticated,
+    run the session."""
+    peer = await _handshake(stream, endpoint, deadline)
+    if admitted is not None:
+        admitted()
     registry = endpoint.registry
     if registry is not None:
         busy = registry.acquire(peer, direction)
@@ -150,24 +166,90 @@ async def _session(stream: trio.SSLStream[Any], endpoint: Endpoint,
             registry.release(peer, direction)
 
 
-async def handle_connection(tcp: trio.SocketStream, endpoint: Endpoint) -> None:
-    """Serve one accepted connection; log its outcome; never raise for peer faults."""
+async def handle_connection(tcp: trio.SocketStream, endpoint: Endpoint,
+                            admission: Admission | None = None,
+                            refusals: RefusalLog | None = None) -> None:
+    """Serve one accepted connection; log its outcome; never raise for peer faults.
+
+    With ``admission`` the connection counts as unauthenticated (and may be shed) until
+    its peer is authenticated; ``refusals`` rate-limits the refusal lines.
+    """
     try:
         address = tcp.socket.getpeername()
     except OSError:
         address = ("?", 0)
-    stream = trio.SSLStream(tcp, endpoint.server_ctx, server_side=True)
+    refusals = refusals or RefusalLog(log, endpoint.limits.refusal_log_interval_s)
+    stream: trio.abc.AsyncResource = tcp
+    with trio.CancelScope() as scope:
+        ticket = admission.admit(address[0], scope) if admission is not None else None
+        try:
+            stream = await _serve_admitted(tcp, endpoint, address, admission, ticket)
+        except TransportError as exc:
+            refusals.refused(address, exc.stage, exc.detail)
+            _drop_tracebacks(exc)
+        except MeshsyncError as exc:
+            log.error("sync with %s:%s failed: %s", address[0], address[1], exc)
+        finally:
+            if admission is not None and ticket is not None:
+                admission.release(ticket)
+            await _close(stream)
+            _break_cycle(stream)
+    if ticket is not None and ticket.shed_reason is not None:
+        refusals.refused(address, "load", f"shed: {ticket.shed_reason}")
+
+
+def _break_cycle(stream: trio.abc.AsyncResource) -> None:
+    """Free a closed ``trio.SSLStream`` (and its OpenSSL object) now, not at the next
+    full garbage collection: it refers to itself through its handshake guard (a bound
+    method, trio 0.35 ``_ssl.py``), and in a flood such cycles piled up by thousands."""
+    if isinstance(stream, trio.SSLStream):
+        vars(stream).pop("_handshook", None)
+
+
+def _drop_tracebacks(exc: BaseException | None) -> None:
+    """Clear the tracebacks along ``exc``'s chain: their frames hold the connection's
+    TLS stream in a reference cycle, which only the garbage collector would free."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
+
+
+async def _serve_admitted(tcp: trio.SocketStream, endpoint: Endpoint, address: Any,
+                          admission: Admission | None, ticket: Ticket | None
+                          ) -> trio.abc.AsyncResource:
+    """Wait for the peer's first byte, then TLS and the session. Returns the stream to
+    close (``tcp`` until TLS starts). Raises :class:`TransportError` for refusals."""
+    deadline = trio.current_time() + HANDSHAKE_TIMEOUT_S
+    with trio.move_on_at(deadline) as waiting:
+        await trio.lowlevel.wait_readable(tcp.socket)
+    if waiting.cancelled_caught:
+        raise TransportError("tls", "TLS handshake timed out (the peer sent nothing)")
     try:
-        summary = await _session(stream, endpoint, INCOMING)
-        _log_summary(address, summary)
-        if endpoint.on_summary is not None:
-            endpoint.on_summary(INCOMING, (address[0], address[1]), summary)
-    except TransportError as exc:
-        log.warning("refused %s:%s at %s", address[0], address[1], exc)
-    except MeshsyncError as exc:
-        log.error("sync with %s:%s failed: %s", address[0], address[1], exc)
-    finally:
+        first = await tcp.socket.recv(1, socket.MSG_PEEK)
+    except OSError as exc:
+        raise TransportError("tls", f"connection lost before TLS: {exc}") from exc
+    if not first:
+        raise TransportError("tls", "the peer closed the connection before TLS")
+    if ticket is not None:
+        ticket.idle = False
+    stream = trio.SSLStream(tcp, endpoint.server_ctx, server_side=True)
+
+    def admitted() -> None:
+        if admission is not None and ticket is not None:
+            admission.release(ticket)
+
+    try:
+        summary = await _session(stream, endpoint, INCOMING, admitted, deadline)
+    except BaseException:
         await _close(stream)
+        _break_cycle(stream)
+        raise
+    _log_summary(address, summary)
+    if endpoint.on_summary is not None:
+        endpoint.on_summary(INCOMING, (address[0], address[1]), summary)
+    return stream
 
 
 def _log_summary(address: Any, summary: SessionSummary) -> None:
@@ -195,13 +277,19 @@ async def serve_sync(endpoint: Endpoint, host: str, port: int, *,
     """Listen on ``host:port`` and serve sync sessions forever.
 
     Calls ``task_status.started(listeners)`` once bound (port 0 picks a free port).
+    Unauthenticated connections are held within ``endpoint.limits``.
     """
     listeners = await trio.open_tcp_listeners(port, host=host)
+    admission = Admission(endpoint.limits)
+    refusals = RefusalLog(log, endpoint.limits.refusal_log_interval_s)
 
     async def handler(tcp: trio.SocketStream) -> None:
-        await handle_connection(tcp, endpoint)
+        await handle_connection(tcp, endpoint, admission, refusals)
 
-    await trio.serve_listeners(handler, listeners, task_status=task_status)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(refusals.run)
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        task_status.started(listeners)
 
 
 async def sync_with(endpoint: Endpoint, host: str, port: int,
@@ -223,3 +311,4 @@ async def sync_with(endpoint: Endpoint, host: str, port: int,
         return summary
     finally:
         await _close(stream)
+        _break_cycle(stream)
