@@ -125,7 +125,7 @@ class ApiGuard:
 
     def request_refusal(self, request: Request) -> JSONResponse | None:
         """401 without credentials, 403 for a write from another origin; else None."""
-        how = request.state.credential = self.credential(request)
+        how = self.credential(request)
         if how is None:
             return refusal(401, "missing or wrong API token (see api.token in the home). "
                                 "A browser logs in with the link that `meshsync login` "
@@ -190,7 +190,11 @@ class ApiGuard:
     # -- routes -----------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
-        """``GET /login?once=SECRET``: set the session cookie and go to ``/``."""
+        """``GET /login?once=SECRET``: set the session cookie and go to ``/``. A HEAD
+        (a link preview) is refused without using the link up."""
+        if request.method != "GET":
+            return JSONResponse({"error": "A login link is opened with GET, in a browser."},
+                                status_code=405, headers={**_NO_STORE, "Allow": "GET"})
         try:
             session = self.redeem(request.query_params.get("once", ""))
         except PermissionError as exc:

@@ -85,6 +85,9 @@ def test_every_page_needs_the_token(lab: Lab) -> None:
         assert daemon.device_id[:16] not in json.dumps(refused.body)
         allowed = raw(port, "GET", path, {"Authorization": f"Bearer {daemon.token}"})
         assert allowed.status == 200, (path, allowed)
+    spec = raw(port, "GET", "/api/openapi.json", {"Authorization": f"Bearer {daemon.token}"})
+    assert spec.body["components"]["securitySchemes"]["session"]["name"] == \
+        f"meshsync_session_{port}"
     # An unknown session cookie is no better than none.
     forged = raw(port, "GET", "/", {"Cookie": f"meshsync_session_{port}=forged"})
     assert forged.status == 401, forged
@@ -155,6 +158,9 @@ def test_same_origin_writes_are_accepted(lab: Lab) -> None:
 def test_a_login_link_works_once(lab: Lab) -> None:
     daemon = lab.daemon("phone-a").start()
     port = port_of(daemon)
+    link = run_json("login", "--home", daemon.home)["url"][len(daemon.api_url):]
+    assert raw(port, "HEAD", link).status == 405  # a link preview does not use it up
+    assert raw(port, "GET", link).status == 303
     path, cookie = login(daemon)
     page = raw(port, "GET", "/", {"Cookie": cookie})
     assert page.status == 200 and f"meshsync node {daemon.device_id[:16]}" in page.body
