@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("records", "Show one record, with any conflicts."),
     "init": ("records", "Create a node home with a new Ed25519 device key; print the "
                         "device id."),
+    "login": ("login", "Print a one-time link that logs a browser in to the running "
+                       "daemon's status page (it works once, within 2 minutes)."),
     "log": ("records", "Show feeds (author, partition, seq), fork evidence, refused changes "
                        "and the changes quarantined when a revocation was learned (what a "
                        "revoked key wrote)."),

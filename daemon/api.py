@@ -1,16 +1,18 @@
 """The local HTTP JSON API and the operator's status page (Starlette on hypercorn/trio).
 
-Listens on loopback only. Every ``/api/*`` route except ``/api/openapi.json`` needs the
-token kept in the home (``api.token``, mode 0600) as ``Authorization: Bearer TOKEN``
-(Syncthing's model: any app on the device that can read the home may drive the
-node). The status page ``/`` shows no personal data (peers, counts, warnings), so it
-needs no token. Node access runs in a worker thread under the node's limiter.
+Listens on loopback only. Every page and route but ``/login`` needs the token kept in
+the home (``api.token``, mode 0600) as ``Authorization: Bearer TOKEN`` (Syncthing's
+model: any app on the device that can read the home may drive the node), or the
+browser session a one-time login link sets; every request must name the API's own
+address in ``Host``, and a write from a browser its own origin (:mod:`.guard`). Node
+access runs in a worker thread under the node's limiter.
 
 Every answer but the status page is JSON. Errors are ``{"error": MESSAGE}`` plus
 ``field`` (where in the request the bad value is, e.g. ``fields.alamat.rt``) when
 one member is at fault and ``limit_bytes`` with 413: 400 bad input (an unknown query
 parameter too: ``field`` names it), 401 missing or
-wrong token, 404 no such record or path, 405 method not allowed (``Allow`` header),
+wrong token, 403 a write from another origin (``origin``), 421 a foreign ``Host``
+(``host``), 404 no such record or path, 405 method not allowed (``Allow`` header),
 413 body over :data:`MAX_BODY_BYTES` bytes, 507 storage low (received data refused
 below the disk reserve), 500 a storage failure or a bug. Record
 values travel in the JSON form of :mod:`meshsync.model.values` (bytes as
@@ -19,7 +21,6 @@ values travel in the JSON form of :mod:`meshsync.model.values` (bytes as
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
@@ -27,10 +28,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import trio
-from meshsync.daemon.openapi import MAX_BODY_BYTES, OPENAPI
+from meshsync.daemon.guard import ApiGuard, HostCheck
+from meshsync.daemon.openapi import MAX_BODY_BYTES, OPENAPI, served_openapi
 from meshsync.daemon.status_page import render_status
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -48,6 +51,11 @@ from meshsync.model.values import (
 )
 
 Handler = Callable[[Request], Awaitable[Response]]
+#: The status page may not be framed by another page (clickjacking) or run scripts.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                           "frame-ancestors 'none'",
+                "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store"}
 T = TypeVar("T")
 log = logging.getLogger("meshsync.api")
 
@@ -266,28 +274,34 @@ async def in_thread(service: NodeService, func: Callable[[], T]) -> T:
     return await trio.to_thread.run_sync(func, limiter=service.limiter)
 
 
+def _guarded(guard: ApiGuard, path: str, func: Handler) -> Handler:
+    """``func`` behind the guard (credentials, Origin for writes) and the query check
+    for route ``path``, its failures turned into the API's JSON errors."""
+    async def wrapper(request: Request) -> Response:
+        refused = guard.request_refusal(request)
+        if refused is not None:
+            return refused
+        try:
+            _check_query(request, path)
+            return await func(request)
+        except MeshsyncError as exc:
+            return _error(_status_of(exc), str(exc))
+        except ApiError as exc:
+            close = {"Connection": "close"} if exc.status == 413 else None
+            return _error(exc.status, str(exc), close, **exc.extra)
+        except Exception as exc:  # a bug: keep serving, log it, say what happened
+            log.exception("API %s %s failed", request.method, request.url.path)
+            return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+    return wrapper
+
+
 def build_app(service: NodeService, token: str) -> Starlette:
-    """The ASGI application."""
+    """The ASGI application; its :class:`~.guard.ApiGuard` is ``app.state.guard``
+    (:func:`serve_api` tells it the bound address)."""
     from meshsync.daemon.api_writes import write_routes  # it imports this module
 
-    def guarded(path: str, func: Handler) -> Handler:
-        async def wrapper(request: Request) -> Response:
-            header = request.headers.get("authorization", "")
-            given = header.removeprefix("Bearer ").strip()
-            if not given or not hmac.compare_digest(given, token):
-                return _error(401, "missing or wrong API token (see api.token in the home)")
-            try:
-                _check_query(request, path)
-                return await func(request)
-            except MeshsyncError as exc:
-                return _error(_status_of(exc), str(exc))
-            except ApiError as exc:
-                close = {"Connection": "close"} if exc.status == 413 else None
-                return _error(exc.status, str(exc), close, **exc.extra)
-            except Exception as exc:  # a bug: keep serving, log it, say what happened
-                log.exception("API %s %s failed", request.method, request.url.path)
-                return _error(500, f"internal error: {type(exc).__name__}: {exc}")
-        return wrapper
+    guard = ApiGuard(token)
+    guarded = partial(_guarded, guard)
 
     def call(func: Callable[[], T]) -> Awaitable[T]:
         return in_thread(service, func)
@@ -347,15 +361,19 @@ def build_app(service: NodeService, token: str) -> Starlette:
         return JSONResponse({"ok": True, "peers": len(service.peers())}, status_code=202)
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(OPENAPI)
+        return JSONResponse(served_openapi(guard.cookie_name))
 
     async def page(request: Request) -> Response:
         progress = await call(partial(service.progress, "voters"))
-        return HTMLResponse(render_status(service.status(), service.peers(), progress))
+        return HTMLResponse(render_status(service.status(), service.peers(), progress),
+                            headers=PAGE_HEADERS)
 
     routes = [
-        Route("/", page),
-        Route("/api/openapi.json", openapi),
+        Route("/login", guard.login),
+        Route("/", guarded("/", page)),
+        Route("/api/openapi.json", guarded("/api/openapi.json", openapi)),
+        Route("/api/login-links", guarded("/api/login-links", guard.login_link),
+              methods=["POST"]),
         Route("/api/status", guarded("/api/status", status)),
         Route("/api/peers", guarded("/api/peers", peers)),
         Route("/api/records/{collection}", guarded("/api/records/{collection}",
@@ -369,8 +387,11 @@ def build_app(service: NodeService, token: str) -> Starlette:
         *[Route(path, guarded(path, handler), methods=["POST"])
           for path, handler in write_routes(service).items()],
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error,
-                                                        Exception: _server_error})
+    app = Starlette(routes=routes, middleware=[Middleware(HostCheck, guard=guard)],
+                    exception_handlers={HTTPException: _http_error,
+                                        Exception: _server_error})
+    app.state.guard = guard
+    return app
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -410,4 +431,18 @@ async def serve_api(app: Starlette, host: str, port: int, *,
     config.accesslog = None
     config.errorlog = None
     config.graceful_timeout = 1.0
-    await serve(app, config, task_status=task_status)  # type: ignore[arg-type]
+    started = _Started(app.state.guard, task_status)
+    await serve(app, config, task_status=started)  # type: ignore[arg-type]
+
+
+class _Started:
+    """hypercorn's ``task_status``: tells the guard the bound address (before the first
+    request is accepted), then the caller."""
+
+    def __init__(self, guard: ApiGuard, task_status: trio.TaskStatus[list[str]]) -> None:
+        self.guard, self.task_status = guard, task_status
+
+    def started(self, binds: list[str]) -> None:
+        """Called once hypercorn is bound, with ``["http://HOST:PORT"]``."""
+        self.guard.listen_on(binds)
+        self.task_status.started(binds)

@@ -33,6 +33,9 @@ _ERROR = {
                                                    "e.g. `fields.alamat.rt` or `partition`"},
         "limit_bytes": {"type": "integer", "description": "413 only: the largest body "
                                                          "accepted, in bytes"},
+        "host": {"type": "string", "description": "421 only: the refused Host header"},
+        "origin": {"type": "string", "description": "403 for a write only: the refused "
+                                                    "Origin header (empty: none sent)"},
     },
     "required": ["error"],
 }
@@ -51,11 +54,17 @@ def _json(schema: dict[str, Any], text: str = "OK") -> dict[str, Any]:
     return {"description": text, "content": {"application/json": {"schema": schema}}}
 
 
+_HOST_421 = _json(_ERROR, "the Host header is not this API's address (127.0.0.1:PORT, "
+                          "localhost:PORT or [::1]:PORT with the bound port; `host` "
+                          "names it): DNS rebinding")
 _ERRORS = {"400": _json(_ERROR, "bad input, or a query parameter the operation does not "
                                  "list (`field` names where, or the parameter)"),
-           "401": _json(_ERROR, "missing or wrong token"),
+           "401": _json(_ERROR, "missing or wrong token (or browser session)"),
+           "403": _json(_ERROR, "a write whose Origin is not this API's own, or a "
+                                "browser's write without Origin (`origin` names it)"),
            "404": _json(_ERROR, "no such record"),
-           "405": _json(_ERROR, "method not allowed (the Allow header lists the methods)")}
+           "405": _json(_ERROR, "method not allowed (the Allow header lists the methods)"),
+           "421": _HOST_421}
 _COLL = {"name": "collection", "in": "path", "required": True, "schema": {"type": "string"}}
 _KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
 _PART = {"name": "partition", "in": "query", "required": False, "schema": {"type": "string"}}
@@ -110,23 +119,55 @@ _WRITES: dict[str, Any] = {
         "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
 }
 
+_GUARD = ("Every request must name this API in `Host` (127.0.0.1:PORT, localhost:PORT "
+          "or [::1]:PORT, the bound port exactly), else 421. Every operation but "
+          "`/login` needs the token from the home's api.token as `Authorization: Bearer "
+          "TOKEN`, or the browser session cookie a one-time login link sets (`meshsync "
+          "login` prints one; HttpOnly, SameSite=Strict). A write (POST, PUT, DELETE) "
+          "that sends `Origin` must send this API's own origin (`http://` + its Host); "
+          "one without `Origin` must carry the token: a session cookie alone never "
+          "writes. Both refusals are 403. ")
+_LOGIN: dict[str, Any] = {
+    "/login": {"get": {
+        "summary": "Log a browser in with a one-time link (from `meshsync login`)",
+        "description": "Sets the session cookie (HttpOnly, SameSite=Strict, Path=/) "
+                       "and redirects to the status page. A link works once, within "
+                       "120 seconds of being made.",
+        "security": [],
+        "parameters": [{"name": "once", "in": "query", "required": True,
+                        "schema": {"type": "string"}}],
+        "responses": {"303": {"description": "logged in: go to `/`", "headers": {
+                          "Set-Cookie": {"schema": {"type": "string"}}}},
+                      "403": _json(_ERROR, "a used, expired or unknown login link"),
+                      "421": _HOST_421}}},
+    "/api/login-links": {"post": {
+        "summary": "Make a one-time login link for a browser (`meshsync login`)",
+        "responses": {"200": _json({"type": "object", "required": ["url", "expires_in_s"],
+                                    "properties": {"url": {"type": "string"},
+                                                   "expires_in_s": {"type": "integer"}}}),
+                      **_ERRORS}}},
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "meshsync local API", "version": "1",
-             "description": "Loopback-only API of a meshsync daemon. Send the token from "
-                            "the home's api.token as `Authorization: Bearer TOKEN`. "
+             "description": "Loopback-only API of a meshsync daemon. " + _GUARD +
                             "Every error is JSON (`Error`), unknown paths (404) and "
                             "methods (405) included. " + _VALUES},
-    "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
-                   "schemas": {"Record": _RECORD, "Error": _ERROR}},
-    "security": [{"token": []}],
+    "components": {"securitySchemes": {
+        "token": {"type": "http", "scheme": "bearer"},
+        "session": {"type": "apiKey", "in": "cookie", "name": "meshsync_session_PORT",
+                    "description": "set by `/login`; PORT is the API's port"}},
+        "schemas": {"Record": _RECORD, "Error": _ERROR}},
+    "security": [{"token": []}, {"session": []}],
     "paths": {
         "/": {"get": {"summary": "The operator's status page (HTML; no personal data)",
-                      "security": [],
                       "responses": {"200": {"description": "OK", "content": {
-                          "text/html": {"schema": {"type": "string"}}}}}}},
-        "/api/openapi.json": {"get": {"summary": "This description", "security": [],
-                                      "responses": {"200": _json({"type": "object"})}}},
+                          "text/html": {"schema": {"type": "string"}}}}, **_ERRORS}}},
+        "/api/openapi.json": {"get": {"summary": "This description",
+                                      "responses": {"200": _json({"type": "object"}),
+                                                    **_ERRORS}}},
+        **_LOGIN,
         "/api/status": {"get": {"summary": "Node status: identity, diagnosis, peers, "
                                            "pending changes, conflicts, clock warnings",
                                 "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
@@ -182,3 +223,12 @@ OPENAPI: dict[str, Any] = {
         **_WRITES,
     },
 }
+
+
+def served_openapi(cookie_name: str) -> dict[str, Any]:
+    """:data:`OPENAPI` as a daemon serves it: the session cookie's real name."""
+    schemes = OPENAPI["components"]["securitySchemes"]
+    session = {**schemes["session"], "name": cookie_name}
+    components = {**OPENAPI["components"], "securitySchemes": {**schemes,
+                                                               "session": session}}
+    return {**OPENAPI, "components": components}

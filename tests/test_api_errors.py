@@ -172,10 +172,11 @@ def test_unknown_paths_and_methods_answer_json_errors(lab: Lab) -> None:
         assert raw.content_type.startswith("application/json"), (method, path, raw)
         assert method in raw.body["error"] and "allowed" in raw.body["error"], raw.body
     with closing(socket.create_connection((LOOPBACK, _port(daemon.api_url)), 10)) as sock:
-        sock.sendall(b"POST /api/status HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        sock.sendall(b"POST /api/status HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n"
+                     % daemon.runtime["api"].encode())
         status, headers, _ = _read_reply(sock)
     assert status == 405 and "GET" in headers["allow"]
-    page = http("GET", daemon.api_url + "/")
+    page = http("GET", daemon.api_url + "/", daemon.token)
     assert page.status == 200 and page.content_type.startswith("text/html")
     assert "<h1>meshsync node" in page.body
 
@@ -233,8 +234,8 @@ def _read_reply(sock: socket.socket) -> tuple[int, dict[str, str], Any]:
     return int(lines[0].split()[1]), headers, body
 
 
-def _put_head(token: str, extra: str) -> bytes:
-    return (f"PUT /api/records/voters/v-besar HTTP/1.1\r\nHost: {LOOPBACK}\r\n"
+def _put_head(token: str, extra: str, port: int) -> bytes:
+    return (f"PUT /api/records/voters/v-besar HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\n"
             f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
             f"{extra}\r\n").encode()
 
@@ -252,30 +253,32 @@ def test_the_body_limit_is_derived_from_the_record_limit() -> None:
 
 def test_a_large_content_length_is_refused_before_the_body_is_read(lab: Lab) -> None:
     daemon = lab.daemon("phone-a").start()
+    port = _port(daemon.api_url)
     with closing(socket.create_connection((LOOPBACK, _port(daemon.api_url)), 10)) as sock:
         # Announce a terabyte and send none of it: only an early refusal can answer.
-        sock.sendall(_put_head(daemon.token, f"Content-Length: {10**12}\r\n"))
+        sock.sendall(_put_head(daemon.token, f"Content-Length: {10**12}\r\n", port))
         started = time.monotonic()
         status, _, body = _read_reply(sock)
     assert time.monotonic() - started < 5
     _assert_413(status, body)
     # Just over the limit by one byte is refused the same way; no token: 401 first.
     with closing(socket.create_connection((LOOPBACK, _port(daemon.api_url)), 10)) as sock:
-        sock.sendall(_put_head(daemon.token, f"Content-Length: {MAX_BODY_BYTES + 1}\r\n"))
+        sock.sendall(_put_head(daemon.token, f"Content-Length: {MAX_BODY_BYTES + 1}\r\n", port))
         _assert_413(*_read_reply(sock)[::2])
     with closing(socket.create_connection((LOOPBACK, _port(daemon.api_url)), 10)) as sock:
-        sock.sendall(_put_head("wrong", f"Content-Length: {10**12}\r\n"))
+        sock.sendall(_put_head("wrong", f"Content-Length: {10**12}\r\n", port))
         assert _read_reply(sock)[0] == 401
     assert daemon.request("GET", "/api/records/voters/v-besar").status == 404
 
 
 def test_a_chunked_body_is_refused_once_it_passes_the_limit(lab: Lab) -> None:
     daemon = lab.daemon("phone-a").start()
+    port = _port(daemon.api_url)
     chunk = b"x" * (1024 * 1024)
     replies: list[tuple[int, dict[str, str], Any]] = []
     with closing(socket.create_connection((LOOPBACK, _port(daemon.api_url)), 10)) as sock:
         sock.settimeout(30)
-        sock.sendall(_put_head(daemon.token, "Transfer-Encoding: chunked\r\n"))
+        sock.sendall(_put_head(daemon.token, "Transfer-Encoding: chunked\r\n", port))
         # Read while sending: the server answers, stops reading and closes, and the
         # reset that the unread data causes must not hide the answer from the test.
         reader = threading.Thread(target=lambda: replies.append(_read_reply(sock)))
@@ -294,7 +297,7 @@ def test_a_chunked_body_is_refused_once_it_passes_the_limit(lab: Lab) -> None:
     # A chunked body within the limit is read as usual.
     body_ok = json.dumps({"fields": {"nama": "Contoh"}}).encode()
     with closing(socket.create_connection((LOOPBACK, _port(daemon.api_url)), 10)) as sock:
-        sock.sendall(_put_head(daemon.token, "Transfer-Encoding: chunked\r\n")
+        sock.sendall(_put_head(daemon.token, "Transfer-Encoding: chunked\r\n", port)
                      + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body_ok), body_ok))
         status, _, reply = _read_reply(sock)
     assert status == 200 and reply["record"]["fields"] == {"nama": "Contoh"}, reply

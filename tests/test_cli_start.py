@@ -17,6 +17,7 @@ from meshsync.model.errors import UsageError
 from meshsync.model.identity import DeviceKey, _pkcs8_seed
 
 MODULES = ["records", "schema", "bundle", "authority", "rotation", "sync", "daemon_cmd", "demo",
+           "login",
            "coklit"]
 
 SHOW_MODULES = """

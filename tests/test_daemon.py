@@ -220,7 +220,8 @@ def _concrete(path: str) -> str:
     return path.replace("{collection}", "voters").replace("{key}", "v-0001")
 
 
-PUBLIC = {"/", "/api/openapi.json"}
+#: The one route without the token: the one-time login link (tests/test_api_guard.py).
+PUBLIC = {"/login"}
 #: Routes whose body is a file (the CLI's writes through the daemon).
 UPLOADS = {"/api/bundles", "/api/coklit/import", "/api/enroll"}
 
@@ -254,8 +255,9 @@ def test_every_api_route_needs_the_token(lab: Lab) -> None:
         assert reply.status in (200, 202), (method, path, reply)
         if method == "DELETE":
             daemon.put("voters", "v-0001", {"nama": "Contoh"})
-    for path in PUBLIC:
-        assert http("GET", daemon.api_url + path).status == 200
+    for path in PUBLIC:  # without a valid one-time link: refused, but not for the token
+        reply = http("GET", daemon.api_url + path)
+        assert reply.status == 403 and "meshsync login" in reply.body["error"], reply
 
 
 def test_api_token_file_is_private(lab: Lab) -> None:
@@ -314,7 +316,8 @@ def test_put_validation_errors_are_400_with_a_message(lab: Lab) -> None:
 
 def test_openapi_is_valid_3_1_and_describes_every_route(lab: Lab) -> None:
     daemon = lab.daemon("phone-a").start()
-    reply = http("GET", daemon.api_url + "/api/openapi.json")  # no token needed
+    assert http("GET", daemon.api_url + "/api/openapi.json").status == 401
+    reply = http("GET", daemon.api_url + "/api/openapi.json", daemon.token)
     assert reply.status == 200
     spec = reply.body
     assert spec["openapi"].startswith("3.1.")

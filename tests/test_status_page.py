@@ -1,9 +1,11 @@
 """The operator's status page in a real browser: headless Chromium (docs/architecture.md §9).
 
 A district laptop's daemon syncs with two phone daemons (static peers, 127.0.0.1
-only); Chromium loads the laptop's status page and the rendered DOM must list both
+only); Chromium follows the one-time link ``meshsync login`` prints, lands on the
+laptop's status page with its session cookie, and the rendered DOM must list both
 phones and the diagnosis, and must not show the voter data the node holds (the page
-promises no personal data and needs no token).
+promises no personal data). Without the link the page is refused, and a second use of
+the same link too (issue 14: the local API is closed to web pages).
 
 Chromium is kept off the network: besides the usual switches, every host name
 resolves to nothing but 127.0.0.1 and every non-loopback URL goes to a dead proxy
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import test_daemon
-from netfixtures import LOOPBACK, wait_until
+from netfixtures import LOOPBACK, run_json, wait_until
 from test_daemon import Lab
 
 # The district and daemon fixtures of test_daemon, used here by name.
@@ -90,7 +92,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-def test_status_page_in_headless_chromium_lists_the_peers(lab: Lab, tmp_path: Path) -> None:
+def test_status_page_in_headless_chromium_after_the_login_link(lab: Lab, tmp_path: Path) -> None:
     phones = [lab.daemon(name).start() for name in ("phone-a", "phone-b")]
     laptop = lab.daemon("laptop", [f"{LOOPBACK}:{p.listen_port}" for p in phones]).start()
     secret = "Contoh Rahasia Pemilih"
@@ -101,7 +103,13 @@ def test_status_page_in_headless_chromium_lists_the_peers(lab: Lab, tmp_path: Pa
                and laptop.get("/api/status")["diagnosis"] == "ok",
                30, "the laptop to sync with both phones", interval=0.1)
 
-    dom = chromium(tmp_path / "profile", "--dump-dom", laptop.api_url + "/")
+    closed = chromium(tmp_path / "stranger", "--dump-dom", laptop.api_url + "/")
+    assert "missing or wrong API token" in closed.stdout, closed.stdout
+    assert laptop.device_id[:16] not in closed.stdout
+
+    link = run_json("login", "--home", laptop.home)["url"]
+    assert link.startswith(laptop.api_url + "/login?once="), link
+    dom = chromium(tmp_path / "profile", "--dump-dom", link)
     assert dom.returncode == 0, dom.stderr[-2000:]
     page = PageText()
     page.feed(dom.stdout)
@@ -114,8 +122,15 @@ def test_status_page_in_headless_chromium_lists_the_peers(lab: Lab, tmp_path: Pa
     assert secret not in dom.stdout and "0000000000000001" not in dom.stdout
     assert laptop.token not in dom.stdout
 
+    # The same link a second time (another browser, or the same one): refused.
+    for profile in ("profile", "other"):
+        again = chromium(tmp_path / profile, "--dump-dom", link)
+        assert "already used" in again.stdout, again.stdout
+        assert laptop.device_id[:16] not in again.stdout
+
     shot = tmp_path / "status.png"
-    rendered = chromium(tmp_path / "profile", f"--screenshot={shot}", laptop.api_url + "/")
+    link = run_json("login", "--home", laptop.home)["url"]
+    rendered = chromium(tmp_path / "shot", f"--screenshot={shot}", link)
     assert rendered.returncode == 0 and shot.exists(), rendered.stderr[-2000:]
     assert png_size(shot) == WINDOW
     # A blank page of this size is ~3.6 KB; the rendered tables and text are ~40 KB.
