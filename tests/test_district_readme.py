@@ -198,6 +198,10 @@ def test_readme_district_end_to_end(tmp_path: Path, servers: Servers) -> None:
     assert (again["new"], again["updated"], again["applied"], again["conflicts"]) == \
         (0, 0, 0, []), again
     assert again["kept"] == 5, again  # coklit+tms, coklit, coklit+alamat
+    kept = {(k["key"], k["field"]): (k["officer"], k["file"]) for k in again["kept_fields"]}
+    assert kept[(v_tms, "coklit")] == ("TMS", None), again
+    assert kept[(v_tms, "tms")] == ("meninggal", None), again
+    assert kept[(v_ubah, "alamat")][0] == "Jalan Contoh 7", again
     round_trip(sh, servers, "PHONE1", "PHONE2", "PHONE3")
     for home in ("CENTRAL", "PPK", "PHONE1", "PHONE2", "PHONE3"):
         assert coklit_of(sh, home, v_tms) == ("TMS", "meninggal"), home
