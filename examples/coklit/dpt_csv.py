@@ -78,7 +78,8 @@ class ImportReport:
     Per row: ``new`` (created), ``updated`` (a field applied or in conflict),
     ``unchanged``, ``bad`` (invalid). Per field of existing records: ``applied``
     (baseline change to an untouched field), ``kept`` (an officer's value kept),
-    ``conflicts`` (both changed; listed).
+    ``conflicts`` (both changed; listed); ``kept_fields`` lists each kept field with
+    the officer's value and the file's, as a conflict is listed.
     """
 
     rows: int = 0
@@ -89,6 +90,7 @@ class ImportReport:
     kept: int = 0
     changes: int = 0
     conflicts: list[FieldConflict] = field(default_factory=list)
+    kept_fields: list[FieldConflict] = field(default_factory=list)
     partitions: set[str] = field(default_factory=set)
     bad: list[BadRow] = field(default_factory=list)
 
@@ -102,6 +104,7 @@ class ImportReport:
         return {"rows": self.rows, "imported": self.imported, "new": self.new,
                 "updated": self.updated, "unchanged": self.unchanged,
                 "applied": self.applied, "kept": self.kept,
+                "kept_fields": [k.to_json() for k in self.kept_fields],
                 "conflicts": [c.to_json() for c in self.conflicts],
                 "changes": self.changes, "partitions": len(self.partitions),
                 "bad": [{"line": b.line, "reason": b.reason}
@@ -114,6 +117,8 @@ class ImportReport:
         self.kept += len(plan.kept)
         self.conflicts += [FieldConflict(row.line, row.partition, row.key, name, mine, theirs)
                            for name, mine, theirs in plan.conflicts]
+        self.kept_fields += [FieldConflict(row.line, row.partition, row.key, name, mine, theirs)
+                             for name, mine, theirs in plan.kept_values]
 
 
 def _decode(data: bytes, name: str) -> str:

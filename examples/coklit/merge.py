@@ -79,7 +79,8 @@ class Plan:
     ``kind``: ``"new"`` (no record yet), ``"updated"`` (a visible field changes or
     conflicts) or ``"unchanged"``. ``fields``: the put (None: nothing to write);
     ``keep``: op ids the put must leave live (the officers' side of conflicts);
-    ``applied``, ``kept``, ``conflicts``: field names in each case.
+    ``applied``, ``kept``, ``conflicts``: field names in each case; ``kept_values``:
+    (field, the officer's value kept, the file's value) for each kept field.
     """
 
     kind: str
@@ -88,6 +89,7 @@ class Plan:
     applied: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     conflicts: list[tuple[str, Any, Any]] = field(default_factory=list)
+    kept_values: list[tuple[str, Any, Any]] = field(default_factory=list)
 
 
 def baseline_of(row: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +149,7 @@ def _merge_group(group: tuple[str, ...], state: RecordState, current: dict[str, 
         out.applied += changed
     elif UNKNOWN in b or n == b:
         out.kept += changed
+        out.kept_values += [(name, current.get(name), new.get(name)) for name in changed]
         return
     else:
         out.conflicts += [(name, current.get(name), new.get(name)) for name in changed]
