@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from meshsync.host import i18n
 from meshsync.host.home import default_home
 from meshsync.model.errors import MeshsyncError
 
@@ -62,8 +63,11 @@ class PositiveSeconds(click.ParamType):  # type: ignore[type-arg]  # generic fro
 
 
 def resolve_home(home: Path | None) -> Path:
-    """The home path chosen by ``--home`` or the environment."""
-    return home if home is not None else default_home()
+    """The home path chosen by ``--home`` or the environment (its config's ``lang``
+    then chooses the language, unless ``--lang`` or ``$MESHSYNC_LANG`` did)."""
+    path = home if home is not None else default_home()
+    i18n.use_home(path)
+    return path
 
 
 # Long enough for every field a validator names (a new voter with only a name misses
@@ -73,12 +77,13 @@ MAX_MESSAGE = 4000
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print ``meshsync: error: MESSAGE`` on stderr (one line, at most ~4,000 characters)
-    and exit with ``code``."""
-    line = " ".join(message.split())
+    """Print ``meshsync: error: MESSAGE`` on stderr in the reader's language (one line,
+    at most ~4,000 characters) and exit with ``code``."""
+    line = " ".join(i18n.localize(message).split())
     if len(line) > MAX_MESSAGE:
-        line = line[:MAX_MESSAGE] + f"… ({len(line) - MAX_MESSAGE} more characters)"
-    click.echo(f"meshsync: error: {line}", err=True)
+        more = len(line) - MAX_MESSAGE
+        line = line[:MAX_MESSAGE] + i18n.gettext("… (%(n)d more characters)") % {"n": more}
+    click.echo(i18n.gettext("meshsync: error: %(message)s") % {"message": line}, err=True)
     sys.exit(code)
 
 
@@ -93,7 +98,7 @@ def errors_to_exit(func: F) -> F:
             sys.stderr.close()
             sys.exit(141)
         except MeshsyncError as exc:
-            fail(str(exc))
+            fail(i18n.describe(exc))
         except OSError as exc:
             fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
         return None

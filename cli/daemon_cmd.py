@@ -19,6 +19,7 @@ from meshsync.cli.common import (
 )
 
 from meshsync.host.home import Home
+from meshsync.host.i18n import gettext as _
 from meshsync.model.errors import MeshsyncError, UsageError
 
 
@@ -102,21 +103,21 @@ def status(home: Path | None, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    click.echo(f"device {data['device_id']}: {data['diagnosis']}; {data['peers']} peers; "
-               f"{data['changes']} changes; {data['conflicts']} conflicts")
+    click.echo(_("device %(device_id)s: %(diagnosis)s; %(peers)s peers; %(changes)s "
+                 "changes; %(conflicts)s conflicts") % data)
     clock = data.get("clock") or {}
     if clock.get("message"):
-        click.echo(f"date: {clock['message']}")
+        click.echo(_("date: %(message)s") % {"message": clock["message"]})
     for warning in data.get("clock_warnings", []):
-        click.echo(f"clock: {warning}")
+        click.echo(_("clock: %(warning)s") % {"warning": warning})
     storage = data.get("storage")
     if storage and storage["low"]:
-        click.echo(f"storage low: {storage['free_mb']} MiB free, {storage['reserve_mb']} MiB "
-                   "kept for local edits; received changes are refused until space is freed")
+        click.echo(_("storage low: %(free_mb)s MiB free, %(reserve_mb)s MiB kept for local "
+                     "edits; received changes are refused until space is freed") % storage)
     for feed in data.get("custody", {}).get("feeds", []):
-        safe = "safe at central" if feed["safe_at_central"] else "not yet at central"
-        click.echo(f"  {feed['partition']}: {feed['local']} here, {feed['gateway']} at the "
-                   f"gateway, {feed['central']} at central ({safe})")
+        safe = _("safe at central") if feed["safe_at_central"] else _("not yet at central")
+        click.echo(_("  %(partition)s: %(local)s here, %(gateway)s at the gateway, "
+                     "%(central)s at central (%(safe)s)") % {**feed, "safe": safe})
 
 
 @click.command()
@@ -129,12 +130,13 @@ def peers(home: Path | None, as_json: bool) -> None:
     Home.open(path)
     data = api_get(path, "/api/peers")
     if data is None:
-        raise UsageError(f"no daemon is running on {path} (start: meshsync daemon --home {path})")
+        raise UsageError(_("no daemon is running on %(home)s (start: meshsync daemon --home "
+                           "%(home)s)") % {"home": path})
     if as_json:
         echo_json(data)
         return
     if not data:
-        click.echo("no peers found yet")
+        click.echo(_("no peers found yet"))
     for p in data:
         addresses = ", ".join(f"{a['host']}:{a['port']}" for a in p["addresses"])
         click.echo(f"{(p['device_id'] or '?')[:16]}\t{p['role'] or '-'}\t{addresses}\t"

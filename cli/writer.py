@@ -27,6 +27,7 @@ from urllib.parse import quote
 from meshsync.host.home import Home
 from meshsync.host.lock import HomeBusyError, read_holder, try_lock
 from meshsync.model.errors import MeshsyncError, NotFoundError, StorageLowError, UsageError
+from meshsync.model.text import Msg
 
 TOKEN_FILE = "api.token"  # noqa: S105 - a file name, not a secret
 RUNTIME_FILE = "daemon.json"
@@ -77,8 +78,9 @@ class DaemonApi:
             raise _answered_error(exc.code, exc.read()) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise MeshsyncError(f"the daemon (pid {self.pid}) on {self.home} did not answer "
-                                f"at {self.address}: {reason}") from None
+            raise MeshsyncError(Msg("the daemon (pid %(pid)s) on %(home)s did not answer at "
+                                    "%(address)s: %(reason)s", pid=self.pid, home=self.home,
+                                    address=self.address, reason=reason)) from None
 
     def call_json(self, method: str, route: str, payload: object = None
                   ) -> dict[str, object]:
