@@ -65,7 +65,7 @@ def update() -> None:
         catalog.obsolete.clear()
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as f:
-            write_po(f, catalog, width=88, omit_header=False)
+            write_po(f, catalog, width=88, include_lineno=False)  # fewer merge conflicts
 
 
 def compile_all() -> None:

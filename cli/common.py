@@ -88,11 +88,14 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def errors_to_exit(func: F) -> F:
-    """Turn :class:`MeshsyncError` (and OS errors) into a one-line message and exit 1."""
+    """Turn :class:`MeshsyncError` (and OS errors) into a one-line message and exit 1;
+    a command with ``--home`` speaks its home's ``lang`` from the start."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            if "home" in kwargs:  # the home's `lang`, before the first message
+                resolve_home(kwargs["home"])
             return func(*args, **kwargs)
         except BrokenPipeError:  # `meshsync ls | head`: the reader left; say nothing
             sys.stderr.close()

@@ -58,7 +58,8 @@ def _peer_rows(peers: list[dict[str, Any]], lang: str) -> str:
             f"<td>{_ago(p['last_sync_ms'], lang)}</td><td>{_e(p.get('pending', ''))}</td>"
             f"<td>{_n(p['changes_sent'], lang)} / {_n(p['changes_received'], lang)}</td>"
             f"<td>{_e(state)}</td></tr>")
-    return "".join(rows) or f"<tr><td colspan=7>{_e(_('no devices nearby found yet'))}</td></tr>"
+    empty = _("no devices nearby found yet")
+    return "".join(rows) or f"<tr><td colspan=7>{_e(empty)}</td></tr>"
 
 
 def _n(value: Any, lang: str) -> str:
@@ -73,14 +74,16 @@ def _progress_rows(rows: dict[str, dict[str, Any]], lang: str) -> str:
         status = ", ".join(f"{_e(k)} {_n(v, lang)}" for k, v in row["status"].items())
         out.append(f"<tr><td>{_e(name)}</td><td>{_n(row['records'], lang)}</td>"
                    f"<td>{status}</td><td>{_n(row['conflicts'], lang)}</td></tr>")
-    return "".join(out) or f"<tr><td colspan=4>{_e(_('no voters yet'))}</td></tr>"
+    empty = _("no voters yet")
+    return "".join(out) or f"<tr><td colspan=4>{_e(empty)}</td></tr>"
 
 
 def _date_note(clock: dict[str, Any] | None, _: Tr) -> str:
     """The wrong-date paragraph (``id="date"``), empty while the date is right."""
     if not clock or clock.get("plausible", True):
         return ""
-    return (f"<p id='date' class='warn'><b>{_e(_('The date is wrong.'))}</b> "
+    title = _("The date is wrong.")
+    return (f"<p id='date' class='warn'><b>{_e(title)}</b> "
             f"{_e(i18n.localize(clock['message']))}</p>\n")
 
 
@@ -103,6 +106,14 @@ def _headers(_: Tr, *names: str) -> str:
     return "".join(f"<th>{_e(_(name))}</th>" for name in names)
 
 
+#: Column headings (translated where shown).
+PEER_COLUMNS = (N_("device"), N_("role"), N_("addresses"), N_("last sync"), N_("pending"),
+                N_("sent / received"), N_("state"))
+COUNT_COLUMNS = (N_("voters"), N_("by status"), N_("conflicts"))
+KAMPUNG_COLUMNS = ("kampung", *COUNT_COLUMNS)  # the domain's words stay: kampung, TPS
+TPS_COLUMNS = ("TPS", *COUNT_COLUMNS)
+
+
 def render_status(status: dict[str, Any], peers: list[dict[str, Any]],
                   progress: dict[str, Any] | None = None, lang: str | None = None) -> str:
     """The whole page as HTML text, in ``lang`` (default: $MESHSYNC_LANG, else id)."""
@@ -110,22 +121,21 @@ def render_status(status: dict[str, Any], peers: list[dict[str, Any]],
     _ = i18n.translations(lang).gettext
     warnings = "".join(f"<li class='warn'>{_e(i18n.localize(w, lang))}</li>"
                        for w in status["clock_warnings"])
-    columns = (N_("voters"), N_("by status"), N_("conflicts"))
+    none = _("none")
+    title = _("meshsync device %(id)s") % {"id": status["device_id"][:16]}
+    nearby, clock, per_kampung = _("Devices nearby"), _("Clock warnings"), _("Progress per kampung")
+    per_tps = _("Progress per TPS")
     return f"""<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="10"><title>meshsync {_e(status['device_id'][:8])}</title>
 <style>{_STYLE}</style></head><body>
-<h1>{_e(_("meshsync device %(id)s") % {"id": status["device_id"][:16]})}</h1>
+<h1>{_e(title)}</h1>
 <p>{_summary(status, lang, _)}</p>
-<h2>{_e(_("Devices nearby"))}</h2><table id="peers"><tr>{_headers(
-    _, N_("device"), N_("role"), N_("addresses"), N_("last sync"), N_("pending"),
-    N_("sent / received"), N_("state"))}</tr>
+<h2>{_e(nearby)}</h2><table id="peers"><tr>{_headers(_, *PEER_COLUMNS)}</tr>
 {_peer_rows(peers, lang)}</table>
-{_date_note(status.get("clock"), _)}<h2>{_e(_("Clock warnings"))}</h2>
-<ul>{warnings or f"<li>{_e(_('none'))}</li>"}</ul>
-<h2>{_e(_("Progress per kampung"))}</h2><table id="progress-village"><tr>{_headers(
-    _, N_("kampung"), *columns)}</tr>
+{_date_note(status.get("clock"), _)}<h2>{_e(clock)}</h2>
+<ul>{warnings or f"<li>{_e(none)}</li>"}</ul>
+<h2>{_e(per_kampung)}</h2><table id="progress-village"><tr>{_headers(_, *KAMPUNG_COLUMNS)}</tr>
 {_progress_rows((progress or {}).get("village", {}), lang)}</table>
-<h2>{_e(_("Progress per TPS"))}</h2><table id="progress-tps"><tr>{_headers(
-    _, N_("TPS"), *columns)}</tr>
+<h2>{_e(per_tps)}</h2><table id="progress-tps"><tr>{_headers(_, *TPS_COLUMNS)}</tr>
 {_progress_rows((progress or {}).get("tps", {}), lang)}</table>
 </body></html>"""
