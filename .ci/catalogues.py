@@ -61,7 +61,9 @@ def update() -> None:
         path = po_path(lang)
         catalog = read(lang) if path.exists() else Catalog(locale=lang, domain=DOMAIN,
                                                            project="meshsync")
+        created = catalog.creation_date  # kept: a header that never changes merges cleanly
         catalog.update(template, no_fuzzy_matching=True)
+        catalog.creation_date = created
         catalog.obsolete.clear()
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as f:

@@ -18,6 +18,7 @@ from meshsync.cli.common import (
     run_trio,
 )
 
+from meshsync.host import i18n
 from meshsync.host.home import Home
 from meshsync.host.i18n import gettext as _
 from meshsync.model.errors import MeshsyncError, UsageError
@@ -104,7 +105,7 @@ def status(home: Path | None, as_json: bool) -> None:
         echo_json(data)
         return
     click.echo(_("device %(device_id)s: %(diagnosis)s; %(peers)s peers; %(changes)s "
-                 "changes; %(conflicts)s conflicts") % data)
+                 "changes; %(conflicts)s conflicts") % {**data, "diagnosis": _diagnosis(data)})
     clock = data.get("clock") or {}
     if clock.get("message"):
         click.echo(_("date: %(message)s") % {"message": clock["message"]})
@@ -118,6 +119,15 @@ def status(home: Path | None, as_json: bool) -> None:
         safe = _("safe at central") if feed["safe_at_central"] else _("not yet at central")
         click.echo(_("  %(partition)s: %(local)s here, %(gateway)s at the gateway, "
                      "%(central)s at central (%(safe)s)") % {**feed, "safe": safe})
+
+
+def _diagnosis(data: dict[str, Any]) -> str:
+    """The diagnosis as the reader reads it: the daemon's one word in English (as the
+    API gives it), the status page's sentence in another language."""
+    from meshsync.daemon.status_page import DIAGNOSES
+
+    word = str(data["diagnosis"])
+    return word if i18n.current() == "en" else i18n.gettext(DIAGNOSES.get(word, word))
 
 
 @click.command()
@@ -139,8 +149,9 @@ def peers(home: Path | None, as_json: bool) -> None:
         click.echo(_("no peers found yet"))
     for p in data:
         addresses = ", ".join(f"{a['host']}:{a['port']}" for a in p["addresses"])
+        synced = _("synced %(n)dx") % {"n": p["sessions_ok"]}
         click.echo(f"{(p['device_id'] or '?')[:16]}\t{p['role'] or '-'}\t{addresses}\t"
-                   f"synced {p['sessions_ok']}x\t{p['last_error'] or 'ok'}")
+                   f"{synced}\t{p['last_error'] or _('ok')}")
 
 
 COMMANDS = [daemon, status, peers]

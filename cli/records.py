@@ -251,22 +251,22 @@ def log(home: Path | None, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    click.echo(f"device {data['device_id']}")
-    click.echo("feeds:")
+    click.echo(_("device %(id)s") % {"id": data["device_id"]})
+    click.echo(_("feeds:"))
     for f in data["feeds"]:
-        mine = " (this device)" if f["author"] == data["device_id"] else ""
+        mine = _(" (this device)") if f["author"] == data["device_id"] else ""
         click.echo(f"  {f['author'][:8]} {f['partition']} seq {f['seq']}{mine}")
-    click.echo(f"forks: {len(data['forks'])}")
+    click.echo(_("forks: %(n)d") % {"n": len(data["forks"])})
     for e in data["forks"]:
         click.echo(f"  FORK {e['author'][:8]} {e['partition']} seq {e['seq']}: {e['note']}")
-    click.echo(f"refused changes: {len(data['refusals'])}")
+    click.echo(_("refused changes: %(n)d") % {"n": len(data["refusals"])})
     for r in data["refusals"][-20:]:
         click.echo(f"  {r['author'][:8]} {r['partition']} seq {r['seq']} [{r['stage']}] "
                    f"{r['reason']}")
     shown = data["quarantined"][:20]
     more = len(data["quarantined"]) - len(shown)
-    click.echo(f"quarantined changes: {len(data['quarantined'])}"
-               + (f" (the first {len(shown)}; --json lists all)" if more else ""))
+    click.echo(_("quarantined changes: %(n)d") % {"n": len(data["quarantined"])}
+               + (_(" (the first %(n)d; --json lists all)") % {"n": len(shown)} if more else ""))
     for q in shown:
         ops = ", ".join(f"{o['op']} {o['collection']}/{o['key']}"
                         + (f" ({', '.join(o['fields'])})" if o["op"] == "put" else "")
