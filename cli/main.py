@@ -124,6 +124,16 @@ def main(lang: str | None) -> None:
         raise click.ClickException(i18n.describe(exc)) from None
 
 
+def _language_of(ctx: click.Context | None) -> None:
+    """Speak the ``--lang`` click read before a usage error stopped it (the group's
+    callback, which installs it, runs only once a command is found)."""
+    from meshsync.host import i18n
+
+    lang = ctx.find_root().params.get("lang") if ctx else None
+    if lang:
+        i18n.install(lang.lower(), explicit=True)
+
+
 def _error(text: str) -> str:
     """``meshsync: error: TEXT`` in the reader's language (imports the catalogue only
     when there is an error to show)."""
@@ -143,6 +153,7 @@ def run() -> None:
     except click.UsageError as exc:
         from meshsync.host import i18n
 
+        _language_of(exc.ctx)
         text = exc.format_message()
         if exc.ctx:
             text = i18n.gettext("%(message)s (see: %(command)s --help)") % {

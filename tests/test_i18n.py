@@ -78,6 +78,14 @@ def test_one_cli_error_in_both_languages(tmp_path: Path) -> None:
                               f"(run: meshsync init --home {home})\n")
 
 
+def test_a_usage_error_speaks_the_lang_given_before_it() -> None:
+    # click stops at the unknown command before the group's callback runs
+    refused = _meshsync("--lang", "id", "bogus")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("meshsync: gagal: ") and "(lihat: meshsync --help)" in \
+        refused.stderr
+
+
 def test_the_language_follows_the_environment_and_the_home(tmp_path: Path) -> None:
     home = tmp_path / "hp"
     assert _meshsync("init", "--home", str(home), "--partition", "a/b").returncode == 0
