@@ -82,7 +82,7 @@ def test_a_usage_error_speaks_the_lang_given_before_it() -> None:
     # click stops at the unknown command before the group's callback runs
     refused = _meshsync("--lang", "id", "bogus")
     assert refused.returncode == 2
-    assert refused.stderr.startswith("meshsync: gagal: ") and "(lihat: meshsync --help)" in \
+    assert refused.stderr.startswith("meshsync: gagal: ") and "(lihat: " in \
         refused.stderr
 
 
