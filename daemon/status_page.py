@@ -33,7 +33,15 @@ DIAGNOSES = {
     "offline": N_("the daemon is not running"),
 }
 
+#: Certificate roles (the words stay in config and logs) -> what a person calls the device.
+ROLES = {"pantarlih": N_("pantarlih"), "gateway": N_("gateway"), "central": N_("central"),
+         "admin": N_("admin")}
+
 Tr = Callable[[str], str]
+
+
+def _role(role: str | None, _: Tr) -> str:
+    return _(ROLES[role]) if role in ROLES else role or ""
 
 
 def _ago(ms: int | None, lang: str) -> str:
@@ -54,7 +62,7 @@ def _peer_rows(peers: list[dict[str, Any]], lang: str) -> str:
         state = _("syncing") if p["syncing"] else (p["last_error"] or _("ok"))
         rows.append(
             f"<tr class='peer'><td>{_e((p['device_id'] or '?')[:16])}</td>"
-            f"<td>{_e(p['role'] or '')}</td><td>{_e(addresses)}</td>"
+            f"<td>{_e(_role(p['role'], _))}</td><td>{_e(addresses)}</td>"
             f"<td>{_ago(p['last_sync_ms'], lang)}</td><td>{_e(p.get('pending', ''))}</td>"
             f"<td>{_n(p['changes_sent'], lang)} / {_n(p['changes_received'], lang)}</td>"
             f"<td>{_e(state)}</td></tr>")
@@ -97,7 +105,7 @@ def _summary(status: dict[str, Any], lang: str, _: Tr) -> str:
         "Changes held: %(changes)s. Open conflicts: %(conflicts)s.") % {
         "state": f'<b id="diagnosis" data-code="{_e(diag)}" class="'
                  f'{"ok" if diag in ("ok", "syncing") else "warn"}">{_e(shown)}</b>',
-        "role": f"<b>{_e(status['role'])}</b>", "mesh": f"<b>{_e(status['mesh'])}</b>",
+        "role": f"<b>{_e(_role(status['role'], _))}</b>", "mesh": f"<b>{_e(status['mesh'])}</b>",
         "uplink": _e(uplink), "changes": _n(status["changes"], lang),
         "conflicts": f"<b>{_n(status['conflicts'], lang)}</b>"}
 
@@ -125,6 +133,7 @@ def render_status(status: dict[str, Any], peers: list[dict[str, Any]],
     title = _("meshsync device %(id)s") % {"id": status["device_id"][:16]}
     nearby, clock, per_kampung = _("Devices nearby"), _("Clock warnings"), _("Progress per kampung")
     per_tps = _("Progress per TPS")
+    legend = _("MS: memenuhi syarat (eligible); TMS: tidak memenuhi syarat (not eligible).")
     return f"""<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="10"><title>meshsync {_e(status['device_id'][:8])}</title>
 <style>{_STYLE}</style></head><body>
@@ -134,7 +143,8 @@ def render_status(status: dict[str, Any], peers: list[dict[str, Any]],
 {_peer_rows(peers, lang)}</table>
 {_date_note(status.get("clock"), _)}<h2>{_e(clock)}</h2>
 <ul>{warnings or f"<li>{_e(none)}</li>"}</ul>
-<h2>{_e(per_kampung)}</h2><table id="progress-village"><tr>{_headers(_, *KAMPUNG_COLUMNS)}</tr>
+<h2>{_e(per_kampung)}</h2><p>{_e(legend)}</p>
+<table id="progress-village"><tr>{_headers(_, *KAMPUNG_COLUMNS)}</tr>
 {_progress_rows((progress or {}).get("village", {}), lang)}</table>
 <h2>{_e(per_tps)}</h2><table id="progress-tps"><tr>{_headers(_, *TPS_COLUMNS)}</tr>
 {_progress_rows((progress or {}).get("tps", {}), lang)}</table>

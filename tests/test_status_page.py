@@ -109,7 +109,7 @@ def test_status_page_in_headless_chromium_lists_the_peers(lab: Lab, tmp_path: Pa
     assert f"Perangkat meshsync {laptop.device_id[:16]}" in dom.stdout
     assert sorted(row[0] for row in page.peer_rows) == sorted(p.device_id[:16] for p in phones)
     for row in page.peer_rows:
-        assert row[1] == "pantarlih" and row[-1] == "lancar", row
+        assert row[1] == "HP Pantarlih" and row[-1] == "lancar", row
         assert f"{LOOPBACK}:" in row[2] and "(static)" in row[2], row
     assert secret not in dom.stdout and "0000000000000001" not in dom.stdout
     assert laptop.token not in dom.stdout
