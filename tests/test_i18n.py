@@ -48,6 +48,14 @@ def test_every_message_of_the_code_has_its_indonesian_translation() -> None:
         "\n".join(found)
 
 
+def test_a_new_message_without_translation_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    catalogues = _catalogues()
+    extracted = catalogues.extract()
+    extracted.add("%(n)d voters waiting to be sent", locations=[("cli/new.py", 1)])
+    monkeypatch.setattr(catalogues, "extract", lambda: extracted)
+    assert catalogues.problems("id") == ["missing: '%(n)d voters waiting to be sent'"]
+
+
 @pytest.mark.parametrize("lang", ["id", "en"])
 def test_the_committed_mo_is_its_po_compiled(lang: str) -> None:
     catalogues = _catalogues()
