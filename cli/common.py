@@ -15,6 +15,7 @@ import click
 from meshsync.host import i18n
 from meshsync.host.home import default_home
 from meshsync.model.errors import MeshsyncError
+from meshsync.model.text import N_
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -103,10 +104,21 @@ def errors_to_exit(func: F) -> F:
         except MeshsyncError as exc:
             fail(i18n.describe(exc))
         except OSError as exc:
-            fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+            fail(f"{_os_reason(exc)}: {exc.filename}" if exc.filename else str(exc))
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+#: The system's reasons an officer meets most (as Python's C locale words them).
+OS_REASONS = (N_("No such file or directory"), N_("Permission denied"),
+              N_("No space left on device"), N_("File exists"), N_("Is a directory"),
+              N_("Not a directory"), N_("Read-only file system"))
+
+
+def _os_reason(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    return i18n.gettext(reason) if reason in OS_REASONS else reason
 
 
 def run_trio(async_fn: Callable[[], Awaitable[T]]) -> T:
