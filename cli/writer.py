@@ -143,15 +143,16 @@ def home_writer(path: Path, *, wait_s: float = WAIT_S) -> Iterator[DaemonApi | N
             return
         holder = read_holder(path)
         if holder is not None and holder.kind == "serve":
-            raise HomeBusyError(path, holder, "it takes no writes; stop it, or run "
-                                              "`meshsync daemon`, which takes writes as it "
-                                              "syncs")
+            raise HomeBusyError(path, holder, Msg("it takes no writes; stop it, or run "
+                                                  "`meshsync daemon`, which takes writes as "
+                                                  "it syncs"))
         if holder is not None and holder.kind == "daemon":
             api = running_daemon(path)
             if api is not None and api.pid == holder.pid:
                 yield api
                 return
         if time.monotonic() > deadline:
-            raise HomeBusyError(path, holder, f"waited {wait_s:g} s for it to finish "
-                                f"(a daemon's API is named in {RUNTIME_FILE} once it runs)")
+            raise HomeBusyError(path, holder, Msg(
+                "waited %(seconds)g s for it to finish (a daemon's API is named in %(file)s "
+                "once it runs)", seconds=wait_s, file=RUNTIME_FILE))
         time.sleep(_POLL_S)
