@@ -168,3 +168,15 @@ def test_the_status_page_speaks_indonesian_by_default(monkeypatch: pytest.Monkey
     assert "meshsync device AAAA" in english and "Changes held: 16,417" in english
     monkeypatch.setenv("MESHSYNC_LANG", "en")
     assert '<html lang="en">' in render_status(status, [], progress)
+
+
+def test_the_catalogues_ship_as_package_data() -> None:
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    shipped = {p for pattern in config["package-data"]["meshsync"]
+               for p in (REPO / "meshsync").glob(pattern)}
+    for lang in ("id", "en"):
+        for suffix in (".po", ".mo"):
+            path = REPO / "meshsync" / "locale" / lang / "LC_MESSAGES" / f"meshsync{suffix}"
+            assert path in shipped, path
