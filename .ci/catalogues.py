@@ -14,6 +14,7 @@ message of the code has no Indonesian translation.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -92,7 +93,16 @@ def problems(lang: str = "id") -> list[str]:
             found.append(f"fuzzy: {ids[0]!r}")
         elif not all(held.string if isinstance(held.string, tuple) else (held.string,)):
             found.append(f"untranslated: {ids[0]!r}")
+        elif _fields(ids[0]) != _fields(held.string):
+            found.append(f"placeholders differ: {ids[0]!r}")
+    found += [f"format: {m.id!r}: {e}" for m, errors in catalog.check() for e in errors]
     return found
+
+
+def _fields(text: object) -> set[str]:
+    """The ``{name}`` placeholders of a ``str.format`` template (Babel checks ``%(name)s``)."""
+    strings = text if isinstance(text, tuple) else (text,)
+    return {f for s in strings for f in re.findall(r"\{(\w+)\}", str(s))}
 
 
 def main(argv: list[str]) -> int:
