@@ -37,7 +37,7 @@ def _fresh_language() -> Iterator[None]:
     """Each test chooses its own language; none leaks into later tests."""
     yield
     i18n.install(i18n.CLI_DEFAULT)
-    i18n._state.update(lang=None, explicit=False)
+    i18n._state.update(lang=None, explicit=False, home=None)
 
 
 def test_every_message_of_the_code_has_its_indonesian_translation() -> None:
@@ -152,7 +152,8 @@ def test_indonesian_numbers_dates_and_times() -> None:
     assert ":" not in i18n.clock_time(ms, "id")  # 10.32, never 10:32
 
 
-def test_the_status_page_speaks_indonesian_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_status_page_speaks_indonesian_by_default(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
     from meshsync.daemon.status_page import render_status
 
     monkeypatch.delenv("MESHSYNC_LANG", raising=False)
@@ -166,8 +167,13 @@ def test_the_status_page_speaks_indonesian_by_default(monkeypatch: pytest.Monkey
     assert "MS 1.200" in page and "belum ada perangkat di sekitar" in page
     english = render_status(status, [], progress, lang="en")
     assert "meshsync device AAAA" in english and "Changes held: 16,417" in english
-    monkeypatch.setenv("MESHSYNC_LANG", "en")
+    home = tmp_path / "ppk"
+    home.mkdir()
+    (home / "config.toml").write_text('lang = "en"\n')
+    i18n.use_home(home)  # the daemon's home: its pages follow its lang
     assert '<html lang="en">' in render_status(status, [], progress)
+    monkeypatch.setenv("MESHSYNC_LANG", "id")
+    assert '<html lang="id">' in render_status(status, [], progress)
 
 
 def test_the_catalogues_ship_as_package_data() -> None:

@@ -33,7 +33,7 @@ PAGE_DEFAULT = "id"
 ENV = "MESHSYNC_LANG"
 LOCALE_VARS = ("LC_ALL", "LC_MESSAGES", "LANG")
 
-_state: dict[str, Any] = {"lang": None, "explicit": False}
+_state: dict[str, Any] = {"lang": None, "explicit": False, "home": None}
 
 
 def normalise(value: str | None) -> str | None:
@@ -101,16 +101,22 @@ def configure(cli: str | None, env: Mapping[str, str] | None = None) -> None:
 
 
 def use_home(home: Path) -> None:
-    """Let the home's ``lang`` decide, unless ``--lang`` or ``$MESHSYNC_LANG`` did."""
-    if not _state["explicit"] and (lang := config_lang(home)):
-        install(check(lang, f"{home / 'config.toml'}: lang"))
+    """Let the home's ``lang`` decide, unless ``--lang`` or ``$MESHSYNC_LANG`` did (the
+    pages served for this home follow it too, :func:`page_lang`)."""
+    lang = config_lang(home)
+    if lang:
+        lang = check(lang, f"{home / 'config.toml'}: lang")
+    _state["home"] = lang
+    if lang and not _state["explicit"]:
+        install(lang)
 
 
 def page_lang(config: str | None = None) -> str:
-    """The pages' language: ``$MESHSYNC_LANG``, the home's ``lang``, else Indonesian
-    (the locale of the machine serving a page says nothing about who reads it)."""
-    return choose(None, {k: v for k, v in os.environ.items() if k == ENV}, config,
-                  default=PAGE_DEFAULT)
+    """The pages' language: ``$MESHSYNC_LANG``, the home's ``lang`` (``config``, else
+    the one :func:`use_home` read), else Indonesian (the locale of the machine serving
+    a page says nothing about who reads it)."""
+    return choose(None, {k: v for k, v in os.environ.items() if k == ENV},
+                  config or _state["home"], default=PAGE_DEFAULT)
 
 
 def current() -> str:
