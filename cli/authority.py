@@ -57,6 +57,7 @@ from meshsync.host.enrol import check_cert_scope as check_scope_of
 from meshsync.host.enrol import read_schemas as enrol_read_schemas
 from meshsync.host.files import replace_file, write_private
 from meshsync.host.home import Home
+from meshsync.host.i18n import gettext as _
 from meshsync.model.errors import NotFoundError, UsageError
 from meshsync.trust import (
     DEFAULT_AUTHORITY_DAYS,
@@ -138,9 +139,9 @@ def check_cert_scope(info: CertInfo, path: Path) -> None:
 
 def _read_key(path: Path) -> AuthorityKey:
     if not path.exists():
-        raise NotFoundError(f"no authority key at {path}")
+        raise NotFoundError(_("no authority key at %(path)s") % {"path": path})
     if path.stat().st_mode & 0o077:
-        raise UsageError(f"{path} is readable by others (chmod 600 it)")
+        raise UsageError(_("%(path)s is readable by others (chmod 600 it)") % {"path": path})
     return load_authority_key(path.read_bytes())
 
 
@@ -150,7 +151,8 @@ def _load_authority(home: Path) -> tuple[AuthorityKey, bytes]:
     cert = home / AUTHORITY_CERT
     if not cert.exists():
         raise NotFoundError(
-            f"no {AUTHORITY_CERT} in {home} (run: meshsync authority install --home {home} CERT)"
+            _("no %(file)s in %(home)s (run: meshsync authority install --home %(home)s CERT)")
+            % {"file": AUTHORITY_CERT, "home": home}
         )
     return key, cert.read_bytes()
 
@@ -366,8 +368,8 @@ def issue(
     """
     check_scope(scope)
     if not scope and role not in ("central", "admin"):
-        raise UsageError(f"--scope is empty, which means every partition; a {role} needs "
-                         "a partition prefix such as mimika/jila/diloa")
+        raise UsageError(_("--scope is empty, which means every partition; a %(role)s needs "
+                           "a partition prefix such as mimika/jila/diloa") % {"role": role})
     path = resolve_home(home)
     key, chain = _load_authority(path)
     cert = issue_device_certificate(
@@ -408,7 +410,7 @@ def enroll(home: Path | None, cert_file: Path, as_json: bool) -> None:
                                     data, "application/x-pem-file")
             shown, warnings = _enrol_answer(answer)
     for warning in warnings:
-        click.echo(f"meshsync: warning: {warning}", err=True)
+        click.echo(_("meshsync: warning: %(message)s") % {"message": warning}, err=True)
     _show(shown, as_json)
 
 

@@ -18,6 +18,8 @@ from meshsync.cli.common import (
 )
 from meshsync.cli.writer import home_writer, quote_segment
 
+from meshsync.host.i18n import gettext as _
+from meshsync.host.i18n import ngettext
 from meshsync.host.local import open_node
 from meshsync.protocol.bundle import export_bundle, import_bundle
 
@@ -52,14 +54,16 @@ def export_cmd(home: Path | None, output: Path, store: str | None, as_json: bool
     to FILE.part, renamed to FILE once complete)."""
     tmp = output.with_name(output.name + ".part")
     with open_node(resolve_home(home), store=store) as node, tmp.open("wb") as f, \
-            _progress("exporting", not as_json) as progress:
+            _progress(_("exporting"), not as_json) as progress:
         changes, size = export_bundle(node, f, progress=progress)
         f.flush()
     tmp.replace(output)
     if as_json:
         echo_json({"file": str(output), "changes": changes, "bytes": size})
     else:
-        click.echo(f"wrote {changes} changes ({size} bytes) to {output}")
+        click.echo(ngettext("wrote %(n)d change (%(size)d bytes) to %(file)s",
+                            "wrote %(n)d changes (%(size)d bytes) to %(file)s", changes)
+                   % {"n": changes, "size": size, "file": output})
 
 
 @bundle.command(name="import")
@@ -76,7 +80,7 @@ def import_cmd(home: Path | None, file: Path, store: str | None, as_json: bool) 
     with home_writer(path) as api:
         if api is None:
             with open_node(path, store=store) as node, file.open("rb") as f, \
-                    _progress("importing", not as_json) as progress:
+                    _progress(_("importing"), not as_json) as progress:
                 report = import_bundle(node, f, source=f"bundle:{file.name}",
                                        progress=progress).to_json()
         else:
@@ -103,21 +107,23 @@ def _print_report(report: dict[str, object]) -> None:
     """The text form of an import report (the JSON of ``--json``)."""
     refused, invalid = _rows(report, "refused"), _rows(report, "invalid")
     quarantined = _items(report, "quarantined")
-    held = (f", {len(quarantined)} quarantined (held changes a revocation took back; "
-            "see `meshsync log`)" if quarantined else "")
-    click.echo(f"{report['applied']} changes applied, {report['duplicates']} already held, "
-               f"{report.get('refused_total', len(refused))} refused, {len(invalid)} invalid, "
-               f"{report['credentials_new']} new credentials{held}")
+    held = (_(", %(n)d quarantined (held changes a revocation took back; see `meshsync "
+              "log`)") % {"n": len(quarantined)} if quarantined else "")
+    click.echo(_("%(applied)s changes applied, %(duplicates)s already held, %(refused)s "
+                 "refused, %(invalid)d invalid, %(credentials)s new credentials%(held)s") % {
+        "applied": report["applied"], "duplicates": report["duplicates"],
+        "refused": report.get("refused_total", len(refused)), "invalid": len(invalid),
+        "credentials": report["credentials_new"], "held": held})
     for r in refused + invalid:
-        click.echo(f"  refused {str(r['author'])[:8]} seq {r['seq']} of {r['partition']} "
-                   f"[{r['stage']}]: {r['reason']}")
+        click.echo(_("  refused %(author)s seq %(seq)s of %(partition)s [%(stage)s]: "
+                     "%(reason)s") % {**r, "author": str(r["author"])[:8]})
     for r in _rows(report, "outdated"):
-        click.echo(f"  flagged {str(r['author'])[:8]} seq {r['seq']} of {r['partition']} "
-                   f"[{r['stage']}]: {r['reason']}")
+        click.echo(_("  flagged %(author)s seq %(seq)s of %(partition)s [%(stage)s]: "
+                     "%(reason)s") % {**r, "author": str(r["author"])[:8]})
     for text in _items(report, "credentials_refused"):
-        click.echo(f"  refused credential: {text}")
+        click.echo(_("  refused credential: %(reason)s") % {"reason": text})
     for text in _items(report, "clock_warnings"):
-        click.echo(f"  clock: {text}")
+        click.echo(_("  clock: %(warning)s") % {"warning": text})
 
 
 COMMANDS = [bundle]

@@ -27,6 +27,8 @@ from meshsync.cli.common import (
 )
 
 from meshsync.host.home import Home
+from meshsync.host.i18n import gettext as _
+from meshsync.host.i18n import ngettext
 from meshsync.host.local import adopt_schema, open_node
 from meshsync.model.change import check_partition
 from meshsync.model.errors import UsageError
@@ -88,7 +90,8 @@ def generate(seed: int, distrik: str, voters_per_tps: int | None,
     if as_json:
         echo_json(info)
     elif output != "-":
-        click.echo(f"wrote {rows} voters in {info['tps']} TPS to {output}")
+        click.echo(_("wrote %(rows)d voters in %(tps)d TPS to %(file)s")
+                   % {"rows": rows, "tps": info["tps"], "file": output})
 
 
 @coklit.command(name="import")
@@ -144,7 +147,7 @@ def _progress(enabled: bool) -> Iterator[Any]:
     if not (enabled and sys.stderr.isatty()):
         yield None
         return
-    with click.progressbar(length=1, label="importing", file=sys.stderr) as bar:
+    with click.progressbar(length=1, label=_("importing"), file=sys.stderr) as bar:
         def update(done: int, total: int) -> None:
             bar.length = total
             bar.update(done - bar.pos)
@@ -165,7 +168,8 @@ def export(home: Path | None, partition: str, output: str) -> None:
     with open_node(resolve_home(home)) as node, _output(output) as out:
         rows = export_csv(node, out, partition)
     if output != "-":
-        click.echo(f"wrote {rows} voters to {output}")
+        click.echo(ngettext("wrote %(n)d voter to %(file)s", "wrote %(n)d voters to %(file)s",
+                            rows) % {"n": rows, "file": output})
 
 
 def _voter_line(record: Any) -> str:
@@ -241,9 +245,10 @@ def duplicates(home: Path | None, partition: str, as_json: bool) -> None:
         echo_json([c.to_json() for c in clusters])
         return
     if not clusters:
-        click.echo("no possible duplicates")
+        click.echo(_("no possible duplicates"))
     for cluster in clusters:
-        click.echo(f"{cluster.reason} {cluster.match}: {len(cluster.records)} records")
+        click.echo(_("%(reason)s %(match)s: %(n)d records") % {
+            "reason": cluster.reason, "match": cluster.match, "n": len(cluster.records)})
         for record in cluster.records:
             click.echo("  " + _voter_line(record))
 

@@ -12,8 +12,10 @@ from typing import Any, TypeVar
 
 import click
 
+from meshsync.host import i18n
 from meshsync.host.home import default_home
 from meshsync.model.errors import MeshsyncError
+from meshsync.model.text import N_
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -62,8 +64,11 @@ class PositiveSeconds(click.ParamType):  # type: ignore[type-arg]  # generic fro
 
 
 def resolve_home(home: Path | None) -> Path:
-    """The home path chosen by ``--home`` or the environment."""
-    return home if home is not None else default_home()
+    """The home path chosen by ``--home`` or the environment (its config's ``lang``
+    then chooses the language, unless ``--lang`` or ``$MESHSYNC_LANG`` did)."""
+    path = home if home is not None else default_home()
+    i18n.use_home(path)
+    return path
 
 
 # Long enough for every field a validator names (a new voter with only a name misses
@@ -73,32 +78,47 @@ MAX_MESSAGE = 4000
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print ``meshsync: error: MESSAGE`` on stderr (one line, at most ~4,000 characters)
-    and exit with ``code``."""
-    line = " ".join(message.split())
+    """Print ``meshsync: error: MESSAGE`` on stderr in the reader's language (one line,
+    at most ~4,000 characters) and exit with ``code``."""
+    line = " ".join(i18n.localize(message).split())
     if len(line) > MAX_MESSAGE:
-        line = line[:MAX_MESSAGE] + f"… ({len(line) - MAX_MESSAGE} more characters)"
-    click.echo(f"meshsync: error: {line}", err=True)
+        more = len(line) - MAX_MESSAGE
+        line = line[:MAX_MESSAGE] + i18n.gettext("… (%(n)d more characters)") % {"n": more}
+    click.echo(i18n.gettext("meshsync: error: %(message)s") % {"message": line}, err=True)
     sys.exit(code)
 
 
 def errors_to_exit(func: F) -> F:
-    """Turn :class:`MeshsyncError` (and OS errors) into a one-line message and exit 1."""
+    """Turn :class:`MeshsyncError` (and OS errors) into a one-line message and exit 1;
+    a command with ``--home`` speaks its home's ``lang`` from the start."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            if "home" in kwargs:  # the home's `lang`, before the first message
+                resolve_home(kwargs["home"])
             return func(*args, **kwargs)
         except BrokenPipeError:  # `meshsync ls | head`: the reader left; say nothing
             sys.stderr.close()
             sys.exit(141)
         except MeshsyncError as exc:
-            fail(str(exc))
+            fail(i18n.describe(exc))
         except OSError as exc:
-            fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+            fail(f"{_os_reason(exc)}: {exc.filename}" if exc.filename else str(exc))
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+#: The system's reasons an officer meets most (as Python's C locale words them).
+OS_REASONS = (N_("No such file or directory"), N_("Permission denied"),
+              N_("No space left on device"), N_("File exists"), N_("Is a directory"),
+              N_("Not a directory"), N_("Read-only file system"))
+
+
+def _os_reason(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    return i18n.gettext(reason) if reason in OS_REASONS else reason
 
 
 def run_trio(async_fn: Callable[[], Awaitable[T]]) -> T:

@@ -18,7 +18,9 @@ from meshsync.cli.common import (
     run_trio,
 )
 
+from meshsync.host import i18n
 from meshsync.host.home import Home
+from meshsync.host.i18n import gettext as _
 from meshsync.model.errors import MeshsyncError, UsageError
 
 
@@ -102,17 +104,17 @@ def status(home: Path | None, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    click.echo(f"device {data['device_id']}: {data['diagnosis']}; {data['peers']} peers; "
-               f"{data['changes']} changes; {data['conflicts']} conflicts")
+    click.echo(_("device %(device_id)s: %(diagnosis)s; %(peers)s peers; %(changes)s "
+                 "changes; %(conflicts)s conflicts") % {**data, "diagnosis": _diagnosis(data)})
     clock = data.get("clock") or {}
     if clock.get("message"):
-        click.echo(f"date: {clock['message']}")
+        click.echo(_("date: %(message)s") % {"message": clock["message"]})
     for warning in data.get("clock_warnings", []):
-        click.echo(f"clock: {warning}")
+        click.echo(_("clock: %(warning)s") % {"warning": warning})
     storage = data.get("storage")
     if storage and storage["low"]:
-        click.echo(f"storage low: {storage['free_mb']} MiB free, {storage['reserve_mb']} MiB "
-                   "kept for local edits; received changes are refused until space is freed")
+        click.echo(_("storage low: %(free_mb)s MiB free, %(reserve_mb)s MiB kept for local "
+                     "edits; received changes are refused until space is freed") % storage)
     _echo_custody(data.get("custody", {}))
 
 
@@ -123,16 +125,26 @@ def _echo_custody(held: dict[str, Any]) -> None:
 
     for feed in held.get("feeds", []):
         if feed.get("central_refused"):
-            safe = f"{feed['central_refused']} refused at central, listed below"
+            safe = _("%(n)s refused at central, listed below") % {"n": feed["central_refused"]}
         else:
-            safe = "safe at central" if feed["safe_at_central"] else "not yet at central"
-        click.echo(f"  {feed['partition']}: {feed['local']} here, {feed['gateway']} at the "
-                   f"gateway, {feed['central']} at central ({safe})")
+            safe = _("safe at central") if feed["safe_at_central"] else _("not yet at central")
+        click.echo(_("  %(partition)s: %(local)s here, %(gateway)s at the gateway, "
+                     "%(central)s at central (%(safe)s)") % {**feed, "safe": safe})
     refused = held.get("refused", [])
     if refused:
-        click.echo(f"refused upstream ({len(refused)}): these edits did not make it")
+        click.echo(_("refused upstream (%(n)d): these edits did not make it")
+                   % {"n": len(refused)})
     for entry in refused:
-        click.echo(f"  {describe(entry)}")
+        click.echo(f"  {i18n.localize(describe(entry))}")
+
+
+def _diagnosis(data: dict[str, Any]) -> str:
+    """The diagnosis as the reader reads it: the daemon's one word in English (as the
+    API gives it), the status page's sentence in another language."""
+    from meshsync.daemon.status_page import DIAGNOSES
+
+    word = str(data["diagnosis"])
+    return word if i18n.current() == "en" else i18n.gettext(DIAGNOSES.get(word, word))
 
 
 @click.command()
@@ -145,16 +157,18 @@ def peers(home: Path | None, as_json: bool) -> None:
     Home.open(path)
     data = api_get(path, "/api/peers")
     if data is None:
-        raise UsageError(f"no daemon is running on {path} (start: meshsync daemon --home {path})")
+        raise UsageError(_("no daemon is running on %(home)s (start: meshsync daemon --home "
+                           "%(home)s)") % {"home": path})
     if as_json:
         echo_json(data)
         return
     if not data:
-        click.echo("no peers found yet")
+        click.echo(_("no peers found yet"))
     for p in data:
         addresses = ", ".join(f"{a['host']}:{a['port']}" for a in p["addresses"])
+        synced = _("synced %(n)dx") % {"n": p["sessions_ok"]}
         click.echo(f"{(p['device_id'] or '?')[:16]}\t{p['role'] or '-'}\t{addresses}\t"
-                   f"synced {p['sessions_ok']}x\t{p['last_error'] or 'ok'}")
+                   f"{synced}\t{p['last_error'] or _('ok')}")
 
 
 COMMANDS = [daemon, status, peers]

@@ -112,8 +112,36 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="meshsync")
-def main() -> None:
+@click.option("--lang", type=click.Choice(["id", "en"], case_sensitive=False), default=None,
+              help="Language of messages [default: $MESHSYNC_LANG, the home's `lang`, "
+                   "the locale, else en].")
+def main(lang: str | None) -> None:
     """meshsync: sync signed voter-list records between phones, laptop and server."""
+    from meshsync.host import i18n  # here, not at import: `meshsync --help` stays light
+    from meshsync.model.errors import MeshsyncError
+
+    try:
+        i18n.configure(lang and lang.lower())
+    except MeshsyncError as exc:  # a UsageError: $MESHSYNC_LANG names no known language
+        raise click.ClickException(i18n.describe(exc)) from None
+
+
+def _language_of(ctx: click.Context | None) -> None:
+    """Speak the ``--lang`` click read before a usage error stopped it (the group's
+    callback, which installs it, runs only once a command is found)."""
+    from meshsync.host import i18n
+
+    lang = ctx.find_root().params.get("lang") if ctx else None
+    if lang:
+        i18n.install(lang.lower(), explicit=True)
+
+
+def _error(text: str) -> str:
+    """``meshsync: error: TEXT`` in the reader's language (imports the catalogue only
+    when there is an error to show)."""
+    from meshsync.host import i18n
+
+    return i18n.gettext("meshsync: error: %(message)s") % {"message": text}
 
 
 def run() -> None:
@@ -125,19 +153,27 @@ def run() -> None:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(0)
     except click.UsageError as exc:
-        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
-        click.echo(f"meshsync: error: {exc.format_message()}{hint}", err=True)
+        from meshsync.host import i18n
+
+        _language_of(exc.ctx)
+        text = exc.format_message()
+        if exc.ctx:
+            text = i18n.gettext("%(message)s (see: %(command)s --help)") % {
+                "message": text, "command": exc.ctx.command_path}
+        click.echo(_error(text), err=True)
         sys.exit(2)
     except (click.exceptions.Abort, KeyboardInterrupt):
         # Ctrl-C: one line, never a traceback. Every command stores in transactions,
         # so what it stored before the interrupt is complete; a command that can say
         # how much (sync) catches KeyboardInterrupt itself first.
-        click.echo("meshsync: error: interrupted (Ctrl-C); nothing half-stored", err=True)
+        from meshsync.host import i18n
+
+        click.echo(_error(i18n.gettext("interrupted (Ctrl-C); nothing half-stored")), err=True)
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"meshsync: error: {exc.format_message()}", err=True)
+        click.echo(_error(exc.format_message()), err=True)
         sys.exit(exc.exit_code)
 
 

@@ -10,6 +10,7 @@ from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_opt
 from meshsync.cli.writer import home_writer, quote_segment
 
 from meshsync.host.home import Home
+from meshsync.host.i18n import gettext as _
 from meshsync.host.local import open_node
 from meshsync.model.change import Change, Put, check_partition, decode_stored
 from meshsync.model.errors import NotFoundError
@@ -56,14 +57,15 @@ def _show_record(record: Record, as_json: bool) -> None:
     if as_json:
         echo_json(record_to_json(record.to_json()))
         return
-    state = " (deleted)" if record.deleted else ""
+    state = _(" (deleted)") if record.deleted else ""
     click.echo(f"{record.collection}/{record.key} [{record.partition}]{state}")
     for name, value in record.fields.items():
         mark = "  !" if name in record.conflicts else "   "
         click.echo(f"{mark} {name} = {value!r}")
     for name, versions in record.conflicts.items():
-        alts = ", ".join(f"{v.value!r} by {v.author[:8]}" for v in versions)
-        click.echo(f"  conflict {name}: {alts}")
+        alts = ", ".join(_("%(value)r by %(author)s") % {"value": v.value, "author": v.author[:8]}
+                         for v in versions)
+        click.echo(_("  conflict %(field)s: %(values)s") % {"field": name, "values": alts})
 
 
 @click.command()
@@ -101,7 +103,9 @@ def put(home: Path | None, collection: str, key: str, assignments: tuple[str, ..
     if as_json:
         echo_json({"change": done, "record": shown})
     else:
-        click.echo(f"saved {collection}/{key} in {done['partition']} (seq {done['seq']})")
+        click.echo(_("saved %(collection)s/%(key)s in %(partition)s (seq %(seq)s)") % {
+            "collection": collection, "key": key, "partition": done["partition"],
+            "seq": done["seq"]})
 
 
 def _change_json(change: Change) -> dict[str, object]:
@@ -132,7 +136,8 @@ def get(home: Path | None, collection: str, key: str, partition: str | None,
     with open_node(resolve_home(home)) as node:
         record = node.get(collection, key, partition)
     if record is None:
-        raise NotFoundError(f"no record {collection}/{key}")
+        raise NotFoundError(_("no record %(collection)s/%(key)s")
+                            % {"collection": collection, "key": key})
     _show_record(record, as_json)
 
 
@@ -154,7 +159,7 @@ def ls(home: Path | None, collection: str, partition: str, deleted: bool,
         echo_json([record_to_json(r.to_json()) for r in records])
         return
     for r in records:
-        flags = (" !conflict" if r.conflicts else "") + (" (deleted)" if r.deleted else "")
+        flags = (_(" !conflict") if r.conflicts else "") + (_(" (deleted)") if r.deleted else "")
         summary = ", ".join(f"{k}={v!r}" for k, v in list(r.fields.items())[:4])
         click.echo(f"{r.key}\t{r.partition}\t{summary}{flags}")
 
@@ -182,7 +187,9 @@ def delete(home: Path | None, collection: str, key: str, partition: str | None,
     if as_json:
         echo_json(done)
     else:
-        click.echo(f"deleted {collection}/{key} in {done['partition']} (seq {done['seq']})")
+        click.echo(_("deleted %(collection)s/%(key)s in %(partition)s (seq %(seq)s)") % {
+            "collection": collection, "key": key, "partition": done["partition"],
+            "seq": done["seq"]})
 
 
 @click.command()
@@ -198,7 +205,7 @@ def conflicts(home: Path | None, collection: str | None, as_json: bool) -> None:
         echo_json([record_to_json(r.to_json()) for r in records])
         return
     if not records:
-        click.echo("no conflicts")
+        click.echo(_("no conflicts"))
     for r in records:
         _show_record(r, False)
 
@@ -244,22 +251,22 @@ def log(home: Path | None, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    click.echo(f"device {data['device_id']}")
-    click.echo("feeds:")
+    click.echo(_("device %(id)s") % {"id": data["device_id"]})
+    click.echo(_("feeds:"))
     for f in data["feeds"]:
-        mine = " (this device)" if f["author"] == data["device_id"] else ""
+        mine = _(" (this device)") if f["author"] == data["device_id"] else ""
         click.echo(f"  {f['author'][:8]} {f['partition']} seq {f['seq']}{mine}")
-    click.echo(f"forks: {len(data['forks'])}")
+    click.echo(_("forks: %(n)d") % {"n": len(data["forks"])})
     for e in data["forks"]:
         click.echo(f"  FORK {e['author'][:8]} {e['partition']} seq {e['seq']}: {e['note']}")
-    click.echo(f"refused changes: {len(data['refusals'])}")
+    click.echo(_("refused changes: %(n)d") % {"n": len(data["refusals"])})
     for r in data["refusals"][-20:]:
         click.echo(f"  {r['author'][:8]} {r['partition']} seq {r['seq']} [{r['stage']}] "
                    f"{r['reason']}")
     shown = data["quarantined"][:20]
     more = len(data["quarantined"]) - len(shown)
-    click.echo(f"quarantined changes: {len(data['quarantined'])}"
-               + (f" (the first {len(shown)}; --json lists all)" if more else ""))
+    click.echo(_("quarantined changes: %(n)d") % {"n": len(data["quarantined"])}
+               + (_(" (the first %(n)d; --json lists all)") % {"n": len(shown)} if more else ""))
     for q in shown:
         ops = ", ".join(f"{o['op']} {o['collection']}/{o['key']}"
                         + (f" ({', '.join(o['fields'])})" if o["op"] == "put" else "")

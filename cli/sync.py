@@ -22,6 +22,8 @@ from meshsync.cli.common import (
 )
 from meshsync.cli.writer import home_writer
 
+from meshsync.host.i18n import gettext as _
+from meshsync.host.i18n import ngettext
 from meshsync.host.local import open_node
 from meshsync.host.lock import hold_home
 from meshsync.model.errors import UsageError
@@ -37,7 +39,7 @@ def parse_hostport(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); UsageError if malformed."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise UsageError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:7420")
+        raise UsageError(_("%(text)r: expected HOST:PORT, e.g. 127.0.0.1:7420") % {"text": text})
     return host.strip("[]"), int(port)
 
 
@@ -84,14 +86,15 @@ def serve(home: Path | None, listen: str, verbose: bool) -> None:
                 try:
                     listeners = await nursery.start(serve_sync, endpoint, host, port)
                 except OSError as exc:  # a port in use, an address not on this machine
-                    raise UsageError(f"--listen: cannot listen on {listen}: "
-                                     f"{exc.strerror or exc}") from exc
+                    raise UsageError(_("--listen: cannot listen on %(address)s: %(reason)s") % {
+                        "address": listen, "reason": exc.strerror or exc}) from exc
                 bound = listeners[0].socket.getsockname()
-                click.echo(f"serving {endpoint.node.key.device_id} on {bound[0]}:{bound[1]}",
+                click.echo(_("serving %(device)s on %(host)s:%(port)s") % {
+                    "device": endpoint.node.key.device_id, "host": bound[0], "port": bound[1]},
                            err=True)
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        click.echo("shutting down", err=True)
+                    async for _signal in signals:
+                        click.echo(_("shutting down"), err=True)
                         nursery.cancel_scope.cancel()
                         break
 
@@ -122,9 +125,10 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
         path = _checked_home(home)
         with home_writer(path) as api:  # what it receives is written to the home
             if api is not None:
-                raise UsageError(f"a daemon (pid {api.pid}) runs on {path} and syncs by "
-                                 f"itself: give it {peer} as a static peer, or ask it to "
-                                 "sync now (POST /api/sync)")
+                raise UsageError(_(
+                    "a daemon (pid %(pid)s) runs on %(home)s and syncs by itself: give it "
+                    "%(peer)s as a static peer, or ask it to sync now (POST /api/sync)")
+                    % {"pid": api.pid, "home": path, "peer": peer})
             with open_endpoint(path) as endpoint:
                 held_before.append(_changes_held(endpoint.node))
                 summary = await sync_with(endpoint, host, port, timeout)
@@ -138,22 +142,32 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"sent {result['changes_sent']} changes, received "
-                   f"{result['changes_received']} ({result['duplicates']} already held); "
-                   f"{result['bytes_sent']} bytes out, {result['bytes_received']} in; "
-                   f"{result['seconds']:.2f} s; converged: {result['converged']}")
+        click.echo(_sync_line(result))
         for warning in result["clock_warnings"]:  # type: ignore[attr-defined]
-            click.echo(f"clock: {warning}")
+            click.echo(_("clock: %(warning)s") % {"warning": warning})
     clock: Any = result.get("clock") or {}
     if clock.get("message"):
-        click.echo(f"date: {clock['message']}", err=True)
+        click.echo(_("date: %(message)s") % {"message": clock["message"]}, err=True)
     if result["error"]:
         # stderr even with --json: the JSON on stdout stays parseable, and every
         # failing command prints its one-line reason (README, "Commands").
-        click.echo(f"meshsync: error: sync failed: {result['error']}", err=True)
+        click.echo(_("meshsync: error: %(message)s") % {
+            "message": _("sync failed: %(reason)s") % {"reason": result["error"]}}, err=True)
         sys.exit(1)
     if not result["converged"]:
         sys.exit(4)
+
+
+def _sync_line(result: dict[str, Any]) -> str:
+    """The one line a finished sync prints."""
+    sent = ngettext("sent %(n)d change", "sent %(n)d changes", result["changes_sent"]) % {
+        "n": result["changes_sent"]}
+    return _("%(sent)s, received %(received)d (%(duplicates)d already held); %(out)d bytes "
+             "out, %(in)d in; %(seconds).2f s; converged: %(converged)s") % {
+        "sent": sent, "received": result["changes_received"],
+        "duplicates": result["duplicates"], "out": result["bytes_sent"],
+        "in": result["bytes_received"], "seconds": result["seconds"],
+        "converged": _("yes") if result["converged"] else _("no")}
 
 
 def _changes_held(node: Node) -> int:
@@ -168,12 +182,12 @@ def _interrupted(home: Path, held_before: list[int]) -> None:
     count read back from the store is exactly what the interrupted session kept.
     """
     if not held_before:
-        fail("sync interrupted (Ctrl-C) before it started; nothing received", 130)
+        fail(_("sync interrupted (Ctrl-C) before it started; nothing received"), 130)
         return
     with open_node(home) as node:
         received = _changes_held(node) - held_before[0]
-    fail(f"sync interrupted (Ctrl-C); {received} changes received and stored before it "
-         "(sync again to resume from there)", 130)
+    fail(_("sync interrupted (Ctrl-C); %(n)d changes received and stored before it "
+           "(sync again to resume from there)") % {"n": received}, 130)
 
 
 COMMANDS = [serve, sync]

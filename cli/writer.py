@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from meshsync.host.home import Home
 from meshsync.host.lock import HomeBusyError, read_holder, try_lock
 from meshsync.model.errors import MeshsyncError, NotFoundError, StorageLowError, UsageError
+from meshsync.model.text import Msg
 
 TOKEN_FILE = "api.token"  # noqa: S105 - a file name, not a secret
 RUNTIME_FILE = "daemon.json"
@@ -91,8 +92,9 @@ class DaemonApi:
             raise _answered_error(exc.code, exc.read()) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise MeshsyncError(f"the daemon (pid {self.pid}) on {self.home} did not answer "
-                                f"at {self.address}: {reason}") from None
+            raise MeshsyncError(Msg("the daemon (pid %(pid)s) on %(home)s did not answer at "
+                                    "%(address)s: %(reason)s", pid=self.pid, home=self.home,
+                                    address=self.address, reason=reason)) from None
 
     def call_json(self, method: str, route: str, payload: object = None
                   ) -> dict[str, object]:
@@ -155,15 +157,16 @@ def home_writer(path: Path, *, wait_s: float = WAIT_S) -> Iterator[DaemonApi | N
             return
         holder = read_holder(path)
         if holder is not None and holder.kind == "serve":
-            raise HomeBusyError(path, holder, "it takes no writes; stop it, or run "
-                                              "`meshsync daemon`, which takes writes as it "
-                                              "syncs")
+            raise HomeBusyError(path, holder, Msg("it takes no writes; stop it, or run "
+                                                  "`meshsync daemon`, which takes writes as "
+                                                  "it syncs"))
         if holder is not None and holder.kind == "daemon":
             api = running_daemon(path)
             if api is not None and api.pid == holder.pid:
                 yield api
                 return
         if time.monotonic() > deadline:
-            raise HomeBusyError(path, holder, f"waited {wait_s:g} s for it to finish "
-                                f"(a daemon's API is named in {RUNTIME_FILE} once it runs)")
+            raise HomeBusyError(path, holder, Msg(
+                "waited %(seconds)g s for it to finish (a daemon's API is named in %(file)s "
+                "once it runs)", seconds=wait_s, file=RUNTIME_FILE))
         time.sleep(_POLL_S)

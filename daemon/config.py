@@ -49,7 +49,7 @@ DISCOVERY_METHODS = ("mdns", "broadcast", "gateway", "static")
 MESH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,62}")
 
 #: Keys of config.toml read by the node itself, not the daemon (meshsync.host.home, io_local).
-HOME_KEYS = {"partition", "schema", "storage_reserve_mb"}
+HOME_KEYS = {"partition", "schema", "storage_reserve_mb", "lang"}
 
 DEFAULTS: dict[str, Any] = {
     "mesh": "default",

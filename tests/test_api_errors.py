@@ -178,7 +178,7 @@ def test_unknown_paths_and_methods_answer_json_errors(lab: Lab) -> None:
     assert status == 405 and "GET" in headers["allow"]
     page = http("GET", daemon.api_url + "/", daemon.token)
     assert page.status == 200 and page.content_type.startswith("text/html")
-    assert "<h1>meshsync node" in page.body
+    assert "<h1>Perangkat meshsync" in page.body  # Indonesian unless $MESHSYNC_LANG says
 
 
 # -- 3. duplicate keys ---------------------------------------------------------------------

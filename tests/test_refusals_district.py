@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from daemonfixtures import DaemonLab, DaemonProcess
+from meshsync.coklit.sample import generate
 from netfixtures import LOOPBACK, District, run, run_json, wait_until
 
 from meshsync.host.home import Home
@@ -36,6 +37,9 @@ TPS = f"{JILA}/diloa/tps-001"
 HOMES = {"central": ("central", "", "mimika"), "gw-jila": ("gateway", JILA, JILA),
          "phone-1": ("pantarlih", f"{JILA}/diloa", TPS),
          "phone-2": ("pantarlih", f"{JILA}/diloa", TPS)}
+#: Generated voters of TPS (no real person), complete as the coklit schema wants them.
+VOTERS = [v.fields for v in generate(1, "Jila", voters_per_tps=5, tps_per_kampung=1)
+          if v.partition == TPS]
 FAST = {"backoff_min_s": 0.1, "backoff_max_s": 0.5, "anti_entropy_s": 1.0}
 
 
@@ -90,9 +94,11 @@ def test_a_change_central_refuses_is_shown_refused_on_the_phone(lab: Lab,
                          schema="coklit").start()
     gateway = lab.daemon("gw-jila", uplink=(central.address,)).start()
     phone = lab.daemon("phone-1", peers=(gateway.address,)).start()
-    phone.put("voters", "v-0005", {"nama": "Yosina Beanal", "jenis_kelamin": "P"})
-    phone.put("voters", "v-0006", {"nama": "Markus Magai", "jenis_kelamin": "X"})
-    phone.put("voters", "v-0007", {"nama": "Petrus Kogoya", "jenis_kelamin": "L"})
+    five, six, seven = VOTERS[:3]  # whole, valid voters of this TPS (generated)
+    bad = {**six, "jenis_kelamin": "X"}  # central's schema refuses it; the phone has none
+    phone.put("voters", "v-0005", five)
+    phone.put("voters", "v-0006", bad)
+    phone.put("voters", "v-0007", seven)
 
     listed = refused_at_central(lab, phone)
     shown = run_json("status", "--home", lab.home("phone-1"))["custody"]
@@ -104,16 +110,17 @@ def test_a_change_central_refuses_is_shown_refused_on_the_phone(lab: Lab,
     assert entry["issuer"] == central.device_id
     assert "jenis_kelamin: is 'X'" in entry["reason"]
     assert entry["edits"] == [{"collection": "voters", "key": "v-0006",
-                               "fields": ["jenis_kelamin", "nama"], "deleted": False}]
+                               "fields": sorted(bad), "deleted": False}]
     assert (feed["local"], feed["gateway"], feed["central"], feed["central_refused"]) == \
         (3, 3, 2, 1)
     assert shown["refused"] == [entry]
     text = run("status", "--home", lab.home("phone-1")).stdout
     assert "1 refused at central" in text and "safe at central" not in text
     assert f"{TPS} change 2 was refused at central (validation)" in text
-    assert "voters/v-0006 (jenis_kelamin, nama)" in text
+    edits = f"voters/v-0006 ({', '.join(sorted(bad))})"
+    assert edits in text
     page = str(phone.request("GET", "/").body)
-    assert "<tr class='refused'>" in page and "voters/v-0006 (jenis_kelamin, nama)" in page
+    assert "<tr class='refused'>" in page and edits in page
     for daemon in (phone, gateway, central):
         assert daemon.stop() == 0
     forged_and_altered_refusals_are_ignored(lab, central.device_id)

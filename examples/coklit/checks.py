@@ -19,6 +19,8 @@ from meshsync.coklit import regions
 from meshsync.coklit.codes import ELIGIBLE, TMS_REASONS
 from meshsync.coklit.nik import birth_date_problem, parse_nik
 
+from meshsync.model.text import Msg
+
 Problems = list[tuple[str, str]]
 Check = Callable[[dict[str, Any], set[str], bool], Problems]
 
@@ -72,7 +74,7 @@ def check_fields(given: dict[str, Any], checks: dict[str, Callable[[Any], str | 
             if message:
                 problems.append((name, message))
     known = ", ".join(order)
-    problems += [(name, f"is not a voters field (fields: {known})")
+    problems += [(name, Msg("is not a voters field (fields: %(known)s)", known=known))
                  for name in sorted(given) if name not in checks]
     return problems
 
@@ -98,9 +100,9 @@ def _nik_birth(ok: dict[str, Any], given: set[str], whole: bool) -> Problems:
         return [("nik", problem)] if problem else []
     parts = parse_nik(nik)
     if parts is not None and female is not None and parts.female != female:
-        marked = "a woman (day + 40)" if parts.female else "a man (day without + 40)"
-        return [("nik", f"NIK digits 7-8 are {nik[6:8]}, which marks {marked}, but "
-                        f"jenis_kelamin is {sex}")]
+        marked = Msg("a woman (day + 40)") if parts.female else Msg("a man (day without + 40)")
+        return [("nik", Msg("NIK digits 7-8 are %(digits)s, which marks %(marked)s, but "
+                            "jenis_kelamin is %(sex)s", digits=nik[6:8], marked=marked, sex=sex))]
     return []
 
 
@@ -108,19 +110,22 @@ def _nik_region(ok: dict[str, Any], rules: Rules) -> Problems:
     nik = ok.get("nik")
     if nik is None or rules.nik_region == "off":
         return []
-    codes = " or ".join(f"{c[:2]}.{c[2:]}" for c in regions.KABUPATEN_CODES)
+    codes = " / ".join(f"{c[:2]}.{c[2:]}" for c in regions.KABUPATEN_CODES)
     if nik[:4] not in regions.KABUPATEN_CODES:
-        return [("nik", f"NIK digits 1-4 are {nik[:2]}.{nik[2:4]}, not Kabupaten Mimika "
-                        f"({codes})")]
+        digits = f"{nik[:2]}.{nik[2:4]}"
+        return [("nik", Msg("NIK digits 1-4 are %(digits)s, not Kabupaten Mimika (%(codes)s)",
+                            digits=digits, codes=codes))]
     distrik = ok.get("distrik")
     if rules.nik_region == "kabupaten" or distrik is None:
         return []
     allowed = regions.nik_regions(distrik)
     if nik[:6] in allowed:
         return []
-    return [("nik", f"NIK digits 5-6 are {nik[4:6]} but distrik {distrik} is "
-                    f"{allowed[0][4:]} (NIK region {nik[:2]}.{nik[2:4]}.{nik[4:6]}, "
-                    f"expected {' or '.join(f'{a[:2]}.{a[2:4]}.{a[4:]}' for a in allowed)})")]
+    region = f"{nik[:2]}.{nik[2:4]}.{nik[4:6]}"
+    expected = " / ".join(f"{a[:2]}.{a[2:4]}.{a[4:]}" for a in allowed)
+    return [("nik", Msg("NIK digits 5-6 are %(digits)s but distrik %(distrik)s is %(code)s "
+                        "(NIK region %(region)s, expected %(expected)s)", digits=nik[4:6],
+                        distrik=distrik, code=allowed[0][4:], region=region, expected=expected))]
 
 
 def _ages(ok: dict[str, Any], day: date) -> Problems:
@@ -129,12 +134,13 @@ def _ages(ok: dict[str, Any], day: date) -> Problems:
     age = ok.get("umur")
     if born is not None:
         if born > day:
-            return [("tanggal_lahir", f"{born.isoformat()} is after election day "
-                                      f"{day.isoformat()}")]
+            return [("tanggal_lahir", Msg("%(born)s is after election day %(day)s",
+                                          born=born.isoformat(), day=day.isoformat()))]
         real = age_on(born, day)
         if age is not None and age != real:
-            problems.append(("umur", f"is {age} but someone born {born.isoformat()} is "
-                                     f"{real} on election day {day.isoformat()}"))
+            problems.append(("umur", Msg("is %(age)s but someone born %(born)s is %(real)d on "
+                                         "election day %(day)s", age=age, born=born.isoformat(),
+                                         real=real, day=day.isoformat())))
         age = real
     kawin, tms = ok.get("status_kawin"), ok.get("tms")
     name, status = result_of(ok)
@@ -142,12 +148,14 @@ def _ages(ok: dict[str, Any], day: date) -> Problems:
         return problems
     minor = age < MIN_AGE and kawin == "B"
     if minor and status in ELIGIBLE:
-        problems.append((name, f"is {status} but the voter is {age} on election day "
-                               f"{day.isoformat()} and never married (status_kawin B): "
-                               f"not eligible; mark TMS with tms di_bawah_umur"))
+        problems.append((name, Msg("is %(status)s but the voter is %(age)s on election day "
+                                   "%(day)s and never married (status_kawin B): not eligible; "
+                                   "mark TMS with tms di_bawah_umur", status=status, age=age,
+                                   day=day.isoformat())))
     if not minor and tms == "di_bawah_umur":
-        why = f"is {age} on election day" if age >= MIN_AGE else "has married"
-        problems.append(("tms", f"is di_bawah_umur (under age) but the voter {why}"))
+        why = (Msg("the voter is %(age)s on election day", age=age) if age >= MIN_AGE
+               else Msg("the voter has married"))
+        problems.append(("tms", Msg("is di_bawah_umur (under age) but %(why)s", why=why)))
     return problems
 
 
@@ -164,12 +172,12 @@ def _tms_reason(ok: dict[str, Any], given: set[str], whole: bool) -> Problems:
     name, status = result_of(ok)
     tms = ok.get("tms")
     if status == "TMS" and tms is None and (whole or "tms" in given):
-        return [("tms", f"{name} TMS (tidak memenuhi syarat) needs a reason: one of "
-                        + ", ".join(TMS_REASONS))]
+        return [("tms", Msg("%(field)s TMS (tidak memenuhi syarat) needs a reason: one of "
+                            "%(reasons)s", field=name, reasons=", ".join(TMS_REASONS)))]
     if tms is not None and status != "TMS" and (whole or status is not None):
         shown = "belum dicoklit" if status is None else status
-        return [("tms", f"is {tms} but {name} is {shown}; a reason goes only with TMS "
-                        "(clear it: tms:=null)")]
+        return [("tms", Msg("is %(tms)s but %(field)s is %(shown)s; a reason goes only with "
+                            "TMS (clear it: tms:=null)", tms=tms, field=name, shown=shown))]
     return []
 
 
@@ -179,4 +187,5 @@ def _kampung(ok: dict[str, Any], given: set[str], whole: bool) -> Problems:
         return []
     official = regions.distrik_name(distrik) or distrik
     names = ", ".join(regions.DISTRIK[official][1])
-    return [("kampung", f"{kampung!r} is not a kampung of distrik {official} ({names})")]
+    return [("kampung", Msg("%(kampung)r is not a kampung of distrik %(distrik)s (%(names)s)",
+                            kampung=kampung, distrik=official, names=names))]

@@ -41,6 +41,7 @@ from meshsync.coklit.columns import (
 from meshsync.coklit.merge import FieldConflict, Plan, plan
 from meshsync.coklit.schema import COLLECTION, VoterValidator, register
 
+from meshsync.host import i18n
 from meshsync.model.change import OpId, check_name
 from meshsync.model.errors import UsageError, ValidationError
 from meshsync.replica.crdt import RecordState
@@ -165,11 +166,12 @@ class _Reader:
         partition = regions.partition_for_fields(fields)
         problems = [str(e) for e in unread]
         columns = {e.column for e in unread}  # not also reported as missing
-        problems += [f"{COLUMN_OF.get(f, f)} ({f}): {m}" for f, m in
+        problems += [f"{COLUMN_OF.get(f, f)} ({f}): {i18n.localize(m)}" for f, m in
                      self.validator("", fields, partial=False, partition=partition)
                      if COLUMN_OF.get(f) not in columns]
         if partition is None and not problems:
-            problems.append("DISTRIK/KAMPUNG/TPS do not name a TPS of Kabupaten Mimika")
+            problems.append(i18n.gettext("DISTRIK/KAMPUNG/TPS do not name a TPS of Kabupaten "
+                                         "Mimika"))
         if problems:
             self.report.bad.append(BadRow(line, "; ".join(problems)))
             return None
@@ -182,8 +184,9 @@ class _Reader:
             return None
         first = self.seen.setdefault((partition, key), line)
         if first != line:
-            self.report.bad.append(BadRow(line, f"ID {key} already used on line {first} "
-                                                f"for the same TPS ({partition})"))
+            self.report.bad.append(BadRow(line, i18n.gettext(
+                "ID %(key)s already used on line %(first)d for the same TPS (%(partition)s)")
+                % {"key": key, "first": first, "partition": partition}))
             return None
         return Row(line, partition, key, fields)
 
@@ -213,8 +216,9 @@ def read_rows(text: str, name: str, validator: VoterValidator,
             continue
         report.rows += 1
         if len(cells) > len(columns):
-            report.bad.append(BadRow(line, f"has {len(cells)} cells; the header has "
-                                           f"{len(columns)}"))
+            report.bad.append(BadRow(line, i18n.gettext(
+                "has %(cells)d cells; the header has %(columns)d")
+                % {"cells": len(cells), "columns": len(columns)}))
             continue
         row = reader.row(line, dict(zip(columns, cells, strict=False)))
         if row is not None:

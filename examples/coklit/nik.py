@@ -31,6 +31,8 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from meshsync.model.text import Msg
+
 NIK_DIGITS = 16
 FEMALE_DAY_OFFSET = 40
 _DIGITS16 = re.compile(r"^\d{16}$")
@@ -61,12 +63,15 @@ def is_16_digits(value: object) -> bool:
 def length_problem(value: object, what: str) -> str | None:
     """A message if ``value`` is not 16 digits, naming ``what`` (e.g. "NIK"), else None."""
     if not isinstance(value, str):
-        return f"must be text of exactly 16 digits ({what}), not {type(value).__name__}"
+        return Msg("must be text of exactly 16 digits (%(what)s), not %(type)s", what=what,
+                   type=type(value).__name__)
     if _DIGITS16.match(value):
         return None
     if value.isascii() and value.isdigit():
-        return f"must be exactly 16 digits ({what}); got {len(value)} digits"
-    return f"must be exactly 16 digits ({what}) with nothing else in it; got {value!r}"
+        return Msg("must be exactly 16 digits (%(what)s); got %(n)d digits", what=what,
+                   n=len(value))
+    return Msg("must be exactly 16 digits (%(what)s) with nothing else in it; got %(value)r",
+               what=what, value=value)
 
 
 def parse_nik(nik: str) -> NikParts | None:
@@ -85,10 +90,10 @@ def nik_problem(nik: str) -> str | None:
     """A message if a 16-digit NIK's own parts are impossible (date, serial), else None."""
     parts = parse_nik(nik)
     if parts is None:
-        return (f"digits 7-12 ({nik[6:12]}) are not a birth date DDMMYY "
-                "(women: day + 40, so 41-71)")
+        return Msg("digits 7-12 (%(digits)s) are not a birth date DDMMYY "
+                   "(women: day + 40, so 41-71)", digits=nik[6:12])
     if parts.serial == "0000":
-        return "the last 4 digits (serial) are 0000, which is never issued"
+        return Msg("the last 4 digits (serial) are 0000, which is never issued")
     return None
 
 
@@ -109,13 +114,15 @@ def birth_date_problem(nik: str, born: date, female: bool | None) -> str | None:
     same_date = (parts.day, parts.month, parts.yy) == (born.day, born.month, born.year % 100)
     if not same_date:
         shown = f"{parts.day:02d}-{parts.month:02d}-{parts.yy:02d}"
-        return (f"NIK digits 7-12 are {nik[6:12]} (born {shown}), but tanggal_lahir is "
-                f"{born.isoformat()}; expected {birth_part(born, parts.female)}")
+        return Msg("NIK digits 7-12 are %(digits)s (born %(shown)s), but tanggal_lahir is "
+                   "%(born)s; expected %(expected)s", digits=nik[6:12], shown=shown,
+                   born=born.isoformat(), expected=birth_part(born, parts.female))
     if female is not None and female != parts.female:
-        marked = "a woman (day + 40)" if parts.female else "a man (day without + 40)"
+        marked = Msg("a woman (day + 40)") if parts.female else Msg("a man (day without + 40)")
         sex = "P (perempuan)" if female else "L (laki-laki)"
-        return (f"NIK digits 7-8 are {nik[6:8]}, which marks {marked}, but jenis_kelamin "
-                f"is {sex}; expected {birth_part(born, female)} in digits 7-12")
+        return Msg("NIK digits 7-8 are %(digits)s, which marks %(marked)s, but jenis_kelamin "
+                   "is %(sex)s; expected %(expected)s in digits 7-12", digits=nik[6:8],
+                   marked=marked, sex=sex, expected=birth_part(born, female))
     return None
 
 

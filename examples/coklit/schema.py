@@ -76,6 +76,8 @@ from meshsync.coklit.codes import (
 )
 from meshsync.coklit.nik import length_problem, nik_problem
 
+from meshsync.model.text import Msg
+
 if TYPE_CHECKING:
     from meshsync.replica.node import Node
 
@@ -106,11 +108,11 @@ DEFAULT_RULES = Rules()
 def _text(limit: int) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if not isinstance(value, str) or not value.strip():
-            return "must be non-empty text"
+            return Msg("must be non-empty text")
         if len(value) > limit:
-            return f"is {len(value)} characters; the limit is {limit}"
+            return Msg("is %(n)d characters; the limit is %(limit)d", n=len(value), limit=limit)
         if any(unicodedata.category(c).startswith("C") for c in value):
-            return "contains a control character"
+            return Msg("contains a control character")
         return None
     return check
 
@@ -123,41 +125,45 @@ def check_nama(value: Any) -> str | None:
         return problem
     for char in value:
         if char not in _NAME_PUNCT and unicodedata.category(char)[0] not in "LM":
-            kind = "a digit" if char.isdigit() else f"U+{ord(char):04X}"
-            return (f"contains {char!r} ({kind}): a name holds letters, spaces, "
-                    "apostrophes, dots, commas and hyphens only")
+            kind = Msg("a digit") if char.isdigit() else f"U+{ord(char):04X}"
+            return Msg("contains %(char)r (%(kind)s): a name holds letters, spaces, "
+                       "apostrophes, dots, commas and hyphens only", char=char, kind=kind)
     return None
 
 
 def _choice(options: dict[str, str]) -> Callable[[Any], str | None]:
     listed = ", ".join(f"{k} ({v})" for k, v in options.items())
-    return lambda value: None if value in options else f"is {value!r}; use one of {listed}"
+    return lambda value: None if value in options else Msg(
+        "is %(value)r; use one of %(listed)s", value=value, listed=listed)
 
 
 def _whole(low: int, high: int, hint: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be a whole number ({hint}), not {value!r}"
-        return None if low <= value <= high else f"must be {low}-{high}, not {value}"
+            return Msg("must be a whole number (%(hint)s), not %(value)r", hint=hint, value=value)
+        return None if low <= value <= high else Msg(
+            "must be %(low)d-%(high)d, not %(value)s", low=low, high=high, value=value)
     return check
 
 
 def _rt_rw(value: Any) -> str | None:
     if isinstance(value, str) and (value == "" or _RT_RW.match(value)):
         return None
-    return f"must be 1-3 digits as text (e.g. \"003\") or empty, not {value!r}"
+    return Msg("must be 1-3 digits as text (e.g. \"003\") or empty, not %(value)r", value=value)
 
 
 def _disabilitas(value: Any) -> str | None:
     if not isinstance(value, list) or any(v not in DISABILITAS for v in value):
-        return f"must be a list of {', '.join(DISABILITAS)}; got {value!r}"
-    return "lists a kind twice" if len(set(value)) != len(value) else None
+        return Msg("must be a list of %(kinds)s; got %(value)r", kinds=", ".join(DISABILITAS),
+                   value=value)
+    return Msg("lists a kind twice") if len(set(value)) != len(value) else None
 
 
 def _distrik(value: Any) -> str | None:
     if isinstance(value, str) and regions.distrik_name(value):
         return None
-    return f"{value!r} is not a distrik of Kabupaten Mimika ({', '.join(regions.DISTRIK)})"
+    return Msg("%(value)r is not a distrik of Kabupaten Mimika (%(known)s)", value=value,
+               known=", ".join(regions.DISTRIK))
 
 
 FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
@@ -166,8 +172,8 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "nama": check_nama,
     "tempat_lahir": _text(MAX_TEXT_CHARS),
     "tanggal_lahir": lambda v: None if date_of(v) else
-    f"must be a date YYYY-MM-DD (e.g. 1980-03-15), not {v!r}",
-    "umur": _whole(0, 150, "years"),
+    Msg("must be a date YYYY-MM-DD (e.g. 1980-03-15), not %(value)r", value=v),
+    "umur": _whole(0, 150, Msg("years")),
     "status_kawin": _choice(STATUS_KAWIN),
     "jenis_kelamin": _choice(JENIS_KELAMIN),
     "alamat": _text(MAX_TEXT_CHARS),
@@ -176,7 +182,7 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "disabilitas": _disabilitas,
     "distrik": _distrik,
     "kampung": _text(MAX_TEXT_CHARS),
-    "tps": _whole(1, regions.MAX_TPS, "use tps:=3 on the command line"),
+    "tps": _whole(1, regions.MAX_TPS, Msg("use tps:=3 on the command line")),
     "coklit": _choice(STATUSES),
     "tms": _choice({k: v[1] for k, v in TMS_REASONS.items()}),
     "status": _choice(STATUSES),
@@ -186,13 +192,15 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
 def _dpt(value: Any) -> str | None:
     """The stored baseline: a map of imported fields, each valid on its own."""
     if not isinstance(value, dict):
-        return f"must be a map of the imported fields ({', '.join(IMPORTED)}), not {value!r}"
+        return Msg("must be a map of the imported fields (%(fields)s), not %(value)r",
+                   fields=", ".join(IMPORTED), value=value)
     for name, item in value.items():
         if name not in IMPORTED:
-            return f"holds {name!r}, which is not an imported field ({', '.join(IMPORTED)})"
+            return Msg("holds %(name)r, which is not an imported field (%(fields)s)",
+                       name=name, fields=", ".join(IMPORTED))
         problem = FIELD_CHECKS[name](item)
         if problem:
-            return f"{name} {problem}"
+            return Msg("%(field)s %(problem)s", field=name, problem=problem)
     return None
 
 
@@ -226,7 +234,8 @@ class VoterValidator:
         """Check one record or op; see the class docstring."""
         given = {k: v for k, v in fields.items() if v is not None and v not in ("", [])}
         problems = check_fields(_dpt_once(given), FIELD_CHECKS, FIELDS)
-        missing = "is required and cannot be cleared" if partial else "is required but missing"
+        missing = (Msg("is required and cannot be cleared") if partial
+                   else Msg("is required but missing"))
         problems += [(name, missing) for name in REQUIRED
                      if name not in given and (name in fields or not partial)]
         bad = {name for name, _ in problems}
@@ -269,16 +278,17 @@ def check_partition(fields: dict[str, Any], partition: str, *,
     parts = regions.split_partition(partition)
     if parts is None:
         if whole or region:
-            return [("partition", f"voters are kept in {expected}; this record is in "
-                                  f"{partition!r}")]
+            return [("partition", Msg("voters are kept in %(expected)s; this record is in "
+                                      "%(partition)r", expected=expected, partition=partition))]
         return []
     wanted = {"distrik": parts[0], "kampung": parts[1], "tps": parts[2]}
     actual = {"distrik": regions.slug(str(fields.get("distrik", ""))),
               "kampung": regions.slug(str(fields.get("kampung", ""))),
               "tps": fields.get("tps")}
     named = regions.partition_for_fields(fields)
-    where = f"; by its fields it belongs in {named}" if named else ""
-    return [(name, f"is {fields[name]!r} but the record is in partition {partition}{where}")
+    where = Msg("; by its fields it belongs in %(named)s", named=named) if named else ""
+    return [(name, Msg("is %(value)r but the record is in partition %(partition)s%(where)s",
+                       value=fields[name], partition=partition, where=where))
             for name in region if actual[name] != wanted[name]]
 
 

@@ -22,6 +22,7 @@ from meshsync.host.home import Home
 from meshsync.host.local import ROOT_FILE, open_node
 from meshsync.model.errors import AuthorizationError, UsageError
 from meshsync.model.identity import DeviceKey, device_id, short_id
+from meshsync.model.text import Msg
 from meshsync.replica.node import Node
 from meshsync.store.base import Store
 from meshsync.trust import (
@@ -58,7 +59,7 @@ def read_credentials(data: bytes, name: str) -> tuple[list[CertInfo], bytes, lis
         return parse_blob(pem), pem, revocations
     except AuthorizationError as exc:
         if b"-----BEGIN CERTIFICATE-----" not in data:
-            raise UsageError(f"not a PEM certificate: {name}") from None
+            raise UsageError(Msg("not a PEM certificate: %(name)s", name=name)) from None
         raise UsageError(f"{name}: {exc.detail}") from None
 
 
@@ -91,15 +92,15 @@ def checked_root(home: Path, infos: list[CertInfo]) -> CertInfo:
     there is one) or if the chain has no root."""
     roots = [i for i in infos if i.is_root]
     if not roots:
-        raise UsageError("the certificate file lacks its root (expected the whole chain)")
+        raise UsageError(Msg("the certificate file lacks its root (expected the whole chain)"))
     existing = home / ROOT_FILE
     if existing.exists():
         trusted = parse_blob(existing.read_bytes())[0]
         if trusted.der != roots[0].der:
-            raise UsageError(
-                f"certificate chain ends at authority {roots[0].name!r}, but this home "
-                f"trusts {trusted.name!r} ({ROOT_FILE})"
-            )
+            raise UsageError(Msg(
+                "certificate chain ends at authority %(root)r, but this home trusts "
+                "%(trusted)r (%(file)s)", root=roots[0].name, trusted=trusted.name,
+                file=ROOT_FILE))
     return roots[0]
 
 
@@ -149,9 +150,10 @@ def enrol(home: Home, data: bytes, name: str, node: Node | None = None) -> Enrol
     rotating = waiting is not None and leaf.device_key == waiting.public_key != own
     if leaf.device_key != own and not rotating:
         other = device_id(leaf.device_key) if leaf.device_key else leaf.describe()
-        also = f" nor its new key {waiting.device_id} (rekey)" if waiting else ""
-        raise UsageError(f"{name} is for device {other}, not this device "
-                         f"{device_id(own)}{also}")
+        also = (Msg(" nor its new key %(id)s (rekey)", id=waiting.device_id) if waiting
+                else "")
+        raise UsageError(Msg("%(name)s is for device %(other)s, not this device %(own)s%(also)s",
+                             name=name, other=other, own=device_id(own), also=also))
     check_cert_scope(leaf, name)
     root = checked_root(home.path, infos)
     trust = TrustStore([to_pem([root])])
@@ -161,7 +163,8 @@ def enrol(home: Home, data: bytes, name: str, node: Node | None = None) -> Enrol
     row = next((r for r in trust.device_info(leaf.device_key or b"")
                 if r["status"] == "verified"), None)
     if row is None:
-        raise UsageError(f"{name} lacks the sub-authority certificate that issued it")
+        raise UsageError(Msg("%(name)s lacks the sub-authority certificate that issued it",
+                             name=name))
     if rotating:
         return enrol_rotation(home, infos, revocations, row["issuer"], name, node)
     replace_file(home.cert_path, to_pem(infos))

@@ -32,6 +32,7 @@ from typing import Any
 from meshsync.host.files import fsync_dir, replace_file, write_private
 from meshsync.model.errors import NotFoundError, UsageError
 from meshsync.model.identity import DeviceKey
+from meshsync.model.text import Msg
 
 DEFAULT_PARTITION = "local"
 KEY_FILE = "device.key"
@@ -127,7 +128,7 @@ class Home:
         """
         home = cls(path)
         if home.key_path.exists():
-            raise UsageError(f"{path} is already a node home (device.key exists)")
+            raise UsageError(Msg("%(path)s is already a node home (device.key exists)", path=path))
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.chmod(0o700)  # the home holds keys and voters' data: its owner's only
         write_private(home.key_path, DeviceKey.generate().to_pem())
@@ -139,7 +140,8 @@ class Home:
         """Open an existing home; raises :class:`NotFoundError` naming the path if absent."""
         home = cls(path)
         if not home.key_path.exists():
-            raise NotFoundError(f"no node home at {path} (run: meshsync init --home {path})")
+            raise NotFoundError(Msg("no node home at %(path)s (run: meshsync init --home %(path)s)",
+                                    path=path))
         return home
 
     def load_key(self) -> DeviceKey:

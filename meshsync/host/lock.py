@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshsync.model.errors import UsageError
+from meshsync.model.text import Msg
 
 LOCK_FILE = "daemon.lock"
 
@@ -53,9 +54,10 @@ class HomeBusyError(UsageError):
     message names the home and the holder, then ``hint`` (what to do)."""
 
     def __init__(self, path: Path, holder: Holder | None,
-                 hint: str = "one daemon or serve per home (stop it first)") -> None:
-        who = holder.describe() if holder else "another process"
-        super().__init__(f"home {path} is in use by {who}: {hint}")
+                 hint: str = Msg("one daemon or serve per home (stop it first)")) -> None:
+        who = holder.describe() if holder else Msg("another process")
+        super().__init__(Msg("home %(path)s is in use by %(who)s: %(hint)s", path=path,
+                             who=who, hint=hint))
         self.path, self.holder = path, holder
 
 

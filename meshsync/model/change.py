@@ -32,6 +32,7 @@ from meshsync.model.limits import (
     MAX_OPS_PER_CHANGE,
     MAX_RECORD_BYTES,
 )
+from meshsync.model.text import Msg
 
 FORMAT_VERSION = 1
 SIGN_CONTEXT = b"meshsync change v1\x00"
@@ -57,10 +58,10 @@ def check_partition(partition: str) -> str:
     if not isinstance(partition, str) or len(partition) > MAX_NAME_CHARS or not (
         _PARTITION_RE.match(partition)
     ):
-        raise UsageError(
-            f"invalid partition {partition!r}: use lower-case path segments "
-            "like mimika/jila/diloa/tps-003"
-        )
+        raise UsageError(Msg(
+            "invalid partition %(partition)r: use lower-case path segments "
+            "like mimika/jila/diloa/tps-003", partition=partition
+        ))
     return partition
 
 
@@ -68,7 +69,8 @@ def check_name(kind: str, name: str) -> str:
     """Return ``name`` (a collection, key or field name) if non-empty text of at most
     256 characters; raises :class:`UsageError` naming ``kind`` otherwise."""
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
-        raise UsageError(f"invalid {kind} {name!r}: must be 1-{MAX_NAME_CHARS} characters")
+        raise UsageError(Msg("invalid %(kind)s %(name)r: must be 1-%(max)d characters",
+                             kind=kind, name=name, max=MAX_NAME_CHARS))
     if not name.isascii():
         try:
             name.encode("utf-8")

@@ -30,6 +30,7 @@ import re
 from typing import Any
 
 from meshsync.model.errors import UsageError
+from meshsync.model.text import Msg
 
 TAGS = frozenset({"$bytes", "$float", "$map"})
 #: Most nested lists and maps in one field value that every peer accepts (a field
@@ -292,9 +293,9 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     elif eq >= 0:
         name, value = text[:eq], text[eq + 1 :]
     else:
-        raise UsageError(f"{_show(text)}: expected field=value or field:=json")
+        raise UsageError(Msg("%(arg)s: expected field=value or field:=json", arg=_show(text)))
     if not name:
-        raise UsageError(f"{_show(text)}: missing field name before '='")
+        raise UsageError(Msg("%(arg)s: missing field name before '='", arg=_show(text)))
     return name, value
 
 
@@ -304,8 +305,8 @@ def parse_assignments(items: tuple[str, ...]) -> dict[str, Any]:
     for item in items:
         name, value = parse_assignment(item)
         if name in fields:
-            raise UsageError(f"field {name!r} given twice")
+            raise UsageError(Msg("field %(name)r given twice", name=name))
         fields[name] = value
     if not fields:
-        raise UsageError("give at least one field=value")
+        raise UsageError(Msg("give at least one field=value"))
     return fields

@@ -12,6 +12,7 @@ from meshsync.host.home import Home
 from meshsync.host.local import open_node
 from meshsync.model.errors import UsageError
 from meshsync.model.identity import sha256
+from meshsync.model.text import Msg
 from meshsync.net.endpoints import Endpoint
 from meshsync.net.tls import client_context, server_context
 from meshsync.protocol.session import SessionConfig
@@ -25,7 +26,8 @@ def own_certificate(home: Home) -> tuple[str, str]:
     from meshsync.trust import parse_certificate
 
     if not home.cert_path.exists():
-        raise UsageError(f"{home.path} is not enrolled: no device.crt (see meshsync enroll)")
+        raise UsageError(Msg("%(home)s is not enrolled: no device.crt (see meshsync enroll)",
+                             home=home.path))
     try:
         leaf = x509.load_pem_x509_certificates(home.cert_path.read_bytes())[0]
     except (ValueError, OSError) as exc:

@@ -32,6 +32,7 @@ from meshsync.model.errors import (
 )
 from meshsync.model.hlc import HybridClock
 from meshsync.model.identity import DeviceKey, sha256
+from meshsync.model.text import Msg
 from meshsync.replica.crdt import RecordState
 from meshsync.replica.policy import Authorizer, OpenTrust, Validator, validate
 from meshsync.replica.quarantine import quarantine_revoked
@@ -150,7 +151,8 @@ class Node:
         part = self._partition_for(collection, key, partition)
         row = self.store.load_record(part, collection, key)
         if row is None or RecordState.decode(row.state).deleted:
-            raise NotFoundError(f"no record {collection}/{key} in partition {part}")
+            raise NotFoundError(Msg("no record %(collection)s/%(key)s in partition %(part)s",
+                                    collection=collection, key=key, part=part))
         return self.write(part, [("delete", collection, key, None)])
 
     def write(self, partition: str, edits: Iterable[tuple[Any, ...]]) -> Change:
@@ -197,7 +199,8 @@ class Node:
             try:
                 self.trust.authorize_change(self.key.public_key, partition, seq, now)
             except AuthorizationError as exc:
-                raise UsageError(f"this device may not write here: {exc.detail}") from exc
+                raise UsageError(Msg("this device may not write here: %(detail)s",
+                                     detail=exc.detail)) from exc
             with self.hlc.undone_on_error():
                 hlc = self.hlc.reserve(now, len(ops))
                 change = sign_change(self.key, partition, seq, prev, hlc, tuple(ops))
@@ -232,8 +235,9 @@ class Node:
             return rows[0].partition
         if len(rows) > 1:
             names = ", ".join(r.partition for r in rows)
-            raise UsageError(f"{collection}/{key} exists in several partitions ({names}); "
-                             "name one with --partition")
+            raise UsageError(Msg("%(collection)s/%(key)s exists in several partitions "
+                                 "(%(names)s); name one with --partition",
+                                 collection=collection, key=key, names=names))
         return self.default_partition
 
     # -- reading -------------------------------------------------------------

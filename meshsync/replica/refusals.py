@@ -16,6 +16,7 @@ from typing import Any
 from meshsync.model.change import FeedId, Put, decode_stored
 from meshsync.model.errors import DecodeError
 from meshsync.model.identity import device_id
+from meshsync.model.text import Msg
 from meshsync.replica.node import Node
 from meshsync.replica.receipt import MAX_REFUSALS, Receipt, Refused, refused_entry
 from meshsync.store.base import in_prefix
@@ -126,10 +127,12 @@ def refused_seqs(refused: list[dict[str, Any]], partition: str, role: str) -> se
 
 def describe(entry: dict[str, Any]) -> str:
     """One sentence for the officer about a refused change (an entry of
-    :func:`refused_own`), naming its edits, who refused it, the stage and the reason."""
+    :func:`refused_own`), naming its edits, who refused it, the stage and the reason
+    (a :class:`~meshsync.model.text.Msg`: the edge shows it in the reader's language)."""
     edits = ", ".join(
         f"{e['collection']}/{e['key']} " + ("(delete)" if e["deleted"] else
-                                            f"({', '.join(e['fields']) or 'no fields'})")
-        for e in entry["edits"]) or "its edits could not be read"
-    return (f"{entry['partition']} change {entry['seq']} was refused at {entry['at']} "
-            f"({entry['stage']}): {entry['reason']}. Not safe there: {edits}.")
+                                            f"({', '.join(e['fields']) or '-'})")
+        for e in entry["edits"]) or "?"
+    return Msg("%(partition)s change %(seq)s was refused at %(at)s (%(stage)s): %(reason)s. "
+               "Not safe there: %(edits)s.", partition=entry["partition"], seq=entry["seq"],
+               at=entry["at"], stage=entry["stage"], reason=entry["reason"], edits=edits)
