@@ -47,3 +47,17 @@ def test_ctrl_c_during_sync_prints_one_line_with_what_was_stored(tmp_path: Path)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and len(stderr.splitlines()) == 1, stderr
     assert "sync interrupted (Ctrl-C); 0 changes received and stored" in stderr, stderr
+
+
+def test_a_misspelled_config_key_is_refused_by_put_get_and_ls(tmp_path: Path) -> None:
+    """``partiton = ...`` was ignored: edits went to partition ``local``. Every command
+    now refuses it in one line naming the key and the file."""
+    home = tmp_path / "phone"
+    run("init", "--home", home)
+    with (home / "config.toml").open("a") as f:
+        f.write('partiton = "mimika/jila/diloa/tps-003"\n')
+    for args in (["put", "voters", "v-1", "nama=Yosina"], ["get", "voters", "v-1"], ["ls", "voters"]):
+        proc = run(args[0], "--home", home, *args[1:], check=False)
+        line = proc.stderr.strip()
+        assert proc.returncode == 1 and "\n" not in line, (args, proc.returncode, proc.stderr)
+        assert "unknown key 'partiton'" in line and str(home / "config.toml") in line, line
