@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -229,13 +230,19 @@ class Daemon(LocalNode):
                 nursery.start_soon(self._uplinks)
             nursery.start_soon(self._refresher)
             self._write_runtime()
-            log.info("daemon %s listening on %s:%s, API on %s", self.node.key.device_id[:8],
-                     *self.listen_address, self.api_address)
             task_status.started()
             try:
                 await trio.sleep_forever()
             finally:
                 (self.home.path / RUNTIME_FILE).unlink(missing_ok=True)
+
+    def start_line(self) -> str:
+        """The one line the daemon says when it has started: its device id, the address
+        it listens on for sync, the URL of its local API."""
+        host, port = self.listen_address or self.config.listen
+        device, api = self.node.key.device_id, self.api_address
+        return (f"meshsync daemon {device} started: sync on {host}:{port}, "
+                f"local API and status page at http://{api}/")
 
     async def _refresher(self) -> None:
         """Keep counts and the advertised digest current after sessions (cheap)."""
@@ -269,11 +276,13 @@ def _refuse_bind(key: str, host: str, port: int, exc: BaseException) -> None:
 
 
 async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = None,
-                     role: str | None = None) -> None:
+                     role: str | None = None,
+                     announce: Callable[[str], object] = log.info) -> None:
     """Open the home, run the daemon until SIGINT or SIGTERM, then shut down cleanly.
 
     ``store``: a PostgreSQL DSN (central). ``role``: the role the operator expects;
-    refused if the home's certificate says otherwise.
+    refused if the home's certificate says otherwise. ``announce`` is given the start
+    line (:meth:`Daemon.start_line`) once everything listens.
     """
     from meshsync.model.errors import UsageError
     from meshsync.net.setup import open_endpoint
@@ -289,6 +298,7 @@ async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = No
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(daemon.run)
+                announce(daemon.start_line())
                 async for signum in signals:
                     log.info("received %s; shutting down", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()

@@ -56,8 +56,39 @@ def test_a_misspelled_config_key_is_refused_by_put_get_and_ls(tmp_path: Path) ->
     run("init", "--home", home)
     with (home / "config.toml").open("a") as f:
         f.write('partiton = "mimika/jila/diloa/tps-003"\n')
-    for args in (["put", "voters", "v-1", "nama=Yosina"], ["get", "voters", "v-1"], ["ls", "voters"]):
+    for args in (["put", "voters", "v-1", "nama=Yosina"], ["get", "voters", "v-1"],
+                 ["ls", "voters"]):
         proc = run(args[0], "--home", home, *args[1:], check=False)
         line = proc.stderr.strip()
         assert proc.returncode == 1 and "\n" not in line, (args, proc.returncode, proc.stderr)
         assert "unknown key 'partiton'" in line and str(home / "config.toml") in line, line
+
+
+def test_the_daemon_says_one_start_line_without_verbose(tmp_path: Path) -> None:
+    """Without ``-v`` the daemon printed nothing at start: now one line with its device
+    id, the sync address it listens on and its API URL."""
+    import json
+    import threading
+
+    from meshsync.host.home import Home
+
+    home = District(tmp_path).enrol("phone-a")
+    config = Home.open(home)
+    config.write_config({**config.config(), "listen": f"{LOOPBACK}:0",
+                         "api": f"{LOOPBACK}:0", "discovery": ["static"]})
+    device = Home.open(home).load_key().device_id
+    proc = subprocess.Popen([sys.executable, "-m", "meshsync.cli.main", "daemon", "--home",
+                             str(home)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    timer = threading.Timer(30, proc.kill)  # a daemon that never says it started
+    timer.start()
+    try:
+        line = proc.stderr.readline() if proc.stderr else ""
+        runtime = json.loads((home / "daemon.json").read_text())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=30)
+        timer.cancel()
+    assert device in line and "Traceback" not in rest, (line, rest)
+    assert f"{LOOPBACK}:{runtime['listen'].rsplit(':', 1)[1]}" in line, (line, runtime)
+    assert f"http://{runtime['api']}/" in line, (line, runtime)
