@@ -3,7 +3,7 @@
 generate   write a made-up voter list CSV for a Mimika distrik
 import     load a voter list CSV into a home (central's baseline); sets the schema
 export     write a home's voters as CSV
-find       search voters by name (apostrophes, case and Unicode forms folded)
+find       search voters by name (apostrophes, case and Unicode forms folded), NIK or NKK
 duplicates list possible duplicate voters
 progress   dicoklit X dari Y per TPS, kampung or distrik, with MS/TMS/ubah/baru
 """
@@ -205,12 +205,13 @@ def progress(home: Path | None, partition: str, level: str, as_json: bool) -> No
 
 @coklit.command()
 @home_option
-@click.argument("name")
+@click.argument("name", metavar="NAME|NIK|NKK")
 @click.option("--partition", default="", help="Only voters under this partition prefix.")
 @json_option
 @errors_to_exit
 def find(home: Path | None, name: str, partition: str, as_json: bool) -> None:
-    """Search voters by NAME (or part of it); apostrophe variants and case match."""
+    """Search voters by name (or part of it: apostrophe variants and case match), or by
+    NIK or NKK (16 digits, or some of them)."""
     from meshsync.coklit.names import find as search
 
     if partition:

@@ -92,3 +92,24 @@ def test_the_daemon_says_one_start_line_without_verbose(tmp_path: Path) -> None:
     assert device in line and "Traceback" not in rest, (line, rest)
     assert f"{LOOPBACK}:{runtime['listen'].rsplit(':', 1)[1]}" in line, (line, runtime)
     assert f"http://{runtime['api']}/" in line, (line, runtime)
+
+
+def test_coklit_find_takes_a_nik_or_an_nkk(tmp_path: Path) -> None:
+    """``coklit find 9404…`` found nothing: it only searched names."""
+    import csv
+    import json
+
+    csv_path = tmp_path / "dpt.csv"
+    run("coklit", "generate", "--seed", "3", "--distrik", "Agimuga", "--voters-per-tps", "5",
+        "--tps-per-kampung", "1", "-o", csv_path)
+    with csv_path.open(encoding="utf-8") as f:
+        row = next(csv.DictReader(f))
+    home = tmp_path / "central"
+    run("init", "--home", home)
+    run("coklit", "import", csv_path, "--home", home)
+    for query in (row["NIK"], row["NKK"], f"{row['NIK'][:4]} {row['NIK'][4:]}"):
+        proc = run("coklit", "find", query, "--home", home, "--json")
+        found = json.loads(proc.stdout)
+        assert row["ID"] in {r["key"] for r in found}, query
+        assert all(query.replace(" ", "") in (r["fields"]["nik"], r["fields"]["nkk"])
+                   for r in found), query
