@@ -20,6 +20,7 @@ import click
 from meshsync.cli.common import (
     echo_json,
     errors_to_exit,
+    fail,
     home_option,
     json_option,
     resolve_home,
@@ -130,12 +131,18 @@ def import_(home: Path | None, file: Path, batch_size: int, store: str | None,
 
 def _import_here(path: Path, file: Path, batch_size: int, store: str | None,
                  as_json: bool) -> dict[str, object]:
-    """Import into the home itself (this process holds its lock); the report as JSON."""
-    from meshsync.coklit.dpt_csv import import_csv
+    """Import into the home itself (this process holds its lock); the report as JSON.
+    Ctrl-C: one line saying how many voters were stored, exit 130."""
+    from meshsync.coklit.dpt_csv import ImportInterrupted, import_csv
+    from meshsync.coklit.texts import IMPORT_INTERRUPTED
 
     adopt_schema(Home.open(path), COKLIT_SCHEMA)
-    with open_node(path, store=store) as node, _progress(not as_json) as progress:
-        return import_csv(node, file, batch_size=batch_size, progress=progress).to_json()
+    try:
+        with open_node(path, store=store) as node, _progress(not as_json) as progress:
+            return import_csv(node, file, batch_size=batch_size, progress=progress).to_json()
+    except ImportInterrupted as stop:
+        fail(IMPORT_INTERRUPTED.format(stored=stop.stored, total=stop.total), 130)
+        raise  # not reached: fail exits
 
 
 @contextmanager

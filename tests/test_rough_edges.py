@@ -113,3 +113,50 @@ def test_coklit_find_takes_a_nik_or_an_nkk(tmp_path: Path) -> None:
         assert row["ID"] in {r["key"] for r in found}, query
         assert all(query.replace(" ", "") in (r["fields"]["nik"], r["fields"]["nkk"])
                    for r in found), query
+
+
+def test_ctrl_c_during_coklit_import_says_what_was_stored(tmp_path: Path) -> None:
+    """Ctrl-C mid-import said only ``aborted`` and left part of the list stored. Now one
+    line says how many voters were stored (whole batches) and that running the same
+    import again stores the rest; exit 130. Running it again completes the list."""
+    csv_path = tmp_path / "dpt.csv"
+    run("coklit", "generate", "--seed", "1", "--distrik", "Jila", "-o", csv_path)
+    home = tmp_path / "central"
+    run("init", "--home", home)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshsync.cli.main", "coklit", "import", str(csv_path),
+         "--home", str(home), "--batch-size", "100"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while _records_stored(home) < 1000 and time.monotonic() < deadline and \
+            proc.poll() is None:
+        time.sleep(0.02)  # until some batches are stored
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert "Traceback" not in stderr and len(stderr.splitlines()) == 1, stderr
+    assert "interrupted (Ctrl-C)" in stderr and "run the same import again" in stderr, stderr
+    import json
+
+    stored = int(stderr.split("Ctrl-C): ", 1)[1].split(" of ", 1)[0])
+    total = int(stderr.split(" of ", 1)[1].split(" voters", 1)[0])
+    assert 0 < stored < total == 16417, stderr
+    held = run("ls", "voters", "--home", home, "--json").stdout
+    assert held.count('"key"') == stored
+    again = run("coklit", "import", csv_path, "--home", home, "--json").stdout
+    report = json.loads(again)
+    assert (report["new"], report["unchanged"]) == (total - stored, stored), report
+
+
+def _records_stored(home: Path) -> int:
+    """Records committed in the home's SQLite store (read by a second connection)."""
+    import sqlite3
+
+    if not (home / "store.sqlite").exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(f"file:{home / 'store.sqlite'}?mode=ro", uri=True,
+                                     timeout=1)) as db:
+            return int(db.execute("SELECT count(*) FROM records").fetchone()[0])
+    except sqlite3.Error:
+        return 0
