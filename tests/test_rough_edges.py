@@ -160,3 +160,35 @@ def _records_stored(home: Path) -> int:
             return int(db.execute("SELECT count(*) FROM records").fetchone()[0])
     except sqlite3.Error:
         return 0
+
+
+def test_names_are_stored_in_one_spelling_by_put_and_import(tmp_path: Path) -> None:
+    """An NFD name or one with doubled spaces was stored as typed, so one name showed
+    in two spellings. Local puts and ``coklit import`` now store NFC, single spaces."""
+    import csv
+    import json
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "  Débora   Contoh ")
+    csv_path = tmp_path / "dpt.csv"
+    run("coklit", "generate", "--seed", "5", "--distrik", "Agimuga", "--voters-per-tps", "3",
+        "--tps-per-kampung", "1", "-o", csv_path)
+    with csv_path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[0]["NAMA"], rows[0]["ALAMAT"] = nfd, "Kampung\u00a0\u00a0Kiliarma"
+    with csv_path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    home = tmp_path / "central"
+    run("init", "--home", home)
+    run("coklit", "import", csv_path, "--home", home)
+    got = json.loads(run("get", "--home", home, "voters", rows[0]["ID"], "--json").stdout)
+    assert got["fields"]["nama"] == "D\u00e9bora Contoh", got["fields"]["nama"]
+    assert got["fields"]["alamat"] == "Kampung Kiliarma", got["fields"]["alamat"]
+    assert got["fields"]["dpt"]["nama"] == "D\u00e9bora Contoh", got["fields"]["dpt"]
+    run("put", "--home", home, "--partition", got["partition"], "voters", rows[0]["ID"],
+        f"nama={nfd}", f"tempat_lahir={unicodedata.normalize('NFD', 'Timika  Jaya')}")
+    got = json.loads(run("get", "--home", home, "voters", rows[0]["ID"], "--json").stdout)
+    assert (got["fields"]["nama"], got["fields"]["tempat_lahir"]) == \
+        ("D\u00e9bora Contoh", "Timika Jaya"), got["fields"]
