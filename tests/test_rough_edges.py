@@ -11,6 +11,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import pytest
 from meshsync.coklit.schema import REQUIRED
 from netfixtures import LOOPBACK, District, run
 
@@ -192,3 +193,30 @@ def test_names_are_stored_in_one_spelling_by_put_and_import(tmp_path: Path) -> N
     got = json.loads(run("get", "--home", home, "voters", rows[0]["ID"], "--json").stdout)
     assert (got["fields"]["nama"], got["fields"]["tempat_lahir"]) == \
         ("D\u00e9bora Contoh", "Timika Jaya"), got["fields"]
+
+
+@pytest.mark.slow
+def test_concurrent_syncs_into_one_server_all_converge(tmp_path: Path) -> None:
+    """Concurrent syncs into one ``meshsync serve`` all exited 4 ("not converged") only
+    because the server's state moved meanwhile (the other sessions). A session that
+    got everything either side offered at its start, refusing nothing, is converged."""
+    import json
+
+    from netfixtures import ServerProcess, write_many_changes
+
+    district = District(tmp_path)
+    gateway = district.enrol("gateway", role="gateway")
+    phones = [district.enrol(f"phone-{i}") for i in range(8)]
+    for phone in phones:
+        write_many_changes(phone, 300)
+    server = ServerProcess(gateway, tmp_path / "serve.log")
+    try:
+        procs = [subprocess.Popen([sys.executable, "-m", "meshsync.cli.main", "sync", "--home",
+                                   str(phone), server.address, "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for phone in phones]
+        results = [(p.communicate(timeout=120), p.returncode) for p in procs]
+    finally:
+        server.stop()
+    for (out, err), rc in results:
+        assert rc == 0 and json.loads(out)["converged"] is True, (rc, out, err)
