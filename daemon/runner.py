@@ -66,6 +66,9 @@ class Daemon(LocalNode):
         self.manager = PeerManager(endpoint, config.mesh, anti_entropy_s=config.anti_entropy_s,
                                    backoff_min_s=config.backoff_min_s,
                                    backoff_max_s=config.backoff_max_s)
+        # a peer that only connected to us is dialled at our own listen port (one mesh,
+        # one setting; port 0 in tests: the default)
+        self.manager.inbound_port = config.listen[1] or self.manager.inbound_port
         self.clock_warnings: list[str] = []
         self.peer_vvs: dict[str, dict[FeedId, int]] = {}
         self.listen_address: tuple[str, int] | None = None
@@ -87,9 +90,9 @@ class Daemon(LocalNode):
             if warning not in self.clock_warnings:
                 self.clock_warnings = [*self.clock_warnings[-19:], warning]
 
-    def sync_now(self) -> None:
+    def sync_now(self) -> list[dict[str, Any]]:
         """See :meth:`NodeService.sync_now`."""
-        self.manager.local_change()
+        return self.manager.sync_all()
 
     def switch_key(self, done: Enrolment) -> None:
         """After an enrolment (worker thread): sign with the new key if the device

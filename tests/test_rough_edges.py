@@ -220,3 +220,35 @@ def test_concurrent_syncs_into_one_server_all_converge(tmp_path: Path) -> None:
         server.stop()
     for (out, err), rc in results:
         assert rc == 0 and json.loads(out)["converged"] is True, (rc, out, err)
+
+
+def test_post_sync_reaches_a_peer_that_only_connected_inbound() -> None:
+    """A gateway's ``POST /api/sync`` answered ok and synced nothing with a phone that had
+    connected to it: the phone had no address to dial. It is now dialled where it
+    connected from, at the mesh's listen port; a peer still out of reach is named."""
+    import os
+    from types import SimpleNamespace
+
+    from meshsync.daemon.peers import PeerManager
+
+    from meshsync.model.identity import device_id
+    from meshsync.protocol.events import SessionSummary
+
+    endpoint = SimpleNamespace(node=SimpleNamespace(key=SimpleNamespace(
+        device_id=device_id(os.urandom(32)))), registry=None)
+    clock = [1_000_000]
+    manager = PeerManager(endpoint, "m", anti_entropy_s=3600,  # type: ignore[arg-type]
+                          backoff_min_s=2, backoff_max_s=300, clock=lambda: clock[0])
+    phone = os.urandom(32)
+    manager.session_finished("incoming", ("10.77.0.5", 51234),
+                             SessionSummary(peer=phone, converged=True))
+    peer = manager.peers[device_id(phone)]
+    assert peer.addresses == {("10.77.0.5", 7420): "inbound"}
+    assert manager.sync_all() == []
+    assert manager._wanted(peer, clock[0]) and manager._address_for(peer, clock[0])
+    peer.failures, peer.last_error = 2, "connection refused"
+    [unreachable] = manager.sync_all()
+    assert unreachable["device_id"] == device_id(phone)
+    assert "connection refused" in unreachable["reason"]
+    peer.addresses.clear()
+    assert "no address where it listens" in manager.sync_all()[0]["reason"]
