@@ -208,33 +208,29 @@ def final_digest(vv: VersionList, credentials: list[bytes]) -> bytes:
     return digest([feeds_digest(vv), digest(digests(credentials))])
 
 
-def offered_digest(vv: VersionList, credentials: list[bytes],
-                   offered: dict[FeedId, int], offered_credentials: set[bytes]) -> bytes:
-    """The FIN digest: :func:`final_digest` of what this side holds now of what the two
-    sides offered at the start of the session (docs/protocol.md, "Converged").
-
-    ``offered`` maps each feed of either side's VV to the higher of the two seqs;
-    ``offered_credentials`` holds the short digests of either side's credentials. A feed
-    counts up to its offered seq, and only credentials offered count: what a third
-    node wrote meanwhile (a concurrent session) does not. With nothing written meanwhile
-    this is :func:`final_digest` (a peer of an earlier release agrees with it then)."""
-    held = dict(vv)
-    capped = sorted(((feed, min(held.get(feed, 0), top)) for feed, top in offered.items()),
-                    key=feed_order)
-    kept = [d for d in digests(credentials) if d in offered_credentials]
-    return digest([feeds_digest([entry for entry in capped if entry[1] > 0]), digest(kept)])
+def offered_vv(held: Holdings, peer_vv: dict[FeedId, int], vv: VersionList) -> VersionList:
+    """What this side holds now (``vv``) of what the two sides offered at the start of a
+    session (docs/protocol.md, "Converged"): each feed of either start VV (``held.vv``,
+    ``peer_vv``) capped at the higher of the two seqs, sorted, feeds at 0 left out.
+    What a third node wrote meanwhile (a concurrent session) is beyond the offer."""
+    offered = dict(peer_vv)
+    for feed, seq in held.vv:
+        offered[feed] = max(seq, offered.get(feed, 0))
+    now = dict(vv)
+    capped = ((feed, min(now.get(feed, 0), top)) for feed, top in offered.items())
+    return sorted((entry for entry in capped if entry[1] > 0), key=feed_order)
 
 
 def fin_digest(held: Holdings, peer_vv: dict[FeedId, int], peer_credentials: set[bytes],
                vv: VersionList, credentials: list[bytes]) -> bytes:
     """The FIN digest of a session that started with ``held`` here and ``peer_vv``,
     ``peer_credentials`` (short digests) at the peer, and ends with ``vv`` and
-    ``credentials`` here: :func:`offered_digest` of what either side offered."""
-    offered = dict(peer_vv)
-    for feed, seq in held.vv:
-        offered[feed] = max(seq, offered.get(feed, 0))
-    return offered_digest(vv, credentials, offered,
-                          peer_credentials | set(digests(held.credentials)))
+    ``credentials`` here: :func:`final_digest` of :func:`offered_vv` and of the
+    credentials either side offered. With nothing written meanwhile it is
+    :func:`final_digest` itself (a peer of an earlier release agrees with it then)."""
+    offered = peer_credentials | set(digests(held.credentials))
+    kept = [d for d in digests(credentials) if d in offered]
+    return digest([feeds_digest(offered_vv(held, peer_vv, vv)), digest(kept)])
 
 
 def digest(value: Any) -> bytes:

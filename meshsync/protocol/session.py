@@ -31,7 +31,7 @@ in :mod:`meshsync.protocol.states`, drawn in docs/protocol.md)::
            the peer's SENT_ALL is in and all our frames are acked
            -> converged iff both final digests are equal: each side then holds all
            that either side offered in its VV (what others wrote meanwhile left
-           out: :func:`~meshsync.protocol.meta.offered_digest`, docs/protocol.md)
+           out: :func:`~meshsync.protocol.meta.fin_digest`, docs/protocol.md)
 
 A peer of another version is refused at HELLO (see :mod:`meshsync.protocol.frames`).
 
@@ -78,6 +78,7 @@ from meshsync.protocol.meta import (
     expand_receipt,
     fin_digest,
     missing,
+    offered_vv,
     read_vv_parts,
     receipt_base,
     shared_scope,
@@ -268,7 +269,7 @@ class SyncSession:
         if receipt is not None:
             # The peer's changes are all committed here: say so, before finishing.
             self._send(msg.Receipts((compact_receipt(receipt, self._receipt_base()),)))
-        self._final_vv = vv
+        self._final_vv = offered_vv(self._held, self._peer_vv, vv)  # the peer holds it
         self._sent_digest = fin_digest(self._held, self._peer_vv, self._peer_creds,
                                        vv, credentials)
         self._send(msg.Fin(self._sent_digest))
