@@ -3,7 +3,7 @@
 generate   write a made-up voter list CSV for a Mimika distrik
 import     load a voter list CSV into a home (central's baseline); sets the schema
 export     write a home's voters as CSV
-find       search voters by name (apostrophes, case and Unicode forms folded)
+find       search voters by name (apostrophes, case and Unicode forms folded), NIK or NKK
 duplicates list possible duplicate voters
 progress   dicoklit X dari Y per TPS, kampung or distrik, with MS/TMS/ubah/baru
 """
@@ -20,6 +20,7 @@ import click
 from meshsync.cli.common import (
     echo_json,
     errors_to_exit,
+    fail,
     home_option,
     json_option,
     resolve_home,
@@ -133,12 +134,21 @@ def import_(home: Path | None, file: Path, batch_size: int, store: str | None,
 
 def _import_here(path: Path, file: Path, batch_size: int, store: str | None,
                  as_json: bool) -> dict[str, object]:
-    """Import into the home itself (this process holds its lock); the report as JSON."""
-    from meshsync.coklit.dpt_csv import import_csv
+    """Import into the home itself (this process holds its lock); the report as JSON.
+    Ctrl-C: one line saying how many voters were stored, exit 130."""
+    from meshsync.coklit.dpt_csv import ImportInterrupted, import_csv
+    from meshsync.coklit.texts import IMPORT_INTERRUPTED
 
     adopt_schema(Home.open(path), COKLIT_SCHEMA)
-    with open_node(path, store=store) as node, _progress(not as_json) as progress:
-        return import_csv(node, file, batch_size=batch_size, progress=progress).to_json()
+    try:
+        with open_node(path, store=store) as node, _progress(not as_json) as progress:
+            return import_csv(node, file, batch_size=batch_size, progress=progress).to_json()
+    except ImportInterrupted as stop:
+        from meshsync.host import i18n
+
+        fail(i18n.gettext(IMPORT_INTERRUPTED).format(stored=stop.stored, total=stop.total),
+             130)
+        raise  # not reached: fail exits
 
 
 @contextmanager
@@ -209,12 +219,13 @@ def progress(home: Path | None, partition: str, level: str, as_json: bool) -> No
 
 @coklit.command()
 @home_option
-@click.argument("name")
+@click.argument("name", metavar="NAME|NIK|NKK")
 @click.option("--partition", default="", help="Only voters under this partition prefix.")
 @json_option
 @errors_to_exit
 def find(home: Path | None, name: str, partition: str, as_json: bool) -> None:
-    """Search voters by NAME (or part of it); apostrophe variants and case match."""
+    """Search voters by name (or part of it: apostrophe variants and case match), or by
+    NIK or NKK (16 digits, or some of them)."""
     from meshsync.coklit.names import find as search
 
     if partition:

@@ -61,7 +61,11 @@ def daemon(home: Path | None, config_file: Path | None, listen: str | None, api:
     config = load_config(Home.open(path), config_file, overrides)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_trio(functools.partial(run_daemon, path, config, store=store, role=role))
+    # One line on stderr once it listens, with or without -v: the device id and where
+    # to reach it (the logs stay quiet without -v).
+    announce = functools.partial(click.echo, err=True)
+    run_trio(functools.partial(run_daemon, path, config, store=store, role=role,
+                               announce=announce))
 
 
 def api_get(home: Path, route: str) -> Any | None:

@@ -85,8 +85,9 @@ class NodeService:
         """The peer table."""
         raise NotImplementedError
 
-    def sync_now(self) -> None:
-        """Mark every peer due for a sync."""
+    def sync_now(self) -> list[dict[str, Any]]:
+        """Mark every peer due for a sync; the peers that cannot be reached
+        (``{"device_id", "reason"}``)."""
         raise NotImplementedError
 
     def list_records(self, collection: str, prefix: str) -> list[JsonObject]:
@@ -357,8 +358,9 @@ def build_app(service: NodeService, token: str) -> Starlette:
         return JSONResponse([record_to_json(r) for r in found])
 
     async def sync(request: Request) -> Response:
-        service.sync_now()
-        return JSONResponse({"ok": True, "peers": len(service.peers())}, status_code=202)
+        unreachable = service.sync_now()
+        return JSONResponse({"ok": not unreachable, "peers": len(service.peers()),
+                             "unreachable": unreachable}, status_code=202)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(served_openapi(guard.cookie_name))

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshsync.host.home import Home
+from meshsync.host.home import Home, check_config_keys
 from meshsync.model.errors import UsageError
 from meshsync.net.admission import (
     DEFAULT_MAX_HANDSHAKES,
@@ -171,13 +171,10 @@ def _is_partition(text: str) -> bool:
     return True
 
 
-def validate(values: dict[str, Any]) -> DaemonConfig:
-    """Check merged settings; raises UsageError naming the first bad key."""
-    known = {f.name for f in fields(DaemonConfig)} | HOME_KEYS
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UsageError(f"config: unknown key {unknown[0]!r}; known keys: "
-                         f"{', '.join(sorted(known - {'extra'}))}")
+def validate(values: dict[str, Any], source: Path | str = "config") -> DaemonConfig:
+    """Check merged settings (read from ``source``); raises UsageError naming the first
+    bad key. The known keys are the host layer's (:data:`meshsync.host.home.CONFIG_KEYS`)."""
+    check_config_keys(values, source)
     mesh = values["mesh"]
     if not isinstance(mesh, str) or not MESH_RE.fullmatch(mesh):
         raise UsageError(f"config mesh: expected a name of 1-63 letters, digits or ._:/- "
@@ -231,7 +228,7 @@ def load_config(home: Home, config_file: Path | None = None,
     else:
         values.update(home.config())
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return validate(values)
+    return validate(values, config_file or home.config_path)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -148,6 +148,18 @@ _LOGIN: dict[str, Any] = {
                       **_ERRORS}}},
 }
 
+#: The answer of ``POST /api/sync``.
+SYNC_ANSWER: dict[str, Any] = {
+    "type": "object", "required": ["ok", "peers", "unreachable"],
+    "properties": {
+        "ok": {"type": "boolean", "description": "true when every known peer is reachable"},
+        "peers": {"type": "integer", "description": "peers known"},
+        "unreachable": {"type": "array", "items": {
+            "type": "object", "required": ["device_id", "reason"],
+            "properties": {"device_id": {"type": "string"}, "reason": {"type": "string"}}}},
+    },
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "meshsync local API", "version": "1",
@@ -218,8 +230,14 @@ OPENAPI: dict[str, Any] = {
             "parameters": [{"name": "collection", "in": "query", "required": False,
                             "schema": {"type": "string", "default": "voters"}}],
             "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
-        "/api/sync": {"post": {"summary": "Sync with every known peer now",
-                               "responses": {"202": _json({"type": "object"}), **_ERRORS}}},
+        "/api/sync": {"post": {
+            "summary": "Sync with every known peer now",
+            "description": "Every peer this node knows is dialled now, including one that "
+                           "has only connected to it (at the address it connected from, "
+                           "on this daemon's listen port). `unreachable` names the peers "
+                           "that cannot be reached: no address where it listens is known, "
+                           "or its last dials failed; `ok` is false when there are any.",
+            "responses": {"202": _json(SYNC_ANSWER), **_ERRORS}}},
         **_WRITES,
     },
 }

@@ -53,6 +53,12 @@ MAX_ADDRESSES = 8
 #: How soon a peer held back by the dial limits is looked at again (milliseconds).
 HELD_RECHECK_MS = 500
 
+#: The sync port a peer that has only ever connected to this node is dialled at, on the
+#: address it connected from (it advertised none): the default ``listen`` port of every
+#: meshsync daemon. The daemon sets :attr:`PeerManager.inbound_port` to its own listen
+#: port, as the devices of one mesh share their settings.
+INBOUND_PORT = 7420
+
 #: Least time between two looks at the peer table (seconds): a flood of adverts wakes
 #: the loop at every new entry, and each look costs a pass over the table.
 LOOP_MIN_S = 0.1
@@ -138,6 +144,7 @@ class PeerManager:
         self.policy = policy or DialPolicy(backoff_min_ms=self.backoff_min_ms,
                                            backoff_max_ms=self.backoff_max_ms, rng=self._rng)
         self.ignored = dict.fromkeys(("bad_id", "hints_evicted", "hints_expired"), 0)
+        self.inbound_port = INBOUND_PORT
 
     # -- inputs ----------------------------------------------------------------
 
@@ -231,6 +238,18 @@ class PeerManager:
         into.last_seen_ms = max(into.last_seen_ms, old.last_seen_ms)
         del self.peers[old.key]
 
+    def sync_all(self) -> list[dict[str, Any]]:
+        """Sync with every known peer now (those that only connected to this node too,
+        at their listen port); returns the peers that cannot be reached, as
+        ``{"device_id", "reason"}``: no address known, or the last dials failed."""
+        self.local_change()
+        for peer in self.peers.values():
+            if not peer.syncing:
+                peer.next_try_ms = 0
+        return [{"device_id": p.device_id or p.key, "reason": _unreachable(p)}
+                for p in sorted(self.peers.values(), key=lambda p: p.key)
+                if p.device_id and (not p.addresses or p.failures)]
+
     def local_change(self) -> None:
         """This node has new changes: sync with everyone soon."""
         for peer in self.peers.values():
@@ -267,6 +286,9 @@ class PeerManager:
         else:
             peer = self.peers.setdefault(dev, PeerState(dev, device_id=dev))
             peer.proven = True
+            if not peer.addresses and address[0] and self.inbound_port:
+                # it connected to us and advertised nothing: dial its listen port there
+                self._add_address(peer, (address[0], self.inbound_port), "inbound")
         peer.role = summary.peer_role or peer.role
         peer.clock_skew_ms = summary.clock_skew_ms
         peer.bytes_sent += summary.bytes_sent
@@ -301,7 +323,8 @@ class PeerManager:
     def _address_for(self, peer: PeerState, now: int) -> Address | None:
         """The address to dial ``peer`` at now (verified ones first), or None while the
         dial limits hold every one of them back."""
-        order = {"uplink": 0, "mdns": 1, "broadcast": 2, "static": 3, "gateway": 4}
+        order = {"uplink": 0, "mdns": 1, "broadcast": 2, "static": 3, "gateway": 4,
+                 "inbound": 5}
         for address in sorted(peer.addresses, key=lambda a: (
                 a not in peer.verified, order.get(peer.addresses[a], 9), a)):
             if self.policy.may_dial(address, peer.device_id, hint=address not in peer.verified,
@@ -422,6 +445,15 @@ class PeerManager:
         if reachable:
             return "ok"
         return "unreachable" if self.peers else "no_peers"
+
+
+def _unreachable(peer: PeerState) -> str:
+    """Why ``peer`` cannot be reached now, in one sentence."""
+    if not peer.addresses:
+        return ("It has only connected to this node, and no address where it listens "
+                "is known.")
+    return (f"The last {peer.failures} attempts to reach it failed: {peer.last_error}. "
+            "It is tried again now.")
 
 
 def _is_device_id(text: str) -> bool:

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,9 @@ class Daemon(LocalNode):
         self.manager = PeerManager(endpoint, config.mesh, anti_entropy_s=config.anti_entropy_s,
                                    backoff_min_s=config.backoff_min_s,
                                    backoff_max_s=config.backoff_max_s)
+        # a peer that only connected to us is dialled at our own listen port (one mesh,
+        # one setting; port 0 in tests: the default)
+        self.manager.inbound_port = config.listen[1] or self.manager.inbound_port
         self.clock_warnings: list[str] = []
         self.peer_vvs: dict[str, dict[FeedId, int]] = {}
         self.listen_address: tuple[str, int] | None = None
@@ -87,9 +91,9 @@ class Daemon(LocalNode):
             if warning not in self.clock_warnings:
                 self.clock_warnings = [*self.clock_warnings[-19:], warning]
 
-    def sync_now(self) -> None:
+    def sync_now(self) -> list[dict[str, Any]]:
         """See :meth:`NodeService.sync_now`."""
-        self.manager.local_change()
+        return self.manager.sync_all()
 
     def switch_key(self, done: Enrolment) -> None:
         """After an enrolment (worker thread): sign with the new key if the device
@@ -230,13 +234,19 @@ class Daemon(LocalNode):
                 nursery.start_soon(self._uplinks)
             nursery.start_soon(self._refresher)
             self._write_runtime()
-            log.info("daemon %s listening on %s:%s, API on %s", self.node.key.device_id[:8],
-                     *self.listen_address, self.api_address)
             task_status.started()
             try:
                 await trio.sleep_forever()
             finally:
                 (self.home.path / RUNTIME_FILE).unlink(missing_ok=True)
+
+    def start_line(self) -> str:
+        """The one line the daemon says when it has started: its device id, the address
+        it listens on for sync, the URL of its local API."""
+        host, port = self.listen_address or self.config.listen
+        device, api = self.node.key.device_id, self.api_address
+        return (f"meshsync daemon {device} started: sync on {host}:{port}, "
+                f"local API and status page at http://{api}/")
 
     async def _refresher(self) -> None:
         """Keep counts and the advertised digest current after sessions (cheap)."""
@@ -270,11 +280,13 @@ def _refuse_bind(key: str, host: str, port: int, exc: BaseException) -> None:
 
 
 async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = None,
-                     role: str | None = None) -> None:
+                     role: str | None = None,
+                     announce: Callable[[str], object] = log.info) -> None:
     """Open the home, run the daemon until SIGINT or SIGTERM, then shut down cleanly.
 
     ``store``: a PostgreSQL DSN (central). ``role``: the role the operator expects;
-    refused if the home's certificate says otherwise.
+    refused if the home's certificate says otherwise. ``announce`` is given the start
+    line (:meth:`Daemon.start_line`) once everything listens.
     """
     from meshsync.model.errors import UsageError
     from meshsync.net.setup import open_endpoint
@@ -290,6 +302,7 @@ async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = No
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(daemon.run)
+                announce(daemon.start_line())
                 async for signum in signals:
                     log.info("received %s; shutting down", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()

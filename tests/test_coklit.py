@@ -239,6 +239,9 @@ def gateway(make_device: Any) -> Device:
     gw = make_device("laptop-gw", kind="sqlite")
     for device in (*phones, gw):
         register(device.node)
+    # phone-d runs an older meshsync that stored names as typed (no NFC normaliser):
+    # what it signed reaches the gateway unchanged
+    phones[3].node.normalisers.clear()
     for i, name in enumerate(MARUF):
         phones[i].put("voters", f"v-m{i}", _record(i + 1, name, (P, P2, P)[i]), (P, P2, P)[i])
     for i, name in enumerate(DEBORA):

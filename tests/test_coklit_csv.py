@@ -186,7 +186,7 @@ def test_cli_generate_import_find_duplicates_export(tmp_path: Path) -> None:
     home = tmp_path / "central"
     ok("init", "--home", home)
     proc = run("coklit", "import", tmp_path / "a.csv", "--home", home, "--json")
-    assert proc.returncode == 3, proc.stderr  # rows were refused (README: exit status)
+    assert proc.returncode == 3 and proc.stderr == "", proc  # exit 3: a row was refused
     report = json.loads(proc.stdout)
     assert report["imported"] == len(rows) - 1
     assert [b["line"] for b in report["bad"]] == [3]

@@ -355,7 +355,7 @@ def test_post_sync_syncs_with_every_peer_now(lab: Lab) -> None:
         assert b.request("GET", "/api/records/voters/v-luar").status == 404
         time.sleep(0.2)
     reply = a.request("POST", "/api/sync")
-    assert reply.status == 202 and reply.body == {"ok": True, "peers": 1}
+    assert reply.status == 202 and reply.body == {"ok": True, "peers": 1, "unreachable": []}
     wait_for(lambda: b.request("GET", "/api/records/voters/v-luar").status == 200, 15,
              "v-luar at b")
     wait_for(lambda: a.peer(b)["sessions_ok"] > before, 15,  # type: ignore[index]
@@ -365,6 +365,36 @@ def test_post_sync_syncs_with_every_peer_now(lab: Lab) -> None:
     run("put", "--home", a.home, "voters", "v-cli", "nama=Contoh CLI")
     wait_for(lambda: b.request("GET", "/api/records/voters/v-cli").status == 200, 15,
              "v-cli at b")
+
+
+def _port_free_on_two_loopbacks() -> int:
+    """A port free on both 127.0.0.1 and 127.0.0.2 (two daemons may then share it)."""
+    for _ in range(20):
+        with closing(socket.create_server((LOOPBACK, 0))) as first:
+            port = first.getsockname()[1]
+            try:
+                with closing(socket.create_server(("127.0.0.2", port))):
+                    return port
+            except OSError:
+                continue
+    pytest.skip("no port free on both 127.0.0.1 and 127.0.0.2")
+
+
+def test_post_sync_on_a_gateway_reaches_a_phone_that_only_connected_to_it(lab: Lab) -> None:
+    """The gateway knew the phone only from its inbound sessions: POST /api/sync said
+    ok and synced nothing. It now dials the phone where it connected from, at the
+    listen port of the mesh (both listen on one port, on 127.0.0.2 and 127.0.0.1)."""
+    port = _port_free_on_two_loopbacks()
+    gw = lab.daemon("laptop", listen=f"127.0.0.2:{port}").start()
+    phone = lab.daemon("phone-a", [f"127.0.0.2:{port}"], listen=f"{LOOPBACK}:{port}").start()
+    wait_for(lambda: gw.synced_with(phone) and phone.synced_with(gw), 30, "a first sync")
+    with open_node(gw.home) as node:
+        node.put("catatan", "c-gw", {"isi": "dari gateway"}, f"{VILLAGE}/tps-001")
+    reply = gw.request("POST", "/api/sync")
+    assert reply.status == 202 and reply.body["unreachable"] == [], reply.body
+    assert reply.body["ok"] is True
+    wait_for(lambda: phone.request("GET", "/api/records/catatan/c-gw").status == 200, 20,
+             "c-gw at the phone", lambda: gw.get("/api/peers"))
 
 
 # -- status and peers commands ---------------------------------------------------------------

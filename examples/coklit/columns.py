@@ -47,6 +47,7 @@ from typing import Any
 
 from meshsync.coklit.checks import date_of, result_of
 from meshsync.coklit.codes import DISABILITAS, TMS_REASONS
+from meshsync.coklit.textnorm import normalise_voter
 
 HEADERS = ("NO", "ID", "DISTRIK", "KAMPUNG", "TPS", "NKK", "NIK", "NAMA", "TEMPAT LAHIR",
            "TANGGAL LAHIR", "USIA", "STATUS PERKAWINAN", "JENIS KELAMIN", "ALAMAT", "RT",
@@ -186,8 +187,9 @@ _PARSE: dict[str, tuple[str, Callable[[str], Any]]] = {
 def fields_of(cells: dict[str, str]) -> tuple[dict[str, Any], list[CellError]]:
     """The fields of one row (column -> cell text) and the cells that could not be read.
 
-    Blank optional cells give no field. NAMA is kept byte for byte; other cells are
-    trimmed.
+    Blank optional cells give no field. Other cells are trimmed; NAMA, TEMPAT LAHIR
+    and ALAMAT are stored in one spelling (NFC, single spaces:
+    :func:`meshsync.coklit.textnorm.tidy`).
     """
     fields: dict[str, Any] = {}
     problems: list[CellError] = []
@@ -213,7 +215,7 @@ def fields_of(cells: dict[str, str]) -> tuple[dict[str, Any], list[CellError]]:
             fields["coklit"] = result
         if tms:
             fields["tms"] = tms
-    return fields, problems
+    return normalise_voter(fields), problems
 
 
 def cells_of(fields: dict[str, Any], no: int, key: str) -> list[str]:

@@ -235,7 +235,8 @@ def import_csv(node: Node, path: Path | str, *, batch_size: int = BATCH_SIZE,
     :class:`UsageError` for an unreadable file (not UTF-8, no header, a missing
     column) before writing anything, and passes on a write refusal (e.g. the device
     may not write a partition); batches written before it stay (re-running the
-    import is safe).
+    import is safe). Ctrl-C raises :class:`ImportInterrupted`, which says how many
+    rows were stored.
     """
     path = Path(path)
     validator: Any = node.validators.get(COLLECTION)
@@ -244,17 +245,34 @@ def import_csv(node: Node, path: Path | str, *, batch_size: int = BATCH_SIZE,
         # a signed schema document, when held, judges the writes: rows are checked by it
         validator = node.validators.get(COLLECTION) or coded
     report = ImportReport()
-    rows = read_rows(_decode(path.read_bytes(), str(path)), str(path), validator, report)
+    rows: list[Row] = []
     done = 0
-    for partition, group in _by_partition(rows).items():
-        report.partitions.add(partition)
-        for start in range(0, len(group), batch_size):
-            batch = group[start:start + batch_size]
-            _write_batch(node, partition, batch, report)
-            done += len(batch)
-            if progress is not None:
-                progress(done, len(rows))
+    try:
+        rows = read_rows(_decode(path.read_bytes(), str(path)), str(path), validator, report)
+        for partition, group in _by_partition(rows).items():
+            report.partitions.add(partition)
+            for start in range(0, len(group), batch_size):
+                batch = group[start:start + batch_size]
+                _write_batch(node, partition, batch, report)
+                done += len(batch)
+                if progress is not None:
+                    progress(done, len(rows))
+    except KeyboardInterrupt as exc:
+        raise ImportInterrupted(done, len(rows), report) from exc
     return report
+
+
+class ImportInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`import_csv`. The import is resumable, not atomic: each batch
+    is one signed change, committed by itself, so ``stored`` of the file's ``total``
+    good rows are in the store (whole batches; the batch being written when Ctrl-C came
+    was rolled back) and importing the same file again stores the rest (a re-import
+    merges: rows already stored count as unchanged). ``report`` is the partial report.
+    """
+
+    def __init__(self, stored: int, total: int, report: ImportReport) -> None:
+        super().__init__(f"import interrupted: {stored} of {total} rows stored")
+        self.stored, self.total, self.report = stored, total, report
 
 
 def _by_partition(rows: Iterable[Row]) -> dict[str, list[Row]]:

@@ -53,17 +53,39 @@ def _sort_key(record: Record) -> tuple[str, str, str]:
     return (match_key(str(record.fields.get("nama", ""))), record.partition, record.key)
 
 
+#: Fields a query of digits is looked up in: the NIK and the NKK (16 digits each).
+NUMBER_FIELDS = ("nik", "nkk")
+_NUMBER_QUERY = re.compile(r"[\d\s.\-]*\d[\d\s.\-]*")
+
+
+def number_query(query: str) -> str | None:
+    """The digits of ``query`` if it is a number (a NIK or NKK, or part of one, written
+    with or without spaces, dots or hyphens); None for a name."""
+    if not _NUMBER_QUERY.fullmatch(query.strip()):
+        return None
+    return re.sub(r"\D", "", query)
+
+
+def _matches(record: Record, name: str | None, digits: str | None) -> bool:
+    if digits is not None:
+        return any(digits in str(record.fields.get(f, "")) for f in NUMBER_FIELDS)
+    return name is not None and name in match_key(str(record.fields.get("nama", "")))
+
+
 def find(node: Node, query: str, partition_prefix: str = "") -> list[Record]:
-    """Voters whose name contains ``query`` once both are folded by :func:`match_key`.
+    """Voters whose name contains ``query`` once both are folded by :func:`match_key`,
+    or, for a query of digits (:func:`number_query`: a NIK or NKK, or part of one),
+    whose NIK or NKK contains those digits.
 
     Whole words are not required ("ruf" finds "Ma'ruf"); an empty query finds nothing.
     Returns records (deleted ones excluded) ordered by name key, partition, key.
     """
-    wanted = match_key(query)
-    if not wanted:
+    digits = number_query(query)
+    wanted = match_key(query) if digits is None else None
+    if not digits and not wanted:
         return []
     found = [r for r in node.records(COLLECTION, partition_prefix)
-             if wanted in match_key(str(r.fields.get("nama", "")))]
+             if _matches(r, wanted, digits)]
     return sorted(found, key=_sort_key)
 
 

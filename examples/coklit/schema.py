@@ -301,13 +301,16 @@ def partition_of(fields: dict[str, Any]) -> str:
 
 
 def register(node: Node, rules: Rules = DEFAULT_RULES) -> VoterValidator:
-    """Register the ``voters`` validator on ``node`` and the coklit progress
+    """Register the ``voters`` validator on ``node``, its normaliser of local edits
+    (:func:`meshsync.coklit.textnorm.normalise_voter`) and the coklit progress
     classifier (:func:`meshsync.coklit.visits.outcome`); returns the validator."""
+    from meshsync.coklit.textnorm import normalise_voter
     from meshsync.coklit.visits import outcome
 
     from meshsync.replica.progress import register_classifier
 
     validator = VoterValidator(rules)
     node.register_validator(COLLECTION, validator)
+    node.normalisers[COLLECTION] = normalise_voter  # names in one spelling (textnorm)
     register_classifier(COLLECTION, outcome)
     return validator

@@ -24,6 +24,10 @@ IMPORT_CONFLICT = N_(
     "recorded {officer} and the file says {file}. Both are kept; the file's value shows "
     "until someone picks one (meshsync conflicts lists it).")
 BAD_ROW = N_("Line {line} was not imported: {reason}")
+IMPORT_INTERRUPTED = N_(
+    "coklit import interrupted (Ctrl-C): {stored} of {total} voters were stored, in whole "
+    "batches; run the same import again to store the rest (voters already stored are "
+    "kept as they are).")
 PROGRESS_LINE = N_(
     "{prefix}: dicoklit {done} dari {records} (MS {MS}, TMS {TMS}, ubah {ubah}, "
     "baru {baru}; belum dicoklit {belum}); {conflicts} conflicts; last result {last}.")

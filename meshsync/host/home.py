@@ -44,6 +44,27 @@ NEXT_KEY_FILE = "next.key"
 NEXT_CSR_FILE = "next.csr"
 RETIRED_DIR = "retired-keys"
 
+#: Every key ``config.toml`` may hold: those the node reads (``partition``, ``schema``,
+#: ``storage_reserve_mb``, ``mesh``, ``share``, ``lang``) and the daemon's
+#: (meshsync.daemon.config; tests/test_rough_edges.py keeps the two lists equal).
+#: Any other key is refused by name, by every command (a misspelled ``partiton`` must not
+#: quietly send edits to partition ``local``).
+CONFIG_KEYS = frozenset({
+    "partition", "schema", "storage_reserve_mb", "mesh", "share", "listen", "api",
+    "discovery", "static_peers", "interfaces", "beacon_port", "anti_entropy_s",
+    "beacon_interval_s", "backoff_min_s", "backoff_max_s", "uplink", "lang",
+    "max_handshakes", "max_handshakes_per_source", "refusal_log_interval_s",
+})
+
+
+def check_config_keys(values: dict[str, Any], source: Path | str) -> None:
+    """Raise :class:`~meshsync.model.errors.UsageError` naming the first key of
+    ``values`` (read from ``source``) that is not in :data:`CONFIG_KEYS`."""
+    unknown = sorted(set(values) - CONFIG_KEYS)
+    if unknown:
+        raise UsageError(f"{source}: unknown key {unknown[0]!r}; known keys: "
+                         f"{', '.join(sorted(CONFIG_KEYS))}")
+
 
 def default_home() -> Path:
     """``$MESHSYNC_HOME`` if set, else the platform user data dir for meshsync."""
@@ -206,16 +227,19 @@ class Home:
         return [_load_private(p) for p in files]
 
     def config(self) -> dict[str, Any]:
-        """Parsed ``config.toml`` (empty dict if missing); UsageError on bad TOML."""
+        """Parsed ``config.toml`` (empty dict if missing); UsageError on bad TOML or on
+        a key not in :data:`CONFIG_KEYS`."""
         if not self.config_path.exists():
             return {}
         try:
-            return tomllib.loads(self.config_path.read_text("utf-8"))
+            values = tomllib.loads(self.config_path.read_text("utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{self.config_path}: {exc}") from exc
         except UnicodeDecodeError as exc:
             raise UsageError(f"{self.config_path}: not UTF-8 text (byte {exc.start}); "
                              "TOML files are UTF-8") from exc
+        check_config_keys(values, self.config_path)
+        return values
 
     def write_config(self, values: dict[str, Any]) -> None:
         """Write flat ``key = value`` settings to ``config.toml`` atomically."""

@@ -213,6 +213,31 @@ def final_digest(vv: VersionList, credentials: list[bytes]) -> bytes:
     return digest([feeds_digest(vv), digest(digests(credentials))])
 
 
+def offered_vv(held: Holdings, peer_vv: dict[FeedId, int], vv: VersionList) -> VersionList:
+    """What this side holds now (``vv``) of what the two sides offered at the start of a
+    session (docs/protocol.md, "Converged"): each feed of either start VV (``held.vv``,
+    ``peer_vv``) capped at the higher of the two seqs, sorted, feeds at 0 left out.
+    What a third node wrote meanwhile (a concurrent session) is beyond the offer."""
+    offered = dict(peer_vv)
+    for feed, seq in held.vv:
+        offered[feed] = max(seq, offered.get(feed, 0))
+    now = dict(vv)
+    capped = ((feed, min(now.get(feed, 0), top)) for feed, top in offered.items())
+    return sorted((entry for entry in capped if entry[1] > 0), key=feed_order)
+
+
+def fin_digest(held: Holdings, peer_vv: dict[FeedId, int], peer_credentials: set[bytes],
+               vv: VersionList, credentials: list[bytes]) -> bytes:
+    """The FIN digest of a session that started with ``held`` here and ``peer_vv``,
+    ``peer_credentials`` (short digests) at the peer, and ends with ``vv`` and
+    ``credentials`` here: :func:`final_digest` of :func:`offered_vv` and of the
+    credentials either side offered. With nothing written meanwhile it is
+    :func:`final_digest` itself (a peer of an earlier release agrees with it then)."""
+    offered = peer_credentials | set(digests(held.credentials))
+    kept = [d for d in digests(credentials) if d in offered]
+    return digest([feeds_digest(offered_vv(held, peer_vv, vv)), digest(kept)])
+
+
 def digest(value: Any) -> bytes:
     """16-byte digest of a msgpack value."""
     return sha256(codec.pack(value))[:DIGEST_BYTES]

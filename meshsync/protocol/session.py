@@ -29,7 +29,9 @@ in :mod:`meshsync.protocol.states`, drawn in docs/protocol.md)::
     both:  RCPT [at_ms, delta, sig] (gateway and central: their receipt for the
            shared scope, compact), then FIN digest of feeds and credentials, once
            the peer's SENT_ALL is in and all our frames are acked
-           -> converged iff both final digests are equal
+           -> converged iff both final digests are equal: each side then holds all
+           that either side offered in its VV (what others wrote meanwhile left
+           out: :func:`~meshsync.protocol.meta.fin_digest`, docs/protocol.md)
 
 A peer of another version is refused at HELLO (see :mod:`meshsync.protocol.frames`).
 
@@ -74,8 +76,9 @@ from meshsync.protocol.meta import (
     VersionList,
     compact_receipt,
     expand_receipt,
-    final_digest,
+    fin_digest,
     missing,
+    offered_vv,
     read_vv_parts,
     receipt_base,
     shared_scope,
@@ -114,6 +117,7 @@ class SyncSession:
         self._scope: str | None = None
         self._skew = 0
         self._peer_vv: dict[FeedId, int] = {}
+        self._peer_creds: set[bytes] = set()  # short digests of its credentials (VV)
         self._held = Holdings.empty()  # what our SUMMARY and VV describe
         self._peer_digests: tuple[bytes, ...] = ()
         self._refs: dict[FeedId, tuple[int, int]] = {}
@@ -265,8 +269,9 @@ class SyncSession:
         if receipt is not None:
             # The peer's changes are all committed here: say so, before finishing.
             self._send(msg.Receipts((compact_receipt(receipt, self._receipt_base()),)))
-        self._final_vv = vv
-        self._sent_digest = final_digest(vv, credentials)
+        self._final_vv = offered_vv(self._held, self._peer_vv, vv)  # the peer holds it
+        self._sent_digest = fin_digest(self._held, self._peer_vv, self._peer_creds,
+                                       vv, credentials)
         self._send(msg.Fin(self._sent_digest))
         self._step(Step.FIN)
         self._run()
@@ -402,6 +407,7 @@ class SyncSession:
         peer_list, peer_creds, peer_receipts = read_vv_parts(
             message.parts, self._held, self._peer_digests, self._scope)
         self._peer_vv = dict(peer_list)
+        self._peer_creds = peer_creds
         blobs = missing(self._held.credentials, peer_creds)
         if blobs:
             self._send(msg.Credentials(tuple(blobs)))

@@ -86,6 +86,11 @@ class Node:
         #: :class:`~meshsync.model.errors.StorageLowError` to refuse it. Set by the I/O
         #: layer (:class:`meshsync.host.local.DiskReserve`); None: no check.
         self.inbound_guard: Callable[[int], None] | None = None
+        #: By collection: a function given the fields of each local put, returning the
+        #: fields to sign (a schema's one spelling, e.g. coklit's NFC names). Set by a
+        #: schema (``register(node)``); the node itself keeps values as given, and
+        #: received changes are never passed through it.
+        self.normalisers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
         self.default_partition = check_partition(default_partition)
         self._clock = clock
         raw = store.get_meta("hlc")
@@ -157,7 +162,8 @@ class Node:
 
     def write(self, partition: str, edits: Iterable[tuple[Any, ...]]) -> Change:
         """Apply several edits as one change: ``("put", coll, key, fields)`` or
-        ``("delete", coll, key, None)``. All or nothing.
+        ``("delete", coll, key, None)``. All or nothing. A put's fields go through the
+        collection's normaliser first, if it has one (:attr:`normalisers`).
 
         A put may carry a fifth item, a collection of op ids (as in
         :attr:`Record.conflicts <meshsync.replica.records.Record>`) the put must
@@ -173,10 +179,18 @@ class Node:
             if rkey in states:
                 raise UsageError(f"{collection}/{key} appears twice in one change")
             state = states[rkey] = self._load_state(rkey)
-            ops.append(self._local_op(kind, rkey, state, fields, set(keep[0]) if keep else ()))
+            ops.append(self._local_op(kind, rkey, state, self._normalised(kind, rkey, fields),
+                                      set(keep[0]) if keep else ()))
         if not ops:
             raise UsageError("nothing to write")
         return self._commit_local(partition, ops, states)
+
+    def _normalised(self, kind: str, rkey: RecordKey, fields: Any) -> Any:
+        """A put's fields through its collection's normaliser, if it has one."""
+        normalise = self.normalisers.get(rkey[1])
+        if normalise is None or kind != "put" or not isinstance(fields, dict):
+            return fields
+        return normalise(fields)
 
     def _local_op(self, kind: str, rkey: RecordKey, state: RecordState, fields: Any,
                   keep: Collection[OpId] = ()) -> Op:
