@@ -34,7 +34,7 @@ from pathlib import Path
 from meshsync.host.files import fsync_dir, write_private
 from meshsync.host.home import CERT_FILE, CONFIG_FILE, CSR_FILE, STORE_FILE, Home
 from meshsync.host.lock import HomeBusyError, read_holder, try_lock
-from meshsync.model.errors import UsageError
+from meshsync.model.errors import AuthorizationError, UsageError
 from meshsync.model.identity import DeviceKey
 from meshsync.model.text import Msg
 from meshsync.trust import make_csr, parse_blob
@@ -219,6 +219,6 @@ def _device_name(cert: bytes | None) -> str | None:
         return None
     try:
         return parse_blob(cert)[0].name
-    except Exception:  # noqa: BLE001 - any unreadable certificate: use the default name
+    except AuthorizationError:  # not a certificate this build reads: the default name
         return None
 
