@@ -14,6 +14,8 @@ a phone).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -26,6 +28,16 @@ from netfixtures import Servers, device_id, run, run_json, sync
 from test_district_readme import SETUP, Shell
 
 NOTES = "notes"
+
+#: Holds the home lock of the folder argv[1] as a daemon would, until killed.
+LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from meshsync.host.lock import try_lock
+lock = try_lock(Path(sys.argv[1]), "daemon")
+print("held" if lock else "refused", flush=True)
+time.sleep(120)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +230,20 @@ def test_restore_refuses_an_existing_home_or_one_in_use(district: Path) -> None:
     assert "not empty" in proc.stderr
     again = run("backup", "--home", phone, "-o", backup_file, check=False)
     assert again.returncode == 1 and "exists" in again.stderr, again.stderr
+    busy.joinpath("x").unlink()
+    # a process holding the folder's home lock as a daemon does (a daemon needs a home)
+    with subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(busy)],
+                          stdout=subprocess.PIPE, text=True) as lock_holder:
+        try:
+            assert lock_holder.stdout is not None
+            assert lock_holder.stdout.readline() == "held\n"
+            proc = run("restore", backup_file, "--home", busy, check=False)
+            assert proc.returncode == 1 and "in use" in proc.stderr, proc.stderr
+            assert sorted(p.name for p in busy.iterdir()) == ["daemon.lock"]
+        finally:
+            lock_holder.kill()
+    run("restore", backup_file, "--home", busy)  # the same folder, once free
+    assert device_id(busy) != device_id(phone)
     not_backup = district / "phone1.crt"
     proc = run("restore", not_backup, "--home", district / "other", check=False)
     assert proc.returncode == 1 and "not a meshsync backup" in proc.stderr, proc.stderr

@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import sqlite3
 import tarfile
 import tempfile
@@ -187,30 +188,45 @@ def restore_backup(source: Path, path: Path) -> dict[str, object]:
     """Make a new home at ``path`` from the backup file ``source``: its store and files,
     a new device key (``device.key``, 0600) and its request (``device.csr``); the old
     certificate is kept as ``restored-from.crt``, not as ``device.crt``, so the home is
-    not enrolled until the authority rotates the old device to the new key. Returns
-    what to print: old and new device ids, the old key's heads in the backup."""
+    not enrolled until the authority rotates the old device to the new key. The home
+    is made in a sibling folder and renamed into place: a failed restore leaves none.
+    Returns what to print: old and new device ids, the old key's heads in the backup."""
     manifest, data = read_backup(source)
     check_new_home(path)
-    old_cert = data.pop(CERT_FILE, None)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)
-    for name, blob in data.items():
-        write_private(path / name, blob)
-    key = DeviceKey.generate()
-    write_private(path / "device.key", key.to_pem())
-    name = _device_name(old_cert) or "restored device"
-    write_private(path / CSR_FILE, make_csr(key, name))
-    if old_cert is not None:
-        write_private(path / OLD_CERT_FILE, old_cert)
-    fsync_dir(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.restoring-", dir=path.parent))
+    try:
+        key, had_cert = _fill_home(staging, data)
+        if path.exists():  # an empty folder (check_new_home), perhaps with a lock file
+            (path / "daemon.lock").unlink(missing_ok=True)
+            path.rmdir()
+        staging.replace(path)
+        fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     old = str(manifest.get("device_id", ""))
-    if key.device_id == old:  # never: a fresh key; checked all the same
-        raise UsageError(Msg("the new key is the old device's key"))
     return {"home": str(path), "old_device_id": old, "new_device_id": key.device_id,
             "heads": manifest.get("heads", {}), "after_seq": manifest.get("after_seq", 0),
             "csr": str(path / CSR_FILE),
-            "old_cert": str(path / OLD_CERT_FILE) if old_cert else None,
+            "old_cert": str(path / OLD_CERT_FILE) if had_cert else None,
             "made_at": manifest.get("made_at"), "enrolled": False}
+
+
+def _fill_home(folder: Path, data: dict[str, bytes]) -> tuple[DeviceKey, bool]:
+    """Write the backup's files into ``folder`` (0600 each), the old certificate as
+    :data:`OLD_CERT_FILE`, a new device key and its request; ``(key, had a cert)``."""
+    files = dict(data)
+    old_cert = files.pop(CERT_FILE, None)
+    for name, blob in files.items():
+        write_private(folder / name, blob)
+    key = DeviceKey.generate()
+    write_private(folder / "device.key", key.to_pem())
+    write_private(folder / CSR_FILE, make_csr(key, _device_name(old_cert) or "restored device"))
+    if old_cert is not None:
+        write_private(folder / OLD_CERT_FILE, old_cert)
+    fsync_dir(folder)
+    return key, old_cert is not None
 
 
 def _device_name(cert: bytes | None) -> str | None:
