@@ -18,6 +18,7 @@ import click
 COMMANDS: dict[str, tuple[str, str]] = {
     "authority": ("authority", "Run the certificate authority: the root (KPU) or a "
                                "district sub-authority."),
+    "backup": ("backup", "Back up an SQLite home into one file, also while its daemon runs."),
     "bundle": ("bundle", "Export and import bundles (files of signed changes for USB "
                          "sticks, SD cards)."),
     "coklit": ("coklit", "The coklit voter list: generate, import, export, find, "
@@ -45,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "put": ("records", "Set fields of a record."),
     "rekey": ("rotation", "Start a key rotation: a new device key (next.key, 0600) and its "
                           "request (next.csr)."),
+    "restore": ("backup", "Make a new home from a backup FILE, with a new device key."),
     "schema": ("schema", "Show the signed schema versions this node holds; the newest of "
                          "each collection judges every edit."),
     "serve": ("sync", "Accept sync sessions until SIGINT or SIGTERM."),

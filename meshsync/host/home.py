@@ -11,6 +11,8 @@ Layout (all paths relative to the home)::
     next.csr       the certificate signing request for next.key
     retired-keys/  (0700) earlier device keys, ``<device id>.key`` (0600), kept after a
                    rotation: the changes they signed stay in the store, unchanged
+    restored-from.crt  in a home made by ``meshsync restore``: the old device's
+                   certificate (:mod:`meshsync.host.backup`; no device.crt until enrolled)
 
 **Key rotation** (:meth:`Home.make_next_key`, :meth:`Home.promote_next_key`): the
 device keeps signing with ``device.key`` until the certificate for ``next.key`` is
