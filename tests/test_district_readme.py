@@ -251,8 +251,6 @@ def test_readme_district_end_to_end(district: tuple[Path, int], tmp_path: Path,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="a fork at the head seq goes unnoticed: custody "
-                   "counts seqs, so the phone says safe at central (see the docstring)")
 def test_a_restored_phone_is_not_safe_at_central_with_another_change(
         district: tuple[Path, int], tmp_path: Path, servers: Servers) -> None:
     """PHONE3 sends its visit (seq 1) to KPU by USB stick, is restored from a backup

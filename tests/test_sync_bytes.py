@@ -37,7 +37,7 @@ from meshsync.protocol.stream import (
 )
 from meshsync.protocol.wire import CHANGE, FEED, WireEncoder
 from meshsync.replica import custody
-from meshsync.replica.receipt import decode_receipt
+from meshsync.replica.receipt import decode_receipt, head_check
 from meshsync.testing.faults import SessionPair, split_frames
 
 MakeDevice = Callable[..., Device]
@@ -300,13 +300,27 @@ def test_compact_receipt_rebuilds_the_signed_blob(make_device: MakeDevice) -> No
         blob = custody.issue_receipt(a.node, SCOPE)
     vv = a.version_vector()
     key = a.key.public_key
+    mine = {f.feed: (f.head_seq, head_check(f.head_hash)) for f in a.store.feeds()}
+
+    def expected(order: list[tuple[tuple[bytes, str], int]]) -> list[bytes | None]:
+        """The receiver's checks: those of the changes it holds (here: a's own)."""
+        return [mine[f][1] if mine.get(f, (0,))[0] == s else None for f, s in order]
+
     for base in ({}, vv, {**vv, (key, tps(0)): 9}, {(key, tps(1)): 1, (b"x" * 32, TPS): 2}):
         order = receipt_base(base)
         item = compact_receipt(blob, order)
-        assert expand_receipt(item, key, SCOPE, order) == blob
+        assert expand_receipt(item, key, SCOPE, order, expected(order)) == blob
         assert item[1] == [] or base != vv
-    assert compact_receipt(blob, receipt_base(vv))[1] == []
-    forged = compact_receipt(blob, receipt_base(vv))
+    order = receipt_base(vv)
+    assert compact_receipt(blob, order)[1] == []
+    forged = compact_receipt(blob, order)
     forged[2] = bytes([forged[2][0] ^ 1]) + forged[2][1:]
     with pytest.raises(Exception, match="signature"):
-        decode_receipt(expand_receipt(forged, key, SCOPE, receipt_base(vv)))
+        decode_receipt(expand_receipt(forged, key, SCOPE, order, expected(order)))
+    # A receiver holding another change at a seq (a fork at the head) cannot rebuild
+    # the issuer's receipt: it never verifies, so it never counts.
+    other = [b"\xff" * 8 if c else c for c in expected(order)]
+    with pytest.raises(Exception, match="signature"):
+        decode_receipt(expand_receipt(compact_receipt(blob, order), key, SCOPE, order, other))
+    with pytest.raises(Exception, match="cannot check"):
+        expand_receipt(compact_receipt(blob, order), key, SCOPE, order)

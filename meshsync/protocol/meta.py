@@ -26,6 +26,16 @@ canonical receipt blob (:mod:`meshsync.replica.receipt`) and verifies its signat
 sync that converged the delta is empty. A receipt that lists refusals (version 2) is
 sent as ``[at_ms, delta, sig, refusals]``, the refusals in full as in the receipt; one
 without refusals stays three elements, so a session with no refusal sends no more.
+
+Receipts of version 3 carry a head check per feed (8 bytes of the hash of the issuer's
+change at that seq). The compact form sends a check only where the delta changes an
+entry (``[i, seq, check]``, ``[author, partition, seq, check]``; ``[i, 0]`` has none):
+for an entry it leaves alone, the receiver fills in the check of the change *it*
+holds at that seq, or received in this session (:func:`expand_receipt`). When the
+issuer holds another change there (a fork at the head seq), the rebuilt receipt does
+not verify and is refused with a warning: never counted for a change it does not
+hold. A receipt without checks (versions 1 and 2) is sent as
+``[at_ms, delta, sig, refusals, false]``.
 """
 
 from __future__ import annotations
@@ -39,7 +49,12 @@ from meshsync.model.change import MAX_SEQ, FeedId, check_partition
 from meshsync.model.errors import DecodeError, UsageError
 from meshsync.model.identity import PUBLIC_KEY_BYTES, sha256
 from meshsync.protocol.messages import DIGEST_BYTES
-from meshsync.replica.receipt import assemble_receipt, decode_receipt, decode_refused
+from meshsync.replica.receipt import (
+    assemble_receipt,
+    decode_receipt,
+    decode_refused,
+    head_check,
+)
 from meshsync.store.base import in_prefix
 
 VersionList = list[tuple[FeedId, int]]
@@ -110,51 +125,98 @@ def receipt_base(*vvs: dict[FeedId, int]) -> VersionList:
 
 
 def compact_receipt(blob: bytes, base: VersionList) -> list[Any]:
-    """``[at_ms, delta, sig]`` of this node's own receipt ``blob`` against ``base``."""
+    """``[at_ms, delta, sig]`` (``[at_ms, delta, sig, refusals]``) of this node's own
+    receipt ``blob`` against ``base``; a receipt without head checks (version 1 or 2)
+    gains a fifth element ``false`` (see module docs)."""
     receipt = decode_receipt(blob)
+    checks = receipt.checks if receipt.checked else None
     delta: list[list[Any]] = []
     for i, (feed, seq) in enumerate(base):
         held = receipt.vv.get(feed, 0)
         if held != seq:
-            delta.append([i, held])
+            delta.append([i, held, checks[feed]] if checks and held else [i, held])
     known = dict(base)
     for feed, seq in sorted(receipt.vv.items(), key=feed_order):
         if feed not in known:
-            delta.append([feed[0], feed[1], seq])
-    if receipt.refused:
-        return [receipt.at_ms, delta, receipt.sig, [r.encode() for r in receipt.refused]]
+            delta.append([feed[0], feed[1], seq, *([checks[feed]] if checks else [])])
+    refused = [r.encode() for r in receipt.refused]
+    if checks is None:
+        return [receipt.at_ms, delta, receipt.sig, refused, False]
+    if refused:
+        return [receipt.at_ms, delta, receipt.sig, refused]
     return [receipt.at_ms, delta, receipt.sig]
 
 
-def expand_receipt(item: Any, issuer: bytes, scope: str, base: VersionList) -> bytes:
+def expand_receipt(item: Any, issuer: bytes, scope: str, base: VersionList,
+                   expected: list[bytes | None] | None = None) -> bytes:
     """The canonical receipt blob of a compact receipt from ``issuer`` over ``scope``
-    (its signature is not checked here); :class:`DecodeError` if malformed."""
-    if type(item) is not list or len(item) not in (3, 4) or type(item[0]) is not int \
-            or type(item[1]) is not list or not isinstance(item[2], bytes):
+    (its signature is not checked here); :class:`DecodeError` if malformed.
+    ``expected`` holds, per ``base`` entry, the head check (8 bytes) of the change this
+    side holds or received at that seq (None where it has none): the check of an
+    entry the delta leaves alone. One that differs from the issuer's (a fork at that
+    seq) makes the rebuilt receipt fail its signature."""
+    if type(item) is not list or len(item) not in (3, 4, 5) or type(item[0]) is not int \
+            or type(item[1]) is not list or not isinstance(item[2], bytes) \
+            or (len(item) == 5 and item[4] is not False):
         raise DecodeError("malformed compact receipt")
     at_ms, delta, sig = item[:3]
-    refused = decode_refused(item[3]) if len(item) == 4 else ()
-    vv = dict(base)
-    touched: set[FeedId] = set()
-    for entry in delta:
-        if type(entry) is list and len(entry) == 2 and type(entry[0]) is int \
-                and 0 <= entry[0] < len(base) and type(entry[1]) is int and entry[1] >= 0:
-            feed, seq = base[entry[0]][0], entry[1]
-        elif type(entry) is list and len(entry) == 3 and isinstance(entry[0], bytes) \
-                and type(entry[1]) is str and type(entry[2]) is int and entry[2] > 0 \
-                and (entry[0], entry[1]) not in vv:
-            feed, seq = (entry[0], entry[1]), entry[2]
-        else:
-            raise DecodeError("malformed compact receipt entry")
-        if feed in touched:
-            raise DecodeError("compact receipt names a feed twice")
-        touched.add(feed)
-        vv[feed] = seq
+    refused = decode_refused(item[3]) if len(item) >= 4 else ()
+    checked = len(item) < 5
+    vv, checks = _apply_delta(delta, base, checked)
+    vv = {f: s for f, s in vv.items() if s > 0}
+    if checked:
+        wanted = expected if expected is not None else [None] * len(base)
+        for (feed, _seq), check in zip(base, wanted, strict=True):
+            if feed in vv and feed not in checks:
+                if check is None:
+                    raise DecodeError("compact receipt names a seq this side cannot check")
+                checks[feed] = check
     try:
-        return assemble_receipt(issuer, scope, at_ms,
-                                {f: s for f, s in vv.items() if s > 0}, sig, refused)
+        return assemble_receipt(issuer, scope, at_ms, vv, sig, refused,
+                                checks if checked else None)
     except (OverflowError, ValueError, TypeError) as exc:
         raise DecodeError(f"malformed compact receipt: {exc}") from exc
+
+
+def _apply_delta(delta: list[Any], base: VersionList, checked: bool
+                 ) -> tuple[dict[FeedId, int], dict[FeedId, bytes]]:
+    """The vector (and the checks the delta states) of ``base`` changed by ``delta``."""
+    vv, checks = dict(base), {}
+    touched: set[FeedId] = set()
+    for entry in delta:
+        if type(entry) is not list or not entry:
+            raise DecodeError("malformed compact receipt entry")
+        check = entry[-1] if checked and len(entry) in (3, 4) else None
+        plain = entry[:-1] if check is not None else entry
+        if len(plain) == 2 and type(plain[0]) is int and 0 <= plain[0] < len(base) \
+                and type(plain[1]) is int and plain[1] >= 0:
+            feed, seq = base[plain[0]][0], plain[1]
+        elif len(plain) == 3 and isinstance(plain[0], bytes) and type(plain[1]) is str \
+                and type(plain[2]) is int and plain[2] > 0 and (plain[0], plain[1]) not in vv:
+            feed, seq = (plain[0], plain[1]), plain[2]
+        else:
+            raise DecodeError("malformed compact receipt entry")
+        if feed in touched or (checked and seq > 0) != (check is not None):
+            raise DecodeError("compact receipt names a feed twice or misses a check")
+        touched.add(feed)
+        vv[feed] = seq
+        if check is not None:
+            checks[feed] = check
+    return vv, checks
+
+
+def expected_checks(base: VersionList, held: Holdings,
+                    received: dict[FeedId, tuple[int, bytes]]) -> list[bytes | None]:
+    """Per ``base`` entry, the head check of the change this side has at that seq: the
+    last one ``received`` in the session (feed -> (seq, hash)) if at that seq, else its
+    own head when it held that seq at the start (``held``), else None."""
+    own = {feed: (seq, head) for (feed, seq), head in zip(held.vv, held.heads, strict=True)}
+    out: list[bytes | None] = []
+    for feed, seq in base:
+        got, mine = received.get(feed), own.get(feed)
+        hash_ = got[1] if got and got[0] == seq else mine[1] if mine and mine[0] == seq else None
+        out.append(head_check(hash_) if hash_ else None)
+    return out
 
 
 def short_digest(blob: bytes) -> bytes:

@@ -74,6 +74,7 @@ from meshsync.protocol.meta import (
     VersionList,
     compact_receipt,
     expand_receipt,
+    expected_checks,
     final_digest,
     missing,
     read_vv_parts,
@@ -114,6 +115,7 @@ class SyncSession:
         self._scope: str | None = None
         self._skew = 0
         self._peer_vv: dict[FeedId, int] = {}
+        self._received: dict[FeedId, tuple[int, bytes]] = {}  # feed -> last (seq, hash)
         self._held = Holdings.empty()  # what our SUMMARY and VV describe
         self._peer_digests: tuple[bytes, ...] = ()
         self._refs: dict[FeedId, tuple[int, int]] = {}
@@ -429,8 +431,10 @@ class SyncSession:
         (compact, see :mod:`meshsync.protocol.meta`)."""
         self._once_per_phase(fr.RCPT)
         assert self._scope is not None and self.peer_key is not None
+        base = self._receipt_base()
+        expected = expected_checks(base, self._held, self._received)
         blobs = tuple(item if isinstance(item, bytes) else
-                      expand_receipt(item, self.peer_key, self._scope, self._receipt_base())
+                      expand_receipt(item, self.peer_key, self._scope, base, expected)
                       for item in message.items)
         self._ask(ReceiptsReceived(blobs))
 
@@ -460,6 +464,9 @@ class SyncSession:
 
     def _on_changes(self, message: msg.Changes) -> None:
         changes = self._inbound.read(message, self._in_scope)
+        for change in changes:  # the heads a receipt issued at the end may name
+            if change.seq >= self._received.get(change.feed, (0, b""))[0]:
+                self._received[change.feed] = (change.seq, change.hash)
         self._ask(ChangesReceived(message.batch, changes,
                                   f"peer:{short_id(self.peer_key or b'')}"))
 
