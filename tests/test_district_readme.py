@@ -239,8 +239,12 @@ def test_readme_district_end_to_end(district: tuple[Path, int], tmp_path: Path,
     custody3 = sh.json("meshsync status --home PHONE3")["custody"]
     (feed3,) = custody3["feeds"]
     assert feed3["safe_at_central"] is False, custody3
-    assert (feed3["local"], feed3["gateway"], feed3["central_refused"]) == (2, 2, 1), feed3
-    (refusal,) = custody3["refused"]
+    assert (feed3["local"], feed3["gateway"], feed3["central"], feed3["central_refused"]) \
+        == (2, 2, 0, 2), feed3
+    # central's receipt names another change at seq 1 (its head check), and refuses seq 2
+    head, refusal = custody3["refused"]
+    assert (head["seq"], head["at"], head["stage"]) == (1, "central", "fork"), head
+    assert "another change at seq 1" in head["reason"], head
     assert (refusal["partition"], refusal["seq"], refusal["at"], refusal["stage"]) == \
         (TPS[3], 2, "central", "fork"), refusal
     assert f"forked its feed {TPS[3]} at seq 1" in refusal["reason"], refusal

@@ -122,7 +122,7 @@ def _answer(session: SyncSession, held: Holdings, kept: list[bytes]) -> None:
             kept += event.blobs
             session.stored(len(event.blobs), [])
         elif isinstance(event, EndWanted):
-            session.conclude(held.vv, held.credentials + kept, None)
+            session.conclude(held.vv, held.credentials + kept, None, held.heads)
 
 
 def test_two_bare_state_machines_sync_with_plain_data_and_no_node() -> None:

@@ -1,14 +1,20 @@
 """What travels beside changes in a session: version vectors, credentials and
 custody receipts, in their compact session forms.
 
-**Version vector** (VV message): ``[authors, entries]`` where ``authors`` lists each
-32-byte key once and ``entries`` is one flat array of four values per feed,
+**Version vector** (VV message): ``[authors, entries, checks]`` where ``authors``
+lists each 32-byte key once and ``entries`` is one flat array of four values per feed,
 ``author index, shared, suffix, seq``: the feed's partition is the first ``shared``
 characters of the previous entry's partition followed by ``suffix`` (front coding;
 the first entry has none before it). Entries are sorted by ``(partition, author)``,
 strictly, so both ends index a list the same way, and every partition lies in the
 shared scope. A sender of changes names a feed of this list by its index
-(:mod:`meshsync.protocol.stream`).
+(:mod:`meshsync.protocol.stream`). ``checks`` is one byte string: per entry, in order,
+the first :data:`VV_CHECK` (4) bytes of the hash of the sender's change at that seq
+(its head). Where both sides list the same seq of a feed but different checks, they
+hold different changes at their head (a fork: :func:`forked_feeds`); each then sends
+the other its head change with a full feed item, and the receiver keeps the fork's
+evidence. The SUMMARY and FIN digests of feeds cover each head's full hash, so two
+nodes that hold different changes at the same seq are never "converged".
 
 **Credentials and receipts** are exchanged the same way: each side lists short
 digests of what it holds (in the VV message; ``nil`` when the SUMMARY showed both
@@ -57,6 +63,9 @@ from meshsync.replica.receipt import (
 )
 from meshsync.store.base import in_prefix
 
+#: Bytes of each feed's head hash a VV message carries.
+VV_CHECK = 4
+
 VersionList = list[tuple[FeedId, int]]
 """A version vector as a list sorted by :func:`feed_order`: ``[(feed, seq), ...]``."""
 
@@ -66,8 +75,9 @@ def feed_order(entry: tuple[FeedId, int]) -> tuple[str, bytes]:
     return (entry[0][1], entry[0][0])
 
 
-def encode_vv(entries: VersionList) -> list[Any]:
-    """``[authors, flat entries]`` of a sorted version vector (see module docs)."""
+def encode_vv(entries: VersionList, heads: list[bytes]) -> list[Any]:
+    """``[authors, flat entries, checks]`` of a sorted version vector and the head hash
+    of each of its feeds (see module docs)."""
     authors: dict[bytes, int] = {}
     flat: list[Any] = []
     last = ""
@@ -79,16 +89,17 @@ def encode_vv(entries: VersionList) -> list[Any]:
             shared += 1
         flat += [authors.setdefault(author, len(authors)), shared, partition[shared:], seq]
         last = partition
-    return [list(authors), flat]
+    return [list(authors), flat, b"".join(head[:VV_CHECK] for head in heads)]
 
 
-def decode_vv(raw: Any, scope: str) -> VersionList:
-    """The version vector of a VV message; :class:`DecodeError` if malformed, out of
-    order or outside ``scope``."""
-    if type(raw) is not list or len(raw) != 2 or type(raw[0]) is not list \
-            or type(raw[1]) is not list or len(raw[1]) % 4:
+def decode_vv(raw: Any, scope: str) -> tuple[VersionList, list[bytes]]:
+    """The version vector of a VV message and its head checks (:data:`VV_CHECK` bytes
+    per entry); :class:`DecodeError` if malformed, out of order or outside ``scope``."""
+    if type(raw) is not list or len(raw) != 3 or type(raw[0]) is not list \
+            or type(raw[1]) is not list or len(raw[1]) % 4 or not isinstance(raw[2], bytes) \
+            or len(raw[2]) != len(raw[1]) // 4 * VV_CHECK:
         raise DecodeError("malformed version vector")
-    authors, flat = raw
+    authors, flat, checks = raw
     if not all(isinstance(a, bytes) and len(a) == PUBLIC_KEY_BYTES for a in authors):
         raise DecodeError("malformed version vector authors")
     out: VersionList = []
@@ -112,7 +123,16 @@ def decode_vv(raw: Any, scope: str) -> VersionList:
             raise DecodeError("version vector entries out of order")
         last = key
         out.append(((authors[index], partition), seq))
-    return out
+    return out, [checks[i:i + VV_CHECK] for i in range(0, len(checks), VV_CHECK)]
+
+
+def forked_feeds(held: Holdings, peer: VersionList, peer_checks: list[bytes]) -> list[FeedId]:
+    """The feeds whose head seq both sides hold but whose head changes differ (their
+    :data:`VV_CHECK`-byte checks): a fork at the head that no seq comparison shows."""
+    ours = {feed: (seq, head[:VV_CHECK])
+            for (feed, seq), head in zip(held.vv, held.heads, strict=True)}
+    return [feed for (feed, seq), check in zip(peer, peer_checks, strict=True)
+            if ours.get(feed, (0, check))[0] == seq and ours[feed][1] != check]
 
 
 def receipt_base(*vvs: dict[FeedId, int]) -> VersionList:
@@ -264,15 +284,16 @@ class Holdings:
         """Holdings of these feeds (``vv`` sorted by :func:`feed_order`, ``heads`` the
         head hash of each), credentials and receipts, with their digests."""
         return cls(vv, heads, credentials, receipts,
-                   [feeds_digest(vv), digest(digests(credentials)),
+                   [feeds_digest(vv, heads), digest(digests(credentials)),
                     digest(digests(receipts))])
 
 
-def final_digest(vv: VersionList, credentials: list[bytes]) -> bytes:
-    """The FIN digest of the feeds (``vv``, sorted) and credentials held now. Receipts
-    are left out: they are advisory, and one issued at the end of this very session
-    must not make two nodes that hold the same changes look different."""
-    return digest([feeds_digest(vv), digest(digests(credentials))])
+def final_digest(vv: VersionList, heads: list[bytes], credentials: list[bytes]) -> bytes:
+    """The FIN digest of the feeds (``vv``, sorted, and the hash of each feed's head)
+    and credentials held now. Receipts are left out: they are advisory, and one issued
+    at the end of this very session must not make two nodes that hold the same changes
+    look different."""
+    return digest([feeds_digest(vv, heads), digest(digests(credentials))])
 
 
 def digest(value: Any) -> bytes:
@@ -280,9 +301,10 @@ def digest(value: Any) -> bytes:
     return sha256(codec.pack(value))[:DIGEST_BYTES]
 
 
-def feeds_digest(vv: VersionList) -> bytes:
-    """The SUMMARY digest of a sorted version vector."""
-    return digest([[a, p, seq] for (a, p), seq in vv])
+def feeds_digest(vv: VersionList, heads: list[bytes]) -> bytes:
+    """The SUMMARY digest of a sorted version vector and the (full) hash of each feed's
+    head: equal only when both sides hold the same changes, not just the same seqs."""
+    return digest([[a, p, seq, head] for ((a, p), seq), head in zip(vv, heads, strict=True)])
 
 
 def digests(blobs: Iterable[bytes]) -> list[bytes]:
@@ -300,22 +322,25 @@ def vv_parts(held: Holdings, peer_digests: tuple[bytes, ...]
     """The VV message's parts: version vector, credential digests and receipt digests,
     each None where ``peer_digests`` (its SUMMARY) shows the peer holds the same."""
     same = [mine == theirs for mine, theirs in zip(held.digests, peer_digests, strict=True)]
-    return (None if same[0] else encode_vv(held.vv),
+    return (None if same[0] else encode_vv(held.vv, held.heads),
             None if same[1] else list(digests(held.credentials)),
             None if same[2] else list(digests(held.receipts)))
 
 
 def read_vv_parts(parts: tuple[list[Any] | None, ...], held: Holdings,
                   peer_digests: tuple[bytes, ...], scope: str
-                  ) -> tuple[VersionList, set[bytes], set[bytes]]:
-    """The peer's version vector, credential digests and receipt digests from its VV
-    message; :class:`DecodeError` if malformed or nil where they differ."""
+                  ) -> tuple[VersionList, list[bytes], set[bytes], set[bytes]]:
+    """The peer's version vector and head checks, credential digests and receipt
+    digests from its VV message; :class:`DecodeError` if malformed or nil where they
+    differ."""
     for part, raw in enumerate(parts):
         if raw is None and peer_digests[part] != held.digests[part]:
             raise DecodeError("version vector message leaves out what differs")
     vv, creds, rcpts = parts
-    return (held.vv if vv is None else decode_vv(vv, scope),
-            _digest_set(creds, held.credentials), _digest_set(rcpts, held.receipts))
+    peer_vv, checks = ((held.vv, [h[:VV_CHECK] for h in held.heads]) if vv is None
+                       else decode_vv(vv, scope))
+    return (peer_vv, checks, _digest_set(creds, held.credentials),
+            _digest_set(rcpts, held.receipts))
 
 
 def _digest_set(raw: list[Any] | None, ours: list[bytes]) -> set[bytes]:

@@ -199,13 +199,15 @@ class Peer:
                     warnings.append(f"receipt refused: {exc.detail}")
         return new, warnings
 
-    def _end(self, request: EndWanted) -> tuple[VersionList, list[bytes], bytes | None]:
+    def _end(self, request: EndWanted
+             ) -> tuple[VersionList, list[bytes], bytes | None, list[bytes]]:
         receipt = None
         if request.issue_receipt:
             with self.node.store.transaction():
                 receipt = custody.issue_receipt(self.node, request.scope)
-        return (version_list(self.node, request.scope), self.node.store.credentials(),
-                receipt)
+        infos = _feed_infos(self.node, request.scope)
+        return ([(f.feed, f.head_seq) for f in infos], self.node.store.credentials(),
+                receipt, [f.head_hash for f in infos])
 
 
 def holdings(node: Node, scope: str) -> Holdings:

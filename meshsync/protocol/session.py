@@ -76,6 +76,7 @@ from meshsync.protocol.meta import (
     expand_receipt,
     expected_checks,
     final_digest,
+    forked_feeds,
     missing,
     read_vv_parts,
     receipt_base,
@@ -258,17 +259,18 @@ class SyncSession:
         self._run()
 
     def conclude(self, vv: VersionList, credentials: list[bytes],
-                 receipt: bytes | None) -> None:
+                 receipt: bytes | None, heads: list[bytes]) -> None:
         """Answer :class:`~meshsync.protocol.events.EndWanted`: the node's version vector
-        over the shared scope (sorted by :func:`~meshsync.protocol.meta.feed_order`) and
-        its credentials now, and the receipt it issued (or None). Sends RCPT and FIN."""
+        over the shared scope (sorted by :func:`~meshsync.protocol.meta.feed_order`),
+        its credentials now, the receipt it issued (or None) and the hash of each
+        feed's head (in ``vv``'s order). Sends RCPT and FIN."""
         if self._answered(EndWanted) is None:
             return
         if receipt is not None:
             # The peer's changes are all committed here: say so, before finishing.
             self._send(msg.Receipts((compact_receipt(receipt, self._receipt_base()),)))
         self._final_vv = vv
-        self._sent_digest = final_digest(vv, credentials)
+        self._sent_digest = final_digest(vv, heads, credentials)
         self._send(msg.Fin(self._sent_digest))
         self._step(Step.FIN)
         self._run()
@@ -401,9 +403,11 @@ class SyncSession:
 
     def _on_vv(self, message: msg.VersionVectors) -> None:
         assert self._scope is not None
-        peer_list, peer_creds, peer_receipts = read_vv_parts(
+        peer_list, peer_checks, peer_creds, peer_receipts = read_vv_parts(
             message.parts, self._held, self._peer_digests, self._scope)
         self._peer_vv = dict(peer_list)
+        forks = forked_feeds(self._held, peer_list, peer_checks)
+        self.summary.forked_heads = len(forks)
         blobs = missing(self._held.credentials, peer_creds)
         if blobs:
             self._send(msg.Credentials(tuple(blobs)))
@@ -412,7 +416,10 @@ class SyncSession:
         if receipts:
             self._send(msg.Receipts(tuple(receipts)))
         self._refs = {feed: (index, seq) for index, (feed, seq) in enumerate(peer_list)}
-        self._ask(ChangesWanted(dict(self._peer_vv), self._scope))
+        since = dict(self._peer_vv)
+        for feed in forks:  # the peer holds another change at our head: send ours
+            since[feed] -= 1
+        self._ask(ChangesWanted(since, self._scope))
 
     def _once_per_phase(self, kind: int) -> None:
         """A peer sends CRED and RCPT at most once before its SENT_ALL and once after

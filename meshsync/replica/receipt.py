@@ -129,11 +129,12 @@ def _body(issuer: bytes, scope: str, at_ms: int, vv: dict[FeedId, int],
           refused: Sequence[Refused] = (),
           checks: dict[FeedId, bytes] | None = None) -> list[Any]:
     """The signed array; version 3 when ``checks`` is given (one per feed of ``vv``)."""
-    feeds = [[a, p, s] for (a, p), s in sorted(vv.items()) if in_prefix(p, scope)]
+    kept = [(f, s) for f, s in sorted(vv.items()) if in_prefix(f[1], scope)]
+    feeds: list[list[Any]] = [[a, p, s] for (a, p), s in kept]
     listed = sorted((r.encode() for r in refused if in_prefix(r.partition, scope)),
                     key=lambda e: (e[0], e[1], e[2], e[4]))
     if checks is not None:
-        feeds = [[a, p, s, checks[(a, p)]] for a, p, s in feeds]
+        feeds = [[a, p, s, checks[(a, p)]] for (a, p), s in kept]
         return [TAG, VERSION_CHECKS, issuer, scope, at_ms, feeds, *([listed] if listed else [])]
     if not listed:
         return [TAG, VERSION, issuer, scope, at_ms, feeds]
