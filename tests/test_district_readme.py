@@ -259,9 +259,9 @@ def test_a_restored_phone_is_not_safe_at_central_with_another_change(
         district: tuple[Path, int], tmp_path: Path, servers: Servers) -> None:
     """PHONE3 sends its visit (seq 1) to KPU by USB stick, is restored from a backup
     made before it, and records another visit as its seq 1. Version vectors on both
-    sides say seq 1, so no session sends or compares it: central keeps the first, the
-    district the second (each "converged"), and central's receipt (a version vector)
-    makes the phone count its own seq 1 as held at central. It should not be safe."""
+    sides say seq 1; the sessions see the fork by the head checks (never "converged"),
+    central keeps the first, and central's receipt names its seq 1 by a head check, so
+    the phone does not count its own seq 1 as held at central: not safe, a fork."""
     sh, root, _total = copy_of(district, tmp_path)
     voter = voter_of(root / "jila.csv", "Diloa", 5, 0)
     shutil.copytree(root / "PHONE3", root / "PHONE3-backup")
@@ -273,5 +273,10 @@ def test_a_restored_phone_is_not_safe_at_central_with_another_change(
     sh(f"meshsync put --home PHONE3 voters {voter} coklit=TMS tms=pindah_domisili")
     round_trip(sh, servers, "PHONE3")
     assert coklit_of(sh, "CENTRAL", voter) == ("MS", None)  # not the phone's change
-    (feed,) = sh.json("meshsync status --home PHONE3")["custody"]["feeds"]
+    custody = sh.json("meshsync status --home PHONE3")["custody"]
+    (feed,) = custody["feeds"]
     assert feed["safe_at_central"] is False, feed
+    # central's receipt names its own seq 1 (the head check): shown as a fork, and why
+    (fork,) = custody["refused"]
+    assert (fork["seq"], fork["at"], fork["stage"]) == (1, "central", "fork"), fork
+    assert "another change at seq 1" in fork["reason"], fork
