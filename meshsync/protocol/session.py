@@ -116,7 +116,6 @@ class SyncSession:
         self._scope: str | None = None
         self._skew = 0
         self._peer_vv: dict[FeedId, int] = {}
-        self._received: dict[FeedId, tuple[int, bytes]] = {}  # feed -> last (seq, hash)
         self._held = Holdings.empty()  # what our SUMMARY and VV describe
         self._peer_digests: tuple[bytes, ...] = ()
         self._refs: dict[FeedId, tuple[int, int]] = {}
@@ -439,7 +438,7 @@ class SyncSession:
         self._once_per_phase(fr.RCPT)
         assert self._scope is not None and self.peer_key is not None
         base = self._receipt_base()
-        expected = expected_checks(base, self._held, self._received)
+        expected = expected_checks(base, self._held, self._inbound.heads)
         blobs = tuple(item if isinstance(item, bytes) else
                       expand_receipt(item, self.peer_key, self._scope, base, expected)
                       for item in message.items)
@@ -471,9 +470,6 @@ class SyncSession:
 
     def _on_changes(self, message: msg.Changes) -> None:
         changes = self._inbound.read(message, self._in_scope)
-        for change in changes:  # the heads a receipt issued at the end may name
-            if change.seq >= self._received.get(change.feed, (0, b""))[0]:
-                self._received[change.feed] = (change.seq, change.hash)
         self._ask(ChangesReceived(message.batch, changes,
                                   f"peer:{short_id(self.peer_key or b'')}"))
 
