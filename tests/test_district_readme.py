@@ -276,7 +276,9 @@ def test_a_restored_phone_is_not_safe_at_central_with_another_change(
     custody = sh.json("meshsync status --home PHONE3")["custody"]
     (feed,) = custody["feeds"]
     assert feed["safe_at_central"] is False, feed
-    # central's receipt names its own seq 1 (the head check): shown as a fork, and why
-    (fork,) = custody["refused"]
-    assert (fork["seq"], fork["at"], fork["stage"]) == (1, "central", "fork"), fork
-    assert "another change at seq 1" in fork["reason"], fork
+    # the sessions saw the fork (head checks): central (and the laptop, which now holds
+    # central's seq 1 as evidence) list it in their receipts, shown with the reason
+    (fork,) = [r for r in custody["refused"] if r["at"] == "central"]
+    assert (fork["seq"], fork["stage"]) == (1, "fork"), fork
+    assert "forked its feed" in fork["reason"], fork
+    assert (feed["central"], feed["central_refused"]) == (0, 1), feed
