@@ -239,8 +239,12 @@ def test_readme_district_end_to_end(district: tuple[Path, int], tmp_path: Path,
     custody3 = sh.json("meshsync status --home PHONE3")["custody"]
     (feed3,) = custody3["feeds"]
     assert feed3["safe_at_central"] is False, custody3
-    assert (feed3["local"], feed3["gateway"], feed3["central_refused"]) == (2, 2, 1), feed3
-    (refusal,) = custody3["refused"]
+    assert (feed3["local"], feed3["gateway"], feed3["central"], feed3["central_refused"]) \
+        == (2, 2, 0, 2), feed3
+    # central's receipt names another change at seq 1 (its head check), and refuses seq 2
+    head, refusal = custody3["refused"]
+    assert (head["seq"], head["at"], head["stage"]) == (1, "central", "fork"), head
+    assert "another change at seq 1" in head["reason"], head
     assert (refusal["partition"], refusal["seq"], refusal["at"], refusal["stage"]) == \
         (TPS[3], 2, "central", "fork"), refusal
     assert f"forked its feed {TPS[3]} at seq 1" in refusal["reason"], refusal
@@ -251,15 +255,13 @@ def test_readme_district_end_to_end(district: tuple[Path, int], tmp_path: Path,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="a fork at the head seq goes unnoticed: custody "
-                   "counts seqs, so the phone says safe at central (see the docstring)")
 def test_a_restored_phone_is_not_safe_at_central_with_another_change(
         district: tuple[Path, int], tmp_path: Path, servers: Servers) -> None:
     """PHONE3 sends its visit (seq 1) to KPU by USB stick, is restored from a backup
     made before it, and records another visit as its seq 1. Version vectors on both
-    sides say seq 1, so no session sends or compares it: central keeps the first, the
-    district the second (each "converged"), and central's receipt (a version vector)
-    makes the phone count its own seq 1 as held at central. It should not be safe."""
+    sides say seq 1; the sessions see the fork by the head checks (never "converged"),
+    central keeps the first, and central's receipt names its seq 1 by a head check, so
+    the phone does not count its own seq 1 as held at central: not safe, a fork."""
     sh, root, _total = copy_of(district, tmp_path)
     voter = voter_of(root / "jila.csv", "Diloa", 5, 0)
     shutil.copytree(root / "PHONE3", root / "PHONE3-backup")
@@ -271,5 +273,12 @@ def test_a_restored_phone_is_not_safe_at_central_with_another_change(
     sh(f"meshsync put --home PHONE3 voters {voter} coklit=TMS tms=pindah_domisili")
     round_trip(sh, servers, "PHONE3")
     assert coklit_of(sh, "CENTRAL", voter) == ("MS", None)  # not the phone's change
-    (feed,) = sh.json("meshsync status --home PHONE3")["custody"]["feeds"]
+    custody = sh.json("meshsync status --home PHONE3")["custody"]
+    (feed,) = custody["feeds"]
     assert feed["safe_at_central"] is False, feed
+    # the sessions saw the fork (head checks): central (and the laptop, which now holds
+    # central's seq 1 as evidence) list it in their receipts, shown with the reason
+    (fork,) = [r for r in custody["refused"] if r["at"] == "central"]
+    assert (fork["seq"], fork["stage"]) == (1, "fork"), fork
+    assert "forked its feed" in fork["reason"], fork
+    assert (feed["central"], feed["central_refused"]) == (0, 1), feed

@@ -3,7 +3,7 @@
 Central refuses a phone's change (its validator, its authorization); central's receipt
 lists the refusal, signed with the version vector; on the phone, custody shows the
 edit as refused at central with the reason, never as safe, and the count at central
-leaves it out. A receipt with no refusals is version 1, byte for byte; a refusal signed
+leaves it out. A receipt with no refusals has no refusal element; a refusal signed
 by a device that is not a gateway or central, or altered, does not count.
 """
 
@@ -14,12 +14,19 @@ from typing import Any
 import pytest
 
 from meshsync.model import codec
+from meshsync.model.change import FeedId
 from meshsync.model.errors import AuthorizationError, RemoteError
 from meshsync.model.identity import DeviceKey
 from meshsync.protocol.meta import compact_receipt, expand_receipt, receipt_base
 from meshsync.replica import custody
 from meshsync.replica.node import Node
-from meshsync.replica.receipt import VERSION, decode_receipt, make_receipt, refused_entry
+from meshsync.replica.receipt import (
+    VERSION,
+    VERSION_CHECKS,
+    decode_receipt,
+    make_receipt,
+    refused_entry,
+)
 from meshsync.replica.refusals import describe
 from meshsync.store.memory import MemoryStore
 
@@ -69,6 +76,10 @@ def central_receives(central: Node, *phones: Node) -> bytes:
         return custody.issue_receipt(central, "mimika")
 
 
+def phone_feed(phone: Node) -> FeedId:
+    return (phone.key.public_key, TPS)
+
+
 def give(node: Node, blob: bytes) -> None:
     with node.store.transaction():
         custody.add_receipt(node, blob)
@@ -116,19 +127,43 @@ def test_an_author_central_refuses_is_told_which_change_stopped_there(
     assert (feed["central"], feed["safe_at_central"]) == (0, False)
 
 
-def test_a_receipt_without_refusals_is_version_1_byte_for_byte(
+def test_a_receipt_without_refusals_has_seven_elements_and_a_three_element_compact_form(
         district: dict[str, Node]) -> None:
     phone, central = district["phone"], district["central"]
     phone.put("voters", "v-0005", {"nama": "Warga Contoh 5"})
     blob = central_receives(central, phone)
     receipt = decode_receipt(blob)
-    assert codec.unpack(blob, max_bytes=1 << 20)[1] == VERSION and receipt.refused == ()
-    assert blob == make_receipt(central.key, "mimika", receipt.at_ms, receipt.vv)
+    raw = codec.unpack(blob, max_bytes=1 << 20)
+    assert (raw[1], len(raw)) == (VERSION_CHECKS, 7) and receipt.refused == ()
+    assert blob == make_receipt(central.key, "mimika", receipt.at_ms, receipt.vv,
+                                checks=receipt.checks)
     base = receipt_base(receipt.vv)
     assert len(compact_receipt(blob, base)) == 3
     give(phone, blob)
     (feed,) = custody.custody(phone)["feeds"]
     assert feed["safe_at_central"] is True and custody.custody(phone)["refused"] == []
+
+
+def test_an_old_receipt_without_checks_still_decodes_but_counts_nothing(
+        district: dict[str, Node]) -> None:
+    """Version 1 (and 2) receipts name seqs, not changes: unverified, so not safe."""
+    phone, central = district["phone"], district["central"]
+    phone.put("voters", "v-0005", {"nama": "Warga Contoh 5"})
+    central.receive(phone.changes_since({}), source="phone")
+    blob = make_receipt(central.key, "mimika", NOW, central.version_vector())
+    assert codec.unpack(blob, max_bytes=1 << 20)[1] == VERSION  # byte for byte as before
+    receipt = decode_receipt(blob)
+    assert not receipt.checked and receipt.check_of(phone_feed(phone)) is None
+    base = receipt_base(receipt.vv)
+    item = compact_receipt(blob, base)
+    assert item[3:] == [[], False]
+    assert expand_receipt(item, central.key.public_key, "mimika", base) == blob
+    give(phone, blob)
+    held = custody.custody(phone)
+    (feed,) = held["feeds"]
+    assert (feed["central"], feed["safe_at_central"]) == (0, False)
+    (row,) = held["receipts"]
+    assert "no head checks" in row["unverified"]
 
 
 def test_the_compact_session_form_carries_the_refusals(district: dict[str, Node]) -> None:
@@ -138,7 +173,9 @@ def test_the_compact_session_form_carries_the_refusals(district: dict[str, Node]
     base = receipt_base(decode_receipt(blob).vv)
     item = compact_receipt(blob, base)
     assert len(item) == 4
-    assert expand_receipt(item, central.key.public_key, "mimika", base) == blob
+    checks = decode_receipt(blob).checks
+    expected = [checks[f] for f, _seq in base]  # what a receiver holding them fills in
+    assert expand_receipt(item, central.key.public_key, "mimika", base, expected) == blob
 
 
 def test_a_forged_or_altered_refusal_is_ignored_with_a_reason(

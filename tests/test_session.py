@@ -305,7 +305,7 @@ def test_version_vector_with_a_negative_seq_is_refused(devices: Callable[..., De
     session.receive_data(fr.encode_frame([fr.SUMMARY, [b"\x00" * 16] * 3, 0]), a.clock())
     with pytest.raises(SessionError, match="malformed version vector entry"):
         session.receive_data(fr.encode_frame(
-            [fr.VV, [[a.key.public_key], [0, 0, TPS, -1]], [], []]), a.clock())
+            [fr.VV, [[a.key.public_key], [0, 0, TPS, -1], b"\x00" * 4], [], []]), a.clock())
     assert session.summary.changes_sent == 0
 
 

@@ -24,7 +24,7 @@ from meshsync.model import codec
 from meshsync.model.change import decode_body
 from meshsync.protocol import frames as fr
 from meshsync.protocol.events import SessionDone, SessionFailed
-from meshsync.protocol.meta import compact_receipt, expand_receipt, receipt_base
+from meshsync.protocol.meta import VV_CHECK, compact_receipt, expand_receipt, receipt_base
 from meshsync.protocol.peer import Peer, holdings
 from meshsync.protocol.session import SessionConfig, SessionError, State
 from meshsync.protocol.stream import (
@@ -37,7 +37,7 @@ from meshsync.protocol.stream import (
 )
 from meshsync.protocol.wire import CHANGE, FEED, WireEncoder
 from meshsync.replica import custody
-from meshsync.replica.receipt import decode_receipt
+from meshsync.replica.receipt import decode_receipt, head_check
 from meshsync.testing.faults import SessionPair, split_frames
 
 MakeDevice = Callable[..., Device]
@@ -125,7 +125,8 @@ def test_incremental_sync_costs_little_beyond_signatures_and_ops(
         sent = messages(pair, sender)
         (vv, vv_size), = [(m, n) for m, n in sent if m[0] == fr.VV]
         assert vv[2] is None and vv[3] is None  # same credentials and receipts: nil
-        assert vv_size <= 8 * FEEDS + 80, vv_size  # v1: ~72 B a feed (key, partition)
+        # v1: ~72 B a feed (key, partition); v3 adds a 4-byte head check a feed
+        assert vv_size <= (8 + VV_CHECK) * FEEDS + 80, vv_size
         receipts = [n for m, n in sent if m[0] == fr.RCPT]
         assert len(receipts) == 1 and receipts[0] <= 110, receipts  # v1: ~72 B a feed
     items = item_bytes(pair, 0)
@@ -140,7 +141,8 @@ def test_incremental_sync_costs_little_beyond_signatures_and_ops(
              if item[0] == COMPACT]
     assert sum(d > 2**40 for d in dhlcs) == 1
     total = sum(p.bytes_written for p in pair.pipes)
-    assert total <= EDITS * (SIG + 2 + op + 7) + FEEDS * (2 * 8 + 6 + PREV_CHECK) + 1200, total
+    assert total <= EDITS * (SIG + 2 + op + 7) \
+        + FEEDS * (2 * (8 + VV_CHECK) + 6 + PREV_CHECK) + 1200, total
     # Every change arrived as its author signed it.
     for change in laptop.changes_since({}):
         decode_body(change.body, change.sig).verify()
@@ -273,7 +275,7 @@ def test_version_1_peer_is_refused_clearly(make_device: MakeDevice) -> None:
     with pytest.raises(SessionError) as caught:
         session.receive_data(fr.encode_frame([fr.HELLO, hello]), b.clock())
     assert caught.value.stage == "version"
-    assert "incompatible protocol version 1; this device speaks 2" in str(caught.value)
+    assert "incompatible protocol version 1; this device speaks 3" in str(caught.value)
 
 
 def test_only_what_differs_is_listed(make_device: MakeDevice) -> None:
@@ -300,13 +302,71 @@ def test_compact_receipt_rebuilds_the_signed_blob(make_device: MakeDevice) -> No
         blob = custody.issue_receipt(a.node, SCOPE)
     vv = a.version_vector()
     key = a.key.public_key
+    mine = {f.feed: (f.head_seq, head_check(f.head_hash)) for f in a.store.feeds()}
+
+    def expected(order: list[tuple[tuple[bytes, str], int]]) -> list[bytes | None]:
+        """The receiver's checks: those of the changes it holds (here: a's own)."""
+        return [mine[f][1] if mine.get(f, (0,))[0] == s else None for f, s in order]
+
     for base in ({}, vv, {**vv, (key, tps(0)): 9}, {(key, tps(1)): 1, (b"x" * 32, TPS): 2}):
         order = receipt_base(base)
         item = compact_receipt(blob, order)
-        assert expand_receipt(item, key, SCOPE, order) == blob
+        assert expand_receipt(item, key, SCOPE, order, expected(order)) == blob
         assert item[1] == [] or base != vv
-    assert compact_receipt(blob, receipt_base(vv))[1] == []
-    forged = compact_receipt(blob, receipt_base(vv))
+    order = receipt_base(vv)
+    assert compact_receipt(blob, order)[1] == []
+    forged = compact_receipt(blob, order)
     forged[2] = bytes([forged[2][0] ^ 1]) + forged[2][1:]
     with pytest.raises(Exception, match="signature"):
-        decode_receipt(expand_receipt(forged, key, SCOPE, receipt_base(vv)))
+        decode_receipt(expand_receipt(forged, key, SCOPE, order, expected(order)))
+    # A receiver holding another change at a seq (a fork at the head) cannot rebuild
+    # the issuer's receipt: it never verifies, so it never counts.
+    other = [b"\xff" * 8 if c else c for c in expected(order)]
+    with pytest.raises(Exception, match="signature"):
+        decode_receipt(expand_receipt(compact_receipt(blob, order), key, SCOPE, order, other))
+    with pytest.raises(Exception, match="cannot check"):
+        expand_receipt(compact_receipt(blob, order), key, SCOPE, order)
+
+
+def test_a_fork_at_the_head_seq_is_not_converged_and_leaves_evidence(
+        make_device: MakeDevice, kind: str) -> None:
+    """Central and a laptop hold different seq 1 changes of one phone's feed (it was
+    restored from an older backup): both VVs say seq 1, yet the session sees the fork
+    (the VV head checks), each side sends its head change in full and keeps the
+    other's as fork evidence, and neither says converged. Central's receipt names its
+    own seq 1, so the restored phone does not count its seq 1 as safe at central."""
+    phone, restored = make_device("phone", kind, partition=TPS), make_device("phone", "memory",
+                                                                            partition=TPS)
+    central, laptop = make_device("central", kind), make_device("laptop-GW", kind)
+    phone.put("voters", "v-1", {"status": "MS"})
+    restored.put("voters", "v-1", {"status": "TMS"})
+    central.receive(list(phone.changes_since({})))
+    laptop.receive(list(restored.changes_since({})))
+    pair = run(central, laptop, CENTRAL, GATEWAY)
+    done = ends(pair)
+    assert [d.summary.converged for d in done] == [False, False]
+    assert [d.summary.forked_heads for d in done] == [1, 1]
+    feed = (phone.key.public_key, TPS)
+    for node, other in ((central, restored), (laptop, phone)):
+        (evidence,) = node.store.forks()
+        assert (evidence.author, evidence.partition, evidence.seq) == (*feed, 1)
+        assert node.store.change_at(feed, 1).hash != other.store.change_at(feed, 1).hash
+    assert done[1].summary.receipts_received == 1  # central's, rebuilt and verified
+    (receipt,) = [r for r in custody.held_receipts(laptop.node)
+                  if r.issuer == central.key.public_key]
+    # On the restored phone, central's receipt holds nothing of that feed, and says why.
+    held, fork = custody.held_by(restored.node, feed, "central", receipt)
+    assert held == 0 and fork is not None and fork["stage"] == "fork"
+    assert "another change at seq 1" in fork["reason"]
+    assert custody.held_by(phone.node, feed, "central", receipt) == (1, None)
+
+
+def test_identical_peers_and_a_converged_pair_stay_at_one_round_trip(
+        make_device: MakeDevice, kind: str) -> None:
+    central, laptop = central_with_edits(make_device, kind)
+    ends(run(central, laptop, CENTRAL, GATEWAY))
+    pair = run(central, laptop, CENTRAL, GATEWAY)
+    assert all(d.summary.converged for d in ends(pair))
+    sent = [m[0] for m, _ in messages(pair, 0)]
+    assert sent == [fr.HELLO, fr.SUMMARY]
+    assert sum(p.bytes_written for p in pair.pipes) <= 400

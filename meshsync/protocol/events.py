@@ -36,6 +36,10 @@ class SessionSummary:
     frames_sent: int = 0
     frames_received: int = 0
     converged: bool = False
+    forked_heads: int = 0
+    """Feeds whose head seq both sides held as different changes (a fork the VV
+    message's head checks showed; each side sent its head change, and the receiver
+    kept the fork's evidence)."""
     clock_skew_ms: int = 0
     peer_says_skew_ms: int = 0
     clock_warnings: list[str] = field(default_factory=list)
@@ -56,7 +60,8 @@ class SessionSummary:
             "receipts_received": self.receipts_received,
             "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
             "frames_sent": self.frames_sent, "frames_received": self.frames_received,
-            "converged": self.converged, "clock_skew_ms": self.clock_skew_ms,
+            "converged": self.converged, "forked_heads": self.forked_heads,
+            "clock_skew_ms": self.clock_skew_ms,
             "peer_says_skew_ms": self.peer_says_skew_ms,
             "clock_warnings": self.clock_warnings,
             "refused": self.apply.to_json()["refused"],

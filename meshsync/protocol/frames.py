@@ -15,13 +15,16 @@ from meshsync.model import codec
 from meshsync.model.errors import DecodeError, FrameTooLargeError
 from meshsync.model.limits import MAX_ITEM_BYTES
 
-#: Version 2 (this one) sends version vectors, feed sections, small changes and
+#: Version 3 (this one) adds a 4-byte head check per VV entry, covers each feed's
+#: head hash in the SUMMARY and FIN digests (a fork at the head seq is seen and its
+#: evidence exchanged) and sends end-of-session receipts of receipt version 3 (head
+#: checks). Version 2 sent version vectors, feed sections, small changes and
 #: end-of-session receipts in compact forms (meshsync.protocol.meta,
 #: meshsync.protocol.stream); version 1 sent 32-byte keys and partitions in every VV
 #: entry and receipt entry, a partition and 32-byte prev hash with every feed section
 #: and every name in full. The versions do not interoperate: HELLO refuses a peer of
 #: another version with an error naming both.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: Largest frame accepted: one maximal change plus framing (bytes).
 MAX_FRAME_BYTES = MAX_ITEM_BYTES + 64 * 1024

@@ -204,8 +204,7 @@ class Peer:
         if request.issue_receipt:
             with self.node.store.transaction():
                 receipt = custody.issue_receipt(self.node, request.scope)
-        return (version_list(self.node, request.scope), self.node.store.credentials(),
-                receipt)
+        return version_list(self.node, request.scope), self.node.store.credentials(), receipt
 
 
 def holdings(node: Node, scope: str) -> Holdings:

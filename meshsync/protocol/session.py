@@ -76,7 +76,9 @@ from meshsync.protocol.meta import (
     VersionList,
     compact_receipt,
     expand_receipt,
+    expected_checks,
     fin_digest,
+    forked_feeds,
     missing,
     offered_vv,
     read_vv_parts,
@@ -262,8 +264,8 @@ class SyncSession:
     def conclude(self, vv: VersionList, credentials: list[bytes],
                  receipt: bytes | None) -> None:
         """Answer :class:`~meshsync.protocol.events.EndWanted`: the node's version vector
-        over the shared scope (sorted by :func:`~meshsync.protocol.meta.feed_order`) and
-        its credentials now, and the receipt it issued (or None). Sends RCPT and FIN."""
+        over the shared scope (sorted by :func:`~meshsync.protocol.meta.feed_order`),
+        its credentials now and the receipt it issued (or None). Sends RCPT and FIN."""
         if self._answered(EndWanted) is None:
             return
         if receipt is not None:
@@ -404,10 +406,12 @@ class SyncSession:
 
     def _on_vv(self, message: msg.VersionVectors) -> None:
         assert self._scope is not None
-        peer_list, peer_creds, peer_receipts = read_vv_parts(
+        peer_list, peer_checks, peer_creds, peer_receipts = read_vv_parts(
             message.parts, self._held, self._peer_digests, self._scope)
         self._peer_vv = dict(peer_list)
         self._peer_creds = peer_creds
+        forks = forked_feeds(self._held, peer_list, peer_checks)
+        self.summary.forked_heads = len(forks)
         blobs = missing(self._held.credentials, peer_creds)
         if blobs:
             self._send(msg.Credentials(tuple(blobs)))
@@ -416,7 +420,10 @@ class SyncSession:
         if receipts:
             self._send(msg.Receipts(tuple(receipts)))
         self._refs = {feed: (index, seq) for index, (feed, seq) in enumerate(peer_list)}
-        self._ask(ChangesWanted(dict(self._peer_vv), self._scope))
+        since = dict(self._peer_vv)
+        for feed in forks:  # the peer holds another change at our head: send ours
+            since[feed] -= 1
+        self._ask(ChangesWanted(since, self._scope))
 
     def _once_per_phase(self, kind: int) -> None:
         """A peer sends CRED and RCPT at most once before its SENT_ALL and once after
@@ -435,8 +442,10 @@ class SyncSession:
         (compact, see :mod:`meshsync.protocol.meta`)."""
         self._once_per_phase(fr.RCPT)
         assert self._scope is not None and self.peer_key is not None
+        base = self._receipt_base()
+        expected = expected_checks(base, self._held, self._inbound.heads)
         blobs = tuple(item if isinstance(item, bytes) else
-                      expand_receipt(item, self.peer_key, self._scope, self._receipt_base())
+                      expand_receipt(item, self.peer_key, self._scope, base, expected)
                       for item in message.items)
         self._ask(ReceiptsReceived(blobs))
 
@@ -490,7 +499,10 @@ class SyncSession:
             self._ask(EndWanted(self._scope, self.config.issue_receipts))
 
     def _on_fin(self, message: msg.Fin) -> None:
-        self._finish(converged=message.digest == self._sent_digest, vv=self._final_vv)
+        # A fork at a head seq (found by the VV checks) leaves both digests equal,
+        # since a feed's seqs are: the two sides still hold different changes.
+        same = message.digest == self._sent_digest and not self.summary.forked_heads
+        self._finish(converged=same, vv=self._final_vv)
 
     def _finish(self, *, converged: bool, vv: VersionList) -> None:
         self.summary.scope = self._scope

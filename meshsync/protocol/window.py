@@ -81,10 +81,13 @@ class SendWindow:
 
 class ReceiveWindow:
     """The peer's CHANGES frames: their order, their items decoded against what this
-    side's VV message said it holds, and the feeds the next ACK asks for again."""
+    side's VV message said it holds, and the feeds the next ACK asks for again;
+    :attr:`heads` keeps, per feed, the ``(seq, hash)`` of the last change received (what
+    a receipt issued at the end of the session names)."""
 
     def __init__(self, held: Holdings) -> None:
         self.received = 0
+        self.heads: dict[FeedId, tuple[int, bytes]] = {}
         self._decoder = SessionDecoder(held)
         self._resend: list[int] = []
 
@@ -104,6 +107,8 @@ class ReceiveWindow:
                 raise SessionError(f"peer sent feed {change.partition} outside the shared "
                                    "scope", stage="policy")
             changes.append(change)
+            if change.seq >= self.heads.get(change.feed, (0, b""))[0]:
+                self.heads[change.feed] = (change.seq, change.hash)
         self._resend = self._decoder.take_resend()
         return changes
 

@@ -14,8 +14,8 @@ from meshsync.model.change import FeedId
 from meshsync.model.errors import AuthorizationError, DecodeError
 from meshsync.model.identity import device_id
 from meshsync.replica.node import Node
-from meshsync.replica.receipt import Receipt, decode_receipt, make_receipt
-from meshsync.replica.refusals import issued_refusals, refused_own, refused_seqs
+from meshsync.replica.receipt import Receipt, decode_receipt, head_check, make_receipt
+from meshsync.replica.refusals import edits_of, issued_refusals, refused_own, refused_seqs
 from meshsync.store.base import in_prefix
 from meshsync.trust.proven import META_KEY, decode_meta, encode_meta
 
@@ -92,11 +92,14 @@ def _trust_is_open(node: Node) -> bool:
 
 def issue_receipt(node: Node, scope: str) -> bytes:
     """Sign and keep this node's receipt for ``scope`` (inside a transaction): its
-    version vector over ``scope`` and the changes in ``scope`` it refused
+    version vector over ``scope`` with the head check of each feed (receipt version 3)
+    and the changes in ``scope`` it refused
     (:func:`meshsync.replica.refusals.issued_refusals`), signed together."""
-    vv = {feed: seq for feed, seq in node.version_vector().items() if in_prefix(feed[1], scope)}
+    infos = [f for f in node.store.feeds() if f.head_seq > 0 and in_prefix(f.partition, scope)]
+    vv = {f.feed: f.head_seq for f in infos}
+    checks = {f.feed: head_check(f.head_hash) for f in infos}
     now = node.now_ms()
-    blob = make_receipt(node.key, scope, now, vv, issued_refusals(node, scope))
+    blob = make_receipt(node.key, scope, now, vv, issued_refusals(node, scope), checks)
     node.store.put_receipt(node.key.public_key, scope, now, blob)
     return blob
 
@@ -117,30 +120,72 @@ def custody(node: Node) -> dict[str, Any]:
     central, and the changes refused there.
 
     ``gateway``/``central`` count the changes up to the highest seq any receipt from
-    an issuer of that role covers (0 if none), less those that role refused
+    an issuer of that role verifiably covers (0 if none), less those that role refused
     (``refused``: :func:`meshsync.replica.refusals.refused_own`, each with its edits,
     stage and reason); ``safe_at_central`` is True when central holds the whole feed and
-    refused none of it. A held receipt whose issuer is not (or no longer) a verified
-    gateway or central device counts for nothing, its refusals included: its row in
-    ``receipts`` says why (``ignored``), and the reason is logged.
+    refused none of it. A receipt covers seq N of a feed only if its head check (receipt
+    version 3) is that of this device's own change at seq N; else the issuer holds
+    another change there (a fork: this device was restored from an older backup and
+    wrote that seq again), or more than this device holds: the receipt counts nothing
+    for that feed and ``refused`` gets an entry of stage ``fork`` saying so. A receipt
+    of version 1 or 2 (no checks) counts nothing either (``unverified`` in its row of
+    ``receipts``), its refusals still shown. A held receipt whose issuer is not (or no
+    longer) a verified gateway or central device counts for nothing, its refusals
+    included: its row in ``receipts`` says why (``ignored``), and the reason is logged.
     """
     receipts = [(issuer_role(node, r.issuer), r) for r in held_receipts(node)]
     rows = [_receipt_row(node, role, r) for role, r in receipts]
     counted = [(str(role), r) for (role, r), row in zip(receipts, rows, strict=True)
                if role in ISSUER_ROLES and "ignored" not in row]
-    refused = refused_own(node, counted)
-    feeds = [_feed_row(feed, seq, counted, refused)
-             for feed, seq in sorted(node.version_vector().items())
-             if feed[0] == node.key.public_key]
+    own = sorted(f for f in node.version_vector().items() if f[0][0] == node.key.public_key)
+    held = {feed: [(role, held_by(node, feed, role, r)) for role, r in counted]
+            for feed, _seq in own}
+    forks = [fork for pairs in held.values() for _role, (_n, fork) in pairs if fork]
+    refused = _merge(refused_own(node, counted), forks)
+    feeds = [_feed_row(feed, seq, held[feed], refused) for feed, seq in own]
     return {"feeds": feeds, "receipts": rows, "refused": refused}
 
 
-def _feed_row(feed: FeedId, seq: int, counted: list[tuple[str, Receipt]],
+def held_by(node: Node, feed: FeedId, role: str, receipt: Receipt
+            ) -> tuple[int, dict[str, Any] | None]:
+    """The seq of this device's own ``feed`` that ``receipt`` (from an issuer of
+    ``role``) verifiably holds, and a refusal entry of stage ``fork`` (as in
+    :func:`meshsync.replica.refusals.refused_own`) when its head check names another
+    change than this device's at that seq, or a seq beyond this device's head.
+    Unverified receipts (versions 1 and 2) hold 0, with no entry."""
+    seq, check = receipt.covers(feed), receipt.check_of(feed)
+    if seq == 0 or check is None:
+        return 0, None
+    mine = node.store.change_at(feed, seq)
+    if mine is not None and head_check(mine.hash) == check:
+        return seq, None
+    if mine is None:
+        reason = (f"{role} holds seq {seq} of this feed, beyond this device's head: "
+                  "changes this device no longer has (was it restored from an older "
+                  "backup?); what it writes at those seqs is a fork")
+    else:
+        reason = (f"{role} holds another change at seq {seq} (check {check.hex()}, this "
+                  f"device's {head_check(mine.hash).hex()}): this device's feed forked "
+                  "(restored from an older backup?)")
+    return 0, {"partition": feed[1], "seq": seq, "at": role,
+               "issuer": device_id(receipt.issuer), "stage": "fork", "reason": reason,
+               "edits": edits_of(mine.body, mine.sig, mine.hash) if mine else []}
+
+
+def _merge(refused: list[dict[str, Any]], forks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``refused`` and the fork entries, one per (partition, seq, role, stage), sorted."""
+    out: dict[tuple[str, int, str, str], dict[str, Any]] = {}
+    for entry in refused + forks:
+        out.setdefault((entry["partition"], entry["seq"], entry["at"], entry["stage"]), entry)
+    return [out[k] for k in sorted(out)]
+
+
+def _feed_row(feed: FeedId, seq: int, held: list[tuple[str, tuple[int, Any]]],
               refused: list[dict[str, Any]]) -> dict[str, Any]:
     """One feed's custody row (see :func:`custody`)."""
     row: dict[str, Any] = {"partition": feed[1], "local": seq}
     for role in ISSUER_ROLES:
-        covers = max((r.covers(feed) for rr, r in counted if rr == role), default=0)
+        covers = max((n for rr, (n, _fork) in held if rr == role), default=0)
         seqs = refused_seqs(refused, feed[1], role)
         row[role] = covers - len({s for s in seqs if s <= covers})
         row[f"{role}_refused"] = len(seqs)
@@ -152,6 +197,9 @@ def _receipt_row(node: Node, role: str | None, receipt: Receipt) -> dict[str, An
     row: dict[str, Any] = {"issuer": device_id(receipt.issuer), "role": role,
                            "scope": receipt.scope, "at_ms": receipt.at_ms,
                            "feeds": len(receipt.vv), "refusals": len(receipt.refused)}
+    if not receipt.checked:
+        row["unverified"] = ("receipt version 1 or 2 has no head checks: the seqs it "
+                             "lists are not counted")
     reason = ignored_reason(node, receipt.issuer, role)
     if reason is not None:
         log.warning("%s", reason)

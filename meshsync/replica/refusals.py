@@ -105,11 +105,13 @@ def refused_own(node: Node, receipts: Iterable[tuple[str, Receipt]]) -> list[dic
             out.setdefault((r.partition, r.seq, role, r.stage), {
                 "partition": r.partition, "seq": r.seq, "at": role,
                 "issuer": device_id(receipt.issuer), "stage": r.stage, "reason": r.reason,
-                "edits": _edits(held.body, held.sig, held.hash)})
+                "edits": edits_of(held.body, held.sig, held.hash)})
     return [out[k] for k in sorted(out)]
 
 
-def _edits(body: bytes, sig: bytes, digest: bytes) -> list[dict[str, Any]]:
+def edits_of(body: bytes, sig: bytes, digest: bytes) -> list[dict[str, Any]]:
+    """The edits of a stored change, as :func:`refused_own` lists them (``[]`` if its
+    body cannot be read)."""
     try:
         change = decode_stored(body, sig, digest)
     except DecodeError:
