@@ -163,15 +163,16 @@ def schema_blocks(home: Path) -> bytes:
 
 
 def _store_credentials(home: Path, blobs: list[bytes]) -> bool:
-    """Add credentials (canonical DER / revocation bytes) to the node's store.
+    """Add credentials (canonical DER / revocation bytes) to the node's store: through
+    the running daemon's API if one holds the home (:mod:`meshsync.cli.credentials`).
 
     They then travel with the next sync or bundle. Returns True.
     """
-    from meshsync.host.local import open_node
+    from meshsync.cli.credentials import credential_writer
 
-    with open_node(home) as node:
+    with credential_writer(home) as writer:
         for blob in blobs:
-            node.add_credential(blob)
+            writer.add(blob)
     return True
 
 
