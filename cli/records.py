@@ -216,6 +216,10 @@ def _quarantined_json(q: QuarantinedChange) -> dict[str, Any]:
             "body": q.body.hex(), "sig": q.sig.hex()}
 
 
+#: Refused changes ``meshsync log`` lists as text (``--json`` lists all).
+LOG_LINES = 20
+
+
 def _log_data(node: Any) -> dict[str, Any]:
     store = node.store
     return {
@@ -253,9 +257,11 @@ def log(home: Path | None, as_json: bool) -> None:
     for e in data["forks"]:
         click.echo(f"  FORK {e['author'][:8]} {e['partition']} seq {e['seq']}: {e['note']}")
     click.echo(f"refused changes: {len(data['refusals'])}")
-    for r in data["refusals"][-20:]:
+    for r in data["refusals"][:LOG_LINES]:
         click.echo(f"  {r['author'][:8]} {r['partition']} seq {r['seq']} [{r['stage']}] "
                    f"{r['reason']}")
+    if len(data["refusals"]) > LOG_LINES:
+        click.echo(f"  … and {len(data['refusals']) - LOG_LINES} more (all with --json)")
     shown = data["quarantined"][:20]
     more = len(data["quarantined"]) - len(shown)
     click.echo(f"quarantined changes: {len(data['quarantined'])}"
