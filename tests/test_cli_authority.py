@@ -223,7 +223,31 @@ def test_enroll_refuses_garbage(tmp_path: Path) -> None:
     dev = phone(tmp_path)
     bad = tmp_path / "bad.crt"
     bad.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-    assert "malformed certificate" in run("enroll", "--home", dev, bad, ok=False).stderr
+    line = run("enroll", "--home", dev, bad, ok=False).stderr
+    assert f"{bad} is not a valid PEM certificate file: " in line
+
+
+def test_enroll_names_a_pem_file_with_bad_base64_in_one_clause(tmp_path: Path) -> None:
+    dev = phone(tmp_path)
+    bad = tmp_path / "bad.crt"
+    bad.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB!!!!\n-----END CERTIFICATE-----\n")
+    line = run("enroll", "--home", dev, bad, ok=False).stderr.strip()
+    assert line.startswith(f"meshsync: error: {bad} is not a valid PEM certificate file: "
+                           "bad base64"), line
+    assert "https://" not in line and "InvalidData" not in line
+
+
+def test_a_damaged_root_crt_is_named_with_its_remedy(tmp_path: Path, kpu: Path) -> None:
+    dev = phone(tmp_path)
+    cert = tmp_path / "phone.crt"
+    run("authority", "issue", "--home", kpu, dev / "device.csr", "--role", "pantarlih",
+        "--scope", TPS, "-o", cert)
+    run("enroll", "--home", dev, cert)
+    (dev / "root.crt").write_text("junk\n")
+    line = run("put", "--home", dev, "voters", "v-1", "nama=X", ok=False).stderr
+    assert f"{dev / 'root.crt'}" in line and "meshsync enroll" in line, line
+    run("enroll", "--home", dev, cert)  # the remedy works
+    run("put", "--home", dev, "--partition", TPS, "voters", "v-1", "nama=X")
 
 
 def test_install_refuses_a_certificate_for_another_key(tmp_path: Path, kpu: Path) -> None:
