@@ -120,7 +120,9 @@ def _record_route(collection: str, key: str, partition: str | None = None) -> st
 @home_option
 @click.argument("collection")
 @click.argument("key")
-@click.option("--partition", default=None)
+@click.option("--partition", default=None,
+              help="The record's partition, when the key exists in several "
+                   "[default: the one partition holding it].")
 @json_option
 @errors_to_exit
 def get(home: Path | None, collection: str, key: str, partition: str | None,
@@ -163,7 +165,9 @@ def ls(home: Path | None, collection: str, partition: str, deleted: bool,
 @home_option
 @click.argument("collection")
 @click.argument("key")
-@click.option("--partition", default=None)
+@click.option("--partition", default=None,
+              help="The record's partition, when the key exists in several "
+                   "[default: the one partition holding it].")
 @json_option
 @errors_to_exit
 def delete(home: Path | None, collection: str, key: str, partition: str | None,

@@ -313,3 +313,29 @@ def test_credentials_reach_the_node_store(tmp_path: Path, kpu: Path) -> None:
     assert run_json("enroll", "--home", dev, cert)["stored"] is True
     key = Home.open(dev).load_key()
     assert run_json("authority", "revoke", "--home", kpu, key.device_id)["stored"] is True
+
+
+def test_put_on_a_key_held_only_in_another_partition_hints_at_partition(
+        tmp_path: Path, kpu: Path) -> None:
+    """The edit goes to the record's partition; refused there, the error says so and
+    names --partition."""
+    homes = {}
+    for name, tps in (("a", TPS), ("b", "mimika/jila/diloa/tps-004")):
+        home = Home.create(tmp_path / name, partition=tps)
+        home.csr_path.write_bytes(make_csr(home.load_key(), f"Officer {name}"))
+        run("authority", "issue", "--home", kpu, home.csr_path, "--role", "pantarlih",
+            "--scope", tps, "-o", tmp_path / f"{name}.crt")
+        run("enroll", "--home", home.path, tmp_path / f"{name}.crt")
+        homes[name] = home.path
+    run("put", "--home", homes["a"], "voters", "v-1", "nama=Yosina")
+    run("bundle", "export", "--home", homes["a"], "-o", tmp_path / "a.bundle")
+    run("bundle", "import", "--home", homes["b"], tmp_path / "a.bundle")
+    line = run("put", "--home", homes["b"], "voters", "v-1", "nama=X", ok=False).stderr
+    assert "may not write here" in line and f"exists only in partition {TPS}" in line
+    assert "--partition" in line, line
+
+
+def test_get_and_delete_explain_partition_in_their_help() -> None:
+    for command in ("get", "delete"):
+        text = CliRunner().invoke(cli, [command, "--help"]).stdout
+        assert "The record's partition" in " ".join(text.split()), text
