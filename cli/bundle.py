@@ -99,6 +99,16 @@ def _rows(report: dict[str, object], name: str) -> list[dict[str, object]]:
     return [r for r in _items(report, name) if isinstance(r, dict)]
 
 
+def _credentials(report: dict[str, object]) -> str:
+    """``N new credentials`` and how many of them verify nothing here."""
+    new, unverified = report["credentials_new"], report.get("credentials_unverified", 0)
+    text = f"{new} new credential" + ("" if new == 1 else "s")
+    if unverified:
+        text += (f" ({unverified} from an authority this node does not trust: "
+                 "they verify nothing)")
+    return text
+
+
 def _print_report(report: dict[str, object]) -> None:
     """The text form of an import report (the JSON of ``--json``)."""
     refused, invalid = _rows(report, "refused"), _rows(report, "invalid")
@@ -107,7 +117,7 @@ def _print_report(report: dict[str, object]) -> None:
             "see `meshsync log`)" if quarantined else "")
     click.echo(f"{report['applied']} changes applied, {report['duplicates']} already held, "
                f"{report.get('refused_total', len(refused))} refused, {len(invalid)} invalid, "
-               f"{report['credentials_new']} new credentials{held}")
+               f"{_credentials(report)}{held}")
     for r in refused + invalid:
         click.echo(f"  refused {str(r['author'])[:8]} seq {r['seq']} of {r['partition']} "
                    f"[{r['stage']}]: {r['reason']}")

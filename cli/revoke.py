@@ -82,4 +82,6 @@ def revoke(home: Path | None, device: str, after_seq: int | None, cert_file: Pat
         "file": str(output) if output else None,
         "stored": True,
     }
+    if after_seq is None and not as_json:
+        data["after_seq"] = "none (every change of the device is refused)"
     _show(data, as_json)

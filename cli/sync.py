@@ -26,7 +26,9 @@ from meshsync.host.local import open_node
 from meshsync.host.lock import hold_home
 from meshsync.model.errors import UsageError
 from meshsync.net.endpoints import serve_sync, sync_with
+from meshsync.net.errors import TransportError
 from meshsync.net.setup import open_endpoint
+from meshsync.protocol.events import SessionSummary
 from meshsync.replica.node import Node
 
 if TYPE_CHECKING:
@@ -127,7 +129,12 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
                                  "sync now (POST /api/sync)")
             with open_endpoint(path) as endpoint:
                 held_before.append(_changes_held(endpoint.node))
-                summary = await sync_with(endpoint, host, port, timeout)
+                try:
+                    summary = await sync_with(endpoint, host, port, timeout)
+                except TransportError as exc:
+                    if not as_json:
+                        raise
+                    summary = SessionSummary(error=str(exc))  # --json: say why in it
                 return {**summary.to_json(), "clock": clock_json(endpoint.node)}
 
     try:
@@ -138,7 +145,7 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"sent {result['changes_sent']} changes, received "
+        click.echo(f"sent {_changes(result['changes_sent'])}, received "
                    f"{result['changes_received']} ({result['duplicates']} already held); "
                    f"{result['bytes_sent']} bytes out, {result['bytes_received']} in; "
                    f"{result['seconds']:.2f} s; converged: {result['converged']}")
@@ -154,6 +161,11 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
         sys.exit(1)
     if not result["converged"]:
         sys.exit(4)
+
+
+def _changes(count: object) -> str:
+    """``1 change``, ``N changes``."""
+    return f"{count} change" if count == 1 else f"{count} changes"
 
 
 def _changes_held(node: Node) -> int:

@@ -339,3 +339,61 @@ def test_get_and_delete_explain_partition_in_their_help() -> None:
     for command in ("get", "delete"):
         text = CliRunner().invoke(cli, [command, "--help"]).stdout
         assert "The record's partition" in " ".join(text.split()), text
+
+
+# -- review, smaller: text output -------------------------------------------------------
+
+
+def test_revoke_without_after_seq_says_every_change_is_refused(tmp_path: Path,
+                                                               kpu: Path) -> None:
+    dev = phone(tmp_path)
+    run("authority", "issue", "--home", kpu, dev / "device.csr", "--role", "pantarlih",
+        "--scope", TPS, "-o", tmp_path / "phone.crt")
+    shown = run("authority", "revoke", "--home", kpu,
+                Home.open(dev).load_key().device_id).stdout
+    assert "after_seq: none (every change of the device is refused)" in shown, shown
+
+
+def test_key_value_lines_show_maps_and_lists_without_python_reprs() -> None:
+    assert authority._text({"mimika/jila/diloa/tps-003": 6, "x": [1, 2]}) == \
+        "mimika/jila/diloa/tps-003 6, x 1, 2"
+    assert authority._text({}) == "none"
+
+
+def test_sync_counts_changes_in_words() -> None:
+    from meshsync.cli.sync import _changes
+
+    assert (_changes(1), _changes(0), _changes(2)) == ("1 change", "0 changes", "2 changes")
+
+
+def test_sync_json_to_an_unreachable_peer_prints_a_summary_with_the_error(
+        kpu: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = CliRunner().invoke(cli, ["sync", "--home", str(kpu), f"127.0.0.1:{port}",
+                                      "--json"])
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["error"].startswith(f"connect: cannot reach 127.0.0.1:{port}")
+    assert summary["converged"] is False
+
+
+def test_a_bundle_from_another_authority_says_its_credentials_verify_nothing(
+        tmp_path: Path, kpu: Path) -> None:
+    other = tmp_path / "other"
+    run("authority", "init", "--home", other, "--name", "KPU Lain")
+    stranger = Home.create(tmp_path / "stranger", partition=TPS)
+    stranger.csr_path.write_bytes(make_csr(stranger.load_key(), "Orang Lain"))
+    run("authority", "issue", "--home", other, stranger.csr_path, "--role", "pantarlih",
+        "--scope", TPS, "-o", tmp_path / "s.crt")
+    run("enroll", "--home", stranger.path, tmp_path / "s.crt")
+    run("put", "--home", stranger.path, "voters", "v-1", "nama=A")
+    run("bundle", "export", "--home", stranger.path, "-o", tmp_path / "s.bundle")
+    result = CliRunner().invoke(cli, ["bundle", "import", "--home", str(kpu),
+                                      str(tmp_path / "s.bundle")])
+    first = result.stdout.splitlines()[0]
+    assert "1 refused" in first and "1 new credential (1 from an authority this node " \
+        "does not trust" in first, first
