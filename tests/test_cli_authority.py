@@ -397,3 +397,18 @@ def test_a_bundle_from_another_authority_says_its_credentials_verify_nothing(
     first = result.stdout.splitlines()[0]
     assert "1 refused" in first and "1 new credential (1 from an authority this node " \
         "does not trust" in first, first
+
+
+def test_sync_refuses_a_share_without_the_devices_own_partition(tmp_path: Path,
+                                                                kpu: Path) -> None:
+    """Review item 1: a phone whose ``share`` leaves out its own partition would never
+    send its edits; the setting is refused by name before anything is dialled."""
+    dev = phone(tmp_path)
+    run("authority", "issue", "--home", kpu, dev / "device.csr", "--role", "pantarlih",
+        "--scope", TPS, "-o", tmp_path / "phone.crt")
+    run("enroll", "--home", dev, tmp_path / "phone.crt")
+    config = dev / "config.toml"
+    config.write_text(config.read_text() + '\nshare = "mimika/jila/diloa/tps-001"\n')
+    line = run("sync", "--home", dev, "127.0.0.1:9", ok=False).stderr
+    assert "share = 'mimika/jila/diloa/tps-001' does not contain this device's own " \
+        f"partition '{TPS}'" in line, line
