@@ -165,15 +165,16 @@ def schema_blocks(home: Path) -> bytes:
 
 
 def _store_credentials(home: Path, blobs: list[bytes]) -> bool:
-    """Add credentials (canonical DER / revocation bytes) to the node's store.
+    """Add credentials (canonical DER / revocation bytes) to the node's store: through
+    the running daemon's API if one holds the home (:mod:`meshsync.cli.credentials`).
 
     They then travel with the next sync or bundle. Returns True.
     """
-    from meshsync.host.local import open_node
+    from meshsync.cli.credentials import credential_writer
 
-    with open_node(home) as node:
+    with credential_writer(home) as writer:
         for blob in blobs:
-            node.add_credential(blob)
+            writer.add(blob)
     return True
 
 
@@ -181,12 +182,23 @@ _cert_data = cert_data
 
 
 def _show(data: dict[str, Any], as_json: bool) -> None:
+    """``data`` as JSON, or as ``key: value`` lines (None values left out)."""
     if as_json:
         echo_json(data)
         return
     for key, value in data.items():
         if value is not None:
-            click.echo(f"{key}: {value}")
+            click.echo(f"{key}: {_text(value)}")
+
+
+def _text(value: object) -> str:
+    """A value for a ``key: value`` line: a map as ``k v, ...``, a list as ``a, b``
+    (never a Python repr)."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_text(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value) or "none"
+    return str(value)
 
 
 @click.group("authority")

@@ -114,6 +114,10 @@ def _print_report(report: dict[str, object]) -> None:
         "applied": report["applied"], "duplicates": report["duplicates"],
         "refused": report.get("refused_total", len(refused)), "invalid": len(invalid),
         "credentials": report["credentials_new"], "held": held})
+    unverified = report.get("credentials_unverified", 0)
+    if unverified:
+        click.echo(_("  %(n)s of the new credentials come from an authority this node does not "
+                     "trust: they verify nothing") % {"n": unverified})
     for r in refused + invalid:
         click.echo(_("  refused %(author)s seq %(seq)s of %(partition)s [%(stage)s]: "
                      "%(reason)s") % {**r, "author": str(r["author"])[:8]})

@@ -124,7 +124,9 @@ def _record_route(collection: str, key: str, partition: str | None = None) -> st
 @home_option
 @click.argument("collection")
 @click.argument("key")
-@click.option("--partition", default=None)
+@click.option("--partition", default=None,
+              help="The record's partition, when the key exists in several "
+                   "[default: the one partition holding it].")
 @json_option
 @errors_to_exit
 def get(home: Path | None, collection: str, key: str, partition: str | None,
@@ -168,7 +170,9 @@ def ls(home: Path | None, collection: str, partition: str, deleted: bool,
 @home_option
 @click.argument("collection")
 @click.argument("key")
-@click.option("--partition", default=None)
+@click.option("--partition", default=None,
+              help="The record's partition, when the key exists in several "
+                   "[default: the one partition holding it].")
 @json_option
 @errors_to_exit
 def delete(home: Path | None, collection: str, key: str, partition: str | None,
@@ -223,6 +227,10 @@ def _quarantined_json(q: QuarantinedChange) -> dict[str, Any]:
             "body": q.body.hex(), "sig": q.sig.hex()}
 
 
+#: Refused changes ``meshsync log`` lists as text (``--json`` lists all).
+LOG_LINES = 20
+
+
 def _log_data(node: Any) -> dict[str, Any]:
     store = node.store
     return {
@@ -260,9 +268,11 @@ def log(home: Path | None, as_json: bool) -> None:
     for e in data["forks"]:
         click.echo(f"  FORK {e['author'][:8]} {e['partition']} seq {e['seq']}: {e['note']}")
     click.echo(_("refused changes: %(n)d") % {"n": len(data["refusals"])})
-    for r in data["refusals"][-20:]:
+    for r in data["refusals"][:LOG_LINES]:
         click.echo(f"  {r['author'][:8]} {r['partition']} seq {r['seq']} [{r['stage']}] "
                    f"{r['reason']}")
+    if len(data["refusals"]) > LOG_LINES:
+        click.echo(f"  … and {len(data['refusals']) - LOG_LINES} more (all with --json)")
     shown = data["quarantined"][:20]
     more = len(data["quarantined"]) - len(shown)
     click.echo(_("quarantined changes: %(n)d") % {"n": len(data["quarantined"])}

@@ -18,9 +18,9 @@ from meshsync.cli.authority import (
     read_certificates,
 )
 from meshsync.cli.common import errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.credentials import credential_writer
 
 from meshsync.host.files import replace_file
-from meshsync.host.local import open_node
 from meshsync.model.errors import UsageError
 from meshsync.model.identity import device_id, parse_device_id
 from meshsync.trust import TrustStore, armor, make_revocation, parse_blob
@@ -63,18 +63,18 @@ def revoke(home: Path | None, device: str, after_seq: int | None, cert_file: Pat
     given = read_certificates(cert_file)[0] if cert_file is not None else []
     check_given_certificate(own, raw, given, str(cert_file))
     now = _now()
-    with open_node(path) as node:
-        trust = node.trust
+    with credential_writer(path) as writer:
+        trust = writer.trust
         if not isinstance(trust, TrustStore):
             raise UsageError(f"{path} is not enrolled (no {ROOT_CERT})")
         for info in given:
             if not info.is_root:
-                node.add_credential(info.der)
+                writer.add(info.der)
         check_revocable(trust, own, raw, after_seq)
         blob = make_revocation(key, chain, raw, after_seq, int(now.timestamp() * 1000))
         if output is not None:
             replace_file(output, armor(blob))
-        node.add_credential(blob)
+        writer.add(blob)
     data = {
         "device_id": device_id(raw),
         "after_seq": after_seq,
@@ -82,4 +82,6 @@ def revoke(home: Path | None, device: str, after_seq: int | None, cert_file: Pat
         "file": str(output) if output else None,
         "stored": True,
     }
+    if after_seq is None and not as_json:
+        data["after_seq"] = "none (every change of the device is refused)"
     _show(data, as_json)

@@ -37,12 +37,12 @@ from meshsync.cli.authority import (
     read_csr,
 )
 from meshsync.cli.common import errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.credentials import credential_writer
 from meshsync.cli.revoke import MAX_AFTER_SEQ
 
 from meshsync.host.enrol import describe_spans, heads_of, start_rekey
 from meshsync.host.files import replace_file
 from meshsync.host.home import Home
-from meshsync.host.local import open_node
 from meshsync.model.errors import UsageError
 from meshsync.model.identity import device_id, parse_device_id, short_id
 from meshsync.trust import (
@@ -154,23 +154,23 @@ def rotate(home: Path | None, old_device: str, request_file: Path, after_seq: in
         raise UsageError(f"{request_file} is for device {short_id(old)} itself: a rotation "
                          "needs a new key (run `meshsync rekey` on the device)")
     now = _now()
-    with open_node(path) as node:
-        trust = node.trust
+    with credential_writer(path) as writer:
+        trust = writer.trust
         if not isinstance(trust, TrustStore):
             raise UsageError(f"{path} is not enrolled (no {ROOT_CERT})")
         if old_cert is not None:
-            _add_old_certificate(node.add_credential, old, old_cert)
+            _add_old_certificate(writer.add, old, old_cert)
         carried = carried_certificate(trust, old)
         rotation = issue_rotation(key, chain, csr, old_key=old, role=carried["role"],
                                   scope=carried["scope"], after_seq=after_seq, now=now,
                                   days=days)
-        held = signed_after(_heads(node.store, old), after_seq)
+        held = signed_after(_heads(writer.store, old), after_seq)
         # The file first: if storing failed after the revocation was stored, the
         # officer would be cut off with no certificate to go on with.
         replace_file(output, rotation_file(rotation.certificate + chain, rotation.revocation))
         info = parse_blob(rotation.certificate)[0]
-        node.add_credential(info.der)
-        node.add_credential(rotation.revocation)
+        writer.add(info.der)
+        writer.add(rotation.revocation)
     if held:
         _warn(f"this store holds changes of {short_id(old)} past --after-seq {after_seq} "
               f"({_ranges(held)}): every device that learns the rotation refuses them")

@@ -28,7 +28,9 @@ from meshsync.host.local import open_node
 from meshsync.host.lock import hold_home
 from meshsync.model.errors import UsageError
 from meshsync.net.endpoints import serve_sync, sync_with
+from meshsync.net.errors import TransportError
 from meshsync.net.setup import open_endpoint
+from meshsync.protocol.events import SessionSummary
 from meshsync.replica.node import Node
 
 if TYPE_CHECKING:
@@ -131,7 +133,12 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
                     % {"pid": api.pid, "home": path, "peer": peer})
             with open_endpoint(path) as endpoint:
                 held_before.append(_changes_held(endpoint.node))
-                summary = await sync_with(endpoint, host, port, timeout)
+                try:
+                    summary = await sync_with(endpoint, host, port, timeout)
+                except TransportError as exc:
+                    if not as_json:
+                        raise
+                    summary = SessionSummary(error=str(exc))  # --json: say why in it
                 return {**summary.to_json(), "clock": clock_json(endpoint.node)}
 
     try:

@@ -136,6 +136,12 @@ class NodeService:
         """Start a key rotation (``meshsync rekey --json``)."""
         raise NotImplementedError
 
+    def add_credentials(self, blobs: list[bytes]) -> JsonObject:
+        """Store credentials an authority command made (certificates, revocations,
+        schema documents), quarantining what a revocation refuses;
+        ``{"added": N new, "held": N already held}``."""
+        raise NotImplementedError
+
 
 _PUT_MEMBERS = ("fields", "partition")
 

@@ -1,8 +1,10 @@
 """The local API's routes for the CLI's writes that are not one record: a bundle, a
-voter list, a certificate to enrol, a key rotation to start.
+voter list, a certificate to enrol, a key rotation to start, the credentials an
+authority command made.
 
 While a daemon holds its home, ``meshsync bundle import``, ``coklit import``,
-``enroll`` and ``rekey`` send their work here (one home, one writer:
+``enroll``, ``rekey`` and the authority commands (``authority revoke``, ``rotate``,
+``install``, ``schema publish``) send their work here (one home, one writer:
 docs/architecture.md §9), and so may any app holding the token. Uploads (bundles,
 voter lists) are streamed to a folder in the home, at most :data:`MAX_UPLOAD_BYTES`,
 and deleted once applied. Errors are the API's JSON errors (see :mod:`.api`).
@@ -119,9 +121,17 @@ def write_routes(service: NodeService) -> dict[str, Handler]:
         service.sync_now()
         return JSONResponse(result)
 
+    async def credentials(request: Request) -> Response:
+        from meshsync.trust.pem import credential_blobs
+
+        blobs = credential_blobs(await _read_body(request), "request body")
+        result = await call(partial(service.add_credentials, blobs))
+        service.sync_now()
+        return JSONResponse(result)
+
     async def rekey(request: Request) -> Response:
         name = _rekey_name(await _read_body(request))
         return JSONResponse(await call(partial(service.rekey, name)))
 
     return {"/api/bundles": bundles, "/api/coklit/import": coklit_import,
-            "/api/enroll": enroll, "/api/rekey": rekey}
+            "/api/enroll": enroll, "/api/rekey": rekey, "/api/credentials": credentials}

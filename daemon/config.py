@@ -227,8 +227,27 @@ def load_config(home: Home, config_file: Path | None = None,
         values.update(_read_toml(config_file))
     else:
         values.update(home.config())
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return validate(values, config_file or home.config_path)
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values.update(flags)
+    try:
+        return validate(values, config_file or home.config_path)
+    except UsageError as exc:
+        raise _named_by_flag(exc, flags) from None
+
+
+#: The ``meshsync daemon`` flag that overrides each key (``overrides`` of load_config).
+FLAGS = {"listen": "--listen", "api": "--api", "mesh": "--mesh", "static_peers": "--static-peer",
+         "discovery": "--discovery", "uplink": "--uplink"}
+
+
+def _named_by_flag(exc: UsageError, flags: dict[str, Any]) -> UsageError:
+    """``exc`` naming the flag instead of the config key when a flag gave the value."""
+    message = str(exc)
+    for key in flags:
+        prefix = f"config {key}: "
+        if message.startswith(prefix):
+            return UsageError(f"{FLAGS.get(key, key)}: {message[len(prefix):]}")
+    return exc
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -108,6 +108,17 @@ _WRITES: dict[str, Any] = {
         "requestBody": {"required": True, "content": {"application/x-pem-file": {
             "schema": {"type": "string"}}}},
         "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
+    "/api/credentials": {"post": {
+        "summary": "Store credentials (as `meshsync authority revoke`, `rotate`, "
+                   "`install`, `schema publish`)",
+        "description": "The body is PEM text: CERTIFICATE, MESHSYNC REVOCATION and "
+                       "MESHSYNC SCHEMA blocks. Each is checked by the trust store and "
+                       "stored; a revocation quarantines the changes it refuses. They "
+                       "travel with the next sync. The answer is `{\"added\": N, "
+                       "\"held\": N}` (new, already held).",
+        "requestBody": {"required": True, "content": {"application/x-pem-file": {
+            "schema": {"type": "string"}}}},
+        "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
     "/api/rekey": {"post": {
         "summary": "Start a key rotation (as `meshsync rekey`)",
         "description": "Makes next.key and next.csr in the home (or shows the waiting "

@@ -154,6 +154,14 @@ class LocalNode(NodeService):
         """See :meth:`NodeService.rekey`."""
         return start_rekey(self.home, name, self.node)
 
+    def add_credentials(self, blobs: list[bytes]) -> JsonObject:
+        """See :meth:`NodeService.add_credentials`: each through the node's
+        ``add_credential`` (its trust store checks and learns it, a revocation
+        quarantines)."""
+        added = sum(self.node.add_credential(blob) for blob in blobs)
+        self.refresh()
+        return {"added": added, "held": len(blobs) - added}
+
     def switch_key(self, done: Enrolment) -> None:
         """Follow an enrolment: sign with :attr:`Enrolment.new_key` if it switched keys
         (the daemon also reloads its TLS certificate)."""

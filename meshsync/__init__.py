@@ -1,7 +1,8 @@
 """meshsync: offline peer-to-peer sync of signed CRDT records.
 
-The core (this package, except :mod:`meshsync.net`) is sans-I/O: it takes bytes,
-local edits and the time, and returns bytes, events and deadlines. Start with
+The core (this package, except :mod:`meshsync.host` and :mod:`meshsync.net`) is
+sans-I/O: it takes bytes, local edits and the time, and returns bytes, events and
+deadlines. Start with
 :func:`open_node` for a node on a home directory::
 
     import meshsync

@@ -22,6 +22,7 @@ the feed head must raise :class:`meshsync.model.errors.UsageError`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -543,13 +544,29 @@ class StoreConformance:
                 store.add_refusal(refusal(seq))
         with store.transaction():
             store.add_refusal(refusal(1))
-            store.add_refusal(refusal(1))  # refusals are a log: repeats are kept
+            store.add_refusal(dataclasses.replace(refusal(1), hash=b"h" * 32))
         assert [r.seq for r in store.refusals()] == [5, 3, 9, 1, 1]
         assert [r.seq for r in store.refusals(limit=2)] == [1, 1]
         assert [r.seq for r in store.refusals(limit=4)] == [3, 9, 1, 1]
         assert [r.seq for r in store.refusals(limit=100)] == [5, 3, 9, 1, 1]
         assert store.refusals(limit=0) == []
         assert store.refusals()[0] == refusal(5)
+        assert store.refusals()[-1].hash == b"h" * 32
+
+    def test_the_same_refusal_is_kept_once(self, store: Store) -> None:
+        """The same (author, partition, seq, hash, stage) twice (one refused bundle
+        imported twice) is one row; another hash or stage is another."""
+        first = dataclasses.replace(refusal(1), hash=b"h" * 32)
+        with store.transaction():
+            assert store.add_refusal(first)
+        with store.transaction():
+            assert not store.add_refusal(dataclasses.replace(first, source="again"))
+            assert store.add_refusal(dataclasses.replace(first, hash=b"i" * 32))
+            assert store.add_refusal(dataclasses.replace(first, stage="validation"))
+            assert not store.add_refusal(first)
+        assert [(r.hash[:1], r.stage) for r in store.refusals()] == [
+            (b"h", "hash chain"), (b"i", "hash chain"), (b"h", "validation")]
+        assert store.evidence_counts() == []
 
     def test_quarantined_dedup_and_order(self, store: Store) -> None:
         with store.transaction():

@@ -222,6 +222,25 @@ def test_delete_then_restore(tmp_path: Path) -> None:
     assert (record["deleted"], record["fields"]) == (False, {"status": "kembali"})
 
 
+def test_log_text_says_how_many_refusals_it_does_not_list(tmp_path: Path) -> None:
+    from meshsync.store.base import Refusal
+
+    home = init(tmp_path / "phone-a")
+    store = SQLiteStore(home / "store.sqlite")
+    try:
+        with store.transaction():
+            for seq in range(1, 33):
+                store.add_refusal(Refusal(b"\x0a" * 32, P, seq, "authorization",
+                                          "no certificate", "bundle:x", bytes([seq]) * 32))
+    finally:
+        store.close()
+    text = ok("log", "--home", home)
+    assert "refused changes: 32" in text
+    assert text.count(" [authorization] ") == 20
+    assert "… and 12 more (all with --json)" in text
+    assert len(ok_json("log", "--home", home)["refusals"]) == 32
+
+
 def test_log_json_lists_own_feeds(tmp_path: Path) -> None:
     home = init(tmp_path / "phone-a")
     ok("put", "--home", home, "voters", "v-0001", "nama=Yosina")

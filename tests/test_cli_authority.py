@@ -223,7 +223,31 @@ def test_enroll_refuses_garbage(tmp_path: Path) -> None:
     dev = phone(tmp_path)
     bad = tmp_path / "bad.crt"
     bad.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-    assert "malformed certificate" in run("enroll", "--home", dev, bad, ok=False).stderr
+    line = run("enroll", "--home", dev, bad, ok=False).stderr
+    assert f"{bad} is not a valid PEM certificate file: " in line
+
+
+def test_enroll_names_a_pem_file_with_bad_base64_in_one_clause(tmp_path: Path) -> None:
+    dev = phone(tmp_path)
+    bad = tmp_path / "bad.crt"
+    bad.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB!!!!\n-----END CERTIFICATE-----\n")
+    line = run("enroll", "--home", dev, bad, ok=False).stderr.strip()
+    assert line.startswith(f"meshsync: error: {bad} is not a valid PEM certificate file: "
+                           "bad base64"), line
+    assert "https://" not in line and "InvalidData" not in line
+
+
+def test_a_damaged_root_crt_is_named_with_its_remedy(tmp_path: Path, kpu: Path) -> None:
+    dev = phone(tmp_path)
+    cert = tmp_path / "phone.crt"
+    run("authority", "issue", "--home", kpu, dev / "device.csr", "--role", "pantarlih",
+        "--scope", TPS, "-o", cert)
+    run("enroll", "--home", dev, cert)
+    (dev / "root.crt").write_text("junk\n")
+    line = run("put", "--home", dev, "voters", "v-1", "nama=X", ok=False).stderr
+    assert f"{dev / 'root.crt'}" in line and "meshsync enroll" in line, line
+    run("enroll", "--home", dev, cert)  # the remedy works
+    run("put", "--home", dev, "--partition", TPS, "voters", "v-1", "nama=X")
 
 
 def test_install_refuses_a_certificate_for_another_key(tmp_path: Path, kpu: Path) -> None:
@@ -289,3 +313,102 @@ def test_credentials_reach_the_node_store(tmp_path: Path, kpu: Path) -> None:
     assert run_json("enroll", "--home", dev, cert)["stored"] is True
     key = Home.open(dev).load_key()
     assert run_json("authority", "revoke", "--home", kpu, key.device_id)["stored"] is True
+
+
+def test_put_on_a_key_held_only_in_another_partition_hints_at_partition(
+        tmp_path: Path, kpu: Path) -> None:
+    """The edit goes to the record's partition; refused there, the error says so and
+    names --partition."""
+    homes = {}
+    for name, tps in (("a", TPS), ("b", "mimika/jila/diloa/tps-004")):
+        home = Home.create(tmp_path / name, partition=tps)
+        home.csr_path.write_bytes(make_csr(home.load_key(), f"Officer {name}"))
+        run("authority", "issue", "--home", kpu, home.csr_path, "--role", "pantarlih",
+            "--scope", tps, "-o", tmp_path / f"{name}.crt")
+        run("enroll", "--home", home.path, tmp_path / f"{name}.crt")
+        homes[name] = home.path
+    run("put", "--home", homes["a"], "voters", "v-1", "nama=Yosina")
+    run("bundle", "export", "--home", homes["a"], "-o", tmp_path / "a.bundle")
+    run("bundle", "import", "--home", homes["b"], tmp_path / "a.bundle")
+    line = run("put", "--home", homes["b"], "voters", "v-1", "nama=X", ok=False).stderr
+    assert "may not write here" in line and f"exists only in partition {TPS}" in line
+    assert "--partition" in line, line
+
+
+def test_get_and_delete_explain_partition_in_their_help() -> None:
+    for command in ("get", "delete"):
+        text = CliRunner().invoke(cli, [command, "--help"]).stdout
+        assert "The record's partition" in " ".join(text.split()), text
+
+
+# -- review, smaller: text output -------------------------------------------------------
+
+
+def test_revoke_without_after_seq_says_every_change_is_refused(tmp_path: Path,
+                                                               kpu: Path) -> None:
+    dev = phone(tmp_path)
+    run("authority", "issue", "--home", kpu, dev / "device.csr", "--role", "pantarlih",
+        "--scope", TPS, "-o", tmp_path / "phone.crt")
+    shown = run("authority", "revoke", "--home", kpu,
+                Home.open(dev).load_key().device_id).stdout
+    assert "after_seq: none (every change of the device is refused)" in shown, shown
+
+
+def test_key_value_lines_show_maps_and_lists_without_python_reprs() -> None:
+    assert authority._text({"mimika/jila/diloa/tps-003": 6, "x": [1, 2]}) == \
+        "mimika/jila/diloa/tps-003 6, x 1, 2"
+    assert authority._text({}) == "none"
+
+
+def test_sync_counts_changes_in_words() -> None:
+    from meshsync.cli.sync import _changes
+
+    assert (_changes(1), _changes(0), _changes(2)) == ("1 change", "0 changes", "2 changes")
+
+
+def test_sync_json_to_an_unreachable_peer_prints_a_summary_with_the_error(
+        kpu: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = CliRunner().invoke(cli, ["sync", "--home", str(kpu), f"127.0.0.1:{port}",
+                                      "--json"])
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["error"].startswith(f"connect: cannot reach 127.0.0.1:{port}")
+    assert summary["converged"] is False
+
+
+def test_a_bundle_from_another_authority_says_its_credentials_verify_nothing(
+        tmp_path: Path, kpu: Path) -> None:
+    other = tmp_path / "other"
+    run("authority", "init", "--home", other, "--name", "KPU Lain")
+    stranger = Home.create(tmp_path / "stranger", partition=TPS)
+    stranger.csr_path.write_bytes(make_csr(stranger.load_key(), "Orang Lain"))
+    run("authority", "issue", "--home", other, stranger.csr_path, "--role", "pantarlih",
+        "--scope", TPS, "-o", tmp_path / "s.crt")
+    run("enroll", "--home", stranger.path, tmp_path / "s.crt")
+    run("put", "--home", stranger.path, "voters", "v-1", "nama=A")
+    run("bundle", "export", "--home", stranger.path, "-o", tmp_path / "s.bundle")
+    result = CliRunner().invoke(cli, ["bundle", "import", "--home", str(kpu),
+                                      str(tmp_path / "s.bundle")])
+    first = result.stdout.splitlines()[0]
+    assert "1 refused" in first and "1 new credential (1 from an authority this node " \
+        "does not trust" in first, first
+
+
+def test_sync_refuses_a_share_without_the_devices_own_partition(tmp_path: Path,
+                                                                kpu: Path) -> None:
+    """Review item 1: a phone whose ``share`` leaves out its own partition would never
+    send its edits; the setting is refused by name before anything is dialled."""
+    dev = phone(tmp_path)
+    run("authority", "issue", "--home", kpu, dev / "device.csr", "--role", "pantarlih",
+        "--scope", TPS, "-o", tmp_path / "phone.crt")
+    run("enroll", "--home", dev, tmp_path / "phone.crt")
+    config = dev / "config.toml"
+    config.write_text(config.read_text() + '\nshare = "mimika/jila/diloa/tps-001"\n')
+    line = run("sync", "--home", dev, "127.0.0.1:9", ok=False).stderr
+    assert "share = 'mimika/jila/diloa/tps-001' does not contain this device's own " \
+        f"partition '{TPS}'" in line, line

@@ -238,3 +238,33 @@ def test_sync_and_serve_refuse_an_unknown_config_key_as_the_daemon_does(
     proc = run(command, "--home", home, *args, check=False, timeout=60)
     line = one_error_line(proc.stderr)
     assert proc.returncode != 0 and "unknown key 'bogus_key'" in line, (proc.returncode, line)
+
+
+# -- review: errors that were not one clear line -----------------------------------------
+
+
+def test_a_connect_timeout_says_it_timed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connect that takes longer than --timeout names the timeout (it used to end in
+    an empty colon: trio's TooSlowError has no message)."""
+    from typing import Any, cast
+
+    import trio
+
+    from meshsync.net import endpoints
+    from meshsync.net.errors import TransportError
+
+    async def never(*args: object) -> None:
+        await trio.sleep_forever()
+
+    monkeypatch.setattr(trio, "open_tcp_stream", never)
+    with pytest.raises(TransportError) as caught:
+        trio.run(endpoints.sync_with, cast(Any, None), LOOPBACK, 17420, 0.0001)
+    assert str(caught.value).endswith(f"cannot reach {LOOPBACK}:17420: timed out after "
+                                      "0.0001 s"), str(caught.value)
+
+
+def test_a_bad_daemon_flag_is_named_as_the_flag(template: Path) -> None:
+    proc = run("daemon", "--home", template / "phone-a", "--listen", "nonsense",
+               check=False, timeout=30)
+    line = one_error_line(proc.stderr)
+    assert "--listen: expected HOST:PORT" in line and "config" not in line, line

@@ -223,7 +223,7 @@ def _concrete(path: str) -> str:
 #: The one route without the token: the one-time login link (tests/test_api_guard.py).
 PUBLIC = {"/login"}
 #: Routes whose body is a file (the CLI's writes through the daemon).
-UPLOADS = {"/api/bundles", "/api/coklit/import", "/api/enroll"}
+UPLOADS = {"/api/bundles", "/api/coklit/import", "/api/enroll", "/api/credentials"}
 
 
 def test_every_api_route_needs_the_token(lab: Lab) -> None:

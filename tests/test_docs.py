@@ -157,3 +157,27 @@ def test_nothing_refers_to_design_notes_outside_the_repository() -> None:
             offenders.append(f"{path.relative_to(ROOT)}:{line}: {match.group(0)}")
     assert not offenders, ("the repository carries its own design in docs/; cite "
                            f"docs/architecture.md or docs/failure-cases.md instead: {offenders}")
+
+
+def test_readme_and_architecture_state_what_the_code_does() -> None:
+    """Review: the README's table, Library, Layout and Development, the package
+    docstring and docs/architecture.md §3 match the code and CI."""
+    readme = text(ROOT / "README.md")
+    for command in ("get", "delete"):
+        assert f"`meshsync {command} COLLECTION KEY [--partition P]`" in readme
+    library = " ".join(section(readme, "Library").split())
+    assert "import meshsync; meshsync.open_node(...)" in library
+    assert "meshsync.__all__" in library
+    development = " ".join(section(readme, "Development").split())
+    for needed in (".ci/installed_tree.py lint-imports", ".ci/installed_tree.py mypy",
+                   "`meshsync.schemas`", "`meshsync.schema_packages`",
+                   "`meshsync.schema_importers`"):
+        assert needed in development, needed
+    layout = " ".join(section(readme, "Layout").split())
+    assert "imports only the ones above it in this list" not in layout
+    assert "`store` and `trust` are siblings" in layout and "`testing`" in layout
+    init = text(ROOT / "meshsync" / "__init__.py")
+    assert "except :mod:`meshsync.net`)" not in init
+    arch = " ".join(text(ROOT / "docs" / "architecture.md").split())
+    assert "meant to be checked in CI" not in arch
+    assert "`host/local.py`, `host/clock.py` and `host/lock.py`" in arch

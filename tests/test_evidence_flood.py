@@ -140,6 +140,31 @@ def test_a_refusal_flood_is_capped_and_the_session_says_so(
     victim.close()
 
 
+def test_a_version_3_store_keeps_each_refusal_once(tmp_path: Path) -> None:
+    """Refusals stored twice before version 4 (one bundle imported twice) are kept once
+    after the migration, and the same refusal is not added again."""
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    for script in MIGRATIONS[:3]:
+        db.executescript(script)
+    author = b"\x0a" * 32
+    db.executemany("INSERT INTO refusals (author, partition, seq, stage, reason, source) "
+                   "VALUES (?, ?, ?, 'authorization', 'no certificate', 'bundle')",
+                   [(author, TPS, seq) for seq in (1, 2, 1, 2, 3)])
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+    store = SQLiteStore(path)
+    try:
+        assert store.schema_version == len(MIGRATIONS) == 4
+        assert [r.seq for r in store.refusals()] == [1, 2, 3]
+        with store.transaction():
+            assert not store.add_refusal(Refusal(author, TPS, 3, "authorization", "x", "p"))
+        assert len(store.refusals()) == 3
+    finally:
+        store.close()
+
+
 def test_a_home_from_before_the_caps_is_migrated_and_keeps_its_evidence(
         tmp_path: Path) -> None:
     """A version-2 store (two bodies at one seq, 300 refusals of one author) opens as
@@ -161,7 +186,7 @@ def test_a_home_from_before_the_caps_is_migrated_and_keeps_its_evidence(
     db.close()
     store = SQLiteStore(path)
     try:
-        assert store.schema_version == len(MIGRATIONS) == 3
+        assert store.schema_version == len(MIGRATIONS) == 4
         assert [f.other_body for f in store.forks()] == [b"first", b"second"]
         assert len(store.refusals(limit=1000)) == 300
         with store.transaction():

@@ -192,3 +192,46 @@ def test_a_voter_list_import_goes_through_the_daemon(template: Path, tmp_path: P
     finally:
         assert daemon.stop() == 0
     assert "schema = \"coklit\"" in (home / "config.toml").read_text()
+
+
+def test_authority_revoke_goes_through_the_daemon_holding_the_home(
+        home: Path, template: Path, tmp_path: Path) -> None:
+    """The revocation is stored, and its changes quarantined, by the daemon holding the
+    authority's home (whose counts follow at once), not by the CLI process."""
+    kpu = tmp_path / "kpu"
+    shutil.copytree(template.parent / "kpu", kpu)
+    for i in range(3):
+        cli_put(home, f"r-{i}")
+    bundle = tmp_path / "phone.bundle"
+    run("bundle", "export", "--home", home, "-o", bundle)
+    daemon = DaemonProcess(kpu, tmp_path / "daemon.log", {"mesh": "uji"}).start()
+    try:
+        run("bundle", "import", "--home", kpu, bundle)
+        before = daemon.status()["changes"]
+        phone = Home.open(home).load_key().device_id
+        done = run_json("authority", "revoke", "--home", kpu, phone, "--after-seq", "1")
+        assert done["stored"] and done["after_seq"] == 1, done
+        assert daemon.status()["changes"] == before - 2
+    finally:
+        assert daemon.stop() == 0
+    quarantined = run_json("log", "--home", kpu)["quarantined"]
+    assert len(quarantined) == 2, quarantined
+
+
+def test_authority_commands_are_refused_while_serve_holds_the_home(
+        template: Path, tmp_path: Path) -> None:
+    kpu = tmp_path / "kpu"
+    shutil.copytree(template.parent / "kpu", kpu)
+    phone = Home.open(template).load_key().device_id
+    log = (tmp_path / "serve.log").open("wb")
+    serve = subprocess.Popen([*MESHSYNC, "serve", "--home", str(kpu), "--listen",
+                              f"{LOOPBACK}:0"], stdin=subprocess.DEVNULL, stderr=log)
+    try:
+        wait_until(lambda: "serving" in (tmp_path / "serve.log").read_text(), 30, "serve")
+        proc = run("authority", "revoke", "--home", kpu, phone, check=False, timeout=60)
+        line = one_error_line(proc.stderr)
+        assert str(kpu) in line and "serve" in line, line
+    finally:
+        serve.terminate()
+        serve.wait(15)
+        log.close()

@@ -294,6 +294,21 @@ def test_wrong_mesh_is_refused_on_both_sides(devices: Callable[..., Device]) -> 
     assert b.store.count_changes() == 0
 
 
+def test_disjoint_shares_say_why_nothing_was_synced(devices: Callable[..., Device]) -> None:
+    """Shares with nothing in common end unconverged with an error naming both."""
+    a, b = devices("phone-A"), devices("phone-B")
+    write_voters(a, 2)
+    papua = SessionConfig(mesh_id="kpu-mimika", share_scope="papua")
+    pair = open_pair(a, b, CONFIG, papua)
+    pair.pump()
+    for side in (0, 1):
+        summary = done(pair, side).summary
+        assert not summary.converged
+        assert summary.error is not None
+        assert "'mimika/jila'" in summary.error and "'papua'" in summary.error
+    assert b.store.count_changes() == 0
+
+
 def test_version_vector_with_a_negative_seq_is_refused(devices: Callable[..., Device]) -> None:
     """A negative seq once made a memory-store sender send only the feed's tail (a
     negative slice) while a SQLite one sent it all."""

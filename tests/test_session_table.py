@@ -9,7 +9,11 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -49,20 +53,40 @@ SAMPLES: dict[type[msg.Message], list[Any]] = {
 }
 
 
+TOOL = ROOT / "tools" / "session_diagram.py"
+
+
+def _tool() -> ModuleType:
+    """tools/session_diagram.py, loaded as a module (tools/ is no package)."""
+    spec = importlib.util.spec_from_file_location("session_diagram", TOOL)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_protocol_doc_shows_the_table_as_it_is() -> None:
     doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
-    assert diagram.update(doc) == doc, "run: python -m meshsync.protocol.diagram"
-    assert diagram.main([str(ROOT / "docs" / "protocol.md"), "--check"]) == 0
+    assert diagram.update(doc) == doc, f"run: {diagram.COMMAND}"
+    assert _tool().main([str(ROOT / "docs" / "protocol.md"), "--check"]) == 0
 
 
 def test_diagram_check_notices_a_stale_doc(tmp_path: Path) -> None:
     stale = tmp_path / "protocol.md"
     stale.write_text(f"# Sync protocol\n\n{diagram.BEGIN}\nold\n{diagram.END}\n")
-    assert diagram.main([str(stale), "--check"]) == 1
+    tool = _tool()
+    assert tool.main([str(stale), "--check"]) == 1
     assert "old" in stale.read_text()
-    assert diagram.main([str(stale)]) == 0
-    assert diagram.main([str(stale), "--check"]) == 0
+    assert tool.main([str(stale)]) == 0
+    assert tool.main([str(stale), "--check"]) == 0
     assert "recv sent-all" in stale.read_text()
+
+
+def test_the_diagram_tool_checks_the_repository_doc_from_any_directory(
+        tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(TOOL), "--check"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_every_message_decodes_back_to_its_array() -> None:

@@ -3,6 +3,8 @@ changes a peer still lacks, partitions matched by whole path segments."""
 
 from __future__ import annotations
 
+import pytest
+
 from meshsync.replica.share import default_share, pending_changes
 
 A, B = b"a" * 32, b"b" * 32
@@ -29,3 +31,19 @@ def test_pending_counts_feeds_below_a_held_partition_and_what_the_peer_lacks() -
     assert pending_changes(mine, theirs) == 3 + 3
     assert pending_changes(mine, {}) == 0
     assert pending_changes({(A, TPS_1): 2}, {(A, TPS_1): 9}) == 0
+
+
+def test_a_share_must_contain_the_devices_own_partition() -> None:
+    """A phone of tps-0044 with ``share = ".../tps-001"`` would never send its own
+    edits; the share is refused by name."""
+    from meshsync.model.errors import UsageError
+    from meshsync.replica.share import check_share
+
+    assert check_share("mimika/jila", TPS_1) == "mimika/jila"
+    assert check_share("", TPS_1) == ""
+    assert check_share(TPS_1, TPS_1) == TPS_1
+    for bad in ("mimika/jila/diloa/tps-001", "papua", TPS_1 + "0"):
+        with pytest.raises(UsageError, match=r"share = .*does not contain this device's own"):
+            check_share(bad, TPS_1)
+    with pytest.raises(UsageError, match=r"config\.toml: share"):
+        check_share("mimika", "", source="config.toml: share")

@@ -34,7 +34,7 @@ from meshsync.trust import (
     split_credentials,
 )
 from meshsync.trust.grant import describe_point
-from meshsync.trust.profile import to_pem
+from meshsync.trust.profile import NOT_PEM, to_pem
 from meshsync.trust.rotation import feed_heads, signed_after
 from meshsync.trust.schemadoc import split_schemas
 from meshsync.trust.scope import check_scope
@@ -60,6 +60,8 @@ def read_credentials(data: bytes, name: str) -> tuple[list[CertInfo], bytes, lis
     except AuthorizationError as exc:
         if b"-----BEGIN CERTIFICATE-----" not in data:
             raise UsageError(Msg("not a PEM certificate: %(name)s", name=name)) from None
+        if exc.detail.startswith(NOT_PEM):
+            raise UsageError(f"{name} is {exc.detail}") from None
         raise UsageError(f"{name}: {exc.detail}") from None
 
 
@@ -93,15 +95,22 @@ def checked_root(home: Path, infos: list[CertInfo]) -> CertInfo:
     roots = [i for i in infos if i.is_root]
     if not roots:
         raise UsageError(Msg("the certificate file lacks its root (expected the whole chain)"))
-    existing = home / ROOT_FILE
-    if existing.exists():
-        trusted = parse_blob(existing.read_bytes())[0]
-        if trusted.der != roots[0].der:
-            raise UsageError(Msg(
-                "certificate chain ends at authority %(root)r, but this home trusts "
-                "%(trusted)r (%(file)s)", root=roots[0].name, trusted=trusted.name,
-                file=ROOT_FILE))
+    trusted = _installed_root(home / ROOT_FILE)
+    if trusted is not None and trusted.der != roots[0].der:
+        raise UsageError(Msg(
+            "certificate chain ends at authority %(root)r, but this home trusts "
+            "%(trusted)r (%(file)s)", root=roots[0].name, trusted=trusted.name,
+            file=ROOT_FILE))
     return roots[0]
+
+
+def _installed_root(path: Path) -> CertInfo | None:
+    """The root certificate installed at ``path``; None if there is none, or if it is
+    unreadable (damaged: enrolling again installs it anew)."""
+    try:
+        return parse_blob(path.read_bytes())[0]
+    except (OSError, AuthorizationError, IndexError):
+        return None
 
 
 def cert_data(info: CertInfo, issuer: str, output: Path | None) -> dict[str, object]:

@@ -61,7 +61,12 @@ def load_trust(home: Home, store: Store) -> Authorizer:
     from meshsync.model.errors import AuthorizationError
     from meshsync.trust import TrustStore
 
-    trust = TrustStore([root.read_bytes()])
+    try:
+        trust = TrustStore([root.read_bytes()])
+    except (UsageError, OSError) as exc:
+        raise UsageError(f"cannot use {root}: {exc}; install it again with `meshsync "
+                         "enroll --home HOME CERT` (the certificate file the authority "
+                         "issued, which ends with the root)") from None
     for blob in store.credentials():
         try:
             trust.add(blob)

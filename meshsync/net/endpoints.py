@@ -302,8 +302,12 @@ async def sync_with(endpoint: Endpoint, host: str, port: int,
     try:
         with trio.fail_after(connect_timeout_s):
             tcp = await trio.open_tcp_stream(host, port)
-    except (OSError, trio.TooSlowError) as exc:
-        raise TransportError("connect", f"cannot reach {host}:{port}: {exc}") from exc
+    except trio.TooSlowError as exc:
+        raise TransportError("connect", f"cannot reach {host}:{port}: timed out after "
+                                        f"{connect_timeout_s:g} s") from exc
+    except OSError as exc:
+        raise TransportError("connect", f"cannot reach {host}:{port}: "
+                                        f"{exc.strerror or exc}") from exc
     stream = trio.SSLStream(tcp, endpoint.client_ctx, server_hostname=None)
     try:
         summary = await _session(stream, endpoint, OUTGOING)

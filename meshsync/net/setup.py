@@ -16,7 +16,7 @@ from meshsync.model.text import Msg
 from meshsync.net.endpoints import Endpoint
 from meshsync.net.tls import client_context, server_context
 from meshsync.protocol.session import SessionConfig
-from meshsync.replica.share import default_share
+from meshsync.replica.share import check_share, default_share
 
 
 def own_certificate(home: Home) -> tuple[str, str]:
@@ -49,11 +49,13 @@ def session_config(home: Home, *, share: str | None = None,
     role, scope = own_certificate(home)
     config = home.config()
     mesh = mesh or config.get("mesh", "default")
+    source = "share" if share is not None else f"{home.config_path}: share"
     share = share if share is not None else config.get("share", default_share(role, scope))
     if not isinstance(mesh, str) or not mesh:
         raise UsageError(f"{home.config_path}: 'mesh' must be a non-empty string")
     if not isinstance(share, str):
         raise UsageError(f"{home.config_path}: 'share' must be a partition prefix string")
+    check_share(share, scope, source=source)
     return SessionConfig(mesh_id=mesh, role=role, share_scope=share,
                          issue_receipts=role in ("gateway", "central"))
 

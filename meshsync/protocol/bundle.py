@@ -63,6 +63,9 @@ class BundleReport:
 
     apply: ApplyReport
     credentials_new: int = 0
+    #: Of ``credentials_new``: certificates whose issuer is not trusted here (kept,
+    #: but they verify nothing: e.g. a bundle from another authority).
+    credentials_unverified: int = 0
     credentials_refused: list[str] = field(default_factory=list)
     quarantined: list[Refusal] = field(default_factory=list)
     bytes: int = 0
@@ -71,6 +74,7 @@ class BundleReport:
         """JSON-ready summary."""
         out = self.apply.to_json()
         out.update(credentials_new=self.credentials_new,
+                   credentials_unverified=self.credentials_unverified,
                    credentials_refused=self.credentials_refused,
                    quarantined=[{"author": device_id(r.author), "partition": r.partition,
                                  "seq": r.seq, "stage": r.stage, "reason": r.reason}
@@ -222,6 +226,7 @@ class _Importer:
     def credential(self, blob: bytes) -> None:
         self.creds += 1
         adder = getattr(self.node.trust, "add", None)
+        pending = getattr(self.node.trust, "pending_count", 0)
         try:
             learned = adder(blob) if adder is not None else None
         except AuthorizationError as exc:
@@ -230,6 +235,8 @@ class _Importer:
         new = self.node.store.add_credential(sha256(blob), blob)
         if new:
             self.report.credentials_new += 1
+            if getattr(self.node.trust, "pending_count", 0) > pending:
+                self.report.credentials_unverified += 1
         self.revoked |= learned == "revocation" or (new and is_revocation(blob))
 
     def change(self, change: Change) -> None:

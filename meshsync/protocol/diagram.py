@@ -1,23 +1,20 @@
-"""Draw the session's state diagram from its transition table into docs/protocol.md.
+"""Draw the session's state diagram from its transition table, as text (pure).
 
-``python -m meshsync.protocol.diagram [PATH]`` rewrites the part of ``PATH`` (default
-``docs/protocol.md``) between :data:`BEGIN` and :data:`END` with :func:`render`;
-``--check`` only says whether it is up to date (exit 1 if not). The drawing is made
-from :data:`meshsync.protocol.states.TRANSITIONS` alone, so it cannot drift from the
-code without the check (a test) noticing.
+:func:`render` is the text that belongs between :data:`BEGIN` and :data:`END` in
+docs/protocol.md; :func:`update` puts it into a document's text. Reading and rewriting
+the file is ``tools/session_diagram.py`` (this package does no I/O: docs/architecture.md
+§3). The drawing is made from :data:`meshsync.protocol.states.TRANSITIONS` alone, so it
+cannot drift from the code without the check (a test) noticing.
 """
 
 from __future__ import annotations
-
-import argparse
-import sys
-from pathlib import Path
 
 from meshsync.protocol.states import LIVE, TRANSITIONS, State, trigger_name
 
 BEGIN = "<!-- session-table:begin -->"
 END = "<!-- session-table:end -->"
-DEFAULT_DOC = Path("docs/protocol.md")
+#: The command that rewrites the document (named in the generated text).
+COMMAND = "python tools/session_diagram.py"
 
 
 def _node(state: State) -> str:
@@ -56,7 +53,7 @@ def render() -> str:
     live = ", ".join(state.value for state in LIVE)
     return "\n".join([
         "Generated from `meshsync.protocol.states.TRANSITIONS` by",
-        "`python -m meshsync.protocol.diagram`; do not edit by hand.",
+        f"`{COMMAND}`; do not edit by hand.",
         "",
         "Both ends run the same machine. An edge labelled `recv X` is taken when",
         "message X arrives; any other message in that state is a protocol error (the",
@@ -81,28 +78,3 @@ def update(text: str) -> str:
     if start < 0 or end < start:
         raise ValueError(f"the document needs {BEGIN} and then {END}")
     return text[:start + len(BEGIN)] + "\n" + render() + "\n" + text[end:]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: rewrite (or ``--check``) the document; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m meshsync.protocol.diagram",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_DOC)
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if the document is not up to date; change nothing")
-    args = parser.parse_args(argv)
-    text = args.path.read_text(encoding="utf-8")
-    wanted = update(text)
-    if args.check:
-        if wanted != text:
-            print(f"{args.path}: session state diagram is out of date; run "
-                  "python -m meshsync.protocol.diagram", file=sys.stderr)
-            return 1
-        return 0
-    if wanted != text:
-        args.path.write_text(wanted, encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

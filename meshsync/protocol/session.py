@@ -117,6 +117,7 @@ class SyncSession:
         self._now = now_ms
         self._deadline: int | None = now_ms + config.handshake_timeout_ms
         self._scope: str | None = None
+        self._peer_share = ""
         self._skew = 0
         self._peer_vv: dict[FeedId, int] = {}
         self._peer_creds: set[bytes] = set()  # short digests of its credentials (VV)
@@ -379,6 +380,7 @@ class SyncSession:
                 f"peer {short_id(hello.device)} clock differs from ours by {skew // 1000} s")
         self._events.append(PeerHello(hello.device, hello.role, hello.scope, skew))
         self._scope = shared_scope(self.config.share_scope, hello.scope)
+        self._peer_share = hello.scope
         if self._scope is None:
             self._hold(Holdings.empty())
         else:
@@ -506,6 +508,10 @@ class SyncSession:
 
     def _finish(self, *, converged: bool, vv: VersionList) -> None:
         self.summary.scope = self._scope
+        if self._scope is None and self.summary.error is None:
+            self.summary.error = (f"scope: this device shares {self.config.share_scope!r} "
+                                  f"and the peer shares {self._peer_share!r}: neither "
+                                  "contains the other, so there is nothing to sync")
         self.summary.peer_vv = dict(vv) if converged else dict(self._peer_vv)
         self._deadline = None
         self.summary.converged = converged

@@ -149,7 +149,15 @@ class Node:
         :class:`ValidationError` (the collection's validator refused the result).
         """
         part = self._partition_for(collection, key, partition)
-        return self.write(part, [("put", collection, key, dict(fields))])
+        try:
+            return self.write(part, [("put", collection, key, dict(fields))])
+        except UsageError as exc:
+            if partition is not None or part == self.default_partition or \
+                    not str(exc).startswith("this device may not write here"):
+                raise
+            raise UsageError(f"{exc}; {collection}/{key} exists only in partition {part}, "
+                             "so the edit went there: give --partition to write a record "
+                             "in a partition this device may write") from exc
 
     def delete(self, collection: str, key: str, partition: str | None = None) -> Change:
         """Delete a record (a tombstone). Raises :class:`NotFoundError` if absent."""

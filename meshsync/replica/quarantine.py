@@ -136,7 +136,8 @@ def _quarantine_feed(store: Store, trust: Authorizer, feed: FeedId, first: int, 
         store.add_quarantined(QuarantinedChange(change.author, change.partition, change.seq,
                                                 stored.hash, stored.body, stored.sig,
                                                 reason))
-        refusal = Refusal(change.author, change.partition, change.seq, STAGE, reason, source)
+        refusal = Refusal(change.author, change.partition, change.seq, STAGE, reason, source,
+                          stored.hash)
         store.add_refusal(refusal)
         out.append(refusal)
         if stored.invalid is None:  # an invalid change was never applied to records

@@ -232,7 +232,7 @@ class Receiver:
 
     def _refuse(self, change: Change, stage: str, reason: str) -> None:
         refusal = Refusal(change.author, change.partition, change.seq, stage, reason,
-                          self.source)
+                          self.source, change.hash)
         self.report.add_refusal(refusal)
         self.store.add_refusal(refusal)
         self._blocked.setdefault(change.feed, change.seq)
@@ -346,7 +346,7 @@ class Receiver:
             self._flag_outdated(change, older, reason)
             return None
         refusal = Refusal(change.author, change.partition, change.seq, "validation", reason,
-                          self.source)
+                          self.source, change.hash)
         self.report.invalid.append(refusal)
         self.store.add_refusal(refusal)
         return reason
@@ -364,7 +364,7 @@ class Receiver:
         versions = ", ".join(dict.fromkeys(v for v in older if v))
         refusal = Refusal(change.author, change.partition, change.seq, "schema version",
                           f"applied: valid under schema {versions} its author held, not "
-                          f"under the newest held here: {reason}", self.source)
+                          f"under the newest held here: {reason}", self.source, change.hash)
         self.report.outdated.append(refusal)
         self.store.add_refusal(refusal)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from meshsync.model.change import FeedId
+from meshsync.model.errors import UsageError
 from meshsync.store.base import in_prefix
 
 #: A pantarlih phone carries its whole district's feeds, so its share scope is its
@@ -27,6 +28,20 @@ def default_share(role: str, scope: str) -> str:
     if role == "pantarlih":
         return "/".join(scope.split("/")[:PHONE_SHARE_DEPTH]) if scope else scope
     return scope
+
+
+def check_share(share: str, scope: str, *, source: str = "share") -> str:
+    """Return ``share`` if it contains ``scope`` (the device's own partition: its
+    certificate scope), else raise :class:`UsageError` naming ``source``.
+
+    A share that leaves out the device's own partition would keep the device's edits on
+    the device: no session would ever offer them.
+    """
+    if not in_prefix(scope, share):
+        raise UsageError(f"{source} = {share!r} does not contain this device's own "
+                         f"partition {scope!r}, so its edits would never leave it; "
+                         f"use a prefix of {scope!r} (or remove {source!r})")
+    return share
 
 
 def pending_changes(mine: Mapping[FeedId, int], theirs: Mapping[FeedId, int]) -> int:

@@ -98,7 +98,12 @@ class QuarantinedChange:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """A received change that was not stored, and why (``stage`` of the pipeline)."""
+    """A received change that was not stored, and why (``stage`` of the pipeline).
+
+    ``hash`` is the refused change's hash (empty in rows kept before it was recorded).
+    A store keeps the same refusal (author, partition, seq, hash, stage) once: the same
+    bundle imported twice, or a peer offering the same change again, adds no row.
+    """
 
     author: bytes
     partition: str
@@ -106,6 +111,7 @@ class Refusal:
     stage: str
     reason: str
     source: str
+    hash: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,8 +274,11 @@ class Store(abc.ABC):
 
     def add_refusal(self, refusal: Refusal) -> bool:
         """Log a refused change within :attr:`evidence_limits`; True if a row was added,
-        False if it was only counted (:meth:`evidence_counts`)."""
+        False if it was only counted (:meth:`evidence_counts`) or is already kept (the
+        same author, partition, seq, hash and stage)."""
         r, limits = refusal, self.evidence_limits
+        if self._has_refusal(r):
+            return False
         mine = self._evidence_rows(REFUSAL, r.author, limits.refusals_per_author)
         if mine < limits.refusals_per_author and \
                 self._evidence_rows(REFUSAL, None, limits.refusals_total) < limits.refusals_total:
@@ -294,6 +303,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _insert_fork(self, evidence: ForkEvidence) -> None:
         """Add a fork evidence row (inside a transaction)."""
+
+    @abc.abstractmethod
+    def _has_refusal(self, refusal: Refusal) -> bool:
+        """True if a refusal with ``refusal``'s author, partition, seq, hash and stage
+        is kept."""
 
     @abc.abstractmethod
     def _insert_refusal(self, refusal: Refusal) -> None:

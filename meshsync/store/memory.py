@@ -172,6 +172,10 @@ class MemoryStore(Store):
         """See :meth:`Store.forks`."""
         return [self._forks[k] for k in sorted(self._forks)]
 
+    def _has_refusal(self, refusal: Refusal) -> bool:
+        key = _refusal_key(refusal)
+        return any(_refusal_key(r) == key for r in self._refusals)
+
     def _insert_refusal(self, refusal: Refusal) -> None:
         self._check_tx()
         self._refusals.append(refusal)
@@ -214,3 +218,8 @@ class MemoryStore(Store):
     def close(self) -> None:
         """See :meth:`Store.close`."""
         self._closed = True
+
+
+def _refusal_key(r: Refusal) -> tuple[bytes, str, int, bytes, str]:
+    """What makes two refusals the same (:meth:`Store.add_refusal`)."""
+    return r.author, r.partition, r.seq, r.hash, r.stage

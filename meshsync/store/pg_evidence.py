@@ -80,24 +80,31 @@ class PgEvidence(Store):
                          "ORDER BY kind, author")
         return [EvidenceCount(r[0], bytes(r[1]), int(r[2])) for r in rows]
 
+    def _has_refusal(self, refusal: Refusal) -> bool:
+        r = refusal
+        return bool(self._all(
+            "SELECT 1 FROM meshsync_refusals WHERE author = %s AND partition = %s "
+            "AND seq = %s AND hash = %s AND stage = %s LIMIT 1",
+            [r.author, escape(r.partition), r.seq, r.hash, escape(r.stage)]))
+
     def _insert_refusal(self, refusal: Refusal) -> None:
         r = refusal
         self._write(
-            "INSERT INTO meshsync_refusals (author, partition, seq, stage, reason, source) "
-            "VALUES (%s, %s, %s, %s, %s, %s)",
+            "INSERT INTO meshsync_refusals (author, partition, seq, stage, reason, source, "
+            "hash) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             [r.author, escape(r.partition), r.seq, escape(r.stage), escape(r.reason),
-             escape(r.source)])
+             escape(r.source), r.hash])
 
     def refusals(self, limit: int = 1000) -> list[Refusal]:
         """See :meth:`Store.refusals`."""
         if limit <= 0:
             return []
         rows = self._all(
-            "SELECT author, partition, seq, stage, reason, source FROM "
+            "SELECT author, partition, seq, stage, reason, source, hash FROM "
             "(SELECT * FROM meshsync_refusals ORDER BY id DESC LIMIT %s) AS recent "
             "ORDER BY id", [limit])
         return [Refusal(r[0], unescape(r[1]), r[2], unescape(r[3]), unescape(r[4]),
-                        unescape(r[5])) for r in rows]
+                        unescape(r[5]), bytes(r[6])) for r in rows]
 
     def add_quarantined(self, change: QuarantinedChange) -> None:
         """See :meth:`Store.add_quarantined`."""

@@ -172,6 +172,19 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (kind, author));
     CREATE INDEX meshsync_refusals_author ON meshsync_refusals (author)
     """,
+    # 6: a refusal records the refused change's hash and is kept once per (author,
+    # partition, seq, hash, stage): importing one refused bundle twice counted every
+    # refusal twice. Duplicates kept before are dropped (rows without a hash: once per
+    # author, partition, seq and stage).
+    """
+    ALTER TABLE meshsync_refusals ADD COLUMN hash bytea NOT NULL DEFAULT ''::bytea;
+    DELETE FROM meshsync_refusals AS r USING meshsync_refusals AS first
+        WHERE r.author = first.author AND r.partition = first.partition
+        AND r.seq = first.seq AND r.hash = first.hash AND r.stage = first.stage
+        AND r.id > first.id;
+    CREATE UNIQUE INDEX meshsync_refusals_once ON meshsync_refusals
+        (author, partition, seq, hash, stage)
+    """,
 ]
 
 _BOOTSTRAP = """

@@ -86,6 +86,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE forks_v3 RENAME TO forks;
     CREATE INDEX forks_seq ON forks (author, partition, seq);
     """,
+    # 4: a refusal records the refused change's hash and is kept once per (author,
+    # partition, seq, hash, stage): importing one refused bundle twice counted every
+    # refusal twice. Duplicates kept before are dropped (rows without a hash: once per
+    # author, partition, seq and stage).
+    """
+    ALTER TABLE refusals ADD COLUMN hash BLOB NOT NULL DEFAULT x'';
+    DELETE FROM refusals WHERE id NOT IN (SELECT min(id) FROM refusals
+        GROUP BY author, partition, seq, hash, stage);
+    CREATE UNIQUE INDEX refusals_once ON refusals (author, partition, seq, hash, stage);
+    """,
 ]
 
 

@@ -65,16 +65,24 @@ class SQLiteEvidence:
             "FROM forks ORDER BY author, partition, seq, other_body")
         return [ForkEvidence(*r) for r in rows]
 
+    def _has_refusal(self, refusal: Refusal) -> bool:
+        r = refusal
+        return self._db.execute(
+            "SELECT 1 FROM refusals WHERE author = ? AND partition = ? AND seq = ? "
+            "AND hash = ? AND stage = ?",
+            (r.author, r.partition, r.seq, r.hash, r.stage)).fetchone() is not None
+
     def _insert_refusal(self, refusal: Refusal) -> None:
         r = refusal
         self._write(
-            "INSERT INTO refusals (author, partition, seq, stage, reason, source) "
-            "VALUES (?,?,?,?,?,?)", (r.author, r.partition, r.seq, r.stage, r.reason, r.source))
+            "INSERT OR IGNORE INTO refusals (author, partition, seq, stage, reason, source, "
+            "hash) VALUES (?,?,?,?,?,?,?)",
+            (r.author, r.partition, r.seq, r.stage, r.reason, r.source, r.hash))
 
     def refusals(self, limit: int = 1000) -> list[Refusal]:
         """See :meth:`Store.refusals`."""
         rows = self._db.execute(
-            "SELECT author, partition, seq, stage, reason, source FROM "
+            "SELECT author, partition, seq, stage, reason, source, hash FROM "
             "(SELECT * FROM refusals ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,))
         return [Refusal(*r) for r in rows]
 

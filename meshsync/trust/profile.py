@@ -33,6 +33,7 @@ no API to allow it, pyca/cryptography#13391) but accepts an Ed25519 leaf.
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -155,14 +156,32 @@ def load_certificates(blob: bytes) -> list[x509.Certificate]:
     including for encodings ``cryptography`` only accepts with a deprecation
     warning (e.g. a non-positive serial number).
     """
+    pem = blob.lstrip().startswith(_PEM_CERT)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", CryptographyDeprecationWarning)
-            if blob.lstrip().startswith(_PEM_CERT):
+            if pem:
                 return x509.load_pem_x509_certificates(blob)
             return [x509.load_der_x509_certificate(blob)]
     except _PARSE_ERRORS as exc:
+        if pem:
+            raise AuthorizationError(f"{NOT_PEM}: {_pem_reason(exc)}") from exc
         raise AuthorizationError(f"malformed certificate: {exc}") from exc
+
+
+#: How :func:`load_certificates` starts its error for a PEM text it cannot read.
+NOT_PEM = "not a valid PEM certificate file"
+
+
+def _pem_reason(exc: Exception) -> str:
+    """``cryptography``'s PEM error as one short clause: without its FAQ link, and its
+    ``InvalidData(...)`` as "bad base64 (...)"."""
+    text = re.sub(r"\s*See https?://\S+ for more details\.", "", str(exc)).strip()
+    invalid = re.search(r"InvalidData\((.*?)\.?\)", text)
+    if invalid:
+        return f"bad base64 ({invalid.group(1)})"
+    text = re.sub(r"^Unable to load PEM file\.\s*", "", text)
+    return text or "unreadable"
 
 
 def common_name(name: x509.Name) -> str:

@@ -299,6 +299,12 @@ class TrustStore:
                 point = stricter(point, revocation.after_seq)
         return point
 
+    @property
+    def pending_count(self) -> int:
+        """Certificates held that wait for an issuer this store does not know (so
+        verify nothing yet)."""
+        return len(self._pending)
+
     def device_info(self, author: bytes) -> list[dict[str, Any]]:
         """One dict per certificate of ``author`` (verified, pending or rejected).
 
