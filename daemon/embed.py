@@ -169,9 +169,9 @@ class RunningNode:
             async with trio.open_nursery() as nursery:
                 self._daemon = await nursery.start(
                     _serve_daemon, self.home, self._config, self._platform, self._hook)
-                self._ready.set()
                 self._emit(NodeEvent("started", {"api_url": self.api_url,
                                                  "device_id": self.device_id}))
+                self._ready.set()  # after "started": start() returns after the event
 
     def _hook(self, daemon: Daemon) -> None:
         """Forward every finished session as a ``session`` event."""
