@@ -2,18 +2,20 @@
 
 Process wiring only; the protocol lives in :mod:`meshsync.protocol.session`, the network in
 :mod:`meshsync.net`. ``Daemon.run`` never returns until cancelled (SIGINT/SIGTERM in
-``run_daemon``), and on the way out it closes listeners, finishes or aborts sessions
-and removes its runtime file.
+``run_daemon`` on the main thread; :mod:`meshsync.daemon.embed` in an app), and on the
+way out it closes listeners, finishes or aborts sessions and removes its runtime file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
 import secrets
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import trio
 from meshsync.daemon.api import build_app, serve_api
 from meshsync.daemon.config import DaemonConfig
 from meshsync.daemon.peers import PeerManager
+from meshsync.daemon.platform import PlatformHooks
 from meshsync.daemon.service import LocalNode
 
 from meshsync.host.clock import clock_json
@@ -58,9 +61,10 @@ def api_token(home: Home) -> str:
 class Daemon(LocalNode):
     """One running node. Build with :func:`meshsync.net.setup.open_endpoint`'s endpoint."""
 
-    def __init__(self, home: Home, config: DaemonConfig, endpoint: Endpoint) -> None:
+    def __init__(self, home: Home, config: DaemonConfig, endpoint: Endpoint,
+                 platform: PlatformHooks | None = None) -> None:
         super().__init__(home, endpoint.node, endpoint.limiter)
-        self.config, self.endpoint = config, endpoint
+        self.config, self.endpoint, self.platform = config, endpoint, platform
         endpoint.registry = SessionRegistry(self.node.key.public_key)
         endpoint.on_summary = self._on_summary
         endpoint.limits = config.limits()
@@ -197,7 +201,7 @@ class Daemon(LocalNode):
         from meshsync.net.discovery import run_cascade
 
         assert self.listen_address is not None
-        methods = build_methods(self.config, self.listen_address[1])
+        methods = build_methods(self.config, self.listen_address[1], self.platform)
         if not methods:
             return
         self._board = AdvertBoard(self._advert())
@@ -279,14 +283,22 @@ def _refuse_bind(key: str, host: str, port: int, exc: BaseException) -> None:
                          f"{leaf.strerror or leaf}") from exc
 
 
-async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = None,
-                     role: str | None = None,
-                     announce: Callable[[str], object] = log.info) -> None:
-    """Open the home, run the daemon until SIGINT or SIGTERM, then shut down cleanly.
+async def serve_daemon(path: Path, config: DaemonConfig, *, store: str | None = None,
+                       role: str | None = None, platform: PlatformHooks | None = None,
+                       prepare: Callable[[Daemon], None] | None = None,
+                       task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
+                       ) -> None:
+    """Open the home, run the daemon until cancelled, then shut down cleanly (sessions
+    ended, runtime file removed, store closed, home lock released) before returning.
 
-    ``store``: a PostgreSQL DSN (central). ``role``: the role the operator expects;
-    refused if the home's certificate says otherwise. ``announce`` is given the start
-    line (:meth:`Daemon.start_line`) once everything listens.
+    No signal handling: for ``nursery.start`` from any thread's ``trio.run``;
+    ``task_status.started(daemon)`` once the listener and API are up. ``prepare`` is
+    called with the daemon before anything starts (to hook its events). ``store``: a
+    PostgreSQL DSN (central). ``role``: the role the operator expects.
+
+    Raises:
+        UsageError: the role differs from the certificate's, or a port cannot be bound.
+        HomeBusyError: another daemon holds the home.
     """
     from meshsync.model.errors import UsageError
     from meshsync.net.setup import open_endpoint
@@ -296,14 +308,39 @@ async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = No
         if role is not None and role != endpoint.config.role:
             raise UsageError(f"--role {role}: this home's certificate has role "
                              f"{endpoint.config.role!r}")
-        daemon = Daemon(Home.open(path), config, endpoint)
-        # Catch the signals before starting: daemon.json tells clients the daemon is
-        # up, and a SIGTERM right after it appears must still shut down cleanly.
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(daemon.run)
-                announce(daemon.start_line())
-                async for signum in signals:
-                    log.info("received %s; shutting down", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    break
+        daemon = Daemon(Home.open(path), config, endpoint, platform)
+        if prepare is not None:
+            prepare(daemon)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(daemon.run)
+            task_status.started(daemon)
+            await trio.sleep_forever()
+
+
+async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = None,
+                     role: str | None = None,
+                     announce: Callable[[str], object] = log.info) -> None:
+    """Open the home, run the daemon until SIGINT or SIGTERM, then shut down cleanly.
+
+    Signal handlers are installed only on the main thread (``meshsync daemon``); on
+    any other thread this runs until cancelled, like :func:`serve_daemon` (an app
+    uses :func:`meshsync.daemon.embed.start`). ``store``: a PostgreSQL DSN (central).
+    ``role``: the role the operator expects; refused if the home's certificate says
+    otherwise. ``announce`` is given the start line (:meth:`Daemon.start_line`) once
+    everything listens.
+    """
+    run = functools.partial(serve_daemon, path, config, store=store, role=role)
+    if threading.current_thread() is not threading.main_thread():
+        async with trio.open_nursery() as nursery:
+            announce((await nursery.start(run)).start_line())
+        return
+    # Catch the signals before starting: daemon.json tells clients the daemon is
+    # up, and a SIGTERM right after it appears must still shut down cleanly.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            daemon = await nursery.start(run)
+            announce(daemon.start_line())
+            async for signum in signals:
+                log.info("received %s; shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -66,15 +67,21 @@ class GatewayProbe:
     default route nothing is reported. Raises ``OSError`` when the file cannot be read
     (not Linux, or an Android app without access to ``/proc/net``), which the cascade
     retries with backoff.
+
+    ``gateway``, if given, replaces the file: a blocking ``() -> address | None`` (an
+    app's platform hook, docs/android.md), called in a worker thread each time; what
+    it raises fails the probe like an unreadable file.
     """
 
     name = "gateway"
 
     def __init__(self, port: int, interval_s: float = 30.0,
-                 route_file: str = "/proc/net/route") -> None:
+                 route_file: str = "/proc/net/route", *,
+                 gateway: Callable[[], str | None] | None = None) -> None:
         if not 1 <= port <= 65535 or interval_s <= 0:
             raise UsageError("gateway probe: port must be 1-65535 and interval_s > 0")
         self.port, self.interval_s, self.route_file = port, interval_s, route_file
+        self.gateway = gateway
         self._counts = {"reported": 0, "no_route": 0}
 
     def statistics(self) -> dict[str, object]:
@@ -86,16 +93,25 @@ class GatewayProbe:
         """Report until cancelled; ``started()`` after the first successful read."""
         started = False
         while True:
-            route = parse_default_gateway(await trio.Path(self.route_file).read_text())
+            route = await self._route()
             if route is None:
                 self._counts["no_route"] += 1
             else:
                 self._counts["reported"] += 1
-                found(Candidate(route.address, self.port, "gateway", interface=route.interface))
+                found(Candidate(route.address, self.port, "gateway",
+                                interface=route.interface or None))
             if not started:
                 task_status.started()
                 started = True
             await trio.sleep(self.interval_s)
+
+    async def _route(self) -> GatewayRoute | None:
+        if self.gateway is None:
+            return parse_default_gateway(await trio.Path(self.route_file).read_text())
+        address = await trio.to_thread.run_sync(self.gateway)
+        if address is None:
+            return None
+        return GatewayRoute(str(ipaddress.IPv4Address(address)), "", 0)
 
 
 class StaticPeers:
