@@ -46,6 +46,8 @@ _ERROR = {
 MAX_BODY_BYTES = 2 * MAX_RECORD_BYTES + 64 * 1024
 #: Largest upload (a bundle, a voter list CSV) in bytes: 1 GiB, streamed to the home.
 MAX_UPLOAD_BYTES = 1 << 30
+#: Records per page of a listing when ``limit`` is not given, and the most it may ask.
+DEFAULT_LIMIT, MAX_LIMIT = 500, 5000
 #: Largest ``batch_size`` of a voter list import (rows per signed change).
 MAX_BATCH_SIZE = 10_000
 
@@ -69,6 +71,21 @@ _COLL = {"name": "collection", "in": "path", "required": True, "schema": {"type"
 _KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
 _PART = {"name": "partition", "in": "query", "required": False, "schema": {"type": "string"}}
 
+_PAGING = [{"name": "limit", "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                       "default": DEFAULT_LIMIT},
+            "description": "Records per page at most."},
+           {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
+            "description": "The `next` cursor of the previous page, unchanged (opaque)."}]
+_PAGE = {"type": "object", "required": ["records", "next"], "properties": {
+    "records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
+    "next": {"type": ["string", "null"],
+             "description": "Pass as `after` for the next page; null on the last page "
+                            "(which may be empty)."}}}
+_PAGED = ("Paged: at most `limit` records in the order (collection, key, partition), "
+          "and `next`, the cursor of the next page (null at the end). A record written "
+          "while a client pages appears if it sorts after the cursor; no record is listed "
+          "twice, and none present from the first page to the last is missed.")
 _NAME = {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
          "description": "the file's name, for messages"}
 _UPLOAD_413 = {"413": _json(_ERROR, f"upload larger than {MAX_UPLOAD_BYTES} bytes")}
@@ -177,8 +194,9 @@ OPENAPI: dict[str, Any] = {
                                              **_ERRORS}}},
         "/api/records/{collection}": {"get": {
             "summary": "List records under an optional partition prefix",
-            "parameters": [_COLL, _PART],
-            "responses": {"200": _json({"type": "array", "items": _RECORD}), **_ERRORS}}},
+            "description": _PAGED + " Deleted records are left out.",
+            "parameters": [_COLL, _PART, *_PAGING],
+            "responses": {"200": _json(_PAGE), **_ERRORS}}},
         "/api/records/{collection}/{key}": {
             "get": {"summary": "One record", "parameters": [_COLL, _KEY, _PART],
                     "responses": {"200": _json(_RECORD), **_ERRORS}},
@@ -210,9 +228,8 @@ OPENAPI: dict[str, Any] = {
             "delete": {"summary": "Delete (tombstone)", "parameters": [_COLL, _KEY, _PART],
                        "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
         "/api/conflicts": {"get": {"summary": "Records with open conflicts",
-                                   "responses": {"200": _json({"type": "array",
-                                                               "items": _RECORD}),
-                                                 **_ERRORS}}},
+                                   "description": _PAGED, "parameters": _PAGING,
+                                   "responses": {"200": _json(_PAGE), **_ERRORS}}},
         "/api/progress": {"get": {
             "summary": "Progress per TPS and per village: records by status",
             "parameters": [{"name": "collection", "in": "query", "required": False,

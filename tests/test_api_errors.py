@@ -89,7 +89,7 @@ def test_records_holding_bytes_and_non_finite_floats_read_in_tagged_json(lab: La
     bundle = lab.logs / "phone-b.msb"
     run("bundle", "export", "--home", lab.home("phone-b"), "-o", bundle)
     run("bundle", "import", "--home", daemon.home, bundle)
-    conflicts = daemon.get("/api/conflicts")
+    conflicts = daemon.listing("/api/conflicts")
     [record] = conflicts
     values = [v["value"] for v in record["conflicts"]["foto"]]
     assert sorted(v["$bytes"] for v in values) == sorted(
