@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import trio
+from meshsync.daemon.events import EventBus
 from meshsync.daemon.guard import ApiGuard, HostCheck
 from meshsync.daemon.openapi import MAX_BODY_BYTES, OPENAPI, served_openapi
 from meshsync.daemon.status_page import render_status
@@ -77,6 +78,8 @@ class NodeService:
     limiter: trio.CapacityLimiter
     #: The home: uploads (bundles, voter lists) are spooled in it.
     home: Home
+    #: What happens in the daemon, for ``GET /api/events``.
+    events: EventBus
 
     def status(self) -> dict[str, Any]:
         """The status document (see OpenAPI ``Status``)."""
@@ -310,7 +313,8 @@ def _guarded(guard: ApiGuard, path: str, func: Handler) -> Handler:
 def build_app(service: NodeService, token: str) -> Starlette:
     """The ASGI application; its :class:`~.guard.ApiGuard` is ``app.state.guard``
     (:func:`serve_api` tells it the bound address)."""
-    from meshsync.daemon.api_lists import list_routes  # they import this module
+    from meshsync.daemon.api_events import event_routes  # they import this module
+    from meshsync.daemon.api_lists import list_routes
     from meshsync.daemon.api_writes import write_routes
 
     guard = ApiGuard(token)
@@ -380,7 +384,7 @@ def build_app(service: NodeService, token: str) -> Starlette:
         Route("/api/status", guarded("/api/status", status)),
         Route("/api/peers", guarded("/api/peers", peers)),
         *[Route(path, guarded(path, handler))
-          for path, handler in list_routes(service).items()],
+          for path, handler in {**list_routes(service), **event_routes(service)}.items()],
         Route("/api/records/{collection}/{key}",
               guarded("/api/records/{collection}/{key}", record),
               methods=["GET", "PUT", "DELETE"]),

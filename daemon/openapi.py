@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from meshsync.daemon.events import EVENT_TYPES, QUEUE_SIZE
+
 from meshsync.model.limits import MAX_RECORD_BYTES
 
 _VALUES = ("Field values are plain JSON, except values JSON cannot carry, which are "
@@ -86,6 +88,13 @@ _PAGED = ("Paged: at most `limit` records in the order (collection, key, partiti
           "and `next`, the cursor of the next page (null at the end). A record written "
           "while a client pages appears if it sorts after the cursor; no record is listed "
           "twice, and none present from the first page to the last is missed.")
+_EVENTS = (
+    "A text/event-stream that stays open. Each event is sent as `id: SEQ`, `event: TYPE` "
+    "and `data: JSON`; the JSON holds `seq` (one more per event the daemon publishes, "
+    "so order and gaps show), `type`, `at_ms` (when it happened) and the members of its "
+    f"type. A client more than {QUEUE_SIZE} events behind loses the oldest and gets a "
+    "`lost` event saying how many. Comment lines keep an idle stream open. Types: "
+    + " ".join(f"`{kind}`: {text}" for kind, text in EVENT_TYPES.items()))
 _NAME = {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
          "description": "the file's name, for messages"}
 _UPLOAD_413 = {"413": _json(_ERROR, f"upload larger than {MAX_UPLOAD_BYTES} bytes")}
@@ -235,6 +244,11 @@ OPENAPI: dict[str, Any] = {
             "parameters": [{"name": "collection", "in": "query", "required": False,
                             "schema": {"type": "string", "default": "voters"}}],
             "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
+        "/api/events": {"get": {
+            "summary": "What happens in the daemon, as server-sent events",
+            "description": _EVENTS,
+            "responses": {"200": {"description": "an endless event stream", "content": {
+                "text/event-stream": {"schema": {"type": "string"}}}}, **_ERRORS}}},
         "/api/sync": {"post": {"summary": "Sync with every known peer now",
                                "responses": {"202": _json({"type": "object"}), **_ERRORS}}},
         **_WRITES,

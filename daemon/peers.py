@@ -138,6 +138,11 @@ class PeerManager:
         self.policy = policy or DialPolicy(backoff_min_ms=self.backoff_min_ms,
                                            backoff_max_ms=self.backoff_max_ms, rng=self._rng)
         self.ignored = dict.fromkeys(("bad_id", "hints_evicted", "hints_expired"), 0)
+        #: Called as a dial starts: ``on_dial(device id or None, address)`` (events).
+        self.on_dial: Callable[[str | None, Address], None] | None = None
+        #: Called as any session ends (dialled or accepted): ``on_session(direction,
+        #: summary)`` (events).
+        self.on_session: Callable[[str, SessionSummary], None] | None = None
 
     # -- inputs ----------------------------------------------------------------
 
@@ -259,6 +264,8 @@ class PeerManager:
                          summary: SessionSummary) -> None:
         """Record a finished session (ours or one a peer started)."""
         self.sessions_total += 1
+        if self.on_session is not None:
+            self.on_session(direction, summary)
         if not summary.peer:
             return
         dev = device_id(summary.peer)
@@ -347,6 +354,8 @@ class PeerManager:
 
     async def _dial(self, peer: PeerState, address: Address) -> None:
         peer.last_attempt_ms = self._clock()
+        if self.on_dial is not None:
+            self.on_dial(peer.device_id, address)
         try:
             summary = await sync_with(self.endpoint, *address)
         except TransportError as exc:

@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 import trio
 from meshsync.daemon.api import NodeService
+from meshsync.daemon.events import EventBus
 
 from meshsync.host.enrol import Enrolment, enrol, start_rekey
 from meshsync.host.home import Home
@@ -70,6 +71,7 @@ class LocalNode(NodeService):
 
     def __init__(self, home: Home, node: Node, limiter: trio.CapacityLimiter) -> None:
         self.home, self.node, self.limiter = home, node, limiter
+        self.events = EventBus()
         self.counts = Counts()
         self.custody: JsonObject = {"feeds": [], "receipts": []}
 
