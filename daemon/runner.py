@@ -250,6 +250,8 @@ class Daemon(LocalNode):
             if self.manager.sessions_total != seen:
                 seen = self.manager.sessions_total
                 await self._refresh()
+            else:  # an uplink that fails has no session: its state is read each second
+                self.sources.state(self.counts.conflicts, self._uplink_status(), self.custody)
             await trio.sleep(1.0)
 
     def _write_runtime(self) -> None:

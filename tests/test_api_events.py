@@ -19,6 +19,7 @@ from typing import Any
 import test_daemon
 import trio
 from meshsync.daemon.api_events import sse
+from meshsync.daemon.event_sources import EventSources
 from meshsync.daemon.events import EVENT_TYPES, EventBus
 from meshsync.daemon.openapi import OPENAPI
 from netfixtures import LOOPBACK, VILLAGE
@@ -141,3 +142,20 @@ def test_every_event_type_is_documented_and_framed() -> None:
     frame = sse({"seq": 7, "type": "conflicts", "conflicts": 1}).decode()
     assert frame == 'id: 7\nevent: conflicts\ndata: {"seq":7,"type":"conflicts",' \
                     '"conflicts":1}\n\n'
+
+
+def test_states_are_published_only_when_they_change() -> None:
+    async def main() -> None:
+        bus = EventBus()
+        sub = bus.subscribe()
+        sources = EventSources(bus)
+        up = {"state": "up", "last_error": None}
+        sources.state(0, up, {"feeds": [], "receipts": []})  # the first call remembers
+        sources.state(0, up, {"feeds": [], "receipts": []})
+        assert sub.take() == []
+        sources.state(1, {"state": "down", "last_error": "refused"},
+                      {"feeds": [{}], "receipts": []})
+        got = {e["type"]: e for e in sub.take()}
+        assert got["conflicts"]["conflicts"] == 1 and got["custody"]["feeds"] == 1
+        assert (got["uplink"]["state"], got["uplink"]["last_error"]) == ("down", "refused")
+    trio.run(main)
