@@ -24,6 +24,13 @@ class EventSources:
         """An outgoing session starts."""
         self.bus.publish("sync.started", peer=peer, address=f"{address[0]}:{address[1]}")
 
+    def dial_failed(self, peer: str | None, address: tuple[str, int], error: str) -> None:
+        """A dial failed before any session: its ``sync.finished``, with ``error``."""
+        self.bus.publish("sync.finished", direction="outgoing", peer=peer,
+                         address=f"{address[0]}:{address[1]}", changes_sent=0,
+                         changes_received=0, duplicates=0, converged=False, error=error,
+                         duration_ms=None)
+
     def session(self, direction: str, summary: SessionSummary) -> None:
         """A session ended: ``changes.received`` and ``clock.warning`` if any, then
         ``sync.finished``."""

@@ -30,7 +30,9 @@ EVENT_TYPES: dict[str, str] = {
                     "not known yet), `address`.",
     "sync.finished": "A sync session ended (dialled or accepted): `direction`, `peer`, "
                      "`changes_sent`, `changes_received`, `duplicates`, `converged`, "
-                     "`error` (null when it succeeded) and `duration_ms`.",
+                     "`error` (null when it succeeded) and `duration_ms`; a dial that "
+                     "failed before any session has `address`, the error and no "
+                     "duration.",
     "changes.received": "A session brought new changes: `peer` and `count`.",
     "conflicts": "The number of records with open conflicts changed: `conflicts`.",
     "uplink": "The uplink's state changed: `state` (up or down) and `last_error`.",

@@ -143,6 +143,8 @@ class PeerManager:
         #: Called as any session ends (dialled or accepted): ``on_session(direction,
         #: summary)`` (events).
         self.on_session: Callable[[str, SessionSummary], None] | None = None
+        #: Called when a dial fails before any session: ``(device id, address, error)``.
+        self.on_dial_failed: Callable[[str | None, Address, str], None] | None = None
 
     # -- inputs ----------------------------------------------------------------
 
@@ -359,6 +361,8 @@ class PeerManager:
         try:
             summary = await sync_with(self.endpoint, *address)
         except TransportError as exc:
+            if self.on_dial_failed is not None:
+                self.on_dial_failed(peer.device_id, address, str(exc))
             self._failed(peer, address, exc)
         else:
             reached = device_id(summary.peer) if summary.peer else None

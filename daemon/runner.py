@@ -76,6 +76,7 @@ class Daemon(LocalNode):
         self.sources = EventSources(self.events)
         self.manager.on_dial = self.sources.dialled
         self.manager.on_session = self.sources.session
+        self.manager.on_dial_failed = self.sources.dial_failed
 
     # -- events ------------------------------------------------------------------
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import http.client
 import json
 import queue
+import socket
 import threading
 import time
+from contextlib import closing
 from typing import Any
 
 import test_daemon
@@ -101,6 +103,22 @@ def test_a_phones_sync_shows_up_as_events_in_order(lab: Lab) -> None:
     assert received[-1][1]["changes_received"] >= 1 and received[-1][1]["peer"] == \
         laptop.device_id, received
     assert received[0][1]["seq"] > finished["seq"]
+
+
+def test_a_failed_dial_ends_with_an_error(lab: Lab) -> None:
+    with closing(socket.socket()) as unused:  # a port nobody listens on
+        unused.bind((LOOPBACK, 0))
+        dead = f"{LOOPBACK}:{unused.getsockname()[1]}"
+    phone = lab.daemon("phone-a", [dead]).start()
+    reader = EventReader(phone.runtime["api"], phone.token)
+    try:
+        phone.request("POST", "/api/sync")
+        started = reader.until("sync.started")[-1][1]  # a dial that began after we listened
+        finished = reader.until("sync.finished")[-1][1]
+    finally:
+        reader.close()
+    assert started["address"] == finished["address"] == dead, (started, finished)
+    assert finished["error"] and finished["seq"] > started["seq"], finished
 
 
 def test_the_stream_is_guarded_as_every_route(lab: Lab) -> None:

@@ -224,6 +224,22 @@ def _concrete(path: str) -> str:
 PUBLIC = {"/login"}
 #: Routes whose body is a file (the CLI's writes through the daemon).
 UPLOADS = {"/api/bundles", "/api/coklit/import", "/api/enroll"}
+#: Routes that answer with an endless stream: only the status and type are read.
+STREAMS = {"/api/events"}
+
+
+def _stream_status(daemon: DaemonProcess, path: str) -> tuple[int, str]:
+    """Status and content type of a streaming GET with the token, then hang up."""
+    import http.client
+
+    host, port = daemon.runtime["api"].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {daemon.token}"})
+        reply = conn.getresponse()
+        return reply.status, reply.headers.get("content-type", "")
+    finally:
+        conn.close()
 
 
 def test_every_api_route_needs_the_token(lab: Lab) -> None:
@@ -247,6 +263,10 @@ def test_every_api_route_needs_the_token(lab: Lab) -> None:
     # None of the refused writes happened; the right token works for each route.
     assert daemon.get("/api/records/voters/v-0001")["fields"] == {"nama": "Contoh"}
     for path, method in guarded:
+        if path in STREAMS:
+            status, ctype = _stream_status(daemon, path)
+            assert status == 200 and ctype.startswith("text/event-stream"), (path, status)
+            continue
         body = {"fields": {"nama": "Contoh 2"}} if method == "PUT" else None
         reply = daemon.request(method, _concrete(path), body)
         if path in UPLOADS:  # past the guard, an empty upload is bad input
