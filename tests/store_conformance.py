@@ -475,6 +475,9 @@ class StoreConformance:
                 "conflicts_only", False)) if not (kw.get("live_only") and r.deleted)]
             assert pages == want and want
         assert store.records_page("voters", after=("voters", "v-9", ""), limit=5) == []
+        assert store.records_page("voters", after=("zz", "", ""), limit=5) == []
+        assert store.records_page("voters", after=("kk", "v-9", ""), limit=1) == \
+            store.records_page("voters", limit=1)
         first = store.records_page("voters", limit=1)
         assert first == [row("mimika/hoya", key="v-\x00", conflict=False)]
         with store.transaction():  # added ahead of the cursor: seen; behind it: not

@@ -447,7 +447,13 @@ class SQLiteStore(SQLiteEvidence, Store):
         """See :meth:`Store.records_page`: one query on the (collection, key,
         partition) index."""
         where, args = _record_filter(collection, partition_prefix, conflicts_only)
-        if after is not None:
+        if collection is not None and after is not None:
+            if after[0] > collection:
+                return []
+            if after[0] == collection:  # this form is an index range (the other scans)
+                where.append("(key, partition) > (?, ?)")
+                args += [after[1], after[2]]
+        elif after is not None:
             where.append("(collection, key, partition) > (?, ?, ?)")
             args += list(after)
         if live_only:
