@@ -165,6 +165,18 @@ class District:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             return json.loads(response.read())
 
+    def listing(self, name: str, path: str) -> list[Any]:
+        """Every record of a paged listing (``path``), following its ``next`` cursors."""
+        records: list[Any] = []
+        cursor = None
+        while True:
+            glue = "&" if "?" in path else "?"
+            page = self.api(name, "GET", path + (f"{glue}after={cursor}" if cursor else ""))
+            records += page["records"]
+            cursor = page["next"]
+            if cursor is None:
+                return records
+
     def wait(self, check: Any, what: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -178,7 +190,7 @@ class District:
 
     def count(self, name: str, prefix: str = "") -> int:
         query = f"?partition={prefix}" if prefix else ""
-        return len(self.api(name, "GET", f"/api/records/voters{query}"))
+        return len(self.listing(name, f"/api/records/voters{query}"))
 
     # -- the story -----------------------------------------------------------------
 
@@ -198,10 +210,10 @@ class District:
 
     def coklit(self) -> tuple[str, str]:
         self.say("coklit: officers record results; a TMS with its reason; an ubah")
-        a_voters = self.api("phone-a", "GET",
+        a_voters = self.listing("phone-a",
                             f"/api/records/voters?partition={self.phone_village}")
         c_village = self._second_village()
-        c_voters = self.api("phone-c", "GET", f"/api/records/voters?partition={c_village}")
+        c_voters = self.listing("phone-c", f"/api/records/voters?partition={c_village}")
         for record in a_voters[:5]:
             self.api("phone-a", "PUT", f"/api/records/voters/{record['key']}",
                      {"fields": {"coklit": "MS"}})
@@ -224,7 +236,7 @@ class District:
         self.say("the uplink goes down; officers keep working; the uplink comes back")
         self.stop("central")
         self.mark("uplink_down")
-        phone_b = self.api("phone-b", "GET",
+        phone_b = self.listing("phone-b",
                            f"/api/records/voters?partition={self.phone_village}")
         for record in phone_b[6:9]:
             self.api("phone-b", "PUT", f"/api/records/voters/{record['key']}",
@@ -238,7 +250,7 @@ class District:
         names = ["central", "laptop", "phone-a", "phone-b", "phone-c"]
 
         def same() -> bool:
-            views = [json.dumps(self.api(n, "GET", "/api/records/voters"), sort_keys=True)
+            views = [json.dumps(self.listing(n, "/api/records/voters"), sort_keys=True)
                      for n in names]
             return len(set(views)) == 1
         try:
@@ -264,7 +276,7 @@ class District:
         return {
             "converged": converged, "distrik": self.distrik, "voters": self.total,
             "progress": self.api("central", "GET", "/api/progress"),
-            "conflicts": [r["key"] for r in self.api("central", "GET", "/api/conflicts")],
+            "conflicts": [r["key"] for r in self.listing("central", "/api/conflicts")],
             "conflict_voter": shared, "tms_voter": tms,
             "times_s": self.times,
             "sessions": sum(s["sessions"] for s in status.values()),

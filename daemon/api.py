@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import trio
+from meshsync.daemon.events import EventBus
 from meshsync.daemon.guard import ApiGuard, HostCheck
 from meshsync.daemon.openapi import MAX_BODY_BYTES, OPENAPI, served_openapi
 from meshsync.daemon.status_page import render_status
@@ -49,6 +50,7 @@ from meshsync.model.values import (
     loads_strict,
     record_to_json,
 )
+from meshsync.store.base import RecordPos
 
 Handler = Callable[[Request], Awaitable[Response]]
 #: The status page may not be framed by another page (clickjacking) or run scripts.
@@ -76,6 +78,8 @@ class NodeService:
     limiter: trio.CapacityLimiter
     #: The home: uploads (bundles, voter lists) are spooled in it.
     home: Home
+    #: What happens in the daemon, for ``GET /api/events``.
+    events: EventBus
 
     def status(self) -> dict[str, Any]:
         """The status document (see OpenAPI ``Status``)."""
@@ -92,6 +96,17 @@ class NodeService:
 
     def list_records(self, collection: str, prefix: str) -> list[JsonObject]:
         """Records of ``collection`` under partition ``prefix`` ("" for all)."""
+        raise NotImplementedError
+
+    def records_page(self, collection: str, prefix: str, after: RecordPos | None,
+                     limit: int) -> tuple[list[JsonObject], RecordPos | None]:
+        """At most ``limit`` live records of ``collection`` under ``prefix`` past
+        ``after``, and the position to continue from (None: the last page)."""
+        raise NotImplementedError
+
+    def conflicts_page(self, after: RecordPos | None, limit: int
+                       ) -> tuple[list[JsonObject], RecordPos | None]:
+        """As :meth:`records_page`, of records with open conflicts (every collection)."""
         raise NotImplementedError
 
     def get_record(self, collection: str, key: str, partition: str | None
@@ -305,7 +320,9 @@ def _guarded(guard: ApiGuard, path: str, func: Handler) -> Handler:
 def build_app(service: NodeService, token: str) -> Starlette:
     """The ASGI application; its :class:`~.guard.ApiGuard` is ``app.state.guard``
     (:func:`serve_api` tells it the bound address)."""
-    from meshsync.daemon.api_writes import write_routes  # it imports this module
+    from meshsync.daemon.api_events import event_routes  # they import this module
+    from meshsync.daemon.api_lists import list_routes
+    from meshsync.daemon.api_writes import write_routes
 
     guard = ApiGuard(token)
     guarded = partial(_guarded, guard)
@@ -318,12 +335,6 @@ def build_app(service: NodeService, token: str) -> Starlette:
 
     async def peers(request: Request) -> Response:
         return JSONResponse(service.peers())
-
-    async def list_records(request: Request) -> Response:
-        collection = request.path_params["collection"]
-        records = await call(partial(service.list_records, collection,
-                                     _partition_param(request) or ""))
-        return JSONResponse([record_to_json(r) for r in records])
 
     async def record(request: Request) -> Response:
         if request.method == "PUT":
@@ -359,10 +370,6 @@ def build_app(service: NodeService, token: str) -> Starlette:
         collection = request.query_params.get("collection", "voters")
         return JSONResponse(await call(partial(service.progress, collection)))
 
-    async def conflicts(request: Request) -> Response:
-        found = await call(service.conflicts)
-        return JSONResponse([record_to_json(r) for r in found])
-
     async def sync(request: Request) -> Response:
         unreachable = service.sync_now()
         return JSONResponse({"ok": not unreachable, "peers": len(service.peers()),
@@ -384,12 +391,11 @@ def build_app(service: NodeService, token: str) -> Starlette:
               methods=["POST"]),
         Route("/api/status", guarded("/api/status", status)),
         Route("/api/peers", guarded("/api/peers", peers)),
-        Route("/api/records/{collection}", guarded("/api/records/{collection}",
-                                                   list_records)),
+        *[Route(path, guarded(path, handler))
+          for path, handler in {**list_routes(service), **event_routes(service)}.items()],
         Route("/api/records/{collection}/{key}",
               guarded("/api/records/{collection}/{key}", record),
               methods=["GET", "PUT", "DELETE"]),
-        Route("/api/conflicts", guarded("/api/conflicts", conflicts)),
         Route("/api/progress", guarded("/api/progress", progress_route)),
         Route("/api/sync", guarded("/api/sync", sync), methods=["POST"]),
         *[Route(path, guarded(path, handler), methods=["POST"])

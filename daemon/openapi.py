@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from meshsync.daemon.events import EVENT_TYPES, QUEUE_SIZE
+
 from meshsync.model.limits import MAX_RECORD_BYTES
 
 _VALUES = ("Field values are plain JSON, except values JSON cannot carry, which are "
@@ -46,6 +48,8 @@ _ERROR = {
 MAX_BODY_BYTES = 2 * MAX_RECORD_BYTES + 64 * 1024
 #: Largest upload (a bundle, a voter list CSV) in bytes: 1 GiB, streamed to the home.
 MAX_UPLOAD_BYTES = 1 << 30
+#: Records per page of a listing when ``limit`` is not given, and the most it may ask.
+DEFAULT_LIMIT, MAX_LIMIT = 500, 5000
 #: Largest ``batch_size`` of a voter list import (rows per signed change).
 MAX_BATCH_SIZE = 10_000
 
@@ -69,6 +73,28 @@ _COLL = {"name": "collection", "in": "path", "required": True, "schema": {"type"
 _KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
 _PART = {"name": "partition", "in": "query", "required": False, "schema": {"type": "string"}}
 
+_PAGING = [{"name": "limit", "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                       "default": DEFAULT_LIMIT},
+            "description": "Records per page at most."},
+           {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
+            "description": "The `next` cursor of the previous page, unchanged (opaque)."}]
+_PAGE = {"type": "object", "required": ["records", "next"], "properties": {
+    "records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
+    "next": {"type": ["string", "null"],
+             "description": "Pass as `after` for the next page; null on the last page "
+                            "(which may be empty)."}}}
+_PAGED = ("Paged: at most `limit` records in the order (collection, key, partition), "
+          "and `next`, the cursor of the next page (null at the end). A record written "
+          "while a client pages appears if it sorts after the cursor; no record is listed "
+          "twice, and none present from the first page to the last is missed.")
+_EVENTS = (
+    "A text/event-stream that stays open. Each event is sent as `id: SEQ`, `event: TYPE` "
+    "and `data: JSON`; the JSON holds `seq` (one more per event the daemon publishes, "
+    "so order and gaps show), `type`, `at_ms` (when it happened) and the members of its "
+    f"type. A client more than {QUEUE_SIZE} events behind loses the oldest and gets a "
+    "`lost` event saying how many. Comment lines keep an idle stream open. Types: "
+    + " ".join(f"`{kind}`: {text}" for kind, text in EVENT_TYPES.items()))
 _NAME = {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
          "description": "the file's name, for messages"}
 _UPLOAD_413 = {"413": _json(_ERROR, f"upload larger than {MAX_UPLOAD_BYTES} bytes")}
@@ -200,8 +226,9 @@ OPENAPI: dict[str, Any] = {
                                              **_ERRORS}}},
         "/api/records/{collection}": {"get": {
             "summary": "List records under an optional partition prefix",
-            "parameters": [_COLL, _PART],
-            "responses": {"200": _json({"type": "array", "items": _RECORD}), **_ERRORS}}},
+            "description": _PAGED + " Deleted records are left out.",
+            "parameters": [_COLL, _PART, *_PAGING],
+            "responses": {"200": _json(_PAGE), **_ERRORS}}},
         "/api/records/{collection}/{key}": {
             "get": {"summary": "One record", "parameters": [_COLL, _KEY, _PART],
                     "responses": {"200": _json(_RECORD), **_ERRORS}},
@@ -233,14 +260,18 @@ OPENAPI: dict[str, Any] = {
             "delete": {"summary": "Delete (tombstone)", "parameters": [_COLL, _KEY, _PART],
                        "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
         "/api/conflicts": {"get": {"summary": "Records with open conflicts",
-                                   "responses": {"200": _json({"type": "array",
-                                                               "items": _RECORD}),
-                                                 **_ERRORS}}},
+                                   "description": _PAGED, "parameters": _PAGING,
+                                   "responses": {"200": _json(_PAGE), **_ERRORS}}},
         "/api/progress": {"get": {
             "summary": "Progress per TPS and per village: records by status",
             "parameters": [{"name": "collection", "in": "query", "required": False,
                             "schema": {"type": "string", "default": "voters"}}],
             "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
+        "/api/events": {"get": {
+            "summary": "What happens in the daemon, as server-sent events",
+            "description": _EVENTS,
+            "responses": {"200": {"description": "an endless event stream", "content": {
+                "text/event-stream": {"schema": {"type": "string"}}}}, **_ERRORS}}},
         "/api/sync": {"post": {
             "summary": "Sync with every known peer now",
             "description": "Every peer this node knows is dialled now, including one that "

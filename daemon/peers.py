@@ -145,6 +145,13 @@ class PeerManager:
                                            backoff_max_ms=self.backoff_max_ms, rng=self._rng)
         self.ignored = dict.fromkeys(("bad_id", "hints_evicted", "hints_expired"), 0)
         self.inbound_port = INBOUND_PORT
+        #: Called as a dial starts: ``on_dial(device id or None, address)`` (events).
+        self.on_dial: Callable[[str | None, Address], None] | None = None
+        #: Called as any session ends (dialled or accepted): ``on_session(direction,
+        #: summary)`` (events).
+        self.on_session: Callable[[str, SessionSummary], None] | None = None
+        #: Called when a dial fails before any session: ``(device id, address, error)``.
+        self.on_dial_failed: Callable[[str | None, Address, str], None] | None = None
 
     # -- inputs ----------------------------------------------------------------
 
@@ -278,6 +285,8 @@ class PeerManager:
                          summary: SessionSummary) -> None:
         """Record a finished session (ours or one a peer started)."""
         self.sessions_total += 1
+        if self.on_session is not None:
+            self.on_session(direction, summary)
         if not summary.peer:
             return
         dev = device_id(summary.peer)
@@ -370,9 +379,13 @@ class PeerManager:
 
     async def _dial(self, peer: PeerState, address: Address) -> None:
         peer.last_attempt_ms = self._clock()
+        if self.on_dial is not None:
+            self.on_dial(peer.device_id, address)
         try:
             summary = await sync_with(self.endpoint, *address)
         except TransportError as exc:
+            if self.on_dial_failed is not None:
+                self.on_dial_failed(peer.device_id, address, str(exc))
             self._failed(peer, address, exc)
         else:
             reached = device_id(summary.peer) if summary.peer else None

@@ -23,6 +23,7 @@ from typing import Any
 import trio
 from meshsync.daemon.api import build_app, serve_api
 from meshsync.daemon.config import DaemonConfig
+from meshsync.daemon.event_sources import EventSources
 from meshsync.daemon.peers import PeerManager
 from meshsync.daemon.platform import PlatformHooks
 from meshsync.daemon.service import LocalNode
@@ -80,6 +81,10 @@ class Daemon(LocalNode):
         self.api_address = ""  # "HOST:PORT" once the API is bound
         self._cascade: DiscoveryCascade | None = None
         self._board: AdvertBoard | None = None
+        self.sources = EventSources(self.events)
+        self.manager.on_dial = self.sources.dialled
+        self.manager.on_session = self.sources.session
+        self.manager.on_dial_failed = self.sources.dial_failed
 
     # -- events ------------------------------------------------------------------
 
@@ -184,6 +189,7 @@ class Daemon(LocalNode):
 
     async def _refresh(self) -> None:
         await trio.to_thread.run_sync(self.refresh, limiter=self.limiter)
+        self.sources.state(self.counts.conflicts, self._uplink_status(), self.custody)
         if self._board is not None and self._board.current() != self._advert():
             self._board.set(self._advert())
 
@@ -259,6 +265,8 @@ class Daemon(LocalNode):
             if self.manager.sessions_total != seen:
                 seen = self.manager.sessions_total
                 await self._refresh()
+            else:  # an uplink that fails has no session: its state is read each second
+                self.sources.state(self.counts.conflicts, self._uplink_status(), self.custody)
             await trio.sleep(1.0)
 
     def _write_runtime(self) -> None:

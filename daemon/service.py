@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 import trio
 from meshsync.daemon.api import NodeService
+from meshsync.daemon.events import EventBus
 
 from meshsync.host.enrol import Enrolment, enrol, start_rekey
 from meshsync.host.home import Home
@@ -24,6 +25,7 @@ from meshsync.model.change import FeedId
 from meshsync.model.errors import MeshsyncError
 from meshsync.model.identity import device_id
 from meshsync.replica.node import Node
+from meshsync.store.base import RecordPos, record_pos
 
 JsonObject = dict[str, object]
 #: The ``schema`` of a home holding a voter list (installed through
@@ -69,6 +71,7 @@ class LocalNode(NodeService):
 
     def __init__(self, home: Home, node: Node, limiter: trio.CapacityLimiter) -> None:
         self.home, self.node, self.limiter = home, node, limiter
+        self.events = EventBus()
         self.counts = Counts()
         self.custody: JsonObject = {"feeds": [], "receipts": []}
 
@@ -77,6 +80,31 @@ class LocalNode(NodeService):
     def list_records(self, collection: str, prefix: str) -> list[JsonObject]:
         """See :meth:`NodeService.list_records`."""
         return [r.to_json() for r in self.node.records(collection, prefix)]
+
+    def records_page(self, collection: str, prefix: str, after: RecordPos | None,
+                     limit: int) -> tuple[list[JsonObject], RecordPos | None]:
+        """See :meth:`NodeService.records_page`."""
+        return self._page(collection, prefix, after, limit, conflicts_only=False)
+
+    def conflicts_page(self, after: RecordPos | None, limit: int
+                       ) -> tuple[list[JsonObject], RecordPos | None]:
+        """See :meth:`NodeService.conflicts_page`."""
+        return self._page(None, "", after, limit, conflicts_only=True)
+
+    def _page(self, collection: str | None, prefix: str, after: RecordPos | None,
+              limit: int, *, conflicts_only: bool
+              ) -> tuple[list[JsonObject], RecordPos | None]:
+        """One page from the store, one row more than ``limit`` read to tell whether
+        another page follows."""
+        from meshsync.replica.records import Record
+
+        rows = self.node.store.records_page(collection, prefix, after, limit + 1,
+                                            live_only=not conflicts_only,
+                                            conflicts_only=conflicts_only)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return ([Record.from_row(r).to_json() for r in rows],
+                record_pos(rows[-1]) if more else None)
 
     def get_record(self, collection: str, key: str, partition: str | None
                    ) -> JsonObject | None:

@@ -184,6 +184,20 @@ class DaemonProcess(ChildProcess):
         """GET with the token; the parsed body."""
         return self.api("GET", path)
 
+    def listing(self, path: str, limit: int | None = None) -> list[Any]:
+        """Every record of a paged listing (``path``: records or conflicts), following
+        its ``next`` cursors (``limit`` records per page, else the API's default)."""
+        records: list[Any] = []
+        query = "" if limit is None else f"limit={limit}"
+        while True:
+            glue = "&" if "?" in path else "?"
+            page = self.get(path + (glue + query if query else ""))
+            records += page["records"]
+            if page["next"] is None:
+                return records
+            query = "&".join(q for q in (f"limit={limit}" if limit else "",
+                                         f"after={page['next']}") if q)
+
     def status(self) -> dict[str, Any]:
         """``GET /api/status``."""
         return self.get("/api/status")  # type: ignore[no-any-return]

@@ -38,6 +38,7 @@ from meshsync.store.base import (
     Refusal,
     Store,
     StoredChange,
+    record_pos,
 )
 
 AUTHOR_A = b"\x0a" * 32
@@ -454,6 +455,37 @@ class StoreConformance:
         with store.transaction():  # resolving clears the flag
             store.save_record(row("mimika/jila", key="v-1"))
         assert [r.key for r in store.iter_records("voters", conflicts_only=True)] == ["v-3"]
+
+    def test_records_page_walks_in_order(self, store: Store) -> None:
+        rows = [row(p, key=k, collection=c, deleted=k == "v-3", conflict=k == "v-2")
+                for c in ("voters", "kk") for k in ("v-3", "v-2", "v-1", "v-\x00")
+                for p in ("mimika/jila/x", "mimika/hoya", "mimika/jila")]
+        with store.transaction():
+            store.save_records(rows)
+        for args, kw in (((None,), {}), (("voters", "mimika/jila"), {}),
+                         (("kk",), {"live_only": True}), ((None,), {"conflicts_only": True})):
+            pages, after = [], None
+            while True:
+                page = store.records_page(*args, after=after, limit=2, **kw)  # type: ignore[arg-type]
+                assert len(page) <= 2
+                pages += page
+                if len(page) < 2:
+                    break
+                after = record_pos(page[-1])
+            want = [r for r in store.iter_records(*args, conflicts_only=kw.get(
+                "conflicts_only", False)) if not (kw.get("live_only") and r.deleted)]
+            assert pages == want and want
+        assert store.records_page("voters", after=("voters", "v-9", ""), limit=5) == []
+        assert store.records_page("voters", after=("zz", "", ""), limit=5) == []
+        assert store.records_page("voters", after=("kk", "v-9", ""), limit=1) == \
+            store.records_page("voters", limit=1)
+        first = store.records_page("voters", limit=1)
+        assert first == [row("mimika/hoya", key="v-\x00", conflict=False)]
+        with store.transaction():  # added ahead of the cursor: seen; behind it: not
+            store.save_records([row("mimika/zz", key="v-\x00"), row("mimika/a", key="v-\x00")])
+        rest = store.records_page("voters", after=record_pos(first[0]), limit=100)
+        assert [(r.key, r.partition) for r in rest[:3]] == [
+            ("v-\x00", "mimika/jila"), ("v-\x00", "mimika/jila/x"), ("v-\x00", "mimika/zz")]
 
     def test_find_record_in_every_partition(self, store: Store) -> None:
         with store.transaction():

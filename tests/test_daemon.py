@@ -160,7 +160,7 @@ def test_three_daemons_converge_after_puts_and_a_concurrent_edit(lab: Lab) -> No
     shared = f"{VILLAGE}/tps-001"
 
     def views() -> dict[str, Any]:
-        return {n: (d.get("/api/records/voters"), d.get("/api/conflicts"))
+        return {n: (d.listing("/api/records/voters"), d.listing("/api/conflicts"))
                 for n, d in daemons.items()}
 
     # Everyone sees one voter before the links go down, so the edits below share it.
@@ -177,7 +177,7 @@ def test_three_daemons_converge_after_puts_and_a_concurrent_edit(lab: Lab) -> No
     a.put("voters", "v-bersama", {"status": "TMS", "catatan": "pindah"}, shared)
     b.put("voters", "v-bersama", {"status": "MS-ganda"}, shared)
     # Still apart: each holds only its own new voters.
-    assert {r["key"] for r in b.get("/api/records/voters")} == \
+    assert {r["key"] for r in b.listing("/api/records/voters")} == \
         {"v-bersama", *(f"v-phone-b-{i}" for i in range(3))}
     assert a.get(f"/api/records/voters/v-bersama?partition={shared}")["fields"]["status"] == \
         "TMS"
@@ -185,13 +185,13 @@ def test_three_daemons_converge_after_puts_and_a_concurrent_edit(lab: Lab) -> No
     for link in links.values():
         link.up()
     expected = {"v-bersama", *(f"v-{n}-{i}" for n in names for i in range(3))}
-    wait_for(lambda: all({r["key"] for r in d.get("/api/records/voters")} == expected
-                         and d.get("/api/conflicts") for d in daemons.values()),
+    wait_for(lambda: all({r["key"] for r in d.listing("/api/records/voters")} == expected
+                         and d.listing("/api/conflicts") for d in daemons.values()),
              60, "every voter and the conflict everywhere", views)
-    records, conflicts = laptop.get("/api/records/voters"), laptop.get("/api/conflicts")
+    records, conflicts = laptop.listing("/api/records/voters"), laptop.listing("/api/conflicts")
     for daemon in (a, b):
-        assert daemon.get("/api/records/voters") == records
-        assert daemon.get("/api/conflicts") == conflicts
+        assert daemon.listing("/api/records/voters") == records
+        assert daemon.listing("/api/conflicts") == conflicts
     [conflict] = conflicts
     assert (conflict["key"], conflict["partition"]) == ("v-bersama", shared)
     versions = conflict["conflicts"]["status"]
@@ -224,6 +224,22 @@ def _concrete(path: str) -> str:
 PUBLIC = {"/login"}
 #: Routes whose body is a file (the CLI's writes through the daemon).
 UPLOADS = {"/api/bundles", "/api/coklit/import", "/api/enroll", "/api/credentials"}
+#: Routes that answer with an endless stream: only the status and type are read.
+STREAMS = {"/api/events"}
+
+
+def _stream_status(daemon: DaemonProcess, path: str) -> tuple[int, str]:
+    """Status and content type of a streaming GET with the token, then hang up."""
+    import http.client
+
+    host, port = daemon.runtime["api"].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {daemon.token}"})
+        reply = conn.getresponse()
+        return reply.status, reply.headers.get("content-type", "")
+    finally:
+        conn.close()
 
 
 def test_every_api_route_needs_the_token(lab: Lab) -> None:
@@ -247,6 +263,10 @@ def test_every_api_route_needs_the_token(lab: Lab) -> None:
     # None of the refused writes happened; the right token works for each route.
     assert daemon.get("/api/records/voters/v-0001")["fields"] == {"nama": "Contoh"}
     for path, method in guarded:
+        if path in STREAMS:
+            status, ctype = _stream_status(daemon, path)
+            assert status == 200 and ctype.startswith("text/event-stream"), (path, status)
+            continue
         body = {"fields": {"nama": "Contoh 2"}} if method == "PUT" else None
         reply = daemon.request(method, _concrete(path), body)
         if path in UPLOADS:  # past the guard, an empty upload is bad input
@@ -307,7 +327,7 @@ def test_put_validation_errors_are_400_with_a_message(lab: Lab) -> None:
     reply = daemon.request("PUT", "/api/records/voters/v-0002", oversized)
     assert reply.status == 400 and "limit" in reply.body["error"], reply.body
     # Nothing of the refused puts was stored, and the collection still reads as JSON.
-    assert daemon.get("/api/records/voters") == [daemon.get("/api/records/voters/v-0001")]
+    assert daemon.listing("/api/records/voters") == [daemon.get("/api/records/voters/v-0001")]
     assert daemon.get("/api/records/voters/v-0001")["fields"] == {"nama": "Contoh", "umur": 40}
     assert daemon.get("/api/status")["changes"] == 1
     missing = daemon.request("GET", "/api/records/voters/v-9999")

@@ -529,7 +529,7 @@ def test_baseline_at_central_reaches_the_phones_of_each_tps(lab: Lab, pg_dsn: st
     def voters(daemon: DaemonProcess, prefix: str = "") -> dict[tuple[str, str], Any]:
         query = f"?partition={prefix}" if prefix else ""
         return {(r["partition"], r["key"]): r["fields"]
-                for r in daemon.api("GET", f"/api/records/voters{query}")}
+                for r in daemon.listing(f"/api/records/voters{query}")}
     expected = {pk: f for pk, f in baseline.items() if pk[0].startswith(f"{JILA}/")}
     assert len(expected) == jila
     for daemon in (gateway, phone1, phone2):

@@ -108,7 +108,8 @@ class Daemons:
                  {"fields": {"nama": f"Contoh {key}", "dari": name}})
 
     def keys(self, name: str) -> set[str]:
-        return {r["key"] for r in self.api(name, "GET", "/api/records/voters")}
+        page = self.api(name, "GET", "/api/records/voters?limit=5000")
+        return {r["key"] for r in page["records"]}
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:

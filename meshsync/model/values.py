@@ -233,6 +233,8 @@ def value_to_json(value: Any) -> Any:
     """The JSON form of a record value (see the module docstring); never raises for a
     value a record can hold."""
     t = type(value)
+    if t is str or t is int or value is None or t is bool:  # most values: as they are
+        return value
     if t is float and not math.isfinite(value):
         return {"$float": "NaN" if math.isnan(value) else
                 ("Infinity" if value > 0 else "-Infinity")}

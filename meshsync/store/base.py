@@ -244,6 +244,28 @@ class Store(abc.ABC):
         """Records, sorted by (collection, key, partition); filter by collection, by
         partition prefix (whole path segments) and to those with conflicts."""
 
+    def records_page(self, collection: str | None, partition_prefix: str = "",
+                     after: RecordPos | None = None, limit: int = 500, *,
+                     live_only: bool = False, conflicts_only: bool = False
+                     ) -> list[RecordRow]:
+        """At most ``limit`` records past ``after`` in the order of :meth:`iter_records`
+        (keyset paging: ``(collection, key, partition) > after``), with its filters,
+        and without deleted records if ``live_only``. The last row's
+        :func:`record_pos` is the next page's ``after``; a short page is the last.
+
+        Stores override this with one bounded query; this default scans.
+        """
+        page: list[RecordRow] = []
+        for row in self.iter_records(collection, partition_prefix,
+                                     conflicts_only=conflicts_only):
+            if (after is not None and record_pos(row) <= after) or \
+                    (live_only and row.deleted):
+                continue
+            page.append(row)
+            if len(page) >= limit:
+                break
+        return page
+
     @abc.abstractmethod
     def find_record(self, collection: str, key: str) -> list[RecordRow]:
         """Every partition's row for ``(collection, key)``."""
@@ -372,6 +394,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release resources. Using the store afterwards is an error."""
+
+
+#: Where a record sits in the order of :meth:`Store.iter_records`:
+#: ``(collection, key, partition)``.
+RecordPos = tuple[str, str, str]
+
+
+def record_pos(row: RecordRow) -> RecordPos:
+    """``row``'s :data:`RecordPos` (a page's ``after``)."""
+    return (row.collection, row.key, row.partition)
 
 
 def in_prefix(partition: str, prefix: str) -> bool:

@@ -8,6 +8,7 @@ of a test, not for a district's data.
 from __future__ import annotations
 
 import copy
+import heapq
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from meshsync.store.base import (
     FeedInfo,
     ForkEvidence,
     QuarantinedChange,
+    RecordPos,
     RecordRow,
     Refusal,
     Store,
@@ -138,6 +140,21 @@ class MemoryStore(Store):
                 continue
             if in_prefix(row.partition, partition_prefix):
                 yield row
+
+    def records_page(self, collection: str | None, partition_prefix: str = "",
+                     after: RecordPos | None = None, limit: int = 500, *,
+                     live_only: bool = False, conflicts_only: bool = False
+                     ) -> list[RecordRow]:
+        """See :meth:`Store.records_page` (one pass, holding ``limit`` keys)."""
+        def wanted(k: RecordPos) -> bool:
+            row = self._records[k]
+            return ((after is None or k > after)
+                    and (collection is None or k[0] == collection)
+                    and not (live_only and row.deleted)
+                    and not (conflicts_only and not row.conflict)
+                    and in_prefix(row.partition, partition_prefix))
+        return [self._records[k] for k in heapq.nsmallest(limit, filter(wanted,
+                                                                        self._records))]
 
     def find_record(self, collection: str, key: str) -> list[RecordRow]:
         """See :meth:`Store.find_record`."""

@@ -47,7 +47,14 @@ except ImportError as _exc:  # pragma: no cover - depends on the installation
 from meshsync.model import codec
 from meshsync.model.change import FeedId
 from meshsync.model.errors import ConcurrentAppendError, StorageError, UsageError
-from meshsync.store.base import RECEIPTS_META, FeedInfo, RecordRow, StoredChange
+from meshsync.store.base import (
+    RECEIPTS_META,
+    FeedInfo,
+    RecordPos,
+    RecordRow,
+    StoredChange,
+    record_pos,
+)
 from meshsync.store.pg_evidence import PgEvidence
 from meshsync.store.pg_schema import migrate
 from meshsync.store.pg_text import escape, unescape, unescape_opt
@@ -443,25 +450,39 @@ class PostgresStore(PgEvidence):
     def iter_records(self, collection: str | None = None, partition_prefix: str = "",
                      *, conflicts_only: bool = False) -> Iterator[RecordRow]:
         """See :meth:`Store.iter_records`. Reads in pages of 500 rows."""
+        after: RecordPos | None = None
+        while True:
+            rows = self.records_page(collection, partition_prefix, after, _PAGE,
+                                     conflicts_only=conflicts_only)
+            yield from rows
+            if len(rows) < _PAGE:
+                return
+            after = record_pos(rows[-1])
+
+    def records_page(self, collection: str | None, partition_prefix: str = "",
+                     after: RecordPos | None = None, limit: int = 500, *,
+                     live_only: bool = False, conflicts_only: bool = False
+                     ) -> list[RecordRow]:
+        """See :meth:`Store.records_page`: one query on the primary key's index."""
+        self.flush()  # the caller may have written between two pages
         where, args = ["true"], []
+        for term, arg in ((collection is not None, "collection = %s"),
+                          (conflicts_only, "conflict"), (live_only, "NOT deleted")):
+            if term:
+                where.append(arg)
         if collection is not None:
-            where.append("collection = %s")
             args.append(escape(collection))
-        if conflicts_only:
-            where.append("conflict")
         if partition_prefix:
             prefix = escape(partition_prefix)
             where.append("(partition = %s OR (partition >= %s AND partition < %s))")
             args += [prefix, *_prefix_bounds(prefix)]
-
-        def fetch(after: tuple[str, str, str] | None) -> list[TupleRow]:
-            page = "" if after is None else "AND (collection, key, partition) > (%s, %s, %s) "
-            return self._all(
-                f"SELECT {_RECORD_COLS} FROM meshsync_records WHERE {' AND '.join(where)} "
-                f"{page}ORDER BY collection, key, partition LIMIT {_PAGE}",
-                args + list(after or ()))
-        for r in self._read_pages(fetch, lambda r: (r[1], r[2], r[0])):
-            yield _record(r)
+        if after is not None:
+            where.append("(collection, key, partition) > (%s, %s, %s)")
+            args += [escape(a) for a in after]
+        rows = self._all(f"SELECT {_RECORD_COLS} FROM meshsync_records WHERE "
+                         f"{' AND '.join(where)} ORDER BY collection, key, partition "
+                         "LIMIT %s", [*args, limit])
+        return [_record(r) for r in rows]
 
     def find_record(self, collection: str, key: str) -> list[RecordRow]:
         """See :meth:`Store.find_record`."""

@@ -24,6 +24,7 @@ from meshsync.model.change import FeedId
 from meshsync.model.errors import StorageError, UsageError
 from meshsync.store.base import (
     FeedInfo,
+    RecordPos,
     RecordRow,
     Store,
     StoredChange,
@@ -141,6 +142,23 @@ def _prefix_bounds(prefix: str) -> tuple[str, str]:
     # Partition segments never contain '/', and '0' sorts right after '/', so every
     # partition strictly below `prefix` lies in [prefix + '/', prefix + '0').
     return prefix + "/", prefix + "0"
+
+
+def _record_filter(collection: str | None, prefix: str, conflicts_only: bool
+                   ) -> tuple[list[str], list[object]]:
+    """The WHERE terms and arguments of :meth:`Store.iter_records`'s filters."""
+    where: list[str] = ["1"]
+    args: list[object] = []
+    if collection is not None:
+        where.append("collection=?")
+        args.append(collection)
+    if conflicts_only:
+        where.append("conflict")
+    if prefix:
+        lo, hi = _prefix_bounds(prefix)
+        where.append("(partition=? OR (partition>=? AND partition<?))")
+        args += [prefix, lo, hi]
+    return where, args
 
 
 class SQLiteStore(SQLiteEvidence, Store):
@@ -426,20 +444,33 @@ class SQLiteStore(SQLiteEvidence, Store):
     def iter_records(self, collection: str | None = None, partition_prefix: str = "",
                      *, conflicts_only: bool = False) -> Iterator[RecordRow]:
         """See :meth:`Store.iter_records`."""
-        where, args = ["1"], []
-        if collection is not None:
-            where.append("collection=?")
-            args.append(collection)
-        if conflicts_only:
-            where.append("conflict")
-        if partition_prefix:
-            lo, hi = _prefix_bounds(partition_prefix)
-            where.append("(partition=? OR (partition>=? AND partition<?))")
-            args += [partition_prefix, lo, hi]
+        where, args = _record_filter(collection, partition_prefix, conflicts_only)
         sql = (f"SELECT {self._RECORD_COLS} FROM records WHERE {' AND '.join(where)} "
                "ORDER BY collection, key, partition")
         for r in self._db.execute(sql, args):
             yield self._row(r)
+
+    def records_page(self, collection: str | None, partition_prefix: str = "",
+                     after: RecordPos | None = None, limit: int = 500, *,
+                     live_only: bool = False, conflicts_only: bool = False
+                     ) -> list[RecordRow]:
+        """See :meth:`Store.records_page`: one query on the (collection, key,
+        partition) index."""
+        where, args = _record_filter(collection, partition_prefix, conflicts_only)
+        if collection is not None and after is not None:
+            if after[0] > collection:
+                return []
+            if after[0] == collection:  # this form is an index range (the other scans)
+                where.append("(key, partition) > (?, ?)")
+                args += [after[1], after[2]]
+        elif after is not None:
+            where.append("(collection, key, partition) > (?, ?, ?)")
+            args += list(after)
+        if live_only:
+            where.append("NOT deleted")
+        sql = (f"SELECT {self._RECORD_COLS} FROM records WHERE {' AND '.join(where)} "
+               "ORDER BY collection, key, partition LIMIT ?")
+        return [self._row(r) for r in self._db.execute(sql, [*args, limit])]
 
     def find_record(self, collection: str, key: str) -> list[RecordRow]:
         """See :meth:`Store.find_record`."""
