@@ -219,9 +219,11 @@ def validate(values: dict[str, Any], source: Path | str = "config") -> DaemonCon
 
 
 def load_config(home: Home, config_file: Path | None = None,
-                overrides: dict[str, Any] | None = None) -> DaemonConfig:
+                overrides: dict[str, Any] | None = None, *,
+                from_flags: bool = True) -> DaemonConfig:
     """Defaults, then the home's ``config.toml`` (or ``config_file``), then ``overrides``
-    (flags; None values are ignored)."""
+    (None values are ignored). ``from_flags``: the overrides came from ``meshsync
+    daemon``'s flags, so an error names the flag (``--listen``), else the key."""
     values = dict(DEFAULTS)
     if config_file is not None:
         values.update(_read_toml(config_file))
@@ -232,6 +234,8 @@ def load_config(home: Home, config_file: Path | None = None,
     try:
         return validate(values, config_file or home.config_path)
     except UsageError as exc:
+        if not from_flags:
+            raise
         raise _named_by_flag(exc, flags) from None
 
 

@@ -235,7 +235,7 @@ def start(home: str | Path, *, config_overrides: Mapping[str, Any] | None = None
         RuntimeError: the start took longer than ``timeout``.
     """
     path = Path(home)
-    config = load_config(Home.open(path), None, dict(config_overrides or {}))
+    config = load_config(Home.open(path), None, dict(config_overrides or {}), from_flags=False)
     node = RunningNode(path, on_event)
     node._start(config, platform, timeout)
     return node
