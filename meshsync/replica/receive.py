@@ -131,7 +131,10 @@ class Receiver:
                  clock: HybridClock, now_ms: int, source: str,
                  saver: Callable[[RecordKey, RecordState], RecordRow],
                  verifier: Verifier | None = None) -> None:
-        self.store, self.trust, self.validators = store, trust, validators
+        self.store, self.trust = store, trust
+        # A plain dict for the batch: looked up per op, and a node's Validators mapping
+        # consults its schema documents on every lookup (measured: ~8% of an import).
+        self.validators: dict[str, Validator] = dict(validators)
         self.clock, self.now_ms, self.source = clock, now_ms, source
         self._saver = saver
         self._verifier = verifier
@@ -383,8 +386,9 @@ class Receiver:
         missing = [k for k in dict.fromkeys(rkeys) if k not in states]
         if len(missing) >= 2:
             rows = self.store.load_records(missing)
-            for rkey in missing:
-                states[rkey] = RecordState.of_row(rows.get(rkey))
+            for rkey in missing:  # RecordState.of_row, inlined: once per record
+                row = rows.get(rkey)
+                states[rkey] = RecordState.decode(row.state) if row else RecordState()
         return rkeys
 
     def _apply(self, change: Change) -> None:
@@ -392,4 +396,7 @@ class Receiver:
         states, hlc, author = self._states, change.hlc, change.author
         for index, (op, rkey) in enumerate(zip(change.ops, rkeys, strict=True)):
             state = states.get(rkey) or self._state(rkey)
-            state.apply_op((hlc + index, author), op, sorted_fields=True)
+            if type(op) is Put:  # RecordState.apply_op, inlined: the per-op hot path
+                state.apply_put((hlc + index, author), op.fields, op.pred, sorted_fields=True)
+            else:
+                state.apply_delete((hlc + index, author), op.pred)
