@@ -103,6 +103,17 @@ def _rows(report: dict[str, object], name: str) -> list[dict[str, object]]:
     return [r for r in _items(report, name) if isinstance(r, dict)]
 
 
+def _credentials(report: dict[str, object]) -> str:
+    """``N new credential(s)``, and how many of them verify nothing here."""
+    new, unverified = report["credentials_new"], report.get("credentials_unverified", 0)
+    count = new if isinstance(new, int) else 0
+    text = ngettext("%(n)d new credential", "%(n)d new credentials", count) % {"n": count}
+    if unverified:
+        text += _(" (%(n)s from an authority this node does not trust: they verify "
+                  "nothing)") % {"n": unverified}
+    return text
+
+
 def _print_report(report: dict[str, object]) -> None:
     """The text form of an import report (the JSON of ``--json``)."""
     refused, invalid = _rows(report, "refused"), _rows(report, "invalid")
@@ -110,14 +121,10 @@ def _print_report(report: dict[str, object]) -> None:
     held = (_(", %(n)d quarantined (held changes a revocation took back; see `meshsync "
               "log`)") % {"n": len(quarantined)} if quarantined else "")
     click.echo(_("%(applied)s changes applied, %(duplicates)s already held, %(refused)s "
-                 "refused, %(invalid)d invalid, %(credentials)s new credentials%(held)s") % {
+                 "refused, %(invalid)d invalid, %(credentials)s%(held)s") % {
         "applied": report["applied"], "duplicates": report["duplicates"],
         "refused": report.get("refused_total", len(refused)), "invalid": len(invalid),
-        "credentials": report["credentials_new"], "held": held})
-    unverified = report.get("credentials_unverified", 0)
-    if unverified:
-        click.echo(_("  %(n)s of the new credentials come from an authority this node does not "
-                     "trust: they verify nothing") % {"n": unverified})
+        "credentials": _credentials(report), "held": held})
     for r in refused + invalid:
         click.echo(_("  refused %(author)s seq %(seq)s of %(partition)s [%(stage)s]: "
                      "%(reason)s") % {**r, "author": str(r["author"])[:8]})

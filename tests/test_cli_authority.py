@@ -361,9 +361,12 @@ def test_key_value_lines_show_maps_and_lists_without_python_reprs() -> None:
 
 
 def test_sync_counts_changes_in_words() -> None:
-    from meshsync.cli.sync import _changes
+    from meshsync.cli.sync import _sync_line
 
-    assert (_changes(1), _changes(0), _changes(2)) == ("1 change", "0 changes", "2 changes")
+    line = {"changes_received": 0, "duplicates": 0, "bytes_sent": 1, "bytes_received": 1,
+            "seconds": 0.1, "converged": True}
+    assert [_sync_line({**line, "changes_sent": n}).split(",")[0] for n in (1, 0, 2)] == \
+        ["sent 1 change", "sent 0 changes", "sent 2 changes"]
 
 
 def test_sync_json_to_an_unreachable_peer_prints_a_summary_with_the_error(
