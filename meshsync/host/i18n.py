@@ -77,7 +77,7 @@ def config_lang(home: Path) -> str | None:
     try:
         with (home / "config.toml").open("rb") as f:
             value = tomllib.load(f).get("lang")
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return None
     return value if isinstance(value, str) else None
 
