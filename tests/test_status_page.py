@@ -113,11 +113,14 @@ def test_status_page_in_headless_chromium_after_the_login_link(lab: Lab, tmp_pat
     assert dom.returncode == 0, dom.stderr[-2000:]
     page = PageText()
     page.feed(dom.stdout)
-    assert page.diagnosis == "lancar", dom.stdout  # the page speaks Indonesian by default
+    # The page speaks Indonesian by default. The laptop re-syncs with each phone every few
+    # seconds, so a healthy page may catch a session in flight: either word is the truth.
+    healthy = {"lancar", "sedang sinkronisasi"}
+    assert page.diagnosis in healthy, dom.stdout
     assert f"Perangkat meshsync {laptop.device_id[:16]}" in dom.stdout
     assert sorted(row[0] for row in page.peer_rows) == sorted(p.device_id[:16] for p in phones)
     for row in page.peer_rows:
-        assert row[1] == "HP Pantarlih" and row[-1] == "lancar", row
+        assert row[1] == "HP Pantarlih" and row[-1] in healthy, row
         assert f"{LOOPBACK}:" in row[2] and "(static)" in row[2], row
     assert secret not in dom.stdout and "0000000000000001" not in dom.stdout
     assert laptop.token not in dom.stdout
