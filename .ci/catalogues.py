@@ -46,7 +46,20 @@ def extract() -> Catalog:
             str(REPO), method_map, options_map, keywords=KEYWORDS, comment_tags=("i18n:",)):
         template.add(message, None, [(filename, lineno)], auto_comments=comments,
                      context=context)
+    for filename, text in command_help():
+        template.add(text, None, [(filename, 0)], auto_comments=["click help"])
     return template
+
+
+def command_help() -> list[tuple[str, str]]:
+    """The command line's help texts (docstrings and ``help=``), read from the command
+    tree as click shows them (cli/help_i18n.py translates them by these keys)."""
+    from meshsync.cli import help_i18n
+    from meshsync.cli.main import COMMANDS, main
+
+    main.load_all()  # type: ignore[attr-defined]
+    found = [("cli/main.py", short) for _, short in COMMANDS.values()]
+    return found + list(help_i18n.help_texts(main))
 
 
 def read(lang: str) -> Catalog:

@@ -8,8 +8,11 @@ imported when that command runs. ``meshsync --help`` lists the commands from
 
 from __future__ import annotations
 
+import gettext
 import importlib
+import os
 import sys
+from collections.abc import Callable, Iterable
 
 import click
 
@@ -73,6 +76,38 @@ def load_module(name: str) -> list[click.Command]:
     return list(module.COMMANDS)
 
 
+#: The help's translation, once :func:`_speak` found a language other than English.
+_SPOKEN: dict[str, Callable[[str], str]] = {}
+
+
+def _maybe_not_english() -> bool:
+    """Whether the environment may choose a language other than English (checked
+    without importing the catalogues, so English help stays as light as it was)."""
+    for name in ("MESHSYNC_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name, "")
+        if value:
+            return not value.lower().startswith(("en", "c", "posix"))
+    return False
+
+
+def _speak(ctx: click.Context, commands: Iterable[click.Command | click.Option]) -> None:
+    """Help and click's words of ``commands`` in the reader's language (``--lang``,
+    else the environment: a home's ``lang`` is read later, by the command)."""
+    lang = ctx.find_root().params.get("lang")
+    if not (lang or _SPOKEN or _maybe_not_english()):
+        return
+    from meshsync.cli import help_i18n
+
+    from meshsync.host import i18n
+    from meshsync.model.errors import MeshsyncError
+
+    try:
+        i18n.configure(lang and lang.lower())
+    except MeshsyncError:
+        return  # a $MESHSYNC_LANG naming no language: the group's callback says so
+    _SPOKEN["translate"] = i18n.translations(help_i18n.speak(commands)).gettext
+
+
 class LazyGroup(click.Group):
     """A group whose sub-commands are imported when they are run, or their help shown
     (:data:`COMMANDS`); its own ``--help`` lists them without importing any."""
@@ -86,12 +121,19 @@ class LazyGroup(click.Group):
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             for command in load_module(COMMANDS[cmd_name][0]):
                 self.add_command(command)
+        _speak(ctx, [self])
         return self.commands.get(cmd_name)
 
     def load_all(self) -> None:
         """Import every command (for documentation and tests)."""
         for name in COMMANDS:
             self.get_command(click.Context(self), name)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The group's help, in the reader's language (its ``--help`` option was made,
+        in English, while the arguments were read: it is translated here too)."""
+        _speak(ctx, [self, *filter(None, [self.get_help_option(ctx)])])
+        super().format_help(ctx, formatter)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The ``Commands:`` section, as click writes it, from :data:`COMMANDS` for the
@@ -102,13 +144,15 @@ class LazyGroup(click.Group):
         for name in names:
             command = self.commands.get(name)
             if command is None:  # click's own shortening, on a stand-in
-                text = click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit)
+                short = COMMANDS[name][1]
+                short = _SPOKEN["translate"](short) if _SPOKEN else short
+                text = click.Command(name, help=short).get_short_help_str(limit)
             elif command.hidden:
                 continue
             else:
                 text = command.get_short_help_str(limit)
             rows.append((name, text))
-        with formatter.section("Commands"):
+        with formatter.section(gettext.gettext("Commands")):  # click's word (cli/help_i18n.py)
             formatter.write_dl(rows)
 
 
