@@ -13,6 +13,7 @@ from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_opt
 
 from meshsync.host.backup import make_backup, restore_backup
 from meshsync.host.home import Home
+from meshsync.host.i18n import gettext as _
 
 
 def _progress_printer(enabled: bool) -> Any:
@@ -23,7 +24,8 @@ def _progress_printer(enabled: bool) -> Any:
 
     def show(copied: int, total: int) -> None:
         percent = 100 * copied // max(total, 1)
-        click.echo(f"\rcopying the store: {copied}/{total} pages ({percent}%)", err=True,
+        click.echo("\r" + _("copying the store: %(copied)d/%(total)d pages (%(percent)d%%)")
+                   % {"copied": copied, "total": total, "percent": percent}, err=True,
                    nl=copied >= total)
 
     return show
@@ -49,12 +51,14 @@ def backup(home: Path | None, output: Path, as_json: bool) -> None:
         echo_json(data)
         return
     heads = data["heads"]
-    click.echo(f"backup: {output} ({data['bytes']} bytes, mode 0600)")
-    click.echo(f"device: {data['device_id']}")
+    click.echo(_("backup: %(file)s (%(bytes)s bytes, mode 0600)")
+               % {"file": output, "bytes": data["bytes"]})
+    click.echo(_("device: %(id)s") % {"id": data["device_id"]})
     if isinstance(heads, dict):
         for partition, seq in heads.items():
-            click.echo(f"  its feed in {partition}: seq {seq}")
-    click.echo("no private key is in the file: a restore makes a new device key")
+            click.echo(_("  its feed in %(partition)s: seq %(seq)s")
+                       % {"partition": partition, "seq": seq})
+    click.echo(_("no private key is in the file: a restore makes a new device key"))
 
 
 @click.command("restore")
@@ -78,15 +82,18 @@ def restore(backup_file: Path, home: Path, as_json: bool) -> None:
         echo_json(data)
         return
     old_cert = f" --old-cert {data['old_cert']}" if data["old_cert"] else ""
-    click.echo(f"restored: {home} (not enrolled yet: it signs nothing until then)")
-    click.echo(f"old device: {data['old_device_id']} (its key is not in the backup)")
-    click.echo(f"new device: {data['new_device_id']}")
-    click.echo(f"next, at the authority (the PPK laptop for a phone): meshsync authority "
-               f"rotate --home AUTHORITY {data['old_device_id']} {data['csr']} "
-               f"--after-seq N{old_cert} -o NEW.crt")
-    click.echo(f"  N: the old device's highest seq the authority holds, at least "
-               f"{data['after_seq']} (this backup's); see meshsync log --home AUTHORITY")
-    click.echo(f"then: meshsync enroll --home {home} NEW.crt")
+    click.echo(_("restored: %(home)s (not enrolled yet: it signs nothing until then)")
+               % {"home": home})
+    click.echo(_("old device: %(id)s (its key is not in the backup)")
+               % {"id": data["old_device_id"]})
+    click.echo(_("new device: %(id)s") % {"id": data["new_device_id"]})
+    click.echo(_("next, at the authority (the PPK laptop for a phone): %(command)s") % {
+        "command": f"meshsync authority rotate --home AUTHORITY {data['old_device_id']} "
+                   f"{data['csr']} --after-seq N{old_cert} -o NEW.crt"})
+    click.echo(_("  N: the old device's highest seq the authority holds, at least %(seq)s "
+                 "(this backup's); see meshsync log --home AUTHORITY")
+               % {"seq": data["after_seq"]})
+    click.echo(_("then: %(command)s") % {"command": f"meshsync enroll --home {home} NEW.crt"})
 
 
 COMMANDS: list[click.Command] = [backup, restore]

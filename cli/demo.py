@@ -29,6 +29,7 @@ import click
 from meshsync.cli.common import echo_json, errors_to_exit, json_option
 
 from meshsync.host.home import Home
+from meshsync.host.i18n import gettext as _
 
 MESHSYNC = [sys.executable, "-m", "meshsync.cli.main"]
 
@@ -353,17 +354,20 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         echo_json(result)
         return
-    word = "converged" if result["converged"] else "NOT converged"
-    click.echo(f"{word}: {result['voters']} voters of distrik {result['distrik']} on central, "
-               f"the laptop and 3 phones in {result['seconds']} s; "
-               f"{result['sessions']} sessions, {result['bytes']} bytes")
-    click.echo(f"conflicts at central: {result['conflicts']}")
-    click.echo("coklit progress at central, per distrik and per kampung:")
+    line = (_("converged: %(voters)s voters of distrik %(distrik)s on central, the laptop and "
+              "3 phones in %(seconds)s s; %(sessions)s sessions, %(bytes)s bytes")
+            if result["converged"] else
+            _("NOT converged: %(voters)s voters of distrik %(distrik)s on central, the laptop "
+              "and 3 phones in %(seconds)s s; %(sessions)s sessions, %(bytes)s bytes"))
+    click.echo(line % {k: result[k] for k in ("voters", "distrik", "seconds", "sessions",
+                                              "bytes")})
+    click.echo(_("conflicts at central: %(n)s") % {"n": result["conflicts"]})
+    click.echo(_("coklit progress at central, per distrik and per kampung:"))
     for level in ("district", "village"):
         for line in progress_lines(result["progress"][level]):
             click.echo(f"  {line}")
     if result.get("report"):
-        click.echo(f"report: {result['report']}")
+        click.echo(_("report: %(file)s") % {"file": result["report"]})
 
 
 COMMANDS = [demo]

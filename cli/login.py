@@ -9,6 +9,7 @@ import click
 from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
 
 from meshsync.host.home import Home
+from meshsync.host.i18n import gettext as _
 from meshsync.model.errors import UsageError
 
 
@@ -27,15 +28,15 @@ def login(home: Path | None, as_json: bool, open_browser: bool) -> None:
     Home.open(path)
     api = running_daemon(path)
     if api is None:
-        raise UsageError(f"no daemon is running on {path} (start: meshsync daemon "
-                         f"--home {path})")
+        raise UsageError(_("no daemon is running on %(home)s (start: meshsync daemon "
+                           "--home %(home)s)") % {"home": path})
     link = api.call_json("POST", "/api/login-links")
     if as_json:
         echo_json(link)
     else:
         minutes = int(str(link["expires_in_s"])) // 60
-        click.echo(f"Open this link in a browser on this computer within {minutes} minutes "
-                   "(it works once):")
+        click.echo(_("Open this link in a browser on this computer within %(minutes)d minutes "
+                     "(it works once):") % {"minutes": minutes})
         click.echo(str(link["url"]))
     if open_browser:
         import webbrowser

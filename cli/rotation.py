@@ -43,6 +43,7 @@ from meshsync.cli.revoke import MAX_AFTER_SEQ
 from meshsync.host.enrol import describe_spans, heads_of, start_rekey
 from meshsync.host.files import replace_file
 from meshsync.host.home import Home
+from meshsync.host.i18n import gettext as _
 from meshsync.model.errors import UsageError
 from meshsync.model.identity import device_id, parse_device_id, short_id
 from meshsync.trust import (
@@ -61,7 +62,7 @@ _ranges = describe_spans
 
 
 def _warn(message: str) -> None:
-    click.echo(f"meshsync: warning: {message}", err=True)
+    click.echo(_("meshsync: warning: %(message)s") % {"message": message}, err=True)
 
 
 @click.command("rekey")
@@ -94,16 +95,19 @@ def rekey(home: Path | None, name: str | None, as_json: bool) -> None:
     if as_json:
         _show(data, True)
         return
-    click.echo(f"old device: {data['old_device_id']}")
-    click.echo(f"new device: {data['new_device_id']}"
-               + ("" if data["created"] else " (made earlier)"))
+    click.echo(_("old device: %(id)s") % {"id": data["old_device_id"]})
+    new = (_("new device: %(id)s") if data["created"]
+           else _("new device: %(id)s (made earlier)"))
+    click.echo(new % {"id": data["new_device_id"]})
     for partition, seq in heads.items():
-        click.echo(f"  old key in {partition}: seq {seq}")
-    click.echo(f"request: {node_home.next_csr_path}")
-    click.echo("this device signs with the old key until the new certificate is enrolled")
-    click.echo(f"next: meshsync authority rotate --home AUTHORITY {data['old_device_id']} "
-               f"{node_home.next_csr_path} --after-seq {after} -o NEW.crt")
-    click.echo(f"then: meshsync enroll --home {path} NEW.crt")
+        click.echo(_("  old key in %(partition)s: seq %(seq)s")
+                   % {"partition": partition, "seq": seq})
+    click.echo(_("request: %(file)s") % {"file": node_home.next_csr_path})
+    click.echo(_("this device signs with the old key until the new certificate is enrolled"))
+    click.echo(_("next: %(command)s") % {
+        "command": f"meshsync authority rotate --home AUTHORITY {data['old_device_id']} "
+                   f"{node_home.next_csr_path} --after-seq {after} -o NEW.crt"})
+    click.echo(_("then: %(command)s") % {"command": f"meshsync enroll --home {path} NEW.crt"})
 
 
 def _add_old_certificate(add: Callable[[bytes], bool], old: bytes, cert_file: Path) -> None:

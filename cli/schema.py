@@ -21,6 +21,7 @@ from typing import Any
 import click
 from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
 
+from meshsync.host.i18n import gettext as _
 from meshsync.model.errors import UsageError
 from meshsync.trust.schemadoc import SchemaBook, armor, make_schema
 
@@ -66,12 +67,13 @@ def schema(home: Path | None, as_json: bool) -> None:
         echo_json({"schemas": rows})
         return
     if not rows:
-        click.echo("No schema document is held: edits are checked only by a schema "
-                   "named in config.toml, if any.")
+        click.echo(_("No schema document is held: edits are checked only by a schema "
+                     "named in config.toml, if any."))
     for row in rows:
-        mark = " (in use)" if row["newest"] else ""
-        click.echo(f"{row['collection']} v{row['version']}{mark}: signed by "
-                   f"{row['issuer']} at {row['signed']}")
+        line = (_("%(collection)s v%(version)s (in use): signed by %(issuer)s at %(signed)s")
+                if row["newest"] else
+                _("%(collection)s v%(version)s: signed by %(issuer)s at %(signed)s"))
+        click.echo(line % {k: row[k] for k in ("collection", "version", "issuer", "signed")})
 
 
 @click.group("schema")
