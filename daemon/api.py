@@ -7,7 +7,9 @@ browser session a one-time login link sets; every request must name the API's ow
 address in ``Host``, and a write from a browser its own origin (:mod:`.guard`). Node
 access runs in a worker thread under the node's limiter.
 
-Every answer but the status page is JSON. Errors are ``{"error": MESSAGE}`` plus
+Every answer but the status page is JSON. Errors are ``{"error": MESSAGE}`` (English) plus
+``message`` and ``fields`` in the reader's language for an error a person reads
+(:func:`for_people`), plus
 ``field`` (where in the request the bad value is, e.g. ``fields.alamat.rt``) when
 one member is at fault and ``limit_bytes`` with 413: 400 bad input (an unknown query
 parameter too: ``field`` names it), 401 missing or
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import trio
+from meshsync.daemon.api_i18n import for_people
 from meshsync.daemon.events import EventBus
 from meshsync.daemon.guard import ApiGuard, HostCheck
 from meshsync.daemon.openapi import MAX_BODY_BYTES, OPENAPI, served_openapi
@@ -190,10 +193,10 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def _error(status: int, message: str, headers: Mapping[str, str] | None = None,
+def _error(status: int, error: str, headers: Mapping[str, str] | None = None,
            **extra: Any) -> JSONResponse:
-    """The JSON error every failing request gets: ``{"error": MESSAGE, ...extra}``."""
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+    """The JSON error every failing request gets: ``{"error": ERROR, ...extra}``."""
+    return JSONResponse({"error": error, **extra}, status_code=status, headers=headers)
 
 
 def _input_error(exc: JsonInputError) -> ApiError:
@@ -307,7 +310,7 @@ def _guarded(guard: ApiGuard, path: str, func: Handler) -> Handler:
             _check_query(request, path)
             return await func(request)
         except MeshsyncError as exc:
-            return _error(_status_of(exc), str(exc))
+            return _error(_status_of(exc), str(exc), **for_people(exc, request))
         except ApiError as exc:
             close = {"Connection": "close"} if exc.status == 413 else None
             return _error(exc.status, str(exc), close, **exc.extra)

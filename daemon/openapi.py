@@ -30,7 +30,14 @@ _ERROR = {
     "type": "object",
     "description": "Every error answer, including unknown paths (404) and methods (405).",
     "properties": {
-        "error": {"type": "string", "description": "what is wrong, one line"},
+        "error": {"type": "string", "description": "what is wrong, one line (English)"},
+        "message": {"type": "string", "description": "an error a person reads (a refused "
+                                                     "edit, a record not found): the same "
+                                                     "in the language of Accept-Language, "
+                                                     "else the pages' (Indonesian)"},
+        "fields": {"type": "object", "additionalProperties": {"type": "string"},
+                   "description": "a refused edit: each field at fault -> its problem, "
+                                  "in the reader's language"},
         "field": {"type": "string", "description": "where in the request the bad value is, "
                                                    "e.g. `fields.alamat.rt` or `partition`"},
         "limit_bytes": {"type": "integer", "description": "413 only: the largest body "

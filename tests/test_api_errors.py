@@ -318,3 +318,29 @@ def test_bad_query_parameters_are_400_naming_the_parameter(lab: Lab) -> None:
         reply = daemon.request("PUT", "/api/records/voters/v-0001", body)
         assert reply.status == 400 and reply.body["field"] == "partition", reply
     assert daemon.get("/api/records/voters/v-0001")["fields"] == {"nama": "Contoh"}
+
+
+# -- errors a person reads, in their language ------------------------------------------
+
+
+def test_a_refused_edit_names_each_field_in_the_readers_language(lab: Lab) -> None:
+    daemon = lab.daemon("phone-a")
+    with (daemon.home / "config.toml").open("a") as f:
+        f.write('\nschema = "coklit"\n')
+    daemon.start()
+    url = daemon.api_url + "/api/records/voters/v-0001"
+    body = json.dumps({"fields": {"nama": "Contoh Uji", "nik": "12"}}).encode()
+    replies = {lang: http("PUT", url, daemon.token, body, {"Accept-Language": header})
+               for lang, header in (("id", "id-ID,id;q=0.9,en;q=0.5"), ("en", "en-US"),
+                                    ("default", "fr"))}
+    for reply in replies.values():
+        assert reply.status == 400, reply
+    indonesian, english = replies["id"].body, replies["en"].body
+    assert indonesian["error"] == english["error"]  # the stable English line
+    assert english["message"] == english["error"]
+    assert "nik" in indonesian["fields"] and "nik" in english["fields"], indonesian
+    assert indonesian["fields"]["nik"] != english["fields"]["nik"]
+    assert indonesian["message"] != english["message"]
+    assert replies["default"].body["message"] == indonesian["message"]  # pages' language
+    assert daemon.request("GET", "/api/records/voters/v-0001").status == 404
+    assert indonesian["fields"]["nik"].startswith("harus tepat 16 digit"), indonesian
