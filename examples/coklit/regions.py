@@ -22,6 +22,7 @@ Partitions (docs/architecture.md §2) are ``mimika/<distrik>/<kampung>/tps-NNN``
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -84,6 +85,7 @@ _NO_APOSTROPHES = {ord(c): None for c in APOSTROPHES}
 _TPS_SEGMENT = re.compile(r"^tps-(\d{3})$")
 
 
+@functools.lru_cache(maxsize=4096)  # a few hundred region names, spelled a few ways
 def slug(name: str) -> str:
     """Lower-case ASCII path segment of a region name: ``"Pilik Ogom"`` -> ``"pilik-ogom"``,
     ``"T'Singa"`` (any apostrophe) -> ``"tsinga"``."""

@@ -102,6 +102,9 @@ MAX_NAME_CHARS = 120
 MAX_TEXT_CHARS = 200
 _NAME_PUNCT = set(" .,-" + APOSTROPHES)
 _RT_RW = re.compile(r"^\d{1,3}$")
+#: A name of ASCII letters and the allowed punctuation only: valid without a per-letter look
+#: at the Unicode database (the slow path judges everything else, with the same verdict).
+_PLAIN_NAME = re.compile("[A-Za-z" + re.escape("".join(sorted(_NAME_PUNCT))) + "]+")
 DEFAULT_RULES = Rules()
 
 
@@ -111,17 +114,23 @@ def _text(limit: int) -> Callable[[Any], str | None]:
             return Msg("must be non-empty text")
         if len(value) > limit:
             return Msg("is %(n)d characters; the limit is %(limit)d", n=len(value), limit=limit)
-        if any(unicodedata.category(c).startswith("C") for c in value):
+        # isprintable() is False for every category C character (and for separators
+        # other than the space): only then look character by character.
+        if not value.isprintable() and any(unicodedata.category(c).startswith("C")
+                                           for c in value):
             return Msg("contains a control character")
         return None
     return check
 
 
+_NAME_TEXT = _text(MAX_NAME_CHARS)
+
+
 def check_nama(value: Any) -> str | None:
     """Names: letters (any script, any normal form), spaces, apostrophes of every kind,
     dots, commas and hyphens. A single word is a complete name (B19)."""
-    problem = _text(MAX_NAME_CHARS)(value)
-    if problem:
+    problem = _NAME_TEXT(value)
+    if problem or _PLAIN_NAME.fullmatch(value):
         return problem
     for char in value:
         if char not in _NAME_PUNCT and unicodedata.category(char)[0] not in "LM":
