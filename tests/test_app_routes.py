@@ -1,0 +1,83 @@
+"""The officer's app is behind the API's guard, and installable (issue 16; docs/app.md).
+
+One real phone daemon on 127.0.0.1 (the enrolled homes of test_daemon): every ``/app``
+route refuses a request without the token (401), under a foreign ``Host`` (421), and a
+form POST from another origin (403); with the token the pages answer in Indonesian
+with a CSP that allows only the app's own scripts and styles; the web app manifest
+names the app's start page and icons that are served; a file outside the app's static
+folder is never served. (The browser path, login link and cookie, is
+tests/test_app_phone.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from http.client import HTTPConnection
+
+import test_daemon
+from daemonfixtures import DaemonProcess, http
+from test_daemon import Lab
+
+template, lab = test_daemon.template, test_daemon.lab
+
+PARTITION = "mimika/jila/diloa/tps-001"
+GETS = ["/app", "/app/cari?q=CONTOH", f"/app/tps/{PARTITION}",
+        f"/app/pemilih/v-0001?tps={PARTITION}", "/app/catatan",
+        f"/app/baru?tps={PARTITION}", "/app/manifest.webmanifest", "/app/static/app.css"]
+POSTS = ["/app/pemilih/v-0001/coklit", f"/app/pemilih/v-0001/ubah?tps={PARTITION}",
+         f"/app/baru?tps={PARTITION}"]
+
+
+def fetch(daemon: DaemonProcess, method: str, path: str, body: bytes | None = None,
+          **headers: str) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and body, with the token; no redirects."""
+    host, port = daemon.runtime["api"].rsplit(":", 1)
+    conn = HTTPConnection(host, int(port), timeout=15)
+    try:
+        conn.request(method, path, body=body,
+                     headers={"Authorization": f"Bearer {daemon.token}", **headers})
+        reply = conn.getresponse()
+        return reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read()
+    finally:
+        conn.close()
+
+
+def test_every_app_route_is_guarded_and_the_app_installs(lab: Lab) -> None:
+    daemon = lab.daemon("phone-a").start()
+    daemon.put("voters", "v-0001", {"nama": "Contoh Pemilih"})
+    form = urllib.parse.urlencode({"tps": PARTITION, "hasil": "MS"}).encode()
+    for path in GETS + POSTS:
+        method = "POST" if path in POSTS else "GET"
+        body = form if method == "POST" else None
+        assert http(method, daemon.api_url + path, body=body).status == 401, path
+        foreign = http(method, daemon.api_url + path, daemon.token, body=body,
+                       headers={"Host": "evil.example:80"})
+        assert foreign.status == 421, path
+        other = http(method, daemon.api_url + path, daemon.token, body=body,
+                     headers={"Origin": "http://evil.example"}) if method == "POST" else None
+        assert other is None or other.status == 403, path
+    for path in GETS:
+        reply = http("GET", daemon.api_url + path, daemon.token)
+        assert reply.status == 200, (path, reply)
+    status, headers, page = fetch(daemon, "GET", "/app/cari?q=pemilih")
+    assert headers["content-security-policy"].startswith("default-src 'self';")
+    assert "unsafe-inline" not in headers["content-security-policy"]
+    text = page.decode()
+    assert '<html lang="id">' in text and "1 ditemukan" in text and "Contoh Pemilih" in text
+    status, headers, raw = fetch(daemon, "GET", "/app/manifest.webmanifest")
+    assert headers["content-type"].startswith("application/manifest+json")
+    manifest = json.loads(raw)
+    assert (manifest["start_url"], manifest["display"]) == ("/app", "standalone")
+    for icon in manifest["icons"]:
+        status, headers, raw = fetch(daemon, "GET", icon["src"])
+        assert status == 200 and headers["content-type"].startswith(icon["type"]), icon
+    for hidden in ("/app/static/..%2Fapp.css", "/app/static/.x", "/app/static/nothing.js",
+                   "/app/static/%2E%2E%2Ftemplates%2Fapp%2Fbase.html"):
+        assert fetch(daemon, "GET", hidden)[0] == 404, hidden
+    status, headers, _ = fetch(daemon, "POST", "/app/pemilih/v-0001/coklit", form,
+                               **{"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 303 and headers["location"].startswith("/app/pemilih/v-0001?")
+    assert daemon.get(f"/api/records/voters/v-0001?partition={PARTITION}")["fields"][
+        "coklit"] == "MS"
+    assert daemon.stop() == 0
