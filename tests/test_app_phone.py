@@ -14,7 +14,10 @@ phone 1:
 * types an invalid NIK for a new voter: the Indonesian message is shown on the field,
   and nothing is stored;
 * sees both edits "aman di KPU" once the laptop's uplink sync brought central's
-  receipt back, and central holds them.
+  receipt back, and central holds them;
+
+and phone 2 (which has no schema, so it stores an edit central's validator refuses)
+shows that edit "ditolak di server KPU" with the reason.
 
 Screenshots go to ``$MESHSYNC_SCREENSHOTS`` when set (CI keeps them), else to the
 test's temporary folder. Chromium is kept off the network as in test_status_page.py.
@@ -155,13 +158,15 @@ def test_officer_finds_marks_tms_adds_a_voter_and_sees_it_safe_at_kpu(
     central = lab.daemon("central", args=("--store", pg_dsn, "--role", "central"),
                          schema="coklit").start()
     gateway = lab.daemon("gw-jila", uplink=(central.address,)).start()
-    phones = [lab.daemon(name, peers=(gateway.address,), schema="coklit").start()
-              for name in ("phone-1", "phone-2")]
-    phone = phones[0]
+    phone = lab.daemon("phone-1", peers=(gateway.address,), schema="coklit").start()
+    other = lab.daemon("phone-2", peers=(gateway.address,)).start()  # no schema: see below
     for n, fields in enumerate(BASELINE, 1):
         central.put("voters", f"v-{n:04d}", fields, partition=TPS)
-    wait_until(lambda: len(phone.listing("/api/records/voters")) == 5, 60,
-               "the baseline on phone 1", interval=0.3)
+    for device in (phone, other):
+        wait_until(lambda d=device: len(d.listing("/api/records/voters")) == 5, 60,
+                   f"the baseline on {device.name}", interval=0.3)
+    # Phone 2 validates nothing, so it stores an edit central's validator refuses.
+    other.put("voters", "v-0002", {"jenis_kelamin": "X"}, partition=TPS)
 
     browser.get(phone.api("POST", "/api/login-links")["url"])
     browser.get(phone.api_url + "/app")
@@ -220,7 +225,16 @@ def test_officer_finds_marks_tms_adds_a_voter_and_sees_it_safe_at_kpu(
     assert at_central[BASELINE[0]["nik"]]["tms"] == "pindah_domisili"
     browser.get(phone.api_url + "/app")
     wait_text(browser, "dicoklit 2 dari 6")
-    for daemon in (*phones, gateway, central):
+
+    # On phone 2, the edit central refused: refused, with the reason, never "aman".
+    browser.get(other.api("POST", "/api/login-links")["url"])
+    browser.get(other.api_url + "/app/catatan")
+    refused = wait_text(browser, "ditolak di server KPU", timeout=60, reload=True)
+    assert "jenis_kelamin" in refused and "Alasan:" in refused
+    steps = [e.text for e in browser.find_elements("css selector", "#edits .step")]
+    assert steps == ["ditolak di server KPU"], steps
+    browser.save_screenshot(str(shots / "app-6-refused-at-kpu.png"))
+    for daemon in (phone, other, gateway, central):
         assert daemon.stop() == 0
 
 
