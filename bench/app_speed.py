@@ -19,7 +19,8 @@ about one core), and this script (pinned to CPU 1 when there is one) asks with t
 * **search**: ``GET /app/cari?q=…&frag=1`` (the results the page's script fetches as
   the officer types), for a part of a name, a whole name typed in NFD with another
   apostrophe, a NIK and a part of one; the first search after the start (it builds the
-  in-memory index from the store) apart, then medians; goal 100 ms;
+  in-memory index from the store) apart, with the daemon's RSS before and after it,
+  then medians; goal 100 ms;
 * **search after an edit**: a ``PUT`` of one voter, then the next search (the index
   reloads only what the new change touched);
 * **voter card**: ``GET /app/pemilih/KEY?tps=TPS`` over ``--runs`` voters; goal 300 ms;
@@ -120,6 +121,13 @@ class Daemon:
         """Milliseconds of one GET of ``path``."""
         return self.request("GET", path)[0] * 1000
 
+    def rss_mb(self) -> float:
+        """The daemon's resident memory now, in MiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 30 s."""
         if self.proc.poll() is None:
@@ -152,7 +160,9 @@ def measure(daemon: Daemon, rows: list[tuple[str, str, dict[str, Any]]], runs: i
 
     out: dict[str, Any] = {"daemon_cpus": daemon.cpus}
     searches = queries(rows)
+    out["rss_before_index_mb"] = round(daemon.rss_mb(), 1)
     out["first_search_ms"] = daemon.ms(_q(searches["part of a name"]))  # builds the index
+    out["rss_after_index_mb"] = round(daemon.rss_mb(), 1)
     median(["/app/static/app.css"] * 3)  # warm up
     out["baseline_ms"] = median(["/app/static/app.css"] * runs)
     out["search_ms"] = {label: median([_q(q)] * runs) for label, q in searches.items()}
@@ -223,7 +233,8 @@ def show(f: dict[str, Any]) -> None:
     def row(label: str, ms: float, goal: str = "") -> None:
         print(f"{label:<44} {ms:9.1f} ms {ms / base:8.1f}x  {goal}")
 
-    print(f"{f['voters']:,} voters; daemon pinned to CPU {f['daemon_cpus']}")
+    print(f"{f['voters']:,} voters; daemon pinned to CPU {f['daemon_cpus']}; RSS "
+          f"{f['rss_before_index_mb']} MiB before the index, {f['rss_after_index_mb']} after")
     row("baseline: GET /app/static/app.css", base)
     row("first search (builds the index)", f["first_search_ms"])
     for label, ms in f["search_ms"].items():

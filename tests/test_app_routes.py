@@ -12,6 +12,7 @@ tests/test_app_phone.py.)
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 from http.client import HTTPConnection
 
@@ -81,3 +82,36 @@ def test_every_app_route_is_guarded_and_the_app_installs(lab: Lab) -> None:
     assert daemon.get(f"/api/records/voters/v-0001?partition={PARTITION}")["fields"][
         "coklit"] == "MS"
     assert daemon.stop() == 0
+
+
+class _Daemon:
+    """The two calls sync_state makes, answering what a phone with a wrong date and a
+    full disk reports in ``/api/status`` and ``/api/peers`` (a stand-in for the unit
+    test below; the real figures are the daemon's: tests/test_wrong_date.py,
+    tests/test_storage_reserve.py)."""
+
+    def status(self) -> dict[str, object]:
+        return {"clock": {"plausible": False, "device_date": "2031-01-01T08:00Z",
+                          "network_date": "2026-12-07T10:00Z", "problem": "clock_ahead"},
+                "clock_warnings": [], "storage": {"free_mb": 12.5, "reserve_mb": 64.0,
+                                                  "low": True}}
+
+    def peers(self) -> list[dict[str, object]]:
+        now = int(time.time() * 1000)
+        return [{"device_id": "a" * 52, "role": "gateway", "last_seen_ms": now,
+                 "last_sync_ms": now - 180_000, "failures": 0}]
+
+
+def test_the_first_page_warns_of_a_wrong_date_and_low_storage_in_indonesian() -> None:
+    from meshsync.daemon.app_data import FORM_FIELDS, LABELS, codes
+    from meshsync.daemon.app_state import sync_state
+    from meshsync.daemon.templating import render
+
+    state = sync_state(_Daemon(), [])  # type: ignore[arg-type]
+    page = render("app/home.html", "id", codes=codes(), labels=LABELS,
+                  form_fields=FORM_FIELDS, rows=[(PARTITION, 3, 7)], own=PARTITION,
+                  state=state)
+    assert "Tanggal/jam HP salah: HP menunjukkan 2031-01-01, jaringan 2026-12-07" in page
+    assert "Memori HP hampir penuh (sisa 12,5 MB)" in page
+    assert "laptop PPK" in page and "3 menit lalu" in page
+    assert "dicoklit 3 dari 7" in page and "TPS 001 · Diloa" in page
