@@ -44,6 +44,7 @@ from starlette.routing import Route
 
 from meshsync.host import i18n
 from meshsync.model.errors import MeshsyncError, NotFoundError, ValidationError
+from meshsync.model.text import Msg
 
 T = TypeVar("T")
 Page = Callable[[Request], Awaitable[Response]]
@@ -130,7 +131,7 @@ class AppPages:
         partition = request.path_params["partition"]
         voters = await self.call(partial(self.data.tps, partition))
         if not voters:
-            raise NotFoundError(f"no voters in {partition}")
+            raise NotFoundError(Msg("no voters in %(partition)s", partition=partition))
         return self.html("tps.html", partition=partition, voters=voters,
                          done=sum(v.done for v in voters))
 
@@ -139,7 +140,7 @@ class AppPages:
         key, partition = request.path_params["key"], request.query_params.get("tps", "")
         record, edits = await self.call(partial(self.data.card, key, partition))
         if record is None or record.deleted:
-            raise NotFoundError(f"no voter {key}")
+            raise NotFoundError(Msg("no voter %(key)s", key=key))
         return self.html("card.html", record=record, edits=edits, errors={},
                          saved=request.query_params.get("ok") == "1")
 
@@ -175,7 +176,7 @@ class AppPages:
         key, partition = request.path_params["key"], request.query_params.get("tps", "")
         record, _edits = await self.call(partial(self.data.card, key, partition))
         if record is None or record.deleted:
-            raise NotFoundError(f"no voter {key}")
+            raise NotFoundError(Msg("no voter %(key)s", key=key))
         if request.method == "GET":
             return self.html("form.html", record=record, values=record.fields, errors={},
                              partition=record.partition)
