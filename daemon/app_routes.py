@@ -99,6 +99,12 @@ class AppPages:
         """``page`` behind the guard; a node error shown as an error page."""
         async def wrapper(request: Request) -> Response:
             refused = self.guard.request_refusal(request)
+            if refused is not None and refused.status_code == 401 \
+                    and "text/html" in request.headers.get("accept", ""):
+                message = i18n.translations(self.lang).gettext(
+                    "Not logged in: open the app again from the phone, or run `meshsync "
+                    "login` for a login link.")
+                return self.html("error.html", 401, message=message)
             if refused is not None:
                 return refused
             try:

@@ -76,6 +76,8 @@ def test_every_app_route_is_guarded_and_the_app_installs(lab: Lab) -> None:
     for hidden in ("/app/static/..%2Fapp.css", "/app/static/.x", "/app/static/nothing.js",
                    "/app/static/%2E%2E%2Ftemplates%2Fapp%2Fbase.html"):
         assert fetch(daemon, "GET", hidden)[0] == 404, hidden
+    browser = http("GET", daemon.api_url + "/app", headers={"Accept": "text/html"})
+    assert browser.status == 401 and "Belum masuk" in browser.body  # a page, not JSON
     status, _, page = fetch(daemon, "GET", "/app/pemilih/v-9999")
     assert status == 404 and "tidak ada pemilih v-9999" in page.decode()
     status, headers, _ = fetch(daemon, "POST", "/app/pemilih/v-0001/coklit", form,
