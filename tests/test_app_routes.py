@@ -85,6 +85,17 @@ def test_every_app_route_is_guarded_and_the_app_installs(lab: Lab) -> None:
     assert status == 303 and headers["location"].startswith("/app/pemilih/v-0001?")
     assert daemon.get(f"/api/records/voters/v-0001?partition={PARTITION}")["fields"][
         "coklit"] == "MS"
+    edit = urllib.parse.urlencode({"nama": "Contoh Pemilih Baru", "nik": "9109060101800001"})
+    status, _, _ = fetch(daemon, "POST", f"/app/pemilih/v-0001/ubah?tps={PARTITION}",
+                         edit.encode(), **{"Content-Type": "application/x-www-form-urlencoded"})
+    fields = daemon.get(f"/api/records/voters/v-0001?partition={PARTITION}")["fields"]
+    assert status == 303 and (fields["nama"], fields["coklit"]) == ("Contoh Pemilih Baru", "ubah")
+    twin = urllib.parse.urlencode({"nama": "Orang Lain", "nik": "9109060101800001"})
+    status, _, page = fetch(daemon, "POST", f"/app/baru?tps={PARTITION}", twin.encode(),
+                            **{"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400 and "NIK ini sudah terdaftar atas nama Contoh Pemilih Baru" in \
+        page.decode()
+    assert len(daemon.listing("/api/records/voters")) == 1  # nothing stored
     assert daemon.stop() == 0
 
 
