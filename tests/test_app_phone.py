@@ -168,8 +168,8 @@ def test_officer_finds_marks_tms_adds_a_voter_and_sees_it_safe_at_kpu(
     # Phone 2 validates nothing, so it stores an edit central's validator refuses.
     other.put("voters", "v-0002", {"jenis_kelamin": "X"}, partition=TPS)
 
-    browser.get(phone.api("POST", "/api/login-links")["url"])
-    browser.get(phone.api_url + "/app")
+    browser.get(phone.api("POST", "/api/login-links")["url"] + "&next=/app")
+    assert browser.current_url == phone.api_url + "/app"
     home = wait_text(browser, "dicoklit 0 dari 5")
     assert "TPS 001" in home
     browser.save_screenshot(str(shots / "app-1-tps-list.png"))
