@@ -326,6 +326,7 @@ def build_app(service: NodeService, token: str) -> Starlette:
     from meshsync.daemon.api_events import event_routes  # they import this module
     from meshsync.daemon.api_lists import list_routes
     from meshsync.daemon.api_writes import write_routes
+    from meshsync.daemon.app_routes import app_routes
 
     guard = ApiGuard(token)
     guarded = partial(_guarded, guard)
@@ -403,6 +404,7 @@ def build_app(service: NodeService, token: str) -> Starlette:
         Route("/api/sync", guarded("/api/sync", sync), methods=["POST"]),
         *[Route(path, guarded(path, handler), methods=["POST"])
           for path, handler in write_routes(service).items()],
+        *app_routes(service, guard),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(HostCheck, guard=guard)],
                     exception_handlers={HTTPException: _http_error,

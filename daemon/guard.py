@@ -190,8 +190,9 @@ class ApiGuard:
     # -- routes -----------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
-        """``GET /login?once=SECRET``: set the session cookie and go to ``/``. A HEAD
-        (a link preview) is refused without using the link up."""
+        """``GET /login?once=SECRET``: set the session cookie and go to ``/`` (or to the
+        officer's app with ``&next=/app``, docs/app.md; no other target). A HEAD (a
+        link preview) is refused without using the link up."""
         if request.method != "GET":
             return JSONResponse({"error": "A login link is opened with GET, in a browser."},
                                 status_code=405, headers={**_NO_STORE, "Allow": "GET"})
@@ -199,7 +200,8 @@ class ApiGuard:
             session = self.redeem(request.query_params.get("once", ""))
         except PermissionError as exc:
             return refusal(403, str(exc))
-        response = RedirectResponse("/", status_code=303, headers=_NO_STORE)
+        target = "/app" if request.query_params.get("next") == "/app" else "/"
+        response = RedirectResponse(target, status_code=303, headers=_NO_STORE)
         response.set_cookie(self.cookie_name, session, path="/", httponly=True,
                             samesite="strict")
         return response

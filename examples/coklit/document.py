@@ -38,6 +38,7 @@ from meshsync.coklit.schema import (
     REQUIRED,
     check_nama,
     check_partition,
+    register_search_of_voters,
 )
 from meshsync.coklit.visits import outcome
 
@@ -153,5 +154,6 @@ PACKAGE = CoklitPackage(
 # A node that validates voters by the signed document loads this package, not
 # :func:`meshsync.coklit.schema.register`: count progress the coklit way there too.
 register_classifier(COLLECTION, outcome)
+register_search_of_voters()
 
 __all__ = ["PACKAGE", "CoklitPackage", "document"]

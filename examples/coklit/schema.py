@@ -322,4 +322,16 @@ def register(node: Node, rules: Rules = DEFAULT_RULES) -> VoterValidator:
     node.register_validator(COLLECTION, validator)
     node.normalisers[COLLECTION] = normalise_voter  # names in one spelling (textnorm)
     register_classifier(COLLECTION, outcome)
+    register_search_of_voters()
     return validator
+
+
+def register_search_of_voters() -> None:
+    """Let the officer's app search ``voters`` as ``coklit find`` does: names by
+    :func:`meshsync.coklit.names.match_key`, numbers in ``nik`` and ``nkk``
+    (:mod:`meshsync.replica.search`)."""
+    from meshsync.coklit.names import NUMBER_FIELDS, match_key
+
+    from meshsync.replica.search import SearchSpec, register_search
+
+    register_search(COLLECTION, SearchSpec("nama", NUMBER_FIELDS, match_key))

@@ -42,6 +42,11 @@ def register_classifier(collection: str, classify: Classifier) -> None:
     _CLASSIFIERS[collection] = classify
 
 
+def classifier(collection: str) -> Classifier:
+    """The classifier registered for ``collection``, else one that reads ``status``."""
+    return _CLASSIFIERS.get(collection, _by_status)
+
+
 def _by_status(state: RecordState) -> Outcome:
     return Outcome(str(state.visible().get("status", "")) or "-", False, None)
 
