@@ -30,6 +30,15 @@ def home_option(func: F) -> F:
     )(func)
 
 
+def record_arguments(func: F) -> F:
+    """Add ``COLLECTION KEY`` and ``--partition`` (the record's partition, needed when
+    the key exists in several): how ``get`` and ``delete`` name one record."""
+    func = click.option("--partition", default=None,
+                        help="The record's partition, when the key exists in several "
+                             "[default: the one partition holding it].")(func)
+    return click.argument("collection")(click.argument("key")(func))
+
+
 def store_option(func: F) -> F:
     """Add ``--store DSN``: central's PostgreSQL store instead of the home's SQLite file
     (the same value as ``meshsync daemon --store``)."""

@@ -12,7 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.common import (
+    echo_json,
+    errors_to_exit,
+    home_option,
+    json_option,
+    record_arguments,
+    resolve_home,
+)
 from meshsync.cli.show import read_record, record_text
 
 from meshsync.host.i18n import gettext as _
@@ -28,11 +35,7 @@ def _show_record(record: Record, as_json: bool) -> None:
 
 @click.command()
 @home_option
-@click.argument("collection")
-@click.argument("key")
-@click.option("--partition", default=None,
-              help="The record's partition, when the key exists in several "
-                   "[default: the one partition holding it].")
+@record_arguments
 @json_option
 @errors_to_exit
 def get(home: Path | None, collection: str, key: str, partition: str | None,

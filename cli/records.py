@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.common import (
+    echo_json,
+    errors_to_exit,
+    home_option,
+    json_option,
+    record_arguments,
+    resolve_home,
+)
 from meshsync.cli.writer import home_writer, quote_segment
 
 from meshsync.host.home import Home
@@ -106,11 +113,7 @@ def _record_route(collection: str, key: str, partition: str | None = None) -> st
 
 @click.command()
 @home_option
-@click.argument("collection")
-@click.argument("key")
-@click.option("--partition", default=None,
-              help="The record's partition, when the key exists in several "
-                   "[default: the one partition holding it].")
+@record_arguments
 @json_option
 @errors_to_exit
 def delete(home: Path | None, collection: str, key: str, partition: str | None,
