@@ -3,7 +3,8 @@
 # pure-Python fallback (MSGPACK_PUREPYTHON=1) and python-zeroconf's pure-Python modules
 # (tests/purepython.py: zeroconf has no run-time switch, SKIP_CYTHON is build-time).
 # tests/test_purepython.py proves both fallbacks are the ones loaded; test_discovery.py
-# runs mDNS (zeroconf) on loopback with them.
+# runs mDNS (zeroconf) on loopback with them. CI runs a smaller set of these files this
+# way in every run (tests/test_purepython.py starts it); this script, by hand, runs more.
 # Run from a checkout with the venv of .ci/run: .ci/purepython.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."

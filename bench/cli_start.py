@@ -12,8 +12,9 @@ each per round, so a machine that slows down slows all three alike):
 * ``meshsync get``: a small home (one record) opened and one record shown.
 
 Prints min and median wall time of each and the median's ratio to the floor. The goal
-is both ratios at most 3 (docs/architecture.md §3: the command imports only what the
-sub-command it runs needs; see ``python -X importtime -m meshsync.cli.main get ...``).
+is both ratios at most 3 (docs/architecture.md §9, "Start-up": the command imports only
+what the command line needs, and a plain ``get`` runs without click; see
+``python -X importtime -m meshsync.cli.start get ...``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import math
 import sys
 from collections.abc import Awaitable, Callable
@@ -11,9 +10,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from meshsync.cli.show import home_path, json_text
 
 from meshsync.host import i18n
-from meshsync.host.home import default_home
 from meshsync.model.errors import MeshsyncError
 from meshsync.model.text import N_
 
@@ -29,6 +28,15 @@ def home_option(func: F) -> F:
         default=None,
         help="Node home directory [default: $MESHSYNC_HOME or the user data dir].",
     )(func)
+
+
+def record_arguments(func: F) -> F:
+    """Add ``COLLECTION KEY`` and ``--partition`` (the record's partition, needed when
+    the key exists in several): how ``get`` and ``delete`` name one record."""
+    func = click.option("--partition", default=None,
+                        help="The record's partition, when the key exists in several "
+                             "[default: the one partition holding it].")(func)
+    return click.argument("collection")(click.argument("key")(func))
 
 
 def store_option(func: F) -> F:
@@ -66,9 +74,7 @@ class PositiveSeconds(click.ParamType):  # type: ignore[type-arg]  # generic fro
 def resolve_home(home: Path | None) -> Path:
     """The home path chosen by ``--home`` or the environment (its config's ``lang``
     then chooses the language, unless ``--lang`` or ``$MESHSYNC_LANG`` did)."""
-    path = home if home is not None else default_home()
-    i18n.use_home(path)
-    return path
+    return home_path(home)
 
 
 # Long enough for every field a validator names (a new voter with only a name misses
@@ -148,10 +154,4 @@ def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
 
 def echo_json(data: Any) -> None:
     """Print ``data`` as indented JSON with sorted keys (bytes shown as hex)."""
-    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=_default))
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    click.echo(json_text(data))

@@ -84,7 +84,8 @@ def api_get(home: Path, route: str) -> Any | None:
 
 def _offline_status(path: Path) -> dict[str, Any]:
     from meshsync.host.clock import clock_json
-    from meshsync.host.local import open_node, storage_status
+    from meshsync.host.local import open_node
+    from meshsync.host.reserve import storage_status
     from meshsync.replica.custody import custody
 
     with open_node(path) as node:

@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable
+from typing import NoReturn
 
 import click
 
@@ -26,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                          "sticks, SD cards)."),
     "coklit": ("coklit", "The coklit voter list: generate, import, export, find, "
                "duplicates, progress."),
-    "conflicts": ("records", "List records with open conflicts (concurrent edits of one "
+    "conflicts": ("read", "List records with open conflicts (concurrent edits of one "
                              "field)."),
     "daemon": ("daemon_cmd", "Run the node: sync listener, discovery, peer manager, local "
                              "API and status page, until SIGINT or SIGTERM."),
@@ -36,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                      "convergence and progress; exit 1 if the nodes did not converge."),
     "enroll": ("authority", "Install this device's certificate CERT (from `authority issue` "
                             "or `rotate`)."),
-    "get": ("records", "Show one record, with any conflicts."),
+    "get": ("read", "Show one record, with any conflicts."),
     "init": ("records", "Create a node home with a new Ed25519 device key; print the "
                         "device id."),
     "login": ("login", "Print a one-time link that logs a browser in to the running "
@@ -44,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "log": ("records", "Show feeds (author, partition, seq), fork evidence, refused changes "
                        "and the changes quarantined when a revocation was learned (what a "
                        "revoked key wrote)."),
-    "ls": ("records", "List records of COLLECTION."),
+    "ls": ("read", "List records of COLLECTION."),
     "peers": ("daemon_cmd", "List the peers the running daemon knows."),
     "put": ("records", "Set fields of a record."),
     "rekey": ("rotation", "Start a key rotation: a new device key (next.key, 0600) and its "
@@ -190,9 +191,21 @@ def _error(text: str) -> str:
     return i18n.gettext("meshsync: error: %(message)s") % {"message": text}
 
 
+def interrupted() -> NoReturn:
+    """Ctrl-C: one line, never a traceback, and exit 130. Every command stores in
+    transactions, so what it stored before the interrupt is complete; a command that
+    can say how much (sync) catches KeyboardInterrupt itself first."""
+    from meshsync.host import i18n
+
+    click.echo(_error(i18n.gettext("interrupted (Ctrl-C); nothing half-stored")), err=True)
+    sys.exit(130)
+
+
 def run() -> None:
-    """The console script: usage errors (unknown option, missing argument, bad value)
-    print one ``meshsync: error:`` line and exit 2, like every other error."""
+    """The click side of the console script (cli/start.py runs a plain ``get`` without
+    click and hands every other command line here): usage errors (unknown option,
+    missing argument, bad value) print one ``meshsync: error:`` line and exit 2, like
+    every other error."""
     try:
         main(standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:
@@ -209,13 +222,7 @@ def run() -> None:
         click.echo(_error(text), err=True)
         sys.exit(2)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        # Ctrl-C: one line, never a traceback. Every command stores in transactions,
-        # so what it stored before the interrupt is complete; a command that can say
-        # how much (sync) catches KeyboardInterrupt itself first.
-        from meshsync.host import i18n
-
-        click.echo(_error(i18n.gettext("interrupted (Ctrl-C); nothing half-stored")), err=True)
-        sys.exit(130)
+        interrupted()
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

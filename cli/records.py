@@ -1,4 +1,5 @@
-"""Commands on one node: init, put, get, ls, delete, conflicts, log."""
+"""Commands on one node: init, put, delete, log (the read commands get, ls and
+conflicts are in cli/read.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import click
-from meshsync.cli.common import echo_json, errors_to_exit, home_option, json_option, resolve_home
+from meshsync.cli.common import (
+    echo_json,
+    errors_to_exit,
+    home_option,
+    json_option,
+    record_arguments,
+    resolve_home,
+)
 from meshsync.cli.writer import home_writer, quote_segment
 
 from meshsync.host.home import Home
 from meshsync.host.i18n import gettext as _
 from meshsync.host.local import open_node
 from meshsync.model.change import Change, Put, check_partition, decode_stored
-from meshsync.model.errors import NotFoundError
 from meshsync.model.identity import device_id
 from meshsync.model.values import parse_assignments, record_to_json, value_to_json
-from meshsync.replica.records import Record
 from meshsync.store.base import QuarantinedChange
 
 
@@ -51,21 +57,6 @@ def init(home: Path | None, partition: str | None, name: str | None, as_json: bo
         echo_json(info)
     else:
         click.echo(key.device_id)
-
-
-def _show_record(record: Record, as_json: bool) -> None:
-    if as_json:
-        echo_json(record_to_json(record.to_json()))
-        return
-    state = _(" (deleted)") if record.deleted else ""
-    click.echo(f"{record.collection}/{record.key} [{record.partition}]{state}")
-    for name, value in record.fields.items():
-        mark = "  !" if name in record.conflicts else "   "
-        click.echo(f"{mark} {name} = {value!r}")
-    for name, versions in record.conflicts.items():
-        alts = ", ".join(_("%(value)r by %(author)s") % {"value": v.value, "author": v.author[:8]}
-                         for v in versions)
-        click.echo(_("  conflict %(field)s: %(values)s") % {"field": name, "values": alts})
 
 
 @click.command()
@@ -122,57 +113,7 @@ def _record_route(collection: str, key: str, partition: str | None = None) -> st
 
 @click.command()
 @home_option
-@click.argument("collection")
-@click.argument("key")
-@click.option("--partition", default=None,
-              help="The record's partition, when the key exists in several "
-                   "[default: the one partition holding it].")
-@json_option
-@errors_to_exit
-def get(home: Path | None, collection: str, key: str, partition: str | None,
-        as_json: bool) -> None:
-    """Show one record, with any conflicts. --json shows bytes as {"$bytes": BASE64}
-    and NaN or an infinity as {"$float": "NaN"} (see `put`)."""
-    if partition is not None:
-        check_partition(partition)
-    with open_node(resolve_home(home)) as node:
-        record = node.get(collection, key, partition)
-    if record is None:
-        raise NotFoundError(_("no record %(collection)s/%(key)s")
-                            % {"collection": collection, "key": key})
-    _show_record(record, as_json)
-
-
-@click.command(name="ls")
-@home_option
-@click.argument("collection")
-@click.option("--partition", default="", help="Only records under this partition prefix.")
-@click.option("--deleted", is_flag=True, help="Include deleted records.")
-@json_option
-@errors_to_exit
-def ls(home: Path | None, collection: str, partition: str, deleted: bool,
-       as_json: bool) -> None:
-    """List records of COLLECTION."""
-    if partition:
-        check_partition(partition)
-    with open_node(resolve_home(home)) as node:
-        records = list(node.records(collection, partition, include_deleted=deleted))
-    if as_json:
-        echo_json([record_to_json(r.to_json()) for r in records])
-        return
-    for r in records:
-        flags = (_(" !conflict") if r.conflicts else "") + (_(" (deleted)") if r.deleted else "")
-        summary = ", ".join(f"{k}={v!r}" for k, v in list(r.fields.items())[:4])
-        click.echo(f"{r.key}\t{r.partition}\t{summary}{flags}")
-
-
-@click.command()
-@home_option
-@click.argument("collection")
-@click.argument("key")
-@click.option("--partition", default=None,
-              help="The record's partition, when the key exists in several "
-                   "[default: the one partition holding it].")
+@record_arguments
 @json_option
 @errors_to_exit
 def delete(home: Path | None, collection: str, key: str, partition: str | None,
@@ -194,24 +135,6 @@ def delete(home: Path | None, collection: str, key: str, partition: str | None,
         click.echo(_("deleted %(collection)s/%(key)s in %(partition)s (seq %(seq)s)") % {
             "collection": collection, "key": key, "partition": done["partition"],
             "seq": done["seq"]})
-
-
-@click.command()
-@home_option
-@click.option("--collection", default=None)
-@json_option
-@errors_to_exit
-def conflicts(home: Path | None, collection: str | None, as_json: bool) -> None:
-    """List records with open conflicts (concurrent edits of one field)."""
-    with open_node(resolve_home(home)) as node:
-        records = node.conflicts(collection)
-    if as_json:
-        echo_json([record_to_json(r.to_json()) for r in records])
-        return
-    if not records:
-        click.echo(_("no conflicts"))
-    for r in records:
-        _show_record(r, False)
 
 
 def _quarantined_json(q: QuarantinedChange) -> dict[str, Any]:
@@ -284,4 +207,4 @@ def log(home: Path | None, as_json: bool) -> None:
         click.echo(f"  {q['author'][:8]} {q['partition']} seq {q['seq']}: {ops}")
 
 
-COMMANDS = [init, put, get, ls, delete, conflicts, log]
+COMMANDS = [init, put, delete, log]

@@ -32,8 +32,8 @@ from meshsync.host.clock import clock_json
 from meshsync.host.enrol import Enrolment
 from meshsync.host.files import write_private
 from meshsync.host.home import Home
-from meshsync.host.local import storage_status
 from meshsync.host.lock import hold_home
+from meshsync.host.reserve import storage_status
 from meshsync.model.change import FeedId
 from meshsync.model.identity import device_id
 from meshsync.net.discovery.cascade import DiscoveryCascade

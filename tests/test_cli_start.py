@@ -3,6 +3,7 @@ uses (bench/cli_start.py times it); the lazy command list matches the commands."
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,9 +17,8 @@ from meshsync.cli import main as cli_main
 from meshsync.model.errors import UsageError
 from meshsync.model.identity import DeviceKey, _pkcs8_seed
 
-MODULES = ["records", "schema", "bundle", "authority", "rotation", "sync", "daemon_cmd", "demo",
-           "login",
-           "coklit", "backup"]
+MODULES = ["records", "read", "schema", "bundle", "authority", "rotation", "sync",
+           "daemon_cmd", "demo", "login", "coklit", "backup"]
 
 SHOW_MODULES = """
 import sys
@@ -47,17 +47,79 @@ def test_help_imports_no_command_module_and_no_layer() -> None:
     assert "cryptography" not in loaded and "trio" not in loaded
 
 
-def test_get_imports_only_what_it_uses(tmp_path: Path) -> None:
-    home = str(tmp_path / "phone")
+def _enrolled_home(tmp_path: Path) -> str:
+    """An enrolled home (root.crt, device.crt, credentials in its store) holding one
+    record with a conflict-free value: every part ``open_node`` would load is there."""
+    kpu, home = str(tmp_path / "kpu"), str(tmp_path / "phone")
+    crt = str(tmp_path / "phone.crt")
+    for args in (["authority", "init", "--home", kpu, "--name", "KPU Uji"],
+                 ["init", "--home", home, "--partition", "a/b"],
+                 ["authority", "issue", "--home", kpu, f"{home}/device.csr",
+                  "--role", "pantarlih", "--scope", "a/b", "-o", crt],
+                 ["enroll", "--home", home, crt],
+                 ["put", "--home", home, "voters", "v-1", "nama=X", "umur:=41"]):
+        result = CliRunner().invoke(cli_main.main, args)
+        assert result.exit_code == 0, result.output
+    return home
+
+
+#: What a read command must not import: the key and trust machinery (cryptography,
+#: X.509), hashing (hashlib loads OpenSSL), the node, the clock, threads, daemon, net.
+NOT_FOR_READING = {
+    "cryptography", "_hashlib", "hashlib", "trio", "concurrent.futures", "platformdirs",
+    "shutil", "importlib.metadata", "meshsync.trust", "meshsync.host.local",
+    "meshsync.host.clock", "meshsync.host.verify_pool", "meshsync.replica.node",
+    "meshsync.store.memory", "meshsync.protocol", "meshsync.net", "meshsync.daemon",
+    "meshsync.coklit", "meshsync.cli.writer",
+}
+
+
+def test_read_commands_open_the_home_without_key_or_trust(tmp_path: Path) -> None:
+    home = _enrolled_home(tmp_path)
+    for args in (["get", "--home", home, "voters", "v-1"],
+                 ["get", "--home", home, "voters", "v-1", "--json"],
+                 ["ls", "--home", home, "voters"], ["conflicts", "--home", home]):
+        loaded = _modules_after(*args)
+        assert "meshsync.host.reading" in loaded, args
+        prefixes = tuple(f"{m}." for m in NOT_FOR_READING)
+        assert {m for m in loaded if m in NOT_FOR_READING or m.startswith(prefixes)} == set()
+
+
+def test_get_shows_what_the_node_shows(tmp_path: Path) -> None:
+    """The read-only open shows the record exactly as a node opened by open_node."""
+    from meshsync.host.local import open_node
+    from meshsync.model.values import record_to_json
+
+    home = _enrolled_home(tmp_path)
+    shown = CliRunner().invoke(cli_main.main, ["get", "--home", home, "voters", "v-1",
+                                               "--json"])
+    assert shown.exit_code == 0, shown.output
+    with open_node(home) as node:
+        record = node.get("voters", "v-1")
+        listed = list(node.records("voters"))
+    assert record is not None and json.loads(shown.stdout) == record_to_json(record.to_json())
+    ls = CliRunner().invoke(cli_main.main, ["ls", "--home", home, "voters", "--json"])
+    assert json.loads(ls.stdout) == [record_to_json(r.to_json()) for r in listed]
+
+
+def test_a_read_refuses_a_leaky_key_and_a_bad_config(tmp_path: Path) -> None:
+    """What open_node refuses of a home, the read-only open refuses too."""
+    home = tmp_path / "phone"
     for args in (["init", "--partition", "a/b"], ["put", "voters", "v-1", "nama=X"]):
-        assert CliRunner().invoke(cli_main.main, [*args, "--home", home]).exit_code == 0
-    loaded = _modules_after("get", "--home", home, "voters", "v-1")
-    assert "meshsync.replica.node" in loaded
-    heavy = {"trio", "cryptography.x509", "cryptography.hazmat.primitives.serialization",
-             "concurrent.futures", "platformdirs", "meshsync.trust.store",
-             "meshsync.trust.issue", "meshsync.protocol",
-             "meshsync.net", "meshsync.daemon", "meshsync.coklit", "importlib.metadata"}
-    assert heavy & loaded == set()
+        assert CliRunner().invoke(cli_main.main, [*args, "--home", str(home)]).exit_code == 0
+    get = ["get", "--home", str(home), "voters", "v-1"]
+    (home / "device.key").chmod(0o644)
+    assert "readable by others" in CliRunner().invoke(cli_main.main, get).stderr
+    (home / "device.key").chmod(0o600)
+    pem = (home / "device.key").read_bytes()
+    (home / "device.key").write_bytes(pem.replace(b"PRIVATE KEY-----", b"PRIVATE KEY----"))
+    assert "cannot read device key" in CliRunner().invoke(cli_main.main, get).stderr
+    (home / "device.key").write_bytes(pem)
+    config = (home / "config.toml").read_text()
+    (home / "config.toml").write_text(config + "storage_reserve_mb = -1\n")
+    assert "storage_reserve_mb" in CliRunner().invoke(cli_main.main, get).stderr
+    (home / "config.toml").write_text(config + "partiton = 'x'\n")
+    assert "unknown key 'partiton'" in CliRunner().invoke(cli_main.main, get).stderr
 
 
 def _all_commands() -> dict[str, tuple[str, click.Command]]:

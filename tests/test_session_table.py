@@ -20,6 +20,7 @@ import pytest
 
 from meshsync.protocol import diagram
 from meshsync.protocol import frames as fr
+from meshsync.protocol import machine as machine_module
 from meshsync.protocol import messages as msg
 from meshsync.protocol import session as session_module
 from meshsync.protocol.events import (
@@ -124,7 +125,7 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("module", [session_module, msg, diagram],
+@pytest.mark.parametrize("module", [session_module, machine_module, msg, diagram],
                          ids=lambda m: m.__name__)
 def test_the_state_machine_imports_no_store_and_no_node(module: Any) -> None:
     imported = _imports(Path(module.__file__))

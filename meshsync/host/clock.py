@@ -83,7 +83,13 @@ def explain_refusal(exc: UsageError, node: Node) -> UsageError:
     """``exc`` with the wrong-date sentence appended when ``node``'s clock is implausible
     (so a refused action, e.g. "this device may not write here: ... expired", tells the
     officer to fix the date); ``exc`` itself otherwise or for a UsageError subclass."""
-    check = clock_check(node)
+    return explain_with_trust(exc, node.trust)
+
+
+def explain_with_trust(exc: UsageError, trust: Authorizer) -> UsageError:
+    """:func:`explain_refusal` for the system clock judged against ``trust``'s proven
+    time (a store opened without a node: :mod:`meshsync.host.reading`)."""
+    check = check_clock(trust)
     if type(exc) is not UsageError or check is None or check.plausible:
         return exc
     return UsageError(with_clock_note(str(exc), check))

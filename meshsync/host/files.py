@@ -1,7 +1,8 @@
 """Writing files that must not leak or tear: private keys and replaced files.
 
 One place for the home (device keys, certificates), the authority commands
-(authority keys, issued certificates) and the daemon (its API token).
+(authority keys, issued certificates) and the daemon (its API token); and the home
+folder's own mode (:func:`make_home_private`).
 """
 
 from __future__ import annotations
@@ -57,3 +58,16 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_home_private(path: Path) -> None:
+    """Take group and other permissions off the home folder (mode 0700), as every file
+    in it is the device's own: its key, its token, the voters in its store
+    (docs/architecture.md §9). Homes made by an older meshsync were 0755. A folder this
+    user does not own is left as it is (``OSError`` is not raised)."""
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
+    except OSError:
+        return

@@ -33,7 +33,7 @@ from typing import Any
 
 from meshsync.host.files import fsync_dir, replace_file, write_private
 from meshsync.model.errors import NotFoundError, UsageError
-from meshsync.model.identity import DeviceKey
+from meshsync.model.identity import DeviceKey, check_key_pem
 from meshsync.model.text import Msg
 
 DEFAULT_PARTITION = "local"
@@ -78,11 +78,16 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir("meshsync", appauthor=False))
 
 
-def _load_private(path: Path) -> DeviceKey:
-    """Read an Ed25519 key file; refuses one readable by group or others."""
+def _read_private(path: Path) -> bytes:
+    """The bytes of a key file; refuses one readable by group or others."""
     if path.stat().st_mode & 0o077:
         raise UsageError(f"{path} is readable by others (chmod 600 it)")
-    return DeviceKey.from_pem(path.read_bytes())
+    return path.read_bytes()
+
+
+def _load_private(path: Path) -> DeviceKey:
+    """Read an Ed25519 key file; refuses one readable by group or others."""
+    return DeviceKey.from_pem(_read_private(path))
 
 
 def _toml_value(value: Any) -> str:
@@ -170,6 +175,12 @@ class Home:
     def load_key(self) -> DeviceKey:
         """Read the device key; refuses a key file readable by group or others."""
         return _load_private(self.key_path)
+
+    def check_key(self) -> None:
+        """Refuse the device key file as :meth:`load_key` does (UsageError: readable by
+        group or others, not an Ed25519 key), without loading the key: the read-only
+        open (:mod:`meshsync.host.reading`) neither signs nor needs ``cryptography``."""
+        check_key_pem(_read_private(self.key_path))
 
     def load_next_key(self) -> DeviceKey | None:
         """The key waiting for its certificate (``next.key``), or None if there is none.

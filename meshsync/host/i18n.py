@@ -18,7 +18,6 @@ import gettext as _gettext
 import os
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +173,8 @@ def number(value: float, lang: str | None = None) -> str:
 
 def day(ms: int, lang: str | None = None) -> str:
     """The date of Unix milliseconds, in this device's time zone: ``7 Des 2026``."""
+    from datetime import UTC, datetime  # here: `meshsync get` starts without datetime
+
     from babel.dates import format_date
 
     when = datetime.fromtimestamp(ms / 1000, UTC).astimezone()
@@ -182,6 +183,8 @@ def day(ms: int, lang: str | None = None) -> str:
 
 def clock_time(ms: int, lang: str | None = None) -> str:
     """The time of day of Unix milliseconds, in this device's time zone: ``10.32``."""
+    from datetime import UTC, datetime
+
     from babel.dates import format_time
 
     when = datetime.fromtimestamp(ms / 1000, UTC).astimezone()
@@ -190,6 +193,8 @@ def clock_time(ms: int, lang: str | None = None) -> str:
 
 def ago(seconds: float, lang: str | None = None) -> str:
     """``3 menit lalu`` (``3 minutes ago``)."""
+    from datetime import timedelta
+
     from babel.dates import format_timedelta
 
     text = str(format_timedelta(timedelta(seconds=-max(0.0, seconds)), add_direction=True,

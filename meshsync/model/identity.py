@@ -3,21 +3,26 @@
 A device is one installation with its own Ed25519 key pair (RFC 8032). Its
 *device id* is the raw 32-byte public key written in lower-case base32 without
 padding (52 characters), so the id itself is the key and needs no lookup.
+
+``cryptography`` (and ``hashlib``, which loads OpenSSL) is imported when a key is made,
+loaded or used (or a hash taken), not with this module: device ids and the key-file
+check (:func:`check_key_pem`) serve the read commands (``meshsync get``) without them
+(tests/test_cli_start.py).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 from functools import lru_cache
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from typing import TYPE_CHECKING
 
 from meshsync.model.errors import DecodeError, SignatureError, UsageError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 #: DER of an Ed25519 PKCS#8 private key (RFC 8410 §7) before its 32-byte seed: a home's
 #: key file is this, so it is read without ``cryptography``'s serialization module
@@ -68,11 +73,15 @@ class DeviceKey:
     @classmethod
     def generate(cls) -> DeviceKey:
         """Create a new random key pair."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
     def from_pem(cls, data: bytes) -> DeviceKey:
         """Load a PKCS#8 PEM private key; raises UsageError if it is not Ed25519."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         seed = _pkcs8_seed(data)
         if seed is not None:
             return cls(Ed25519PrivateKey.from_private_bytes(seed))
@@ -111,6 +120,14 @@ class DeviceKey:
         return self._private.sign(data)
 
 
+def check_key_pem(data: bytes) -> None:
+    """Refuse ``data`` exactly as :meth:`DeviceKey.from_pem` would (UsageError), without
+    keeping the key: a key file as :meth:`DeviceKey.to_pem` writes it is checked in
+    pure Python, any other form by loading it with ``cryptography``."""
+    if _pkcs8_seed(data) is None:
+        DeviceKey.from_pem(data)
+
+
 def _pkcs8_seed(data: bytes) -> bytes | None:
     """The 32-byte seed of ``data`` if it is one unencrypted Ed25519 PKCS#8 PEM block
     (what :meth:`DeviceKey.to_pem` writes), else None (then ``cryptography`` reads it)."""
@@ -128,6 +145,8 @@ def _pkcs8_seed(data: bytes) -> bytes | None:
 
 @lru_cache(maxsize=4096)
 def _public(public_key: bytes) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         return Ed25519PublicKey.from_public_bytes(public_key)
     except ValueError as exc:
@@ -136,6 +155,8 @@ def _public(public_key: bytes) -> Ed25519PublicKey:
 
 def verify(public_key: bytes, signature: bytes, data: bytes) -> None:
     """Check an Ed25519 signature; raises :class:`SignatureError` if it does not verify."""
+    from cryptography.exceptions import InvalidSignature
+
     try:
         _public(public_key).verify(signature, data)
     except InvalidSignature as exc:
@@ -146,4 +167,6 @@ def verify(public_key: bytes, signature: bytes, data: bytes) -> None:
 
 def sha256(data: bytes) -> bytes:
     """SHA-256 digest (32 bytes) of ``data``."""
+    import hashlib  # loads OpenSSL (~3 ms): not at start-up, as a read hashes nothing
+
     return hashlib.sha256(data).digest()

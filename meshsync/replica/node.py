@@ -37,7 +37,7 @@ from meshsync.replica.crdt import RecordState
 from meshsync.replica.policy import Authorizer, OpenTrust, Validator, validate
 from meshsync.replica.quarantine import quarantine_revoked
 from meshsync.replica.receive import ApplyReport, Receiver, RecordKey, Verifier
-from meshsync.replica.records import Record
+from meshsync.replica.records import Record, RecordReader, several_partitions
 from meshsync.replica.schema import Validators
 from meshsync.store.base import RecordRow, Refusal, Store, StoredChange
 
@@ -84,7 +84,7 @@ class Node:
         #: Called with the size in bytes of received data about to be stored (a sync
         #: batch, a bundle) before anything of it is; raises
         #: :class:`~meshsync.model.errors.StorageLowError` to refuse it. Set by the I/O
-        #: layer (:class:`meshsync.host.local.DiskReserve`); None: no check.
+        #: layer (:class:`meshsync.host.reserve.DiskReserve`); None: no check.
         self.inbound_guard: Callable[[int], None] | None = None
         #: By collection: a function given the fields of each local put, returning the
         #: fields to sign (a schema's one spelling, e.g. coklit's NFC names). Set by a
@@ -256,36 +256,25 @@ class Node:
         if len(rows) == 1:
             return rows[0].partition
         if len(rows) > 1:
-            names = ", ".join(r.partition for r in rows)
-            raise UsageError(Msg("%(collection)s/%(key)s exists in several partitions "
-                                 "(%(names)s); name one with --partition",
-                                 collection=collection, key=key, names=names))
+            raise several_partitions(collection, key, rows)
         return self.default_partition
 
     # -- reading -------------------------------------------------------------
 
     def get(self, collection: str, key: str, partition: str | None = None) -> Record | None:
-        """The record, or None if this device holds no op of it."""
-        if partition is None:
-            rows = self.store.find_record(collection, key)
-            if len(rows) > 1:
-                self._partition_for(collection, key, None)  # raises "several partitions"
-            row = rows[0] if rows else None
-        else:
-            row = self.store.load_record(partition, collection, key)
-        return Record.from_row(row) if row else None
+        """The record, or None if this device holds no op of it (see
+        :meth:`RecordReader.get <meshsync.replica.records.RecordReader.get>`)."""
+        return RecordReader(self.store).get(collection, key, partition)
 
     def records(self, collection: str, partition_prefix: str = "", *,
                 include_deleted: bool = False) -> Iterator[Record]:
         """Records of ``collection`` under ``partition_prefix`` (whole path segments)."""
-        for row in self.store.iter_records(collection, partition_prefix):
-            if include_deleted or not row.deleted:
-                yield Record.from_row(row)
+        return RecordReader(self.store).records(collection, partition_prefix,
+                                                include_deleted=include_deleted)
 
     def conflicts(self, collection: str | None = None) -> list[Record]:
         """Records with at least one open conflict."""
-        rows = self.store.iter_records(collection, conflicts_only=True)
-        return [Record.from_row(r) for r in rows]
+        return RecordReader(self.store).conflicts(collection)
 
     def canonical_state(self) -> bytes:
         """All record states, concatenated in key order: equal on devices holding

@@ -20,34 +20,22 @@ A file may carry it PEM-armoured (``-----BEGIN MESHSYNC REVOCATION-----``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from meshsync.model.codec import describe_error
 from meshsync.model.errors import AuthorizationError, UsageError
 from meshsync.model.identity import PUBLIC_KEY_BYTES, short_id
+from meshsync.trust import signed
 from meshsync.trust.issue import AuthorityKey
-from meshsync.trust.profile import (
-    MAX_CREDENTIAL_BYTES,
-    CertInfo,
-    load_certificates,
-    parse_certificate,
-)
+from meshsync.trust.profile import MAX_CREDENTIAL_BYTES, CertInfo
 
 REVOCATION_TAG = "meshsync/revocation"
 REVOCATION_VERSION = 1
 PEM_LABEL = "MESHSYNC REVOCATION"
-_PEM_BEGIN = f"-----BEGIN {PEM_LABEL}-----".encode()
-_PEM_END = f"-----END {PEM_LABEL}-----".encode()
+_PEM_BEGIN, _PEM_END = signed.pem_markers(PEM_LABEL)
 _MAX_SEQ = 2**63 - 1
-_ECDSA = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 
 
 @dataclass(frozen=True)
@@ -99,23 +87,16 @@ def make_revocation(
         raise UsageError(f"after_seq must be between 0 and {_MAX_SEQ}")
     if not 0 <= at_ms <= _MAX_SEQ:
         raise UsageError("at_ms must be a non-negative time in milliseconds")
-    try:
-        issuer = parse_certificate(load_certificates(issuer_cert_pem)[0])
-    except AuthorizationError as exc:
-        raise UsageError(f"authority certificate: {exc.detail}") from exc
-    if not issuer.is_ca or issuer.cert.public_key() != issuer_key.public_key():
-        raise UsageError("the authority key does not match an authority certificate")
-    unsigned = _unsigned(device_public_key, after_seq, at_ms, issuer.der)
-    signature = issuer_key.sign(_pack(unsigned), _ECDSA)
-    return _pack([*unsigned, signature])
+    issuer = signed.signing_authority(
+        issuer_key, issuer_cert_pem, root_only=False,
+        refusal="the authority key does not match an authority certificate")
+    return signed.sign_record(issuer_key, _unsigned(device_public_key, after_seq, at_ms,
+                                                    issuer.der), _pack)
 
 
 def _fields(blob: bytes) -> list[Any]:
     """Unpack and shape-check the seven fields; AuthorizationError if malformed."""
-    try:
-        items: Any = msgpack.unpackb(blob, raw=False, use_list=True, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
-        raise AuthorizationError(f"malformed revocation: {describe_error(exc)}") from exc
+    items = signed.unpack_record(blob, "revocation")
     shape_ok = (
         isinstance(items, list)
         and len(items) == 7
@@ -147,42 +128,21 @@ def decode_revocation(blob: bytes) -> Revocation:
         raise AuthorizationError(f"credential larger than {MAX_CREDENTIAL_BYTES} bytes")
     blob = unarmor(blob)
     _tag, _version, device_key, after_seq, at_ms, issuer_der, signature = _fields(blob)
-    try:
-        [issuer] = [parse_certificate(c) for c in load_certificates(issuer_der)]
-    except (AuthorizationError, ValueError) as exc:
-        raise AuthorizationError(f"malformed revocation issuer: {exc}") from exc
-    public = issuer.cert.public_key()
-    if not issuer.is_ca or not isinstance(public, ec.EllipticCurvePublicKey):
-        raise AuthorizationError("revocation issuer is not an authority certificate")
-    try:
-        body = _pack(_unsigned(device_key, after_seq, at_ms, issuer_der))
-        public.verify(signature, body, _ECDSA)
-    except InvalidSignature as exc:
-        raise AuthorizationError(
-            f"revocation of device {short_id(device_key)}: signature does not verify"
-        ) from exc
+    issuer = signed.check_signed(
+        issuer_der, signature, _pack(_unsigned(device_key, after_seq, at_ms, issuer_der)),
+        what="revocation",
+        failure=f"revocation of device {short_id(device_key)}: signature does not verify")
     return Revocation(device_key, after_seq, at_ms, issuer, blob)
 
 
 def armor(blob: bytes) -> bytes:
     """PEM-armour a revocation blob for a file."""
-    text = base64.encodebytes(blob).replace(b"\n", b"")
-    lines = [text[i : i + 64] for i in range(0, len(text), 64)]
-    return b"\n".join([_PEM_BEGIN, *lines, _PEM_END]) + b"\n"
+    return signed.armor(blob, PEM_LABEL)
 
 
 def unarmor(blob: bytes) -> bytes:
     """The raw blob inside PEM armour (or ``blob`` itself if not armoured)."""
-    stripped = blob.strip()
-    if not stripped.startswith(_PEM_BEGIN):
-        return blob
-    if not stripped.endswith(_PEM_END):
-        raise AuthorizationError("malformed revocation: PEM armour not closed")
-    inner = stripped[len(_PEM_BEGIN) : -len(_PEM_END)]
-    try:
-        return base64.b64decode(b"".join(inner.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise AuthorizationError(f"malformed revocation: {describe_error(exc)}") from exc
+    return signed.unarmor(blob, PEM_LABEL, "revocation")
 
 
 def is_revocation(blob: bytes) -> bool:

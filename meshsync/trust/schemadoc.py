@@ -33,36 +33,23 @@ A file carries it PEM-armoured (``-----BEGIN MESHSYNC SCHEMA-----``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from meshsync.model.codec import describe_error
 from meshsync.model.errors import AuthorizationError, UsageError
+from meshsync.trust import signed
 from meshsync.trust.issue import AuthorityKey
-from meshsync.trust.profile import (
-    MAX_CREDENTIAL_BYTES,
-    CertInfo,
-    iso,
-    load_certificates,
-    parse_certificate,
-)
+from meshsync.trust.profile import MAX_CREDENTIAL_BYTES, CertInfo, iso
 
 SCHEMA_TAG = "meshsync/schema"
 SCHEMA_ENCODING = 1
 PEM_LABEL = "MESHSYNC SCHEMA"
-_PEM_BEGIN = f"-----BEGIN {PEM_LABEL}-----".encode()
-_PEM_END = f"-----END {PEM_LABEL}-----".encode()
+_PEM_BEGIN, _PEM_END = signed.pem_markers(PEM_LABEL)
 _BLOCK = re.compile(re.escape(_PEM_BEGIN) + rb".*?" + re.escape(_PEM_END) + rb"\n?", re.S)
 _MAX_INT = 2**63 - 1
-_ECDSA = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 _PREFIX = b"\x98" + msgpack.packb(SCHEMA_TAG)
 
 
@@ -119,24 +106,17 @@ def make_schema(issuer_key: AuthorityKey, issuer_cert_pem: bytes, collection: st
         raise UsageError("a schema document needs a collection name")
     if not 1 <= version <= _MAX_INT or not 0 <= at_ms <= _MAX_INT:
         raise UsageError(f"schema version must be 1 to {_MAX_INT}, got {version}")
-    try:
-        issuer = parse_certificate(load_certificates(issuer_cert_pem)[0])
-    except AuthorizationError as exc:
-        raise UsageError(f"authority certificate: {exc.detail}") from exc
-    if not issuer.is_root or issuer.cert.public_key() != issuer_key.public_key():
-        raise UsageError("only the root authority signs schema documents; this key does "
-                         "not match a root authority certificate")
-    unsigned = _unsigned(collection, version, body, at_ms, issuer.der)
-    signature = issuer_key.sign(_pack(unsigned), _ECDSA)
-    return _pack([*unsigned, signature])
+    issuer = signed.signing_authority(
+        issuer_key, issuer_cert_pem, root_only=True,
+        refusal="only the root authority signs schema documents; this key does not match "
+                "a root authority certificate")
+    return signed.sign_record(issuer_key, _unsigned(collection, version, body, at_ms,
+                                                    issuer.der), _pack)
 
 
 def _fields(blob: bytes) -> list[Any]:
     """Unpack and shape-check the eight fields; AuthorizationError if malformed."""
-    try:
-        items: Any = msgpack.unpackb(blob, raw=False, use_list=True, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
-        raise AuthorizationError(f"malformed schema document: {describe_error(exc)}") from exc
+    items = signed.unpack_record(blob, "schema document")
     shape_ok = (isinstance(items, list) and len(items) == 8 and items[0] == SCHEMA_TAG
                 and isinstance(items[2], str) and isinstance(items[3], int)
                 and items[3] >= 1 and isinstance(items[4], dict)
@@ -162,19 +142,10 @@ def decode_schema(blob: bytes) -> SchemaDoc:
         raise AuthorizationError(f"credential larger than {MAX_CREDENTIAL_BYTES} bytes")
     blob = unarmor(blob)
     _tag, _enc, collection, version, body, at_ms, issuer_der, signature = _fields(blob)
-    try:
-        [issuer] = [parse_certificate(c) for c in load_certificates(issuer_der)]
-    except (AuthorizationError, ValueError) as exc:
-        raise AuthorizationError(f"malformed schema document issuer: {exc}") from exc
-    public = issuer.cert.public_key()
-    if not issuer.is_ca or not isinstance(public, ec.EllipticCurvePublicKey):
-        raise AuthorizationError("schema document issuer is not an authority certificate")
-    try:
-        public.verify(signature, _pack(_unsigned(collection, version, body, at_ms,
-                                                 issuer_der)), _ECDSA)
-    except InvalidSignature as exc:
-        raise AuthorizationError(f"schema document {collection} v{version}: signature "
-                                 "does not verify") from exc
+    issuer = signed.check_signed(
+        issuer_der, signature, _pack(_unsigned(collection, version, body, at_ms, issuer_der)),
+        what="schema document",
+        failure=f"schema document {collection} v{version}: signature does not verify")
     return SchemaDoc(collection, version, body, at_ms, issuer, blob)
 
 
@@ -185,23 +156,12 @@ def is_schema(blob: bytes) -> bool:
 
 def armor(blob: bytes) -> bytes:
     """PEM-armour a schema document for a file."""
-    text = base64.encodebytes(blob).replace(b"\n", b"")
-    lines = [text[i : i + 64] for i in range(0, len(text), 64)]
-    return b"\n".join([_PEM_BEGIN, *lines, _PEM_END]) + b"\n"
+    return signed.armor(blob, PEM_LABEL)
 
 
 def unarmor(blob: bytes) -> bytes:
     """The raw blob inside PEM armour (or ``blob`` itself if not armoured)."""
-    stripped = blob.strip()
-    if not stripped.startswith(_PEM_BEGIN):
-        return blob
-    if not stripped.endswith(_PEM_END):
-        raise AuthorizationError("malformed schema document: PEM armour not closed")
-    inner = stripped[len(_PEM_BEGIN) : -len(_PEM_END)]
-    try:
-        return base64.b64decode(b"".join(inner.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise AuthorizationError(f"malformed schema document: {describe_error(exc)}") from exc
+    return signed.unarmor(blob, PEM_LABEL, "schema document")
 
 
 def split_schemas(data: bytes) -> tuple[bytes, list[bytes]]:
