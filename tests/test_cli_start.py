@@ -18,7 +18,7 @@ from meshsync.model.identity import DeviceKey, _pkcs8_seed
 
 MODULES = ["records", "schema", "bundle", "authority", "rotation", "sync", "daemon_cmd", "demo",
            "login",
-           "coklit", "backup"]
+           "coklit", "backup", "wipe"]
 
 SHOW_MODULES = """
 import sys

@@ -84,7 +84,7 @@ def records(home: Path) -> dict[str, dict[str, Any]]:
 
 def bundle_from(home: Path, name: str) -> Path:
     out = home.parent / name
-    run("bundle", "export", "--home", home, "-o", out)
+    run("bundle", "export", "--clear", "--home", home, "-o", out)
     return out
 
 

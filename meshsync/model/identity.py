@@ -110,6 +110,10 @@ class DeviceKey:
         """Return the 64-byte Ed25519 signature of ``data``."""
         return self._private.sign(data)
 
+    def seed(self) -> bytes:
+        """The 32-byte private seed (for :func:`meshsync.model.sealkeys.x25519_private`)."""
+        return self._private.private_bytes_raw()
+
 
 def _pkcs8_seed(data: bytes) -> bytes | None:
     """The 32-byte seed of ``data`` if it is one unencrypted Ed25519 PKCS#8 PEM block
