@@ -141,6 +141,15 @@ def test_a_sealed_bundle_opens_only_in_its_district(district: dict[str, Path]) -
     assert "belum terdaftar" in stranger.stderr, stranger.stderr
     assert run_json("ls", "--home", district["other"], "voters") == []
 
+    narrowed = run_json("bundle", "export", "--home", p1, "--to", "gateway",
+                        "-o", p1.parent / "to-laptop.bundle")
+    assert [r["name"] for r in narrowed["recipients"]] == [_cn(district["laptop"])]
+    assert "is not one of them" in run("bundle", "import", "--home", district["p2"],
+                                       p1.parent / "to-laptop.bundle", ok=(1,)).stderr
+    outside = run("bundle", "export", "--home", p1, "--to", "mimika/agimuga",
+                  "-o", p1.parent / "x.bundle", ok=(1,))
+    assert "--to mimika/agimuga names no device" in outside.stderr
+
 
 def _cn(home: Path) -> str:
     return parse_blob((home / "device.crt").read_bytes())[0].name
@@ -210,3 +219,43 @@ def test_wipe_command_asks_first_and_leaves_no_voter_data(district: dict[str, Pa
     leftovers = b"".join(f.read_bytes() for f in laptop.rglob("*") if f.is_file())
     assert found_in(leftovers) == []
     assert run_json("ls", "--home", laptop, "voters") == []
+
+
+def test_a_revoked_phone_running_its_daemon_wipes_itself_and_stops(
+        district: dict[str, Path], tmp_path: Path) -> None:
+    """The bundle goes through the phone's daemon (as on a phone, where the app's node
+    runs): the daemon learns the revocation, seals the officer's work, stops, wipes."""
+    from daemonfixtures import DaemonProcess
+    from netfixtures import wait_until
+
+    kpu, p1, root = district["kpu"], district["p1"], district["p1"].parent
+    p3 = enrolled(root, "p3", kpu, "pantarlih", TPS_B, TPS_B)
+    share_credentials([h for k, h in district.items() if k not in ("stranger", "p2")], p3)
+    share_credentials([p3], p1)  # they met: phone 1 now seals to phone 3 too
+    run_json("bundle", "export", "--home", p1, "-o", root / "to-p3.bundle")
+    assert run_json("bundle", "import", "--home", p3, root / "to-p3.bundle")["applied"]
+    mine = next(v for v in VOTERS if v.partition == TPS_B)
+    run("put", "--home", p3, "voters", "p3-own", f"nik={mine.fields['nik']}",
+        f"nama={mine.fields['nama']}")
+    daemon = DaemonProcess(p3, tmp_path / "p3.log", {"mesh": "uji"}).start()
+    try:
+        run("authority", "revoke", "--home", kpu, Home.open(p3).load_key().device_id,
+            "--cert", p3 / "device.crt")
+        share_credentials([kpu], p1)
+        run_json("bundle", "export", "--home", p1, "-o", root / "after-p3.bundle")
+        run("bundle", "import", "--home", p3, root / "after-p3.bundle", ok=(1,))
+        assert daemon.proc is not None
+        wait_until(lambda: daemon.proc is not None and daemon.proc.poll() is not None, 30,
+                   "the revoked daemon to stop")
+        assert daemon.proc.returncode == 0, daemon.quoted_log()
+    finally:
+        daemon.kill()
+    assert "this device has been revoked" in daemon.log()
+    assert "Traceback" not in daemon.log(), daemon.quoted_log()
+    wiped = run_json("status", "--home", p3)["wiped"]
+    assert wiped["own_changes"] == 1 and wiped["evidence"]
+    leftovers = b"".join(f.read_bytes() for f in p3.rglob("*") if f.is_file())
+    assert found_in(leftovers) == []
+    report = run_json("bundle", "import", "--home", district["central"], wiped["evidence"],
+                      ok=(3,))
+    assert [r["stage"] for r in report["refused"]] == ["authorization"]

@@ -50,8 +50,8 @@ INFO = b"meshsync sealed bundle v2\x00"
 PLAIN_CHUNK = 1 << 16
 TAG_BYTES = 16
 WRAPPED_BYTES = 32 + 32 + TAG_BYTES  # enc (X25519 public) + content key + tag
-#: Recipients one seal header may list (a whole kabupaten's devices fit many times).
-MAX_RECIPIENTS = 100_000
+#: Recipients one seal header may list (about 6 MB of header, within one bundle item).
+MAX_RECIPIENTS = 50_000
 
 
 def _nonce(index: int, last: bool) -> bytes:
@@ -83,6 +83,8 @@ class SealingWriter:
         keys = sorted(set(recipients))
         if not keys:
             raise SealedError(Msg("a sealed bundle needs at least one recipient"))
+        if len(keys) > MAX_RECIPIENTS:
+            raise SealedError(f"a sealed bundle lists at most {MAX_RECIPIENTS} recipients")
         content_key = AESGCM.generate_key(bit_length=256)
         header = msgpack.packb([SEAL, {
             "version": 2, "suite": SUITE_IDS, "created_ms": created_ms, "creator": creator,
