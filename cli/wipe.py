@@ -54,9 +54,12 @@ def _echo_evidence(evidence: Evidence) -> None:
 @click.command()
 @home_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--discard-own", is_flag=True,
+              help="Wipe even if the device's own changes cannot be sealed for the "
+                   "authority (none of its devices known here): they are lost.")
 @json_option
 @errors_to_exit
-def wipe(home: Path | None, yes: bool, as_json: bool) -> None:
+def wipe(home: Path | None, yes: bool, discard_own: bool, as_json: bool) -> None:
     """Delete every voter's data this home holds (store, WAL, logs, backups, bundles in
     clear), keeping its keys, certificates and settings; the device's own changes are
     first sealed for the authority in an evidence bundle. Refused while a daemon runs
@@ -70,6 +73,11 @@ def wipe(home: Path | None, yes: bool, as_json: bool) -> None:
                                  pid=api.pid, home=path))
         with open_node(path) as node:
             evidence = write_evidence(node, Home.open(path), int(time.time() * 1000))
+        if evidence.path is None and evidence.changes and not discard_own:
+            raise UsageError(Msg(
+                "nothing was deleted: this device's own %(n)d changes cannot be sealed for "
+                "the authority (no central, admin or district laptop known here); sync "
+                "first, or give --discard-own", n=evidence.changes))
         record = finish_wipe(Home.open(path), evidence, "meshsync wipe",
                              int(time.time() * 1000))
     if as_json:

@@ -259,3 +259,13 @@ def test_a_revoked_phone_running_its_daemon_wipes_itself_and_stops(
     report = run_json("bundle", "import", "--home", district["central"], wiped["evidence"],
                       ok=(3,))
     assert [r["stage"] for r in report["refused"]] == ["authorization"]
+
+
+def test_wipe_keeps_own_changes_it_cannot_seal_unless_told(district: dict[str, Path]) -> None:
+    stranger = district["stranger"]  # unenrolled: no authority device to seal to
+    run("put", "--home", stranger, "voters", "v-1", f"nama={VOTERS[0].fields['nama']}")
+    refused = run("wipe", "--home", stranger, "--yes", ok=(1,))
+    assert "--discard-own" in refused.stderr and (stranger / "store.sqlite").exists()
+    record = run_json("wipe", "--home", stranger, "--yes", "--discard-own")
+    assert record["evidence"] is None and record["own_changes"] == 1
+    assert not (stranger / "store.sqlite").exists()

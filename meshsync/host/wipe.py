@@ -15,7 +15,10 @@ more. On learning its revocation (a sync or a bundle import brought it) it:
    ``meshsync status`` reports, and logs a warning.
 
 Kept: the keys, certificates and configuration (no voter data; the revoked key signs
-nothing anyone accepts), the evidence bundles and ``wiped.json``.
+nothing anyone accepts), the evidence bundles and ``wiped.json``. A revoked device that
+knows no authority device to seal its changes to still wipes (the voters' data comes
+first) and says its own changes were lost; ``meshsync wipe`` refuses then unless given
+``--discard-own``.
 """
 
 from __future__ import annotations
