@@ -23,9 +23,10 @@ def evidence_if_revoked(node: Node, path: Path) -> Evidence | None:
     """If ``node`` (open on home ``path``) learned its own revocation: its sealed
     evidence bundle, written now (the wipe itself waits for the store to close:
     :func:`wipe_revoked`). None if it is not revoked."""
-    if not revoked_self(node):
+    home = Home.open(path)
+    if not revoked_self(node, home):
         return None
-    return write_evidence(node, Home.open(path), int(time.time() * 1000))
+    return write_evidence(node, home, int(time.time() * 1000))
 
 
 def wipe_revoked(path: Path, evidence: Evidence, source: str) -> dict[str, object]:

@@ -267,7 +267,7 @@ class Daemon(LocalNode):
         """Keep counts and the advertised digest current after sessions (cheap)."""
         seen = -1
         while True:
-            if not self.revoked.is_set() and revoked_self(self.node):
+            if not self.revoked.is_set() and revoked_self(self.node, self.home):
                 await self._wipe_soon()
             if self.manager.sessions_total != seen:
                 seen = self.manager.sessions_total

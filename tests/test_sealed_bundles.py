@@ -269,3 +269,29 @@ def test_wipe_keeps_own_changes_it_cannot_seal_unless_told(district: dict[str, P
     record = run_json("wipe", "--home", stranger, "--yes", "--discard-own")
     assert record["evidence"] is None and record["own_changes"] == 1
     assert not (stranger / "store.sqlite").exists()
+
+
+def test_a_revoked_phone_learns_it_from_the_peer_that_refuses_its_sync(
+        district: dict[str, Path], tmp_path: Path) -> None:
+    """Central refuses the revoked phone's session and sends the revocation with its
+    ERROR; the phone stores it and wipes itself (cli/sync.py, net/endpoints.py)."""
+    from netfixtures import ServerProcess
+
+    kpu, central, root = district["kpu"], district["central"], district["p1"].parent
+    p4 = enrolled(root, "p4", kpu, "pantarlih", TPS_B, TPS_B)
+    share_credentials([central], p4)
+    mine = next(v for v in VOTERS if v.partition == TPS_B)
+    run("put", "--home", p4, "voters", "p4-own", f"nama={mine.fields['nama']}")
+    run("authority", "revoke", "--home", kpu, Home.open(p4).load_key().device_id,
+        "--cert", p4 / "device.crt")
+    share_credentials([kpu], central)
+    server = ServerProcess(central, tmp_path / "serve.log")
+    try:
+        proc = run("sync", "--home", p4, server.address, ok=(1,))
+    finally:
+        server.stop()
+    assert "revoked" in proc.stderr and "sync failed" in proc.stderr, proc.stderr
+    assert not (p4 / "store.sqlite").exists()
+    wiped = run_json("status", "--home", p4)["wiped"]
+    assert wiped["own_changes"] == 1 and wiped["evidence"], wiped
+    assert "sync with" in wiped["reason"]

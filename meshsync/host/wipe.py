@@ -69,10 +69,18 @@ class Evidence:
     reason: str = ""
 
 
-def revoked_self(node: Node) -> bool:
-    """True if the node's trust store holds a revocation of the node's own key."""
+def revoked_self(node: Node, home: Home | None = None) -> bool:
+    """True if the node's trust store holds a revocation of the node's own key, and
+    (given ``home``) no key rotation waits in it: a rotation revokes the old key, and
+    the device may learn that before it enrols its new certificate (``next.key``)."""
     point = getattr(node.trust, "revocation_for", None)
-    return point is not None and point(node.key.public_key) is not NOT_REVOKED
+    if point is None or point(node.key.public_key) is NOT_REVOKED:
+        return False
+    if home is not None and home.next_key_path.exists():
+        log.warning("this device's key is revoked, but a key rotation waits in %s: not "
+                    "wiping; enrol the new certificate (meshsync enroll)", home.path)
+        return False
+    return True
 
 
 def authority_recipients(node: Node, partitions: set[str], now_s: int) -> list[Recipient]:

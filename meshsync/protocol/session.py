@@ -360,6 +360,7 @@ class SyncSession:
         self._events.append(SessionFailed(stage, reason, by_peer, self.summary))
 
     def _on_error(self, message: msg.Error) -> None:
+        self.summary.refusal_credentials = list(message.credentials)
         self._fail(message.stage, f"peer refused: {message.reason}", by_peer=True)
 
     # hello and summary
