@@ -295,3 +295,22 @@ def test_a_revoked_phone_learns_it_from_the_peer_that_refuses_its_sync(
     wiped = run_json("status", "--home", p4)["wiped"]
     assert wiped["own_changes"] == 1 and wiped["evidence"], wiped
     assert "sync with" in wiped["reason"]
+
+
+def test_no_wipe_while_a_key_rotation_waits(district: dict[str, Path]) -> None:
+    """A rotation revokes the old key; a device that learns it before it enrols its new
+    certificate (next.key waiting) must not wipe itself."""
+    from meshsync.host.local import open_node
+    from meshsync.host.wipe import revoked_self
+
+    kpu, root = district["kpu"], district["p1"].parent
+    p5 = enrolled(root, "p5", kpu, "pantarlih", TPS_B, TPS_B)
+    run("rekey", "--home", p5)
+    run("authority", "revoke", "--home", kpu, Home.open(p5).load_key().device_id,
+        "--after-seq", "0", "--cert", p5 / "device.crt")
+    share_credentials([kpu], p5)
+    with open_node(p5) as node:
+        assert revoked_self(node) and not revoked_self(node, Home.open(p5))
+    (p5 / "next.key").unlink()
+    with open_node(p5) as node:
+        assert revoked_self(node, Home.open(p5))
