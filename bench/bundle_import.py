@@ -19,8 +19,15 @@ What it does, in one run:
 
 The ratio import / floor is the overhead of meshsync's own work: canonical re-encoding
 of each change, hash chains, the CRDT merge, record states, the changes table. The goal
-is a ratio within 2. No real personal data: names are invented, NIK/KK numbers only have
-the right shape.
+is a ratio within 2.
+
+With ``--sealed``, the same items are also sealed (format version 2,
+meshsync.protocol.seal) to the key of a second empty home, and imported there in a
+fresh process too: the ratio sealed / clear is the cost of the encryption (goal: within
+1.2). The bench homes are not enrolled (the open policy authorises the bench device),
+so the sealed import's "is this home enrolled" lookup is skipped in the child.
+
+No real personal data: names are invented, NIK/KK numbers only have the right shape.
 """
 
 from __future__ import annotations
@@ -51,7 +58,9 @@ from meshsync.host.local import open_node
 from meshsync.model.change import SIGN_CONTEXT, Put, sign_change
 from meshsync.model.hlc import make as make_hlc
 from meshsync.model.identity import DeviceKey
+from meshsync.protocol import bundle as bundle_module
 from meshsync.protocol.bundle import END, FOOTER, FOOTER_BYTES, HEADER, MAGIC, import_bundle
+from meshsync.protocol.seal import SealingWriter
 from meshsync.protocol.wire import CHANGE, FEED, WireEncoder
 
 START_MS = 1_717_200_000_000  # 2024-06-01, the coklit month
@@ -167,7 +176,9 @@ def peak_rss_kb() -> int:
 
 
 def child_import(bundle: Path, home: Path, profile: bool) -> dict[str, Any]:
-    Home.create(home)
+    if not (home / "device.key").exists():
+        Home.create(home)
+    bundle_module.is_enrolled = lambda node: True  # see the module docs (--sealed)
     base = peak_rss_kb()
     profiler = cProfile.Profile() if profile else None
     with open_node(home) as node, bundle.open("rb") as f:
@@ -189,8 +200,22 @@ def child_import(bundle: Path, home: Path, profile: bool) -> dict[str, Any]:
     return out
 
 
-def run_import(bundle: Path, workdir: Path, profile: bool) -> dict[str, Any]:
-    args = [sys.executable, __file__, "--child-import", str(bundle), str(workdir / "home")]
+def seal_copy(bundle: Path, sealed: Path, home: Path) -> None:
+    """Write ``bundle``'s items to ``sealed``, sealed to the device key of a new
+    ``home`` (made here)."""
+    key = Home.create(home).load_key()
+    data = bundle.read_bytes()[len(MAGIC):-FOOTER_BYTES]
+    with sealed.open("wb") as f:
+        writer = SealingWriter(f, [key.public_key], created_ms=START_MS,
+                               creator=key.public_key)
+        for offset in range(0, len(data), 1 << 16):
+            writer.write(data[offset:offset + (1 << 16)])
+        writer.close()
+
+
+def run_import(bundle: Path, workdir: Path, profile: bool,
+               home: str = "home") -> dict[str, Any]:
+    args = [sys.executable, __file__, "--child-import", str(bundle), str(workdir / home)]
     proc = subprocess.run(args + (["--profile"] if profile else []), capture_output=True,
                           text=True, check=False)
     if proc.returncode != 0:
@@ -267,7 +292,7 @@ def run_floor(bundle: Path, signed: list[tuple[bytes, bytes, bytes]],
 # -- the report --------------------------------------------------------------------------
 
 
-def measure(count: int, per_change: int, profile: bool) -> dict[str, Any]:
+def measure(count: int, per_change: int, profile: bool, sealed: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="meshsync-bench-") as tmp:
         workdir = Path(tmp)
         bundle = workdir / "district.msb"
@@ -275,6 +300,12 @@ def measure(count: int, per_change: int, profile: bool) -> dict[str, Any]:
         imported = run_import(bundle, workdir, profile)
         floor = run_floor(bundle, signed, workdir)
         size = bundle.stat().st_size
+        opened = None
+        if sealed:
+            seal_copy(bundle, workdir / "sealed.msb", workdir / "home-sealed")
+            opened = run_import(workdir / "sealed.msb", workdir, False, "home-sealed")
+            if opened["applied"] != len(signed):
+                raise SystemExit(f"sealed import incomplete: {opened}")
     if imported["applied"] != len(signed) or count != imported["records"] or \
             count != floor.pop("rows"):
         raise SystemExit(f"import or floor incomplete: {imported}, {floor}")
@@ -287,6 +318,9 @@ def measure(count: int, per_change: int, profile: bool) -> dict[str, Any]:
                    "rss_growth_mb": (imported["peak_rss_kb"] - imported["base_rss_kb"]) / 1024},
         "floor": floor,
         "ratio": imported["seconds"] / floor["total"],
+        "sealed": None if opened is None else {
+            "seconds": opened["seconds"], "peak_rss_mb": opened["peak_rss_kb"] / 1024,
+            "ratio_to_clear": opened["seconds"] / imported["seconds"]},
         "profile": imported.get("profile"),
     }
 
@@ -304,6 +338,10 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"import: {imp['changes_per_s']:,.0f} changes/s, peak RSS {imp['peak_rss_mb']:.0f} MB "
           f"(+{imp['rss_growth_mb']:.0f} MB during the import)")
     print(f"ratio import / floor: {r['ratio']:.2f} (goal: <= 2)")
+    if r["sealed"]:
+        sealed = r["sealed"]
+        print(f"sealed import: {sealed['seconds']:.2f} s, peak RSS {sealed['peak_rss_mb']:.0f} "
+              f"MB; ratio sealed / clear: {sealed['ratio_to_clear']:.2f} (goal: <= 1.2)")
     if r["profile"]:
         print(r["profile"])
 
@@ -314,12 +352,14 @@ def main() -> None:
     parser.add_argument("--per-change", type=int, default=100, help="records per change")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--profile", action="store_true", help="cProfile the import")
+    parser.add_argument("--sealed", action="store_true",
+                        help="also import the same items sealed, and compare")
     parser.add_argument("--child-import", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_import:
         print(json.dumps(child_import(*args.child_import, args.profile)))
         return
-    result = measure(args.records, args.per_change, args.profile)
+    result = measure(args.records, args.per_change, args.profile, args.sealed)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -16,12 +16,17 @@ from meshsync.cli.common import (
     resolve_home,
     store_option,
 )
+from meshsync.cli.wipe import evidence_if_revoked, wipe_revoked
 from meshsync.cli.writer import home_writer, quote_segment
 
 from meshsync.host.i18n import gettext as _
 from meshsync.host.i18n import ngettext
 from meshsync.host.local import open_node
-from meshsync.protocol.bundle import export_bundle, import_bundle
+from meshsync.model.errors import SealedError, UsageError
+from meshsync.model.text import Msg
+from meshsync.protocol.bundle import export_bundle, export_sealed, import_bundle, is_enrolled
+from meshsync.protocol.recipients import Recipient, bundle_partitions, choose, eligible
+from meshsync.replica.node import Node
 
 
 @contextmanager
@@ -46,24 +51,66 @@ def bundle() -> None:
 @home_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               required=True, help="Bundle file to write.")
+@click.option("--to", "to", multiple=True, metavar="WHO",
+              help="Seal only to these devices: a device id (6 characters or more), a "
+                   "certificate name, a role or a scope (repeatable).")
+@click.option("--clear", is_flag=True,
+              help="Write the bundle unencrypted (tests and demos; anyone holding the "
+                   "file reads every record in it).")
 @store_option
 @json_option
 @errors_to_exit
-def export_cmd(home: Path | None, output: Path, store: str | None, as_json: bool) -> None:
+def export_cmd(home: Path | None, output: Path, to: tuple[str, ...], clear: bool,
+               store: str | None, as_json: bool) -> None:
     """Write every change and credential this node holds to a bundle file (written
-    to FILE.part, renamed to FILE once complete)."""
+    to FILE.part, renamed to FILE once complete), sealed to the enrolled devices
+    allowed to hold what it carries (docs/protocol.md, "Sealed bundles")."""
+    if clear and to:
+        raise UsageError(Msg("--clear and --to exclude each other"))
     tmp = output.with_name(output.name + ".part")
-    with open_node(resolve_home(home), store=store) as node, tmp.open("wb") as f, \
-            _progress(_("exporting"), not as_json) as progress:
-        changes, size = export_bundle(node, f, progress=progress)
-        f.flush()
+    with open_node(resolve_home(home), store=store) as node:
+        recipients = None if clear else _recipients(node, list(to))
+        warn = clear and is_enrolled(node)  # it could have been sealed
+        with tmp.open("wb") as f, _progress(_("exporting"), not as_json) as progress:
+            if recipients is None:
+                changes, size = export_bundle(node, f, progress=progress)
+            else:
+                changes, size = export_sealed(node, f, [r.key for r in recipients],
+                                              progress=progress)
+            f.flush()
     tmp.replace(output)
+    _print_export(output, changes, size, recipients, as_json)
+    if warn:
+        click.echo(_("in clear: anyone holding the file can read every record in it"),
+                   err=True)
+
+
+def _recipients(node: Node, to: list[str]) -> list[Recipient]:
+    """The devices to seal to; SealedError when there are none (an unenrolled home)."""
+    if not is_enrolled(node) or getattr(node.trust, "verified_devices", None) is None:
+        raise SealedError(Msg("this home is not enrolled, so it cannot seal a bundle to "
+                              "any device; use --clear for a bundle in clear (tests, demos)"))
+    partitions = bundle_partitions(node)
+    return choose(eligible(node, partitions, node.now_ms() // 1000), to)
+
+
+def _print_export(output: Path, changes: int, size: int,
+                  recipients: list[Recipient] | None, as_json: bool) -> None:
     if as_json:
-        echo_json({"file": str(output), "changes": changes, "bytes": size})
-    else:
-        click.echo(ngettext("wrote %(n)d change (%(size)d bytes) to %(file)s",
-                            "wrote %(n)d changes (%(size)d bytes) to %(file)s", changes)
-                   % {"n": changes, "size": size, "file": output})
+        echo_json({"file": str(output), "changes": changes, "bytes": size,
+                   "sealed": recipients is not None,
+                   "recipients": [r.to_json() for r in recipients or []]})
+        return
+    click.echo(ngettext("wrote %(n)d change (%(size)d bytes) to %(file)s",
+                        "wrote %(n)d changes (%(size)d bytes) to %(file)s", changes)
+               % {"n": changes, "size": size, "file": output})
+    if recipients is None:
+        return
+    click.echo(ngettext("sealed to %(n)d device: %(names)s",
+                        "sealed to %(n)d devices: %(names)s", len(recipients))
+               % {"n": len(recipients),
+                  "names": ", ".join(f"{r.name} ({r.role}, {r.scope or '*'})"
+                                     for r in recipients)})
 
 
 @bundle.command(name="import")
@@ -79,10 +126,7 @@ def import_cmd(home: Path | None, file: Path, store: str | None, as_json: bool) 
     path = resolve_home(home)
     with home_writer(path) as api:
         if api is None:
-            with open_node(path, store=store) as node, file.open("rb") as f, \
-                    _progress(_("importing"), not as_json) as progress:
-                report = import_bundle(node, f, source=f"bundle:{file.name}",
-                                       progress=progress).to_json()
+            report = _import_here(path, file, store, as_json)
         else:
             report = api.post_bytes(f"/api/bundles?name={quote_segment(file.name)}",
                                     file.read_bytes(), "application/octet-stream")
@@ -92,6 +136,27 @@ def import_cmd(home: Path | None, file: Path, store: str | None, as_json: bool) 
         _print_report(report)
     if report["refused"] or report["invalid"]:  # exit 3: some changes were refused
         sys.exit(3)
+
+
+def _import_here(path: Path, file: Path, store: str | None, as_json: bool
+                 ) -> dict[str, object]:
+    """Import ``file`` into the home ``path`` (its lock held); a device that learns its
+    own revocation from it is wiped (cli/wipe.py), whether it could open it or not."""
+    refused: SealedError | None = None
+    report: dict[str, object] = {}
+    with open_node(path, store=store) as node, file.open("rb") as f, \
+            _progress(_("importing"), not as_json) as progress:
+        try:
+            report = import_bundle(node, f, source=f"bundle:{file.name}",
+                                   progress=progress).to_json()
+        except SealedError as exc:
+            refused = exc
+        evidence = evidence_if_revoked(node, path) if store is None else None
+    if evidence is not None:
+        report["wiped"] = wipe_revoked(path, evidence, f"bundle {file.name}")
+    if refused is not None:
+        raise refused
+    return report
 
 
 def _items(report: dict[str, object], name: str) -> list[object]:

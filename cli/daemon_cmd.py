@@ -106,9 +106,19 @@ def status(home: Path | None, as_json: bool) -> None:
     path = resolve_home(home)
     Home.open(path)
     data = api_get(path, "/api/status") or _offline_status(path)
+    from meshsync.host.wipe import wiped_record
+
+    wiped = wiped_record(path)
+    if wiped is not None:
+        data["wiped"] = wiped
     if as_json:
         echo_json(data)
         return
+    if wiped is not None:
+        click.echo(_("this device was revoked and its data wiped (%(reason)s); its own "
+                     "changes: %(evidence)s") % {
+            "reason": wiped.get("reason"),
+            "evidence": wiped.get("evidence") or wiped.get("evidence_missing") or "-"})
     click.echo(_("device %(device_id)s: %(diagnosis)s; %(peers)s peers; %(changes)s "
                  "changes; %(conflicts)s conflicts") % {**data, "diagnosis": _diagnosis(data)})
     clock = data.get("clock") or {}

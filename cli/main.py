@@ -58,6 +58,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
                              "the store)."),
     "sync": ("sync", "Sync once with a peer, both ways (refused while a daemon runs on "
                       "the home: it syncs by itself)."),
+    "wipe": ("wipe", "Delete every voter's data this home holds (store, WAL, logs, "
+                     "backups, bundles in clear), keeping its keys, certificates and "
+                     "settings; the device's own changes are first sealed for the "
+                     "authority in an evidence bundle."),
 }
 
 

@@ -20,6 +20,7 @@ from meshsync.cli.common import (
     resolve_home,
     run_trio,
 )
+from meshsync.cli.wipe import evidence_if_revoked, wipe_revoked
 from meshsync.cli.writer import home_writer
 
 from meshsync.host.i18n import gettext as _
@@ -139,7 +140,11 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
                     if not as_json:
                         raise
                     summary = SessionSummary(error=str(exc))  # --json: say why in it
-                return {**summary.to_json(), "clock": clock_json(endpoint.node)}
+                result = {**summary.to_json(), "clock": clock_json(endpoint.node)}
+                evidence = evidence_if_revoked(endpoint.node, path)
+            if evidence is not None:  # the session brought this device's revocation
+                result["wiped"] = wipe_revoked(path, evidence, f"sync with {peer}")
+            return result
 
     try:
         result = run_trio(main)

@@ -34,6 +34,7 @@ from meshsync.host.files import write_private
 from meshsync.host.home import Home
 from meshsync.host.lock import hold_home
 from meshsync.host.reserve import storage_status
+from meshsync.host.wipe import Evidence, finish_wipe, revoked_self, write_evidence
 from meshsync.model.change import FeedId
 from meshsync.model.identity import device_id
 from meshsync.net.discovery.cascade import DiscoveryCascade
@@ -85,6 +86,10 @@ class Daemon(LocalNode):
         self.manager.on_dial = self.sources.dialled
         self.manager.on_session = self.sources.session
         self.manager.on_dial_failed = self.sources.dial_failed
+        #: Set once this device learns its own revocation; serve_daemon then stops and
+        #: wipes the home (meshsync.host.wipe), ``evidence`` being its own changes.
+        self.revoked = trio.Event()
+        self.evidence: Evidence | None = None
 
     # -- events ------------------------------------------------------------------
 
@@ -262,12 +267,26 @@ class Daemon(LocalNode):
         """Keep counts and the advertised digest current after sessions (cheap)."""
         seen = -1
         while True:
+            if not self.revoked.is_set() and revoked_self(self.node, self.home):
+                await self._wipe_soon()
             if self.manager.sessions_total != seen:
                 seen = self.manager.sessions_total
                 await self._refresh()
             else:  # an uplink that fails has no session: its state is read each second
                 self.sources.state(self.counts.conflicts, self._uplink_status(), self.custody)
             await trio.sleep(1.0)
+
+    async def _wipe_soon(self) -> None:
+        """This device is revoked: seal its own changes for the authority, then let
+        :func:`serve_daemon` stop and wipe the home."""
+        import time
+
+        self.evidence = await trio.to_thread.run_sync(
+            write_evidence, self.node, self.home, int(time.time() * 1000),
+            limiter=self.endpoint.limiter)
+        log.warning("this device has been revoked: stopping, then deleting its copy of "
+                    "others' data; own changes: %s", self.evidence.path or self.evidence.reason)
+        self.revoked.set()
 
     def _write_runtime(self) -> None:
         assert self.listen_address is not None
@@ -311,18 +330,25 @@ async def serve_daemon(path: Path, config: DaemonConfig, *, store: str | None = 
     from meshsync.model.errors import UsageError
     from meshsync.net.setup import open_endpoint
 
-    with hold_home(path, "daemon"), \
-            open_endpoint(path, share=config.share, mesh=config.mesh, store=store) as endpoint:
-        if role is not None and role != endpoint.config.role:
-            raise UsageError(f"--role {role}: this home's certificate has role "
-                             f"{endpoint.config.role!r}")
-        daemon = Daemon(Home.open(path), config, endpoint, platform)
-        if prepare is not None:
-            prepare(daemon)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(daemon.run)
-            task_status.started(daemon)
-            await trio.sleep_forever()
+    with hold_home(path, "daemon"):
+        with open_endpoint(path, share=config.share, mesh=config.mesh,
+                           store=store) as endpoint:
+            if role is not None and role != endpoint.config.role:
+                raise UsageError(f"--role {role}: this home's certificate has role "
+                                 f"{endpoint.config.role!r}")
+            daemon = Daemon(Home.open(path), config, endpoint, platform)
+            if prepare is not None:
+                prepare(daemon)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(daemon.run)
+                task_status.started(daemon)
+                await daemon.revoked.wait()
+                nursery.cancel_scope.cancel()
+        if daemon.evidence is not None and store is None:  # the store is closed now
+            import time
+
+            finish_wipe(daemon.home, daemon.evidence,
+                        "this device's revocation arrived (daemon)", int(time.time() * 1000))
 
 
 async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = None,
@@ -337,7 +363,12 @@ async def run_daemon(path: Path, config: DaemonConfig, *, store: str | None = No
     otherwise. ``announce`` is given the start line (:meth:`Daemon.start_line`) once
     everything listens.
     """
-    run = functools.partial(serve_daemon, path, config, store=store, role=role)
+    serve = functools.partial(serve_daemon, path, config, store=store, role=role)
+
+    async def run(task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
+        await serve(task_status=task_status)  # returns by itself only after a wipe
+        nursery.cancel_scope.cancel()
+
     if threading.current_thread() is not threading.main_thread():
         async with trio.open_nursery() as nursery:
             announce((await nursery.start(run)).start_line())

@@ -87,7 +87,7 @@ def test_records_holding_bytes_and_non_finite_floats_read_in_tagged_json(lab: La
     # Concurrent edits of a bytes field: the conflict versions use the same form.
     _library_put(lab.home("phone-b"), "v-aneh", {"foto": b"lain"}, record["partition"])
     bundle = lab.logs / "phone-b.msb"
-    run("bundle", "export", "--home", lab.home("phone-b"), "-o", bundle)
+    run("bundle", "export", "--clear", "--home", lab.home("phone-b"), "-o", bundle)
     run("bundle", "import", "--home", daemon.home, bundle)
     conflicts = daemon.listing("/api/conflicts")
     [record] = conflicts

@@ -316,6 +316,6 @@ def test_forged_central_is_refused_in_bundles(tmp_path: Path, forged: dict[str, 
     finally:
         store.close()
     bundle = tmp_path / "p3.bundle"
-    cli("bundle", "export", "--home", forged["phone3"], "-o", bundle)
+    cli("bundle", "export", "--clear", "--home", forged["phone3"], "-o", bundle)
     report = cli("bundle", "import", "--home", forged["phone1"], bundle, "--json")
     assert any("may not issue" in r for r in report["credentials_refused"])

@@ -92,7 +92,7 @@ def init(path: Path, partition: str = P) -> Path:
 
 def exchange(src: Path, dst: Path, bundle: Path) -> dict[str, Any]:
     """Export ``src`` to ``bundle`` and import it into ``dst``; the import report."""
-    ok("bundle", "export", "--home", src, "-o", bundle)
+    ok("bundle", "export", "--clear", "--home", src, "-o", bundle)
     report: dict[str, Any] = ok_json("bundle", "import", "--home", dst, bundle)
     assert report["refused"] == [] and report["invalid"] == []
     return report
@@ -288,7 +288,7 @@ ERROR_CASES = [
     *REAL_PROCESS_CASES,
     (["put", "--home", "{missing}", "voters", "v-0001", "a=1"], "no node home at {missing}"),
     (["ls", "--home", "{missing}", "voters"], "no node home at {missing}"),
-    (["bundle", "export", "--home", "{missing}", "-o", "{tmp}/x.msb"], "no node home"),
+    (["bundle", "export", "--clear", "--home", "{missing}", "-o", "{tmp}/x.msb"], "no node home"),
     (["get", "voters", "v-0001", "--partition", P2], "no record voters/v-0001"),
     (["delete", "voters", "v-0404"], "no record voters/v-0404"),
     (["get", "voters", "v-0009"], "several partitions"),
@@ -397,8 +397,8 @@ def test_two_homes_converge_through_bundles_both_ways(tmp_path: Path) -> None:
     ok("put", "--home", b, "voters", "v-0004", "nama=Yosina Contoh")
 
     # Both export before either imports: a true crossing of bundles.
-    ok("bundle", "export", "--home", a, "-o", tmp_path / "a2.msb")
-    ok("bundle", "export", "--home", b, "-o", tmp_path / "b2.msb")
+    ok("bundle", "export", "--clear", "--home", a, "-o", tmp_path / "a2.msb")
+    ok("bundle", "export", "--clear", "--home", b, "-o", tmp_path / "b2.msb")
     from_b = ok_json("bundle", "import", "--home", a, tmp_path / "b2.msb")
     from_a = ok_json("bundle", "import", "--home", b, tmp_path / "a2.msb")
     assert (from_b["applied"], from_a["applied"]) == (4, 3)
@@ -455,7 +455,7 @@ def test_apostrophes_and_normal_forms_are_stored_byte_exact(tmp_path: Path) -> N
     # Keys differing only in normal form are two records.
     ok("put", "--home", a, "voters", NAMES["nama_nfc"], "bentuk=NFC")
     ok("put", "--home", a, "voters", NAMES["nama_nfd"], "bentuk=NFD")
-    ok("bundle", "export", "--home", a, "-o", tmp_path / "names.msb")
+    ok("bundle", "export", "--clear", "--home", a, "-o", tmp_path / "names.msb")
     raw = (tmp_path / "names.msb").read_bytes()
     for value in NAMES.values():
         assert value.encode("utf-8") in raw  # signed and carried as typed

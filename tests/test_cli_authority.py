@@ -328,7 +328,7 @@ def test_put_on_a_key_held_only_in_another_partition_hints_at_partition(
         run("enroll", "--home", home.path, tmp_path / f"{name}.crt")
         homes[name] = home.path
     run("put", "--home", homes["a"], "voters", "v-1", "nama=Yosina")
-    run("bundle", "export", "--home", homes["a"], "-o", tmp_path / "a.bundle")
+    run("bundle", "export", "--clear", "--home", homes["a"], "-o", tmp_path / "a.bundle")
     run("bundle", "import", "--home", homes["b"], tmp_path / "a.bundle")
     line = run("put", "--home", homes["b"], "voters", "v-1", "nama=X", ok=False).stderr
     assert "may not write here" in line and f"exists only in partition {TPS}" in line
@@ -394,7 +394,7 @@ def test_a_bundle_from_another_authority_says_its_credentials_verify_nothing(
         "--scope", TPS, "-o", tmp_path / "s.crt")
     run("enroll", "--home", stranger.path, tmp_path / "s.crt")
     run("put", "--home", stranger.path, "voters", "v-1", "nama=A")
-    run("bundle", "export", "--home", stranger.path, "-o", tmp_path / "s.bundle")
+    run("bundle", "export", "--clear", "--home", stranger.path, "-o", tmp_path / "s.bundle")
     result = CliRunner().invoke(cli, ["bundle", "import", "--home", str(kpu),
                                       str(tmp_path / "s.bundle")])
     first = result.stdout.splitlines()[0]

@@ -112,7 +112,7 @@ def test_conflicting_bytes_versions_print_tagged(tmp_path: Path) -> None:
     for home, photo in ((a, b"a"), (b, b"b")):  # bytes written by the library
         with open_node(home) as node:
             node.put("voters", "v-0001", {"foto": photo})
-    ok("bundle", "export", "--home", b, "-o", tmp_path / "b.msb")
+    ok("bundle", "export", "--clear", "--home", b, "-o", tmp_path / "b.msb")
     ok("bundle", "import", "--home", a, tmp_path / "b.msb")
     [record] = _strict(ok("conflicts", "--home", a, "--json"))
     assert sorted(v["value"]["$bytes"] for v in record["conflicts"]["foto"]) == \
@@ -125,10 +125,10 @@ def test_conflicting_bytes_versions_print_tagged(tmp_path: Path) -> None:
 
 def test_bundle_export_takes_store_like_import(tmp_path: Path) -> None:
     home = init(tmp_path / "central")
-    export_help = ok("bundle", "export", "--help")
+    export_help = ok("bundle", "export", "--clear", "--help")
     import_help = ok("bundle", "import", "--help")
     assert "--store postgresql://…" in export_help and "--store postgresql://…" in import_help
-    for command in (["bundle", "export", "-o", tmp_path / "x.msb"],
+    for command in (["bundle", "export", "--clear", "-o", tmp_path / "x.msb"],
                     ["bundle", "import", tmp_path / "x.msb"]):
         (tmp_path / "x.msb").write_bytes(b"")
         proc = run(*command, "--home", home, "--store", "sqlite:///x")
@@ -141,13 +141,13 @@ def test_bundle_export_store_reads_central_postgresql(tmp_path: Path, pg_dsn: st
     phone, central, other = (init(tmp_path / n) for n in ("phone", "central", "other"))
     for i in range(5):
         ok("put", "--home", phone, "voters", f"v-{i:04d}", f"nama=Contoh {i}")
-    ok("bundle", "export", "--home", phone, "-o", tmp_path / "phone.msb")
+    ok("bundle", "export", "--clear", "--home", phone, "-o", tmp_path / "phone.msb")
     imported = ok_json("bundle", "import", "--home", central, tmp_path / "phone.msb",
                        "--store", pg_dsn)
     assert imported["applied"] == 5
-    from_pg = ok_json("bundle", "export", "--home", central, "--store", pg_dsn,
+    from_pg = ok_json("bundle", "export", "--clear", "--home", central, "--store", pg_dsn,
                       "-o", tmp_path / "central.msb")
-    from_sqlite = ok_json("bundle", "export", "--home", central,
+    from_sqlite = ok_json("bundle", "export", "--clear", "--home", central,
                           "-o", tmp_path / "central-sqlite.msb")
     assert (from_pg["changes"], from_sqlite["changes"]) == (5, 0)
     assert ok_json("bundle", "import", "--home", other, tmp_path / "central.msb")["applied"] \

@@ -131,10 +131,10 @@ def test_bundle_import_text_says_how_many_held_changes_were_quarantined(
     b = district.enrol("phone-b", partition=f"{VILLAGE}/tps-002")
     for key in ("v-1", "v-2", "v-3"):
         run("put", "--home", a, "voters", key, "nama=Uji")
-    run("bundle", "export", "--home", a, "-o", tmp_path / "a.bundle")
+    run("bundle", "export", "--clear", "--home", a, "-o", tmp_path / "a.bundle")
     run("bundle", "import", "--home", b, tmp_path / "a.bundle")
     run("authority", "revoke", "--home", district.authority, device_id(a))
-    run("bundle", "export", "--home", district.authority, "-o", tmp_path / "kpu.bundle")
+    run("bundle", "export", "--clear", "--home", district.authority, "-o", tmp_path / "kpu.bundle")
     proc = run("bundle", "import", "--home", b, tmp_path / "kpu.bundle")
     assert "3 quarantined" in proc.stdout, proc.stdout
     # none quarantined: not mentioned

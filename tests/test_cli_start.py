@@ -18,7 +18,7 @@ from meshsync.model.errors import UsageError
 from meshsync.model.identity import DeviceKey, _pkcs8_seed
 
 MODULES = ["records", "read", "schema", "bundle", "authority", "rotation", "sync",
-           "daemon_cmd", "demo", "login", "coklit", "backup"]
+           "daemon_cmd", "demo", "login", "coklit", "backup", "wipe"]
 
 SHOW_MODULES = """
 import sys

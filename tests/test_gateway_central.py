@@ -561,7 +561,7 @@ def test_bundle_from_a_gateway_without_uplink_imports_at_central_once(
         write_feed(gw_home, lab.home(author), partition, count)
     carried = sum(SNEAKER_FEEDS.values())
     bundle = lab.district.root / "jila.bundle"
-    exported = run_json("bundle", "export", "--home", gw_home, "-o", bundle)
+    exported = run_json("bundle", "export", "--clear", "--home", gw_home, "-o", bundle)
     assert exported["changes"] == carried
 
     db = Central(pg_dsn)

@@ -203,7 +203,7 @@ def test_authority_revoke_goes_through_the_daemon_holding_the_home(
     for i in range(3):
         cli_put(home, f"r-{i}")
     bundle = tmp_path / "phone.bundle"
-    run("bundle", "export", "--home", home, "-o", bundle)
+    run("bundle", "export", "--clear", "--home", home, "-o", bundle)
     daemon = DaemonProcess(kpu, tmp_path / "daemon.log", {"mesh": "uji"}).start()
     try:
         run("bundle", "import", "--home", kpu, bundle)

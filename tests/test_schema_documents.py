@@ -98,7 +98,7 @@ def test_newer_version_reaches_phone_by_bundle(tmp_path: Path) -> None:
               for k, v in voter.items()]
     run("put", "--home", homes["PHONE1"], "voters", "v-0007", *fields)  # v1 allows baru
     bundle = tmp_path / "kpu.bundle"
-    run("bundle", "export", "--home", homes["KPU"], "-o", bundle)
+    run("bundle", "export", "--clear", "--home", homes["KPU"], "-o", bundle)
     run("bundle", "import", "--home", homes["PHONE1"], bundle)
     rows = held(homes["PHONE1"])
     assert [(r["version"], r["newest"]) for r in rows] == [(1, False), (2, True)]
@@ -212,7 +212,7 @@ def test_newer_version_reaches_phone_by_sync(tmp_path: Path) -> None:
     homes = readme_district(tmp_path)
     run("authority", "schema", "publish", "--home", homes["KPU"], "coklit", "--version", "2")
     bundle = tmp_path / "kpu.bundle"
-    run("bundle", "export", "--home", homes["KPU"], "-o", bundle)
+    run("bundle", "export", "--clear", "--home", homes["KPU"], "-o", bundle)
     run("bundle", "import", "--home", homes["PPK"], bundle)
     assert [r["version"] for r in held(homes["PHONE1"])] == [1]
     with open_node(homes["PPK"]) as laptop, open_node(homes["PHONE1"]) as phone:

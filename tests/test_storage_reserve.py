@@ -103,7 +103,7 @@ def test_bundle_import_below_the_reserve_is_refused_with_one_line(
     laptop, phone = district.home("laptop"), district.home("phone-a")
     put(laptop, "l-0001", "nama=Contoh", f"--partition={VILLAGE}/tps-001")
     bundle = tmp_path / "laptop.msb"
-    run("bundle", "export", "--home", laptop, "-o", bundle)
+    run("bundle", "export", "--clear", "--home", laptop, "-o", bundle)
     set_reserve(phone, HUGE_MB)
     proc = run("bundle", "import", "--home", phone, bundle, check=False)
     assert proc.returncode != 0

@@ -63,7 +63,7 @@ def forge(home: Path, edits: list[tuple[str, str, dict[str, Any]]], clock_ms: in
 
 def export(home: Path, name: str) -> Path:
     out = home.parent / name
-    cli("bundle", "export", "--home", str(home), "-o", str(out))
+    cli("bundle", "export", "--clear", "--home", str(home), "-o", str(out))
     return out
 
 

@@ -190,7 +190,7 @@ def test_a_certificate_that_really_expired_is_still_refused(tmp_path: Path,
         "--scope", DISTRICT, "-o", tmp_path / "laptop2.crt")
     run("enroll", "--home", laptop, tmp_path / "laptop2.crt")
     bundle = tmp_path / "laptop.bundle"
-    run("bundle", "export", "--home", laptop, "-o", bundle)
+    run("bundle", "export", "--clear", "--home", laptop, "-o", bundle)
     run("bundle", "import", "--home", phone, bundle, at=phone_at)
     refused = run("put", "--home", phone, "voters", "v-1", "nama=Yosina", at=phone_at, ok=False)
     assert "expired" in refused.stderr, refused.stderr

@@ -40,6 +40,13 @@ class ValidationError(UsageError):
         super().__init__(f"{collection}: {detail}")
 
 
+class SealedError(UsageError):
+    """A sealed bundle this device cannot open: it is not one of the bundle's recipients
+    (another district, revoked after it was sealed, or an unenrolled home), or the
+    bundle's encryption does not authenticate (altered). Nothing of it was imported but
+    the revocations it carries in clear (docs/protocol.md, "Sealed bundles")."""
+
+
 class StorageError(MeshsyncError):
     """The store failed (disk full, corrupt file); the current transaction was rolled back."""
 

@@ -119,6 +119,10 @@ class DeviceKey:
         """Return the 64-byte Ed25519 signature of ``data``."""
         return self._private.sign(data)
 
+    def seed(self) -> bytes:
+        """The 32-byte private seed (for :func:`meshsync.model.sealkeys.x25519_private`)."""
+        return self._private.private_bytes_raw()
+
 
 def check_key_pem(data: bytes) -> None:
     """Refuse ``data`` exactly as :meth:`DeviceKey.from_pem` would (UsageError), without

@@ -28,10 +28,14 @@ from meshsync.net.errors import TransportError
 from meshsync.net.registry import INCOMING, OUTGOING, SessionRegistry
 from meshsync.net.tls import check_peer, describe_ssl_error, peer_chain_der
 from meshsync.protocol import frames as fr
+from meshsync.protocol.bundle import learn_revocations
 from meshsync.protocol.events import SessionSummary
+from meshsync.protocol.messages import MAX_ERROR_CREDENTIALS, Error
 from meshsync.protocol.peer import Peer
 from meshsync.protocol.session import SessionConfig
 from meshsync.replica.node import Node
+from meshsync.trust.profile import parse_blob
+from meshsync.trust.revocation import decode_revocation, is_revocation
 
 log = logging.getLogger("meshsync.net")
 
@@ -105,7 +109,9 @@ async def _handshake(stream: trio.SSLStream[Any], endpoint: Endpoint,
     try:
         key, _role, _scope = check_peer(endpoint.node, chain)  # at the node's time
     except AuthorizationError as exc:
-        await _tell(stream, "identity", exc.detail)
+        revocations = await trio.to_thread.run_sync(revocations_of, endpoint.node, chain,
+                                                    limiter=endpoint.limiter)
+        await _tell(stream, "identity", exc.detail, revocations)
         raise TransportError("identity", exc.detail) from exc
     if key == endpoint.node.key.public_key:
         raise TransportError("self", "connected to this device itself")
@@ -127,10 +133,26 @@ async def _send_pending_alert(stream: trio.SSLStream[Any]) -> None:
             await stream.transport_stream.send_all(pending)
 
 
-async def _tell(stream: trio.abc.Stream, stage: str, reason: str) -> None:
+def revocations_of(node: Node, chain: list[bytes]) -> list[bytes]:
+    """The revocations ``node`` holds of the device whose certificate chain (DER, leaf
+    first) is ``chain``: sent with an identity refusal, so a revoked device learns it."""
+    try:
+        key = parse_blob(chain[0])[0].device_key if chain else None
+    except AuthorizationError:
+        return []
+    if key is None:
+        return []
+    found = [b for b in node.store.credentials()
+             if is_revocation(b) and decode_revocation(b).device_key == key]
+    return found[:MAX_ERROR_CREDENTIALS]
+
+
+async def _tell(stream: trio.abc.Stream, stage: str, reason: str,
+                credentials: list[bytes] | None = None) -> None:
     try:
         with trio.move_on_after(2):
-            await stream.send_all(fr.encode_frame([fr.ERROR, stage, reason]))
+            await stream.send_all(fr.encode_frame(
+                Error(stage, reason[:500], tuple(credentials or ())).to_wire()))
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass
 
@@ -160,6 +182,10 @@ async def _session(stream: trio.SSLStream[Any], endpoint: Endpoint, direction: s
         session = Peer(endpoint.node, endpoint.config, now_ms=now_ms(), peer_key=peer)
         summary = await run_session(stream, session, endpoint.limiter)
         summary.peer = summary.peer or peer  # known from TLS even if no HELLO came
+        if summary.refusal_credentials:  # the peer refused us: our revocation, maybe
+            await trio.to_thread.run_sync(
+                learn_revocations, endpoint.node, summary.refusal_credentials,
+                f"refusal by {short_id(peer)}", limiter=endpoint.limiter)
         return summary
     finally:
         if registry is not None:

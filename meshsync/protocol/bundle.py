@@ -23,9 +23,10 @@ store every few thousand ops.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import msgpack
 
@@ -34,6 +35,13 @@ from meshsync.model.change import Change
 from meshsync.model.errors import AuthorizationError, DecodeError, FrameTooLargeError, RemoteError
 from meshsync.model.identity import device_id, sha256
 from meshsync.model.limits import MAX_ITEM_BYTES
+from meshsync.protocol.seal import (
+    SEALED_MAGIC,
+    SealingWriter,
+    content_key_for,
+    plaintext_chunks,
+    read_seal_header,
+)
 from meshsync.protocol.wire import WireDecoder, WireEncoder
 from meshsync.replica.node import Node, VersionVector
 from meshsync.replica.receive import ApplyReport
@@ -95,40 +103,71 @@ class _HashingWriter:
 
 def export_bundle(node: Node, out: IO[bytes], since: VersionVector | None = None,
                   progress: Progress | None = None) -> tuple[int, int]:
-    """Write every credential and every change beyond ``since`` to ``out``.
+    """Write every credential and every change beyond ``since`` to ``out``, in clear
+    (format version 1; :func:`export_sealed` encrypts).
 
     Returns ``(changes, bytes)`` written. ``progress(done, total)`` counts changes.
     """
+    w = _HashingWriter(out)
+    w.write(MAGIC)
+    count = _write_items(node, w, since, progress)
+    out.write(FOOTER + w.digest.digest())
+    return count, w.count + FOOTER_BYTES
+
+
+def export_sealed(node: Node, out: IO[bytes], recipients: list[bytes],
+                  since: VersionVector | None = None,
+                  progress: Progress | None = None,
+                  extra: Iterable[Change] = ()) -> tuple[int, int]:
+    """Like :func:`export_bundle`, sealed to ``recipients`` (raw Ed25519 device keys;
+    see :mod:`meshsync.protocol.seal`). The revocations the node holds also travel in
+    the clear header. ``extra``: changes not in the node's feeds to add after them (a
+    revoked device's quarantined own changes, for its evidence bundle), in feed and
+    seq order. Returns ``(changes, bytes)``; raises
+    :class:`~meshsync.model.errors.SealedError` if ``recipients`` is empty."""
+    revocations = [b for b in node.store.credentials() if is_revocation(b)]
+    w = SealingWriter(out, recipients, created_ms=node.now_ms(),
+                      creator=node.key.public_key, revocations=revocations)
+    count = _write_items(node, w, since, progress, extra)
+    return count, w.close()
+
+
+class _Sink(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+
+def _write_items(node: Node, w: _Sink, since: VersionVector | None,
+                 progress: Progress | None, extra: Iterable[Change] = ()) -> int:
+    """The items of a bundle, header to end marker, into ``w``; returns the changes."""
     since = since or {}
     vv = node.version_vector()
     total = sum(max(0, seq - since.get(feed, 0)) for feed, seq in vv.items())
-    w = _HashingWriter(out)
     packer = msgpack.Packer(use_bin_type=True)
-    w.write(MAGIC)
     w.write(packer.pack([HEADER, {"created_ms": node.now_ms(),
                                   "creator": node.key.public_key, "version": 1}]))
     creds = node.store.credentials()
     for blob in creds:
         w.write(packer.pack([CREDENTIAL, blob]))
     encoder, count = WireEncoder(), 0
-    for change in node.changes_since(since):
+    for change in itertools.chain(node.changes_since(since), extra):
         for item in encoder.encode(change):
             w.write(packer.pack(item))
         count += 1
         if progress is not None and count % 500 == 0:
             progress(count, total)
     w.write(packer.pack([END, count, len(creds)]))
-    out.write(FOOTER + w.digest.digest())
     if progress is not None:
         progress(count, total)
-    return count, w.count + FOOTER_BYTES
+    return count
 
 
-def _check_footer(f: IO[bytes], size: int) -> None:
+def _check_footer(f: IO[bytes], size: int) -> bytes:
+    """Check the footer's digest; returns the magic (clear or sealed)."""
     if size < len(MAGIC) + FOOTER_BYTES:
         raise DecodeError("bundle truncated: file too short")
     f.seek(0)
-    if f.read(len(MAGIC)) != MAGIC:
+    magic = f.read(len(MAGIC))
+    if magic not in (MAGIC, SEALED_MAGIC):
         raise DecodeError("not a meshsync bundle (bad magic or unsupported version)")
     f.seek(0)
     digest, left = hashlib.sha256(), size - FOOTER_BYTES
@@ -143,25 +182,34 @@ def _check_footer(f: IO[bytes], size: int) -> None:
         raise DecodeError("bundle truncated or not ended: footer missing")
     if footer[len(FOOTER):] != digest.digest():
         raise DecodeError("bundle checksum mismatch: the file is corrupted or was altered")
+    return magic
+
+
+def _file_chunks(f: IO[bytes], start: int, length: int) -> Iterator[bytes]:
+    f.seek(start)
+    while length:
+        chunk = f.read(min(CHUNK, length))
+        if not chunk:
+            raise DecodeError("bundle truncated while reading")
+        length -= len(chunk)
+        yield chunk
 
 
 def _too_large() -> FrameTooLargeError:
     return FrameTooLargeError(f"bundle item larger than {MAX_ITEM_BYTES} bytes")
 
 
-def _items(f: IO[bytes], size: int, progress: Progress | None) -> Iterator[Any]:
-    f.seek(len(MAGIC))
+def _items(chunks: Iterable[bytes], size: int, progress: Progress | None) -> Iterator[Any]:
+    """The msgpack items of the byte ``chunks`` (a bundle's body, clear or decrypted);
+    ``size``: the file's size, for ``progress``."""
     # The buffer holds at most one unfinished item plus one chunk, so a longer item
     # is refused before it is held whole (BufferFull), a declared length past the
     # buffer from its header alone (msgpack's "exceeds max_..._len" ValueError), and
     # the few bytes between MAX_ITEM_BYTES and the buffer size by the tell() check.
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=True,
                                 max_buffer_size=MAX_ITEM_BYTES + CHUNK)
-    left = size - FOOTER_BYTES - len(MAGIC)
     done = start = 0
-    while left:
-        chunk = f.read(min(CHUNK, left))
-        left -= len(chunk)
+    for chunk in chunks:
         done += len(chunk)
         try:
             unpacker.feed(chunk)
@@ -178,8 +226,8 @@ def _items(f: IO[bytes], size: int, progress: Progress | None) -> Iterator[Any]:
                 raise _too_large() from exc
             raise DecodeError(f"malformed bundle item: {codec.describe_error(exc)}") from exc
         if progress is not None:
-            progress(done, size)
-    if unpacker.tell() != size - FOOTER_BYTES - len(MAGIC):
+            progress(min(done, size), size)
+    if unpacker.tell() != done:
         raise DecodeError("bundle ends inside an item")
 
 
@@ -266,23 +314,33 @@ class _Importer:
 
 def import_bundle(node: Node, f: IO[bytes], *, source: str = "bundle",
                   progress: Progress | None = None) -> BundleReport:
-    """Import a bundle from a seekable binary file (see the module docs for the rules).
+    """Import a bundle, clear or sealed, from a seekable binary file (see the module
+    docs and :mod:`meshsync.protocol.seal` for the rules).
 
     Raises :class:`~meshsync.model.errors.RemoteError` subclasses (``DecodeError``,
-    ``SignatureError``, ``FrameTooLargeError``) with nothing stored, and
+    ``SignatureError``, ``FrameTooLargeError``) with nothing stored,
     :class:`~meshsync.model.errors.StorageLowError` (nothing stored) if the node's
-    ``inbound_guard`` refuses a bundle of this size.
+    ``inbound_guard`` refuses a bundle of this size, and
+    :class:`~meshsync.model.errors.SealedError` for a sealed bundle this device
+    cannot open (then only the revocations of its clear header are stored).
     """
     f.seek(0, 2)
     size = f.tell()
-    _check_footer(f, size)
+    magic = _check_footer(f, size)
     if node.inbound_guard is not None:
         node.inbound_guard(size)
+    if magic == SEALED_MAGIC:
+        header = read_seal_header(f, size, MAX_ITEM_BYTES)
+        learn_revocations(node, header.revocations, source)
+        content_key = content_key_for(header, node.key, is_enrolled(node))
+        chunks = plaintext_chunks(f, header, content_key, size, MAX_ITEM_BYTES + CHUNK)
+    else:
+        chunks = _file_chunks(f, len(MAGIC), size - FOOTER_BYTES - len(MAGIC))
     imp = _Importer(node, source)
     saved_clock = node.hlc.last
     try:
         with node.store.transaction():
-            for item in _items(f, size, progress):
+            for item in _items(chunks, size, progress):
                 imp.item(item)
             if imp.state != "ended":
                 raise DecodeError("bundle has no end marker")
@@ -298,4 +356,34 @@ def import_bundle(node: Node, f: IO[bytes], *, source: str = "bundle",
     return imp.report
 
 
-__all__ = ["BundleReport", "RemoteError", "export_bundle", "import_bundle"]
+def is_enrolled(node: Node) -> bool:
+    """True if the node holds a verified certificate of its own key (never for a node
+    without a trust store: an unenrolled home's open policy)."""
+    info = getattr(node.trust, "device_info", None)
+    return info is not None and any(r["status"] == "verified" for r in info(node.key.public_key))
+
+
+def learn_revocations(node: Node, blobs: list[bytes], source: str) -> int:
+    """Store the revocations among ``blobs`` that verify here, in one transaction,
+    quarantining what they take back; returns how many were new. Anything else, and
+    what does not verify, is skipped (a sealed header's revocations are a courtesy to
+    devices that cannot open the rest)."""
+    adder, new = getattr(node.trust, "add", None), 0
+    if adder is None:
+        return 0
+    with node.store.transaction():
+        for blob in blobs:
+            if not is_revocation(blob):
+                continue
+            try:
+                adder(blob)
+            except AuthorizationError:
+                continue
+            new += node.store.add_credential(sha256(blob), blob)
+        if new:
+            node.quarantine_revoked(source)
+    return new
+
+
+__all__ = ["BundleReport", "RemoteError", "export_bundle", "export_sealed", "import_bundle",
+           "is_enrolled", "learn_revocations"]

@@ -49,6 +49,9 @@ class SessionSummary:
     started_ms: int = 0
     finished_ms: int = 0
     error: str | None = None
+    #: Credentials the peer sent with its refusal (an ERROR frame): the revocations of
+    #: this device, for the host to store (meshsync.net.endpoints).
+    refusal_credentials: list[bytes] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""

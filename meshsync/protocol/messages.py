@@ -289,21 +289,38 @@ class Fin:
 @dataclass(frozen=True)
 class Error:
     """ERROR: the sender ends the session; ``stage`` and ``reason`` say why. Read
-    leniently (whatever the peer wrote becomes text): it ends the session anyway."""
+    leniently (whatever the peer wrote becomes text): it ends the session anyway.
+
+    ``credentials``: with an ``identity`` refusal of a revoked device, the revocations
+    that refuse it, so the device learns its own revocation (docs/protocol.md,
+    "Errors"); at most :data:`MAX_ERROR_CREDENTIALS` blobs, each a bytes value of at
+    most 64 KiB, anything else ignored. A peer that does not know the field ignores it.
+    """
 
     kind: ClassVar[int] = fr.ERROR
     stage: str
     reason: str
+    credentials: tuple[bytes, ...] = ()
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> Error:
-        """``[ERROR, stage, reason]`` (missing parts get a placeholder)."""
+        """``[ERROR, stage, reason]`` or ``[ERROR, stage, reason, [blob, ...]]`` (missing
+        parts get a placeholder)."""
+        extra = raw[3] if len(raw) > 3 and type(raw[3]) is list else []
+        blobs = tuple(b for b in extra[:MAX_ERROR_CREDENTIALS]
+                      if isinstance(b, bytes) and len(b) <= 64 * 1024)
         return cls(str(raw[1]) if len(raw) > 1 else "unknown",
-                   str(raw[2]) if len(raw) > 2 else "no reason given")
+                   str(raw[2]) if len(raw) > 2 else "no reason given", blobs)
 
     def to_wire(self) -> list[Any]:
         """The msgpack array of this message."""
+        if self.credentials:
+            return [fr.ERROR, self.stage, self.reason, list(self.credentials)]
         return [fr.ERROR, self.stage, self.reason]
+
+
+#: Credentials an ERROR may carry (a device's revocations: one per issuer, in practice).
+MAX_ERROR_CREDENTIALS = 16
 
 
 Message = (Hello | Summary | VersionVectors | Credentials | Receipts | Changes | Ack

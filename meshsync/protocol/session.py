@@ -198,6 +198,7 @@ class SyncSession(SessionMachine):
         _HANDLERS[type(message)](self, message)
 
     def _on_error(self, message: msg.Error) -> None:
+        self.summary.refusal_credentials = list(message.credentials)
         self._fail(message.stage, f"peer refused: {message.reason}", by_peer=True)
 
     # hello and summary

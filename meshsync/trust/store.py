@@ -299,6 +299,12 @@ class TrustStore:
                 point = stricter(point, revocation.after_seq)
         return point
 
+    def verified_devices(self) -> list[tuple[CertInfo, RevocationPoint]]:
+        """Every verified device certificate with its device's strictest revocation
+        (:meth:`revocation_for`), ordered by device key then fingerprint."""
+        return [(g.info, self.revocation_for(key)) for key in sorted(self._devices)
+                for _, g in sorted(self._devices[key].items())]
+
     @property
     def pending_count(self) -> int:
         """Certificates held that wait for an issuer this store does not know (so
