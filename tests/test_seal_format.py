@@ -14,6 +14,7 @@ import random
 
 import msgpack
 import pytest
+from cryptography.exceptions import InvalidTag
 from helpers import device_key
 
 from meshsync.model.errors import DecodeError, SealedError
@@ -100,3 +101,53 @@ def test_a_rearranged_sealed_file_is_refused(change: str) -> None:
                                    if r[0] == ALICE.public_key]
     with pytest.raises((SealedError, DecodeError)):
         open_as(rebuild(header, chunks), ALICE)
+
+
+# -- HPKE (meshsync/protocol/hpke.py) ----------------------------------------------------
+
+def test_hpke_matches_rfc_9180_a_1_1() -> None:
+    """RFC 9180 Appendix A.1.1: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM,
+    base mode, the first encryption (sequence 0)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey,
+        X25519PublicKey,
+    )
+
+    from meshsync.protocol import hpke
+
+    h = bytes.fromhex
+    info = h("4f6465206f6e2061204772656369616e2055726e")
+    sk_e = X25519PrivateKey.from_private_bytes(
+        h("52c4a758a802cd8b936eceea314432798d5baf2d7e9235dc084ab1b9cfa2f736"))
+    pk_r = X25519PublicKey.from_public_bytes(
+        h("3948cfe0ad1ddb695d780e59077195da6c56506b027329794ab02bca80815c4d"))
+    sk_r = X25519PrivateKey.from_private_bytes(
+        h("4612c550263fc8ad58375df3f557aac531d26850903e55a9f23f21d8534e8ac8"))
+    pt, aad = h("4265617574792069732074727574682c20747275746820626561757479"), h("436f756e742d30")
+    expected = (h("37fda3567bdbd628e88668c3c8d7e97d1d1253b6d4ea6d44c150f741f1bf4431")  # enc
+                + h("f938558b5d72f1a23810b4be2ab4f84331acc02fc97babc53a52ae8218a355a9"
+                    "6d8770ac83d07bea87e13c512a"))
+    sealed = hpke.seal(pk_r, pt, info=info, aad=aad, aead=hpke.AEAD_AES_128_GCM,
+                       ephemeral=sk_e)
+    assert sealed == expected
+    assert hpke.open_sealed(sk_r, sealed, info=info, aad=aad,
+                            aead=hpke.AEAD_AES_128_GCM) == pt
+
+
+def test_hpke_agrees_with_the_cryptography_librarys_own_where_it_has_one() -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from meshsync.protocol import hpke
+
+    theirs = pytest.importorskip("cryptography.hazmat.primitives.hpke",
+                                 reason="cryptography < 47 has no hpke module")
+    suite = theirs.Suite(theirs.KEM.X25519, theirs.KDF.HKDF_SHA256,
+                         theirs.AEAD.AES_256_GCM)
+    key = X25519PrivateKey.generate()
+    info, secret = b"meshsync test\x00", bytes(range(32))
+    assert suite.decrypt(hpke.seal(key.public_key(), secret, info=info), key,
+                         info=info) == secret
+    assert hpke.open_sealed(key, suite.encrypt(secret, key.public_key(), info=info),
+                            info=info) == secret
+    with pytest.raises(InvalidTag):
+        hpke.open_sealed(X25519PrivateKey.generate(), hpke.seal(key.public_key(), secret))

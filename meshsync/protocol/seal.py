@@ -10,7 +10,8 @@ Layout (format version 2; docs/protocol.md, "Sealed bundles")::
     b"MSEND" sha256(everything before b"MSEND")                    footer (37 bytes)
 
 A random 32-byte content key encrypts the chunks; it is wrapped to each recipient
-with single-shot HPKE (RFC 9180, base mode: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+with single-shot HPKE (RFC 9180, :mod:`meshsync.protocol.hpke`; base mode: DHKEM(X25519,
+HKDF-SHA256), HKDF-SHA256,
 AES-256-GCM; ``suite`` holds their code points) under the recipient's X25519 key
 (:mod:`meshsync.model.sealkeys`), with ``info`` = :data:`INFO` + the recipient's
 device key. Chunk ``i`` (from 0) has the nonce ``i`` as 11 big-endian bytes then 1 for
@@ -32,19 +33,18 @@ from typing import IO, Any
 
 import msgpack
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from meshsync.model.errors import DecodeError, SealedError
 from meshsync.model.identity import DeviceKey, device_id
 from meshsync.model.sealkeys import x25519_private, x25519_public
 from meshsync.model.text import Msg
+from meshsync.protocol import hpke
 
 SEALED_MAGIC = b"MSBUNDLE\x02"
 SEAL, CHUNK_ITEM = 5, 6
 #: HPKE code points (RFC 9180 §7): DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM.
 SUITE_IDS = [0x20, 1, 2]
-SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 INFO = b"meshsync sealed bundle v2\x00"
 #: Plaintext bytes per chunk.
 PLAIN_CHUNK = 1 << 16
@@ -61,13 +61,14 @@ def _nonce(index: int, last: bool) -> bytes:
 def wrap_key(content_key: bytes, recipient: bytes) -> bytes:
     """``content_key`` sealed by HPKE to the device whose Ed25519 key is ``recipient``
     (:data:`WRAPPED_BYTES` bytes: enc, then ciphertext and tag)."""
-    return SUITE.encrypt(content_key, x25519_public(recipient), info=INFO + recipient)
+    return hpke.seal(x25519_public(recipient), content_key, info=INFO + recipient)
 
 
 def unwrap_key(wrapped: bytes, key: DeviceKey) -> bytes | None:
     """The content key from ``wrapped`` if it was sealed to ``key``; None if not."""
     try:
-        return SUITE.decrypt(wrapped, x25519_private(key.seed()), info=INFO + key.public_key)
+        return hpke.open_sealed(x25519_private(key.seed()), wrapped,
+                                info=INFO + key.public_key)
     except (InvalidTag, ValueError):
         return None
 
