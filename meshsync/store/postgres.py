@@ -56,6 +56,7 @@ from meshsync.store.base import (
     record_pos,
 )
 from meshsync.store.pg_evidence import PgEvidence
+from meshsync.store.pg_progress import PgProgress
 from meshsync.store.pg_schema import migrate
 from meshsync.store.pg_text import escape, unescape, unescape_opt
 from meshsync.store.pg_write import ABSENT, UNKNOWN, Entry, Head, RecordKey, WriteBuffer, configure
@@ -86,7 +87,7 @@ def _map_error(exc: psycopg.Error) -> StorageError:
     return StorageError(f"PostgreSQL store failed, the transaction was rolled back: {exc}")
 
 
-class PostgresStore(PgEvidence):
+class PostgresStore(PgEvidence, PgProgress):
     """A :class:`Store` in a PostgreSQL database (see the module docs).
 
     Args:
