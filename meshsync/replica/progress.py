@@ -18,7 +18,10 @@ transaction (:meth:`Store.progress_counts`), so :func:`progress` reads a few row
 TPS instead of every record. A home written before the counts existed, or under
 another classifier (the meta key ``progress.classifier.<collection>`` names the one
 the labels were made with), is labelled again once, on the first read
-(:func:`rebuild`, idempotent). :func:`recompute` is the full count, for checks.
+(:func:`rebuild`, idempotent). The first reader of a labelled store without that key
+records its own classifier: the labels are trusted to be by the classifier the
+home's processes register (the coklit schema registers the coklit one in every
+process that opens the home). :func:`recompute` is the full count, for checks.
 """
 
 from __future__ import annotations
@@ -119,12 +122,16 @@ def current_counts(store: Store, collection: str, prefix: str = ""
     counts = store.progress_counts(collection, prefix)
     name = classifier_name(collection).encode()
     unlabelled = any(c.label == "" and not c.deleted for c in counts)
-    if unlabelled or store.get_meta(META_PREFIX + collection) != name:
-        try:
+    held = store.get_meta(META_PREFIX + collection)
+    try:
+        if unlabelled or (held is not None and held != name):
             rebuild(store, collection)
-        except StorageError:
-            return None
-        counts = store.progress_counts(collection, prefix)
+            return store.progress_counts(collection, prefix)
+        if held is None:  # labelled as they were written, by this classifier: trusted
+            with store.transaction():
+                store.set_meta(META_PREFIX + collection, name)
+    except StorageError:
+        return None
     return counts
 
 
