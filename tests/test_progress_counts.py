@@ -5,6 +5,7 @@ once (meshsync.replica.progress.rebuild). All people are made up."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -166,3 +167,41 @@ def test_an_old_home_is_counted_then_labelled_once(old_home: Callable[[], SQLite
     assert progress_mod.rebuild(store, "voters") == 15  # idempotent
     check(store)
     assert progress(store, "voters")["district"]["mimika/jila"]["done"] == 8
+
+
+def doc_query(name: str) -> str:
+    """The ``-- query: NAME`` block of docs/central-sql.md."""
+    doc = Path(__file__).resolve().parent.parent / "docs" / "central-sql.md"
+    blocks = re.findall(r"```sql\n(.*?)```", doc.read_text(), re.S)
+    return next(b for b in blocks if b.startswith(f"-- query: {name}\n"))
+
+
+def test_documented_kpu_queries_agree_with_the_scan(pg_dsn: str) -> None:
+    import psycopg
+
+    from meshsync.store.postgres import PostgresStore
+
+    store = PostgresStore(pg_dsn)
+    central = Device("central", store)
+    progress(store, "voters")
+    results = ["MS", "TMS", "ubah", "baru", None, None]
+    for i in range(36):
+        fields: dict[str, Any] = {"nama": f"Contoh {i}"}
+        if results[i % 6]:
+            fields["coklit"] = results[i % 6]
+        central.put("voters", f"v-{i}", fields, partition=PARTS[i % 3])
+    central.delete("voters", "v-0", partition=PARTS[0])
+
+    def sql(query: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            return conn.execute(query.encode()).fetchall()
+
+    kpu, scan = sql(doc_query("kpu-per-distrik")), sql(doc_query("coklit-per-distrik"))
+    assert [r[:8] for r in kpu] == [r[:8] for r in scan] == [
+        ("mimika/agimuga", 6, 12, 0, 0, 6, 0, 6), ("mimika/jila", 17, 23, 5, 6, 0, 6, 6)]
+    assert all(r[8] is not None for r in kpu)  # result times exist (from 2024: idle)
+    assert [r[0] for r in sql(doc_query("kpu-tps-idle"))] == sorted(PARTS)
+    labels = sql(doc_query("counts-per-label"))
+    assert (PARTS[0], "MS", 5) in labels and (PARTS[1], "belum dicoklit", 6) in labels \
+        and (PARTS[0], "baru", 6) in labels and sum(r[2] for r in labels) == 35
+    store.close()
