@@ -6,7 +6,8 @@ Routes (guarded like the API: token or login session, own ``Host``):
 * ``GET /kpu``, ``/kpu/{distrik}``, ``/kpu/{distrik}/{kampung}``: HTML (Jinja2,
   ``templates/kpu/``), sortable by ``?sort=`` (:data:`.kpu_data.SORT_KEYS`) and
   ``?order=asc|desc``; ``?days=N`` sets how many days without a result make a TPS
-  idle (highlighted; default :data:`.kpu_data.DEFAULT_IDLE_DAYS`).
+  idle (highlighted; default: ``kpu_idle_days`` of the daemon's config, else
+  :data:`.kpu_data.DEFAULT_IDLE_DAYS`).
 * ``GET /kpu/export.csv``: one line per TPS (:data:`.kpu_data.CSV_COLUMNS`), streamed.
 
 The figures come from the progress counts the store keeps on write
@@ -53,8 +54,8 @@ KPU_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'self';
 LEVELS = ("distrik", "kampung", "TPS")
 
 
-def _days(request: Request) -> int:
-    text = request.query_params.get("days", str(DEFAULT_IDLE_DAYS))
+def _days(request: Request, default: int) -> int:
+    text = request.query_params.get("days", str(default))
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_IDLE_DAYS:
         raise ApiError(400, f"days must be a whole number from 1 to {MAX_IDLE_DAYS}",
                        field="days")
@@ -119,6 +120,10 @@ def _csv_lines(districts: list[Area]) -> Iterator[str]:
 
 def kpu_routes(service: NodeService) -> dict[str, Handler]:
     """The KPU routes (path -> handler), to be guarded by :mod:`.api`."""
+    # The daemon's config.toml may set kpu_idle_days (meshsync.daemon.config).
+    idle_days = int(getattr(getattr(service, "config", None), "kpu_idle_days",
+                            DEFAULT_IDLE_DAYS))
+
     async def figures() -> dict[str, Any]:
         return await in_thread(service, partial(service.progress, "voters"))
 
@@ -128,7 +133,7 @@ def kpu_routes(service: NodeService) -> dict[str, Handler]:
 
     async def show(request: Request, path: list[str]) -> Response:
         at_central()
-        days, (sort, descending) = _days(request), _sort(request)
+        days, (sort, descending) = _days(request, idle_days), _sort(request)
         lang = i18n.page_lang()
         context = page_context(await figures(), service.peers(), path,
                                now_ms=int(time.time() * 1000), days=days, sort=sort,
@@ -147,7 +152,7 @@ def kpu_routes(service: NodeService) -> dict[str, Handler]:
 
     async def export(request: Request) -> Response:
         at_central()
-        days = _days(request)
+        days = _days(request, idle_days)
         districts = tree(await figures(), int(time.time() * 1000), days)
         return StreamingResponse(_csv_lines(districts), media_type="text/csv; charset=utf-8",
                                  headers={**KPU_HEADERS, "Content-Disposition":

@@ -121,7 +121,7 @@ def open_page(daemon: Any, tmp_path: Path, page: str, mode: str = "--dump-dom") 
 def test_kpu_page_in_headless_chromium_on_postgresql(lab: Lab, pg_dsn: str,
                                                      tmp_path: Path) -> None:
     voters = sum(import_dpt(lab, pg_dsn, d, seed) for d, seed in DISTRIK.items())
-    central = lab.daemon("central", store=pg_dsn, role="central").start()
+    central = lab.daemon("central", store=pg_dsn, role="central", kpu_idle_days=5).start()
     gateway = lab.daemon("gw-jila", uplink=(central.address,)).start()
     lab.wait(lambda: any(p["role"] == "gateway" and p["last_sync_ms"]
                          for p in central.get("/api/peers")), 60,
@@ -142,7 +142,9 @@ def test_kpu_page_in_headless_chromium_on_postgresql(lab: Lab, pg_dsn: str,
     assert done == len(firsts[::2]) > 0
 
     dom = KpuDom()
-    dom.feed(open_page(central, tmp_path, "/kpu"))
+    html = open_page(central, tmp_path, "/kpu")
+    dom.feed(html)
+    assert "TPS tanpa hasil coklit dalam 5 hari terakhir" in html  # kpu_idle_days
     assert dom.texts["h1"] == "Pemantauan coklit per distrik", dom.texts
     assert dom.texts["scope-total"].strip() == dicoklit(done, voters), dom.texts
     shown = {row[0].strip(): row for row in dom.rows["area"]}
@@ -171,7 +173,7 @@ def test_kpu_page_in_headless_chromium_on_postgresql(lab: Lab, pg_dsn: str,
                   "WHERE up = 0 AND starts_with(prefix, %s) ORDER BY prefix", jila[0][0] + "/")
     assert [(r[0], r[2]) for r in dom.rows["area"]] == [
         (title_of(p.rpartition("/")[2]), dicoklit(d, v)) for p, d, v in tps]
-    assert dom.idle == [d == 0 for _, d, _ in tps]  # no result in 3 days: highlighted
+    assert dom.idle == [d == 0 for _, d, _ in tps]  # no result in 5 days: highlighted
 
     shots = shots_dir(tmp_path)
     for name, page in (("kpu-distrik.png", "/kpu"), ("kpu-kampung.png", "/kpu/jila")):
