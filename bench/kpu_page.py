@@ -25,7 +25,9 @@ per store:
   requests of ``GET /kpu``, ``/kpu/<distrik>``, ``/kpu/<distrik>/<kampung>``,
   ``/kpu/export.csv`` and ``GET /api/progress``; goal: the pages within 200 ms.
   Baseline in the same run: ``GET /api/status``. The first ``/kpu`` after the start is
-  shown apart (it records the classifier's name once).
+  shown apart. With ``--screenshots DIR`` (or ``$MESHSYNC_SCREENSHOTS``), headless
+  Chromium saves ``/kpu`` of each store there (``kpu-page-sqlite.png``, ...), after the
+  timings.
 
 Numbers depend on load: on a shared 2-core machine run it when the machine is idle.
 """
@@ -140,9 +142,27 @@ def fetch_ms(daemon: Daemon, path: str) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def pages(home: Path, store: str | None, log: Path, runs: int, where: tuple[str, str]
-          ) -> dict[str, Any]:
-    """The daemon's figures (see the module docs)."""
+def screenshot(home: Path, shots: Path, name: str) -> str:
+    """Headless Chromium's screenshot of ``/kpu`` (after a one-time login link) saved
+    as ``shots/name``; the file's path, or why there is none."""
+    import shutil
+
+    from netfixtures import run_json
+    from test_status_page import chromium  # tests/test_status_page.py: kept off the net
+
+    if shutil.which("chromium") is None:
+        return "skipped: no chromium"
+    shots.mkdir(parents=True, exist_ok=True)
+    link = run_json("login", "--home", home)["url"] + "&next=/kpu"
+    with tempfile.TemporaryDirectory(prefix="kpu-chromium-") as profile:
+        done = chromium(Path(profile), f"--screenshot={shots / name}", link)
+    return str(shots / name) if done.returncode == 0 else f"failed: {done.stderr[-300:]}"
+
+
+def pages(home: Path, store: str | None, log: Path, runs: int, where: tuple[str, str],
+          shots: Path | None = None) -> dict[str, Any]:
+    """The daemon's figures (see the module docs); a screenshot of ``/kpu`` into
+    ``shots`` if given."""
     daemon = Daemon(home, store, log)
     distrik, kampung = where
     paths = {"status": "/api/status", "kpu": "/kpu", "kpu_distrik": f"/kpu/{distrik}",
@@ -155,6 +175,9 @@ def pages(home: Path, store: str | None, log: Path, runs: int, where: tuple[str,
         for name, path in paths.items():
             out[f"{name}_ms"] = round(statistics.median(
                 fetch_ms(daemon, path) for _ in range(runs)), 2)
+        if shots is not None:
+            kind = "postgresql" if store else "sqlite"
+            out["screenshot"] = screenshot(home, shots, f"kpu-page-{kind}.png")
     finally:
         daemon.stop()
     return out
@@ -163,8 +186,10 @@ def pages(home: Path, store: str | None, log: Path, runs: int, where: tuple[str,
 def measure(home: Path, store: str | None, log: Path, args: argparse.Namespace
             ) -> dict[str, Any]:
     """One loaded store: library figures, daemon figures."""
+    shots = args.screenshots or os.environ.get("MESHSYNC_SCREENSHOTS")
     return {"library": library(home, store, args.runs),
-            "daemon": pages(home, store, log, args.runs, ("jila", "diloa"))}
+            "daemon": pages(home, store, log, args.runs, ("jila", "diloa"),
+                            Path(shots) if shots else None)}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -215,7 +240,9 @@ def show(results: dict[str, Any]) -> None:
         print(f"{store}: load {r['load_s']} s; {lib['tps']} TPS; progress() "
               f"{lib['progress_ms']} ms vs recompute {lib['recompute_ms']} ms "
               f"(equal: {lib['equal']})")
-        print("  " + "  ".join(f"{k[:-3]} {v} ms" for k, v in d.items()))
+        print("  " + "  ".join(f"{k[:-3]} {v} ms" for k, v in d.items() if k.endswith("_ms")))
+        if "screenshot" in d:
+            print(f"  screenshot: {d['screenshot']}")
 
 
 def main() -> None:
@@ -225,6 +252,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15, help="requests per median")
     parser.add_argument("--dsn", help="PostgreSQL server [default: a throwaway cluster]")
     parser.add_argument("--no-pg", action="store_true", help="SQLite only")
+    parser.add_argument("--screenshots", help="folder for a headless Chromium screenshot "
+                        "of /kpu per store [default: $MESHSYNC_SCREENSHOTS, else none]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = run(args)
