@@ -64,7 +64,8 @@ def register_classifier(collection: str, classify: Classifier) -> None:
 
 
 def _by_status(state: RecordState) -> Outcome:
-    return Outcome(str(state.visible().get("status", "")) or "-", False, None)
+    found = state.field_winner("status")
+    return Outcome(str(found[1] if found else "") or "-", False, None)
 
 
 def classifier_name(collection: str) -> str:

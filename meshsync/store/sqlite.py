@@ -99,7 +99,8 @@ MIGRATIONS: list[str] = [
         GROUP BY author, partition, seq, hash, stage);
     CREATE UNIQUE INDEX refusals_once ON refusals (author, partition, seq, hash, stage);
     """,
-    # 5: progress counts kept up to date on write (meshsync.store.sqlite_progress).
+    # 5: progress counts kept up to date on every record write
+    # (meshsync.store.sqlite_progress).
     sqlite_progress.MIGRATION,
 ]
 
@@ -411,12 +412,15 @@ class SQLiteStore(SQLiteEvidence, SQLiteProgress, Store):
 
     def save_record(self, row: RecordRow) -> None:
         """See :meth:`Store.save_record`."""
-        self._write(_SAVE_RECORD, row)
+        if not self._in_tx:
+            raise UsageError("write outside a transaction")
+        self._save_counted(_SAVE_RECORD, [row])
 
     def delete_record(self, partition: str, collection: str, key: str) -> None:
         """See :meth:`Store.delete_record`."""
-        self._write("DELETE FROM records WHERE collection=? AND key=? AND partition=?",
-                    (collection, key, partition))
+        if not self._in_tx:
+            raise UsageError("write outside a transaction")
+        self._delete_counted(partition, collection, key)
 
     def load_records(self, keys: list[tuple[str, str, str]]
                      ) -> dict[tuple[str, str, str], RecordRow]:
@@ -443,7 +447,7 @@ class SQLiteStore(SQLiteEvidence, SQLiteProgress, Store):
         """See :meth:`Store.save_records` (one ``executemany``)."""
         if not self._in_tx:
             raise UsageError("write outside a transaction")
-        self._db.executemany(_SAVE_RECORD, rows)
+        self._save_counted(_SAVE_RECORD, rows)
 
     def iter_records(self, collection: str | None = None, partition_prefix: str = "",
                      *, conflicts_only: bool = False) -> Iterator[RecordRow]:
