@@ -327,6 +327,8 @@ def build_app(service: NodeService, token: str) -> Starlette:
     from meshsync.daemon.api_lists import list_routes
     from meshsync.daemon.api_writes import write_routes
     from meshsync.daemon.app_routes import app_routes
+    from meshsync.daemon.kpu_page import kpu_routes
+    from meshsync.daemon.static_files import static_routes
 
     guard = ApiGuard(token)
     guarded = partial(_guarded, guard)
@@ -401,6 +403,8 @@ def build_app(service: NodeService, token: str) -> Starlette:
               guarded("/api/records/{collection}/{key}", record),
               methods=["GET", "PUT", "DELETE"]),
         Route("/api/progress", guarded("/api/progress", progress_route)),
+        *[Route(path, guarded(path.replace(":path}", "}"), handler))
+          for path, handler in {**kpu_routes(service), **static_routes()}.items()],
         Route("/api/sync", guarded("/api/sync", sync), methods=["POST"]),
         *[Route(path, guarded(path, handler), methods=["POST"])
           for path, handler in write_routes(service).items()],

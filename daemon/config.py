@@ -21,6 +21,8 @@ Keys (all optional; defaults in :data:`DEFAULTS`)::
     max_handshakes = 256                      # unauthenticated sync connections held;
     max_handshakes_per_source = 32            # of those, from one IP (oldest idle shed)
     refusal_log_interval_s = 60.0             # refusals logged as counts per interval
+    kpu_idle_days = 3                         # central's KPU page: a TPS with no coklit
+                                              # result for this many days is highlighted
 
 An invalid value is refused with :class:`~meshsync.model.errors.UsageError` naming the key
 and what is allowed.
@@ -67,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "max_handshakes": DEFAULT_MAX_HANDSHAKES,
     "max_handshakes_per_source": DEFAULT_MAX_PER_SOURCE,
     "refusal_log_interval_s": DEFAULT_REFUSAL_LOG_INTERVAL_S,
+    "kpu_idle_days": 3,
 }
 
 
@@ -117,6 +120,7 @@ class DaemonConfig:
     max_handshakes: int = DEFAULT_MAX_HANDSHAKES
     max_handshakes_per_source: int = DEFAULT_MAX_PER_SOURCE
     refusal_log_interval_s: float = DEFAULT_REFUSAL_LOG_INTERVAL_S
+    kpu_idle_days: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
 
     def limits(self) -> ConnectionLimits:
@@ -213,6 +217,7 @@ def validate(values: dict[str, Any], source: Path | str = "config") -> DaemonCon
                      for p in _string_list(values, "uplink")),
         share=share,
         max_handshakes=_count(values, "max_handshakes", 1, 65536),
+        kpu_idle_days=_count(values, "kpu_idle_days", 1, 366),
         max_handshakes_per_source=_count(values, "max_handshakes_per_source", 1, 65536),
         refusal_log_interval_s=_number(values, "refusal_log_interval_s", 1, 86400),
     )

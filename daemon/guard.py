@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections import deque
@@ -190,9 +191,10 @@ class ApiGuard:
     # -- routes -----------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
-        """``GET /login?once=SECRET``: set the session cookie and go to ``/`` (or to the
-        officer's app with ``&next=/app``, docs/app.md; no other target). A HEAD (a
-        link preview) is refused without using the link up."""
+        """``GET /login?once=SECRET``: set the session cookie and go to ``/``, or to the
+        page ``&next=`` names on this API (``/app``, the officer's app, docs/app.md;
+        ``/kpu/jila``; never another site). A HEAD (a link preview) is refused without
+        using the link up."""
         if request.method != "GET":
             return JSONResponse({"error": "A login link is opened with GET, in a browser."},
                                 status_code=405, headers={**_NO_STORE, "Allow": "GET"})
@@ -200,8 +202,8 @@ class ApiGuard:
             session = self.redeem(request.query_params.get("once", ""))
         except PermissionError as exc:
             return refusal(403, str(exc))
-        target = "/app" if request.query_params.get("next") == "/app" else "/"
-        response = RedirectResponse(target, status_code=303, headers=_NO_STORE)
+        response = RedirectResponse(_next_page(request.query_params.get("next")),
+                                    status_code=303, headers=_NO_STORE)
         response.set_cookie(self.cookie_name, session, path="/", httponly=True,
                             samesite="strict")
         return response
@@ -210,6 +212,19 @@ class ApiGuard:
         """``POST /api/login-links``: ``{"url": LINK, "expires_in_s": SECONDS}``."""
         url = f"http://{request.headers['host']}/login?once={self.new_link()}"
         return JSONResponse({"url": url, "expires_in_s": LOGIN_TTL_S}, headers=_NO_STORE)
+
+
+def _next_page(wanted: str | None) -> str:
+    """Where a login goes: ``next`` if it is a plain path on this API with an optional
+    query (``/kpu/jila?sort=pemilih``), else ``/`` (never another site: no ``//host``,
+    scheme or backslash)."""
+    if wanted and _LOCAL_PAGE.fullmatch(wanted):
+        return wanted
+    return "/"
+
+
+_LOCAL_PAGE = re.compile(r"/(?:[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*)?"
+                         r"(?:\?[A-Za-z0-9._~=&%-]*)?")
 
 
 class HostCheck:

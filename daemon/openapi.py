@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshsync.daemon.events import EVENT_TYPES, QUEUE_SIZE
+from meshsync.daemon.kpu_openapi import kpu_paths
 
 from meshsync.model.limits import MAX_RECORD_BYTES
 
@@ -179,7 +180,10 @@ _LOGIN: dict[str, Any] = {
                        "120 seconds of being made.",
         "security": [],
         "parameters": [{"name": "once", "in": "query", "required": True,
-                        "schema": {"type": "string"}}],
+                        "schema": {"type": "string"}},
+                       {"name": "next", "in": "query", "schema": {"type": "string"},
+                        "description": "the page to go to (a path on this API, such "
+                                       "as `/kpu`); default `/`"}],
         "responses": {"303": {"description": "logged in: go to `/`", "headers": {
                           "Set-Cookie": {"schema": {"type": "string"}}}},
                       "403": _json(_ERROR, "a used, expired or unknown login link"),
@@ -224,6 +228,7 @@ OPENAPI: dict[str, Any] = {
                                       "responses": {"200": _json({"type": "object"}),
                                                     **_ERRORS}}},
         **_LOGIN,
+        **kpu_paths(_ERRORS),
         "/api/status": {"get": {"summary": "Node status: identity, diagnosis, peers, "
                                            "pending changes, conflicts, clock warnings",
                                 "responses": {"200": _json({"type": "object"}), **_ERRORS}}},

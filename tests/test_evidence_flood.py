@@ -156,7 +156,7 @@ def test_a_version_3_store_keeps_each_refusal_once(tmp_path: Path) -> None:
     db.close()
     store = SQLiteStore(path)
     try:
-        assert store.schema_version == len(MIGRATIONS) == 4
+        assert store.schema_version == len(MIGRATIONS) == 5
         assert [r.seq for r in store.refusals()] == [1, 2, 3]
         with store.transaction():
             assert not store.add_refusal(Refusal(author, TPS, 3, "authorization", "x", "p"))
@@ -186,7 +186,7 @@ def test_a_home_from_before_the_caps_is_migrated_and_keeps_its_evidence(
     db.close()
     store = SQLiteStore(path)
     try:
-        assert store.schema_version == len(MIGRATIONS) == 4
+        assert store.schema_version == len(MIGRATIONS) == 5
         assert [f.other_body for f in store.forks()] == [b"first", b"second"]
         assert len(store.refusals(limit=1000)) == 300
         with store.transaction():

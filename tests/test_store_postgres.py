@@ -558,6 +558,12 @@ def test_two_processes_ingest_same_and_different_feeds(pg_dsn: str) -> None:
     got = {(p, k): bytes(s) for p, k, s in sql(
         pg_dsn, "SELECT partition, key, state FROM meshsync_records")}
     assert got == want  # no record misses a change the other process applied
+    # both processes' progress counts (meshsync.store.pg_progress) add up to a recount
+    assert sql(pg_dsn, "SELECT count(*) FROM meshsync_records WHERE label IS NULL") == [(0,)]
+    assert sql(pg_dsn, "SELECT partition, label, done, deleted, conflict, n "
+                       "FROM meshsync_progress_counts ORDER BY 1, 2, 3, 4, 5") == sql(
+        pg_dsn, "SELECT partition, label, done, deleted, conflict, count(*) FROM "
+                "meshsync_records GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5")
 
 
 @pytest.mark.slow
@@ -569,7 +575,7 @@ def test_migrations_run_once_when_processes_start_together(pg_dsn: str) -> None:
     PostgresStore(pg_dsn).close()
     assert sql(pg_dsn, "SELECT count(*) FROM meshsync_schema") == [(len(MIGRATIONS),)]
     assert sql(pg_dsn, "SELECT count(*) FROM pg_views WHERE viewname LIKE 'meshsync_%' "
-                       "AND schemaname = current_schema()") == [(3,)]  # + coklit (4)
+                       "AND schemaname = current_schema()") == [(5,)]  # + coklit (4), counts (7)
 
 
 # -- opening, errors -------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def result_label(fields: dict[str, Any]) -> str:
 
 
 def _winner(state: RecordState, name: str) -> tuple[OpId, Any] | None:
-    return state.winner(name) if name in state.entries else None
+    return state.field_winner(name)
 
 
 def visit_of(state: RecordState) -> Visit:

@@ -56,6 +56,7 @@ CONFIG_KEYS = frozenset({
     "discovery", "static_peers", "interfaces", "beacon_port", "anti_entropy_s",
     "beacon_interval_s", "backoff_min_s", "backoff_max_s", "uplink", "lang",
     "max_handshakes", "max_handshakes_per_source", "refusal_log_interval_s",
+    "kpu_idle_days",
 })
 
 

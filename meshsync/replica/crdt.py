@@ -152,6 +152,19 @@ class RecordState:
         op = max(values)
         return op, values[op]
 
+    def field_winner(self, name: str) -> tuple[OpId, Any] | None:
+        """Like :meth:`winner`, or None when the field has no live entry; for a state
+        that is a single put it builds no entries (progress classifies every record
+        an import writes)."""
+        single = self._single
+        if single is not None:
+            return (single[0], single[1][name]) if name in single[1] else None
+        values = self.entries.get(name)
+        if not values:
+            return None
+        op = max(values)
+        return op, values[op]
+
     @property
     def deleted(self) -> bool:
         """True if a live tombstone is newer than every live entry (or there are none)."""

@@ -33,6 +33,7 @@ from meshsync.model.errors import (
 from meshsync.model.hlc import HybridClock
 from meshsync.model.identity import DeviceKey, sha256
 from meshsync.model.text import Msg
+from meshsync.replica import progress
 from meshsync.replica.crdt import RecordState
 from meshsync.replica.policy import Authorizer, OpenTrust, Validator, validate
 from meshsync.replica.quarantine import quarantine_revoked
@@ -53,8 +54,8 @@ RACE_RETRIES = 5
 
 
 def record_row(rkey: RecordKey, state: RecordState) -> RecordRow:
-    """The stored row of a record state."""
-    return RecordRow(*rkey, *state.encode_with_flags())
+    """The stored row of a record state, with its progress classification."""
+    return progress.record_row(rkey, state)
 
 
 class Node:

@@ -58,7 +58,8 @@ from meshsync.model.errors import AuthorizationError
 from meshsync.model.hlc import wall_ms
 from meshsync.model.identity import device_id
 from meshsync.replica.crdt import RecordState
-from meshsync.store.base import QuarantinedChange, RecordRow, Refusal, Store, StoredChange
+from meshsync.replica.progress import record_row
+from meshsync.store.base import QuarantinedChange, Refusal, Store, StoredChange
 
 if TYPE_CHECKING:
     from meshsync.replica.policy import Authorizer
@@ -174,8 +175,7 @@ def rebuild_records(store: Store, keys: Iterable[RecordKey]) -> None:
                 if state is None:
                     state = states[rkey] = RecordState()
                 state.apply_op(change.op_id(index), op)
-    store.save_records([RecordRow(*rkey, *states[rkey].encode_with_flags())
-                        for rkey in sorted(states)])
+    store.save_records([record_row(rkey, states[rkey]) for rkey in sorted(states)])
     for rkey in sorted(wanted - states.keys()):
         if rkey in held:
             store.delete_record(*rkey)

@@ -62,6 +62,28 @@ class RecordRow(NamedTuple):
     state: bytes
     deleted: bool
     conflict: bool
+    #: The progress classifier's verdict (:mod:`meshsync.replica.progress`): the
+    #: record's ``label`` (None: not classified; deleted records have ``""``),
+    #: whether it is ``done`` and when (``done_ms``, Unix ms). Stores count rows by
+    #: them on write (:meth:`Store.progress_counts`).
+    label: str | None = None
+    done: bool = False
+    done_ms: int | None = None
+
+
+class ProgressCount(NamedTuple):
+    """``n`` records of one ``partition`` with one (``label``, ``done``, ``deleted``,
+    ``conflict``); ``last_done_ms``: the newest ``done_ms`` counted in the group (Unix
+    ms, or None; it does not go back when that record later changes). ``label`` is
+    ``""`` for deleted records and for records stored without a label."""
+
+    partition: str
+    label: str
+    done: bool
+    deleted: bool
+    conflict: bool
+    n: int
+    last_done_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +259,37 @@ class Store(abc.ABC):
         """Insert or replace several record rows. Stores may override with one batch."""
         for row in rows:
             self.save_record(row)
+
+    def progress_counts(self, collection: str, partition_prefix: str = ""
+                        ) -> list[ProgressCount]:
+        """Record counts of ``collection`` by partition and classification (the
+        :class:`RecordRow` label columns), sorted by partition then label, for the
+        partitions under ``partition_prefix`` (whole segments). Stores that keep the
+        counts up to date on write override this; this default counts every row."""
+        groups: dict[tuple[str, str, bool, bool, bool], list[Any]] = {}
+        for row in self.iter_records(collection, partition_prefix):
+            label = "" if row.deleted else row.label or ""
+            group = groups.setdefault(
+                (row.partition, label, row.done, row.deleted, row.conflict), [0, None])
+            group[0] += 1
+            if row.done_ms is not None:
+                group[1] = max(group[1] or 0, row.done_ms)
+        return [ProgressCount(*k, n, last) for k, (n, last) in sorted(groups.items())]
+
+    def set_record_labels(self, rows: list[RecordRow]) -> None:
+        """Store the classification columns of ``rows`` (label, done, done_ms) for the
+        records whose state is still ``row.state``; other records are left alone (their
+        writer labelled them). Inside :meth:`transaction`. Stores may override this
+        with one statement."""
+        for row in rows:
+            held = self.load_record(row.partition, row.collection, row.key)
+            if held is not None and held.state == row.state:
+                self.save_record(row)
+
+    def rebuild_progress_counts(self) -> None:
+        """Count every record row again (stores that keep counts; idempotent). Call
+        inside :meth:`transaction`. This default keeps no counts: nothing to do."""
+        return None
 
     @abc.abstractmethod
     def iter_records(self, collection: str | None = None, partition_prefix: str = "",

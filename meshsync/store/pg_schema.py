@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meshsync.model.errors import StorageError
+from meshsync.store import pg_progress
 
 if TYPE_CHECKING:
     import psycopg
@@ -97,7 +98,7 @@ CROSS JOIN LATERAL generate_series(0, cardinality(p.segs) - 1) AS u(up)
 GROUP BY 1, 2, 3
 """
 
-MIGRATIONS: list[str] = [
+MIGRATIONS: list[str | tuple[str, ...]] = [
     # 1: initial schema, mirroring the SQLite store's, plus the SQL-readable record
     # fields and the views. Feeds get a bigint id so changes carry 8 bytes, not 40.
     # `hlc` is numeric: an HLC is an unsigned 64-bit integer, beyond bigint.
@@ -185,6 +186,9 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX meshsync_refusals_once ON meshsync_refusals
         (author, partition, seq, hash, stage)
     """,
+    # 7: progress counts kept up to date on write, and the KPU views read from them
+    # (meshsync.store.pg_progress; statements listed one by one).
+    pg_progress.MIGRATION,
 ]
 
 _BOOTSTRAP = """
@@ -194,8 +198,11 @@ CREATE TABLE IF NOT EXISTS meshsync_schema (
 """
 
 
-def _statements(script: str) -> list[str]:
-    # The migrations hold no ';' inside a statement (no functions, no literals with one).
+def _statements(script: str | tuple[str, ...]) -> list[str]:
+    # A string migration holds no ';' inside a statement (no functions, no literals
+    # with one); a migration that does is a tuple of its statements.
+    if isinstance(script, tuple):
+        return list(script)
     return [s.strip() for s in script.split(";") if s.strip()]
 
 

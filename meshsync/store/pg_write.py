@@ -67,14 +67,17 @@ _COPY_CHANGES = ("COPY meshsync_changes (feed, seq, hash, hlc, body, sig, invali
 _COPY_TYPES = ["int8", "int8", "bytea", "numeric", "bytea", "bytea", "text"]
 # `fields` is jsonb: its binary form is the version byte 1 and the JSON text, sent
 # as raw bytes (pg_text.fields_jsonb), so the client needs no jsonb dumper.
+# label, done, done_ms: the progress classification (meshsync.store.pg_progress).
 _COPY_RECORDS = ("COPY meshsync_records (collection, key, partition, state, fields, "
-                 "deleted, conflict) FROM STDIN (FORMAT BINARY)")
-_COPY_RECORD_TYPES = ["text", "text", "text", "bytea", "bytea", "bool", "bool"]
-_RECORD_ARRAYS = ("unnest(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::text[], "
-                  "%b::bool[], %b::bool[]) AS u(c, k, p, state, fields, deleted, conflict)")
-_UPDATE_ARRAYS = ("unnest(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::text[], "
-                  "%b::bool[], %b::bool[], %b::bigint[]) "
-                  "AS u(c, k, p, state, fields, deleted, conflict, base)")
+                 "deleted, conflict, label, done, done_ms) FROM STDIN (FORMAT BINARY)")
+_COPY_RECORD_TYPES = ["text", "text", "text", "bytea", "bytea", "bool", "bool", "text",
+                      "bool", "int8"]
+_ROW_ARRAYS = ("unnest(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::text[], "
+               "%b::bool[], %b::bool[], %b::text[], %b::bool[], %b::int8[]")
+_ROW_NAMES = "c, k, p, state, fields, deleted, conflict, label, done, done_ms"
+_RECORD_ARRAYS = f"{_ROW_ARRAYS}) AS u({_ROW_NAMES})"
+_UPDATE_ARRAYS = f"{_ROW_ARRAYS}, %b::bigint[]) AS u({_ROW_NAMES}, base)"
+_SET_LABELS = "label = u.label, done = u.done, done_ms = u.done_ms, "
 
 
 @dataclass(slots=True)
@@ -269,8 +272,8 @@ class WriteBuffer:
 
     @staticmethod
     def _arrays(dirty: list[tuple[RecordKey, Entry]]) -> list[list[Any]]:
-        cols: list[list[Any]] = [[], [], [], [], [], [], []]
-        c, k, p, state, fields, deleted, conflict = cols
+        cols: list[list[Any]] = [[], [], [], [], [], [], [], [], [], []]
+        c, k, p, state, fields, deleted, conflict, label, done, done_ms = cols
         for rkey, entry in dirty:
             row = entry.row
             assert row is not None  # dirty entries always hold their row
@@ -281,6 +284,9 @@ class WriteBuffer:
             fields.append(fields_json(row.state, row.deleted))
             deleted.append(row.deleted)
             conflict.append(row.conflict)
+            label.append(None if row.label is None else escape(row.label))
+            done.append(row.done)
+            done_ms.append(row.done_ms)
         return cols
 
     def _update_rows(self, conn: psycopg.Connection[TupleRow],
@@ -289,7 +295,8 @@ class WriteBuffer:
         arrays.append([entry.base for _, entry in dirty])
         updated = conn.execute(
             "UPDATE meshsync_records r SET state = u.state, fields = u.fields::jsonb, "
-            "deleted = u.deleted, conflict = u.conflict, version = r.version + 1, "
+            f"deleted = u.deleted, conflict = u.conflict, {_SET_LABELS}"
+            "version = r.version + 1, "
             f"updated_at = now() FROM {_UPDATE_ARRAYS} WHERE r.collection = u.c "
             "AND r.key = u.k AND r.partition = u.p AND r.version = u.base", arrays).rowcount
         if updated != len(dirty):
@@ -309,7 +316,9 @@ class WriteBuffer:
                     row = entry.row
                     assert row is not None  # dirty entries always hold their row
                     write((escape(rkey[1]), escape(rkey[2]), escape(rkey[0]), row.state,
-                           fields_jsonb(row.state, row.deleted), row.deleted, row.conflict))
+                           fields_jsonb(row.state, row.deleted), row.deleted, row.conflict,
+                           None if row.label is None else escape(row.label), row.done,
+                           row.done_ms))
                     entry.base = 1  # the column's default version
         except psycopg.errors.UniqueViolation as exc:
             raise _conflict(f"a record read as absent ({exc.diag.message_detail})") from exc
@@ -318,11 +327,13 @@ class WriteBuffer:
                      dirty: list[tuple[RecordKey, Entry]]) -> None:
         rows = conn.execute(
             "INSERT INTO meshsync_records (collection, key, partition, state, fields, "
-            "deleted, conflict) SELECT c, k, p, state, fields::jsonb, deleted, conflict "
+            "deleted, conflict, label, done, done_ms) SELECT c, k, p, state, fields::jsonb, "
+            "deleted, conflict, label, done, done_ms "
             f"FROM {_RECORD_ARRAYS} ORDER BY 1, 2, 3 "
             "ON CONFLICT (collection, key, partition) DO UPDATE SET state = excluded.state, "
             "fields = excluded.fields, deleted = excluded.deleted, "
-            "conflict = excluded.conflict, version = meshsync_records.version + 1, "
+            "conflict = excluded.conflict, label = excluded.label, done = excluded.done, "
+            "done_ms = excluded.done_ms, version = meshsync_records.version + 1, "
             "updated_at = now() RETURNING collection, key, partition, version",
             self._arrays(dirty)).fetchall()
         by_pk = {(c, k, p): int(v) for c, k, p, v in rows}

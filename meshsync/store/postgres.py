@@ -58,6 +58,7 @@ from meshsync.store.base import (
     StoredChange,
 )
 from meshsync.store.pg_evidence import PgEvidence
+from meshsync.store.pg_progress import PgProgress
 from meshsync.store.pg_records import PAGE, PgRecords
 from meshsync.store.pg_schema import migrate
 from meshsync.store.pg_text import escape, unescape, unescape_opt
@@ -75,7 +76,7 @@ def _map_error(exc: psycopg.Error) -> StorageError:
     return StorageError(f"PostgreSQL store failed, the transaction was rolled back: {exc}")
 
 
-class PostgresStore(PgRecords, PgEvidence):
+class PostgresStore(PgRecords, PgEvidence, PgProgress):
     """A :class:`Store` in a PostgreSQL database (see the module docs).
 
     Args:

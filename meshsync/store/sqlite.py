@@ -22,6 +22,7 @@ from typing import Any
 
 from meshsync.model.change import FeedId
 from meshsync.model.errors import StorageError, UsageError
+from meshsync.store import sqlite_progress
 from meshsync.store.base import (
     FeedInfo,
     RecordPos,
@@ -30,6 +31,7 @@ from meshsync.store.base import (
     StoredChange,
 )
 from meshsync.store.sqlite_evidence import SQLiteEvidence
+from meshsync.store.sqlite_progress import SQLiteProgress
 
 MIGRATIONS: list[str] = [
     # 1: initial schema. Feeds get a small integer id so changes carry 8 bytes, not 40.
@@ -97,6 +99,9 @@ MIGRATIONS: list[str] = [
         GROUP BY author, partition, seq, hash, stage);
     CREATE UNIQUE INDEX refusals_once ON refusals (author, partition, seq, hash, stage);
     """,
+    # 5: progress counts kept up to date on every record write
+    # (meshsync.store.sqlite_progress).
+    sqlite_progress.MIGRATION,
 ]
 
 
@@ -138,6 +143,15 @@ def make_store_files_private(path: Path | str) -> None:
             continue  # absent (no WAL yet) or not ours to change
 
 
+# A RecordRow is the parameter tuple, in column order.
+_SAVE_RECORD = (
+    "INSERT INTO records (partition, collection, key, state, deleted, conflict, label, "
+    "done, done_ms) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (collection, key, partition) "
+    "DO UPDATE SET state=excluded.state, deleted=excluded.deleted, "
+    "conflict=excluded.conflict, label=excluded.label, done=excluded.done, "
+    "done_ms=excluded.done_ms")
+
+
 def _prefix_bounds(prefix: str) -> tuple[str, str]:
     # Partition segments never contain '/', and '0' sorts right after '/', so every
     # partition strictly below `prefix` lies in [prefix + '/', prefix + '0').
@@ -161,7 +175,7 @@ def _record_filter(collection: str | None, prefix: str, conflicts_only: bool
     return where, args
 
 
-class SQLiteStore(SQLiteEvidence, Store):
+class SQLiteStore(SQLiteEvidence, SQLiteProgress, Store):
     """A :class:`Store` in one SQLite file. ``path`` may be ``":memory:"`` for tests."""
 
     def __init__(self, path: Path | str) -> None:
@@ -199,9 +213,8 @@ class SQLiteStore(SQLiteEvidence, Store):
         for number in range(version, len(MIGRATIONS)):
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                for statement in sqlite_progress.statements(MIGRATIONS[number]):
+                    self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {number + 1}")
                 self._db.execute("COMMIT")
             except BaseException:
@@ -399,16 +412,15 @@ class SQLiteStore(SQLiteEvidence, Store):
 
     def save_record(self, row: RecordRow) -> None:
         """See :meth:`Store.save_record`."""
-        self._write(
-            "INSERT INTO records (partition, collection, key, state, deleted, conflict) "
-            "VALUES (?,?,?,?,?,?) ON CONFLICT (collection, key, partition) DO UPDATE SET "
-            "state=excluded.state, deleted=excluded.deleted, conflict=excluded.conflict",
-            (row.partition, row.collection, row.key, row.state, row.deleted, row.conflict))
+        if not self._in_tx:
+            raise UsageError("write outside a transaction")
+        self._save_counted(_SAVE_RECORD, [row])
 
     def delete_record(self, partition: str, collection: str, key: str) -> None:
         """See :meth:`Store.delete_record`."""
-        self._write("DELETE FROM records WHERE collection=? AND key=? AND partition=?",
-                    (collection, key, partition))
+        if not self._in_tx:
+            raise UsageError("write outside a transaction")
+        self._delete_counted(partition, collection, key)
 
     def load_records(self, keys: list[tuple[str, str, str]]
                      ) -> dict[tuple[str, str, str], RecordRow]:
@@ -435,11 +447,7 @@ class SQLiteStore(SQLiteEvidence, Store):
         """See :meth:`Store.save_records` (one ``executemany``)."""
         if not self._in_tx:
             raise UsageError("write outside a transaction")
-        self._db.executemany(
-            "INSERT INTO records (partition, collection, key, state, deleted, conflict) "
-            "VALUES (?,?,?,?,?,?) ON CONFLICT (collection, key, partition) DO UPDATE SET "
-            "state=excluded.state, deleted=excluded.deleted, conflict=excluded.conflict",
-            rows)  # a RecordRow is the parameter tuple, in column order
+        self._save_counted(_SAVE_RECORD, rows)
 
     def iter_records(self, collection: str | None = None, partition_prefix: str = "",
                      *, conflicts_only: bool = False) -> Iterator[RecordRow]:
