@@ -86,6 +86,7 @@ from meshsync.protocol.meta import (
     shared_scope,
     vv_parts,
 )
+from meshsync.protocol.progress import offer_counts
 from meshsync.protocol.states import AFTER_PEER_SENT_ALL, State, Step, Trigger, next_state
 from meshsync.protocol.stream import OutgoingChanges
 from meshsync.protocol.window import ReceiveWindow, SendWindow
@@ -412,6 +413,8 @@ class SyncSession:
             message.parts, self._held, self._peer_digests, self._scope)
         self._peer_vv = dict(peer_list)
         self._peer_creds = peer_creds
+        self.summary.changes_offered, self.summary.changes_to_send = offer_counts(
+            dict(self._held.vv), self._peer_vv, self._in_scope)
         forks = forked_feeds(self._held, peer_list, peer_checks)
         self.summary.forked_heads = len(forks)
         blobs = missing(self._held.credentials, peer_creds)
