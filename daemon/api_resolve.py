@@ -64,8 +64,11 @@ def resolve_routes(service: NodeService) -> dict[str, Handler]:
     """``path -> handler`` of the route above, for :func:`.api.build_app`."""
 
     async def resolve(request: Request) -> Response:
-        form = request.headers.get("content-type", "").split(";")[0].strip() == FORM
-        m = _members(await _read_body(request), form)
+        raw = await _read_body(request)
+        # A JSON object is JSON whatever the type says (urllib, curl -d send a form's).
+        form = (request.headers.get("content-type", "").split(";")[0].strip() == FORM
+                and not raw.lstrip().startswith(b"{"))
+        m = _members(raw, form)
         try:
             result = await in_thread(service, partial(
                 service.resolve_conflict, m["collection"], m["key"], m["partition"],

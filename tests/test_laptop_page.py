@@ -28,7 +28,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from daemonfixtures import DaemonLab, DaemonProcess, http
-from meshsync.daemon.laptop_page import headline
+from meshsync.daemon.laptop_page import headline, phone_rows, shown_value
 from netfixtures import DISTRICT, LOOPBACK, VILLAGE, District, run, run_json, wait_until
 from test_status_page import CHROMIUM, chromium, png_size
 
@@ -272,6 +272,9 @@ def test_laptop_page_never_connected_up_and_down_with_a_conflict_resolved(
     assert (status, location) == (303, "/#conflicts")
     record = laptop.get(f"/api/records/{RECORD[0]}/{RECORD[1]}?partition={RECORD[2]}")
     assert record["fields"]["catatan"] == entries["hp-markus"] and not record["conflicts"]
+    again = laptop.request("POST", "/api/conflicts/resolve", {
+        k: v for k, v in chosen.items() if k not in ("action", "method")})
+    assert again.status == 409 and "no open conflict" in again.body["error"], again
     # Another origin's page cannot do the same.
     assert post_form(laptop, body, session_cookie(laptop), "http://evil.test")[0] == 403
 
@@ -294,3 +297,24 @@ def test_laptop_page_never_connected_up_and_down_with_a_conflict_resolved(
 ])
 def test_headline_is_connected_only_when_the_uplink_is_up(uplink: Any, kind: str) -> None:
     assert headline(uplink, 0)["kind"] == kind
+
+
+def test_phone_rows_name_the_phone_and_never_show_raw_values_or_a_busy_race() -> None:
+    dev = "a" * 52
+    names = {dev: {"name": "Yohana Wenda", "scope": VILLAGE, "role": "pantarlih"}}
+    peer = {"device_id": dev, "role": "pantarlih", "addresses": [], "last_seen_ms": 1,
+            "last_sync_ms": 2, "failures": 0, "syncing": False, "pending": None,
+            "to_receive": None, "clock_warnings": ["HP: 1 Jan 2031"],
+            "last_error": "busy: peer refused: an incoming session with this device runs"}
+    uplink = {**peer, "device_id": None, "addresses": [{"host": LOOPBACK, "port": 1,
+                                                        "via": "uplink"}]}
+    rows = phone_rows([peer, uplink], names, {dev: [f"{VILLAGE}/tps-001"]})
+    assert len(rows) == 1  # KPU (the uplink) is the headline's, not a device row
+    row = rows[0]
+    assert (row["name"], row["tps"], row["state"], row["error"]) == (
+        "Yohana Wenda", "tps-001", "ok", "")
+    assert row["warnings"] == ["HP: 1 Jan 2031"] and row["to_send"] is None
+    failing = phone_rows([{**peer, "failures": 2, "last_error": "connect: refused"}], {}, {})
+    assert (failing[0]["state"], failing[0]["name"]) == ("failing", dev[:8])
+    assert shown_value(None) == "" and shown_value({"rt": 2}) == '{"rt": 2}'
+    assert shown_value(b"\x00") == '{"$bytes": "AA=="}' and shown_value(16417) == "16417"
