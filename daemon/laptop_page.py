@@ -27,13 +27,15 @@ ROLES = {"pantarlih": N_("Pantarlih phone"), "gateway": N_("PPK laptop"),
          "central": N_("KPU server"), "admin": N_("admin")}
 
 
-def headline(uplink: dict[str, Any] | None, waiting: int) -> dict[str, Any]:
+def headline(uplink: dict[str, Any] | None, waiting: int, role: str | None = None
+             ) -> dict[str, Any]:
     """The page's first line: ``kind`` is ``up`` (connected to KPU), ``down`` (lost
     since ``since_ms``, the last successful sync), ``never`` (no sync with KPU ever
-    succeeded) or ``none`` (no uplink configured); ``waiting`` changes KPU has not
-    confirmed. Never ``up`` unless the uplink's last attempt succeeded."""
+    succeeded), ``none`` (no uplink configured) or ``phone`` (a Pantarlih phone with
+    no uplink: its changes reach KPU through the laptop); ``waiting`` changes KPU has
+    not confirmed. Never ``up`` unless the uplink's last attempt succeeded."""
     if uplink is None:
-        kind = "none"
+        kind = "phone" if role == "pantarlih" else "none"
     elif uplink.get("state") == "up":
         kind = "up"
     elif uplink.get("last_sync_ms"):
@@ -167,7 +169,7 @@ def render_laptop(status: dict[str, Any], peers: list[dict[str, Any]],
     return render(
         "laptop/page.html", lang, status=status, device=status["device_id"][:16],
         me=_who(status["device_id"], names),
-        head=headline(status.get("uplink"), held["waiting"]),
+        head=headline(status.get("uplink"), held["waiting"], status.get("role")),
         custody=custody_view(held, names),
         phones=phone_rows(peers, names, written_partitions(held)),
         conflicts=conflict_rows(facts["conflicts"], names),

@@ -28,7 +28,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from daemonfixtures import DaemonLab, DaemonProcess, http
-from meshsync.daemon.laptop_page import headline, phone_rows, shown_value
+from meshsync.daemon.laptop_page import headline, phone_rows, render_laptop, shown_value
 from netfixtures import DISTRICT, LOOPBACK, VILLAGE, District, run, run_json, wait_until
 from test_status_page import CHROMIUM, chromium, png_size
 
@@ -297,6 +297,29 @@ def test_laptop_page_never_connected_up_and_down_with_a_conflict_resolved(
 ])
 def test_headline_is_connected_only_when_the_uplink_is_up(uplink: Any, kind: str) -> None:
     assert headline(uplink, 0)["kind"] == kind
+    assert headline(uplink, 0, "gateway")["kind"] == kind
+
+
+def test_a_session_in_flight_is_drawn_with_the_peers_name() -> None:
+    dev = "b" * 52
+    status = {"device_id": "c" * 52, "role": "gateway", "mesh": "mimika", "uplink": None,
+              "clock": None, "progress": [
+                  {"peer": dev, "direction": "outgoing", "changes_received": 8000,
+                   "changes_offered": 16417, "changes_sent": 0, "changes_to_send": 0,
+                   "bytes_received": 2_460_000, "bytes_sent": 900, "started_ms": 1}]}
+    facts = {"names": {dev: {"name": "Yohana Wenda", "scope": VILLAGE, "role": "pantarlih"}},
+             "held": {"feeds": [], "waiting": 0, "confirmed_ms": None, "refused": []},
+             "conflicts": []}
+    page = render_laptop(status, [], {"tps": {}, "village": {}}, facts, "id")
+    flight = " ".join(Dom(page).of("flight").split())
+    assert flight == "Menerima dari Yohana Wenda: 8.000 dari 16.417 perubahan, sejauh ini " \
+                     "2,5 MB.", flight
+    assert 'value="8000"' in page and 'max="16417"' in page
+    headline_text = Dom(page).of("uplink")
+    assert headline_text == "Koneksi ke KPU belum diatur di laptop ini", headline_text
+    phone = render_laptop({**status, "role": "pantarlih", "progress": []}, [],
+                          {"tps": {}, "village": {}}, facts, "id")
+    assert "lewat laptop PPK" in Dom(phone).of("uplink")
 
 
 def test_phone_rows_name_the_phone_and_never_show_raw_values_or_a_busy_race() -> None:
