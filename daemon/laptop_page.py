@@ -57,17 +57,23 @@ def _who(dev: str | None, names: dict[str, dict[str, str]]) -> str:
     return known["name"] if known and known["name"] else _short(dev) or "?"
 
 
+#: Most TPS named in one cell; the rest are counted.
+MAX_TPS_SHOWN = 3
+
+
 def _tps(scope: str) -> str:
-    """A scope's last segment (``tps-001``), or the whole scope for a village or more."""
-    return scope.rsplit("/", 1)[-1] if "/tps-" in scope else scope
+    """A TPS partition as its kampung and TPS (``diloa/tps-001``); another scope whole."""
+    return "/".join(scope.split("/")[-2:]) if "/tps-" in scope else scope
 
 
 def _where(dev: str | None, names: dict[str, dict[str, str]],
            wrote: dict[str, list[str]]) -> str:
     """Where a device writes: its feeds' TPS (``tps-001``), else its certificate's scope."""
-    written = wrote.get(dev or "")
+    written = sorted({_tps(p) for p in wrote.get(dev or "", [])})
+    if len(written) > MAX_TPS_SHOWN:
+        return ", ".join(written[:MAX_TPS_SHOWN]) + f", … (+{len(written) - MAX_TPS_SHOWN})"
     if written:
-        return ", ".join(_tps(p) for p in written)
+        return ", ".join(written)
     return _tps(names.get(dev or "", {}).get("scope", ""))
 
 

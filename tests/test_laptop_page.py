@@ -47,6 +47,8 @@ HOMES = {
 }
 FAST = {"backoff_min_s": 0.2, "backoff_max_s": 1.0, "anti_entropy_s": 3600.0}
 RECORD = ("kunjungan", "rumah-007", f"{VILLAGE}/tps-001")
+#: Screenshot size: a laptop screen's width, tall enough for the whole page.
+SHOT = (1280, 2000)
 
 
 def shots_dir(tmp_path: Path) -> Path:
@@ -163,8 +165,8 @@ def browse(lab: Lab, laptop: DaemonProcess, tmp_path: Path, shot: str) -> Dom:
     assert dumped.returncode == 0, dumped.stderr[-2000:]
     path = shots_dir(tmp_path) / f"laptop-{shot}.png"
     taken = chromium(tmp_path / f"shot-{shot}", f"--screenshot={path}",
-                     run_json("login", "--home", laptop.home)["url"])
-    assert taken.returncode == 0 and png_size(path)[0] > 0, taken.stderr[-2000:]
+                     run_json("login", "--home", laptop.home)["url"], window=SHOT)
+    assert taken.returncode == 0 and png_size(path) == SHOT, taken.stderr[-2000:]
     assert path.stat().st_size > 15_000  # a blank page is ~3.6 KB
     return Dom(dumped.stdout)
 
@@ -236,11 +238,14 @@ def test_laptop_page_never_connected_up_and_down_with_a_conflict_resolved(
     assert f"{number(held, 'id')} perubahan menunggu dikirim ke KPU" in dom.of("waiting")
     assert f"menyimpan {number(held, 'id')} perubahan yang belum dikonfirmasi KPU" in \
         dom.of("custody-summary")
+    # Per TPS: the record both phones wrote is in tps-001 (two changes, one from each).
+    assert re.search(rf"{VILLAGE}/tps-001 (\d+) \1 ", dom.of("custody-tps")), \
+        dom.of("custody-tps")
     peers = dom.of("peers")
     for name in ("Yohana Wenda", "Markus Kogoya"):
         assert name in peers and name in dom.of("custody-phones"), peers
     assert "None" not in peers and "{" not in peers and "busy" not in peers
-    assert "HP Pantarlih" in peers and "tps-001" in peers, peers
+    assert "HP Pantarlih" in peers and "diloa/tps-001" in peers, peers
     assert "tidak bisa dihubungi" not in peers  # KPU is in the headline, not a device row
     visited = voters[0][0]  # the three results were recorded at this TPS
     done = sum(1 for p, _key in voters[:3] if p == visited)
@@ -264,6 +269,7 @@ def test_laptop_page_never_connected_up_and_down_with_a_conflict_resolved(
     assert dom.of("uplink") == "Terhubung ke KPU", dom.text
     assert "Tidak ada yang menunggu" in dom.of("waiting")
     assert "KPU terakhir mengonfirmasi pukul" in dom.of("custody-summary")
+    assert "semua TPS: sudah dikonfirmasi KPU" in dom.of("custody-tps")
 
     # 3. The page's form, as the browser sends it: same origin, the session cookie.
     chosen = next(f for f in forms if f["author"] == phones["hp-markus"].device_id)
@@ -335,7 +341,7 @@ def test_phone_rows_name_the_phone_and_never_show_raw_values_or_a_busy_race() ->
     assert len(rows) == 1  # KPU (the uplink) is the headline's, not a device row
     row = rows[0]
     assert (row["name"], row["tps"], row["state"], row["error"]) == (
-        "Yohana Wenda", "tps-001", "ok", "")
+        "Yohana Wenda", "diloa/tps-001", "ok", "")
     assert row["warnings"] == ["HP: 1 Jan 2031"] and row["to_send"] is None
     failing = phone_rows([{**peer, "failures": 2, "last_error": "connect: refused"}], {}, {})
     assert (failing[0]["state"], failing[0]["name"]) == ("failing", dev[:8])

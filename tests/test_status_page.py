@@ -39,8 +39,10 @@ pytestmark = pytest.mark.skipif(
 WINDOW = (1000, 700)
 
 
-def chromium(user_data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run headless Chromium with switches that keep it off the network."""
+def chromium(user_data: Path, *args: str, window: tuple[int, int] = WINDOW
+             ) -> subprocess.CompletedProcess[str]:
+    """Run headless Chromium with switches that keep it off the network, its window
+    ``window`` (width, height) pixels."""
     return subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
@@ -48,7 +50,7 @@ def chromium(user_data: Path, *args: str) -> subprocess.CompletedProcess[str]:
          f"--user-data-dir={user_data}",
          f"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE {LOOPBACK}",
          f"--proxy-server=http://{LOOPBACK}:9",  # loopback itself bypasses proxies
-         f"--window-size={WINDOW[0]},{WINDOW[1]}", *args],
+         f"--window-size={window[0]},{window[1]}", *args],
         capture_output=True, text=True, timeout=90, check=False)
 
 
