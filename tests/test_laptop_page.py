@@ -347,3 +347,11 @@ def test_phone_rows_name_the_phone_and_never_show_raw_values_or_a_busy_race() ->
     assert (failing[0]["state"], failing[0]["name"]) == ("failing", dev[:8])
     assert shown_value(None) == "" and shown_value({"rt": 2}) == '{"rt": 2}'
     assert shown_value(b"\x00") == '{"$bytes": "AA=="}' and shown_value(16417) == "16417"
+
+
+def test_the_pages_fast_number_format_equals_babels() -> None:
+    from meshsync.daemon.templating import number as page_number
+
+    for value in (0, 7, 999, 1000, 16417, 1_234_567, -12_345, 2.5):
+        for lang in ("id", "en"):
+            assert page_number(value, lang) == number(value, lang), (value, lang)
