@@ -355,3 +355,26 @@ def test_the_pages_fast_number_format_equals_babels() -> None:
     for value in (0, 7, 999, 1000, 16417, 1_234_567, -12_345, 2.5):
         for lang in ("id", "en"):
             assert page_number(value, lang) == number(value, lang), (value, lang)
+
+
+def test_the_pages_script_parses_and_its_assets_are_served_guarded(lab: Lab) -> None:
+    import shutil
+    import subprocess
+
+    from meshsync.daemon.templating import STATIC
+
+    script = STATIC / "laptop" / "live.js"
+    node = shutil.which("node")
+    if node is not None:  # a syntax check where Node.js is installed (not needed in CI)
+        checked = subprocess.run([node, "--check", str(script)], capture_output=True,
+                                 text=True, check=False)
+        assert checked.returncode == 0, checked.stderr
+    laptop = lab.daemon("laptop").start()
+    css = http("GET", laptop.api_url + "/static/laptop/laptop.css", laptop.token)
+    assert css.status == 200 and css.content_type.startswith("text/css")
+    assert http("GET", laptop.api_url + "/static/laptop/laptop.css").status == 401
+    for name in ("nope.css", "..%2Fapi.py", "live.JS", "laptop.css.map"):
+        reply = http("GET", laptop.api_url + "/static/laptop/" + name, laptop.token)
+        assert reply.status == 404, (name, reply)
+    page = http("GET", laptop.api_url + "/", laptop.token)
+    assert "<script" in str(page.body) and "http-equiv=\"refresh\"" not in str(page.body)
