@@ -18,6 +18,11 @@ cluster from Debian's binaries), into a fresh PostgreSQL schema, 500 per signed 
   per TPS and village (:mod:`meshsync.replica.progress`), computed by reading every
   record: the page's floor until progress is kept as aggregates on write.
 
+Then, in this process on the same store (the daemon stopped), the page's parts one by
+one, median of ``--runs``: ``progress`` (:func:`meshsync.replica.progress.progress`),
+``facts`` (custody towards KPU, names, conflicts: ``LocalNode.laptop_facts``) and
+``render`` (the templates, given those): what the page costs beside progress.
+
 Numbers depend on load: on a shared 2-core machine run it when the machine is idle.
 """
 
@@ -32,6 +37,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +89,37 @@ def median_ms(laptop: Laptop, path: str, runs: int) -> float:
     return round(statistics.median(laptop.fetch_ms(path)[0] for _ in range(runs)), 1)
 
 
+def parts_ms(home: Path, store: str | None, runs: int) -> dict[str, float]:
+    """The page's parts in this process (see the module docs), median milliseconds."""
+    import trio
+    from meshsync.daemon.laptop_page import render_laptop
+    from meshsync.daemon.service import LocalNode
+
+    from meshsync.host.home import Home
+    from meshsync.host.local import open_node
+    from meshsync.replica.progress import progress
+
+    def timed(func: Any) -> tuple[float, Any]:
+        start = time.perf_counter()
+        out = func()
+        return (time.perf_counter() - start) * 1000, out
+
+    with open_node(home, store=store) as node:
+        local = LocalNode(Home.open(home), node, trio.CapacityLimiter(1))
+        local.refresh()
+        status = {"device_id": node.key.device_id, "role": "gateway", "mesh": "bench",
+                  "uplink": None, "clock": None, "progress": []}
+        rows: dict[str, list[float]] = {"progress": [], "facts": [], "render": []}
+        for _ in range(runs):
+            ms, figures = timed(lambda: progress(node.store, "voters"))
+            rows["progress"].append(ms)
+            ms, facts = timed(lambda: local.laptop_facts(set()))
+            rows["facts"].append(ms)
+            ms, _page = timed(partial(render_laptop, status, [], figures, facts, "id"))
+            rows["render"].append(ms)
+    return {f"{k}_ms": round(statistics.median(v), 1) for k, v in rows.items()}
+
+
 def measure(home: Path, store: str | None, log: Path, runs: int) -> dict[str, Any]:
     """One store's figures (see the module docs)."""
     laptop = Laptop(home, store, log)
@@ -97,8 +134,7 @@ def measure(home: Path, store: str | None, log: Path, runs: int) -> dict[str, An
         laptop.stop()
     return {"page_ms": page_ms, "status_ms": status, "progress_ms": progress,
             "page_over_status": round(page_ms / status, 1) if status else None,
-            "page_minus_progress_ms": round(page_ms - progress, 1),
-            "page_bytes": len(page)}
+            "page_bytes": len(page), "in_process": parts_ms(home, store, runs)}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -129,15 +165,17 @@ def show(results: dict[str, Any]) -> None:
     """A short table."""
     print(f"{results['voters']:,} voters; goal: page <= {results['goal_ms']} ms")
     print(f"{'store':<11}{'page ms':>9}{'status ms':>11}{'progress ms':>13}"
-          f"{'page/status':>13}{'page-progress':>15}")
+          f"{'page/status':>13}   in-process: progress, facts, render ms")
     for store in ("sqlite", "postgresql"):
         r = results.get(store)
         if not isinstance(r, dict):
             if r:
                 print(f"{store:<11}{r}")
             continue
+        p = r["in_process"]
         print(f"{store:<11}{r['page_ms']:>9}{r['status_ms']:>11}{r['progress_ms']:>13}"
-              f"{r['page_over_status']:>13}{r['page_minus_progress_ms']:>15}")
+              f"{r['page_over_status']:>13}   {p['progress_ms']}, {p['facts_ms']}, "
+              f"{p['render_ms']}")
 
 
 def main() -> None:
