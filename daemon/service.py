@@ -127,7 +127,9 @@ class LocalNode(NodeService):
         from meshsync.daemon.laptop_facts import enrolled_names, open_conflicts, upstream_custody
 
         held = upstream_custody(self.node)
-        conflicts = open_conflicts(self.node)
+        # The store has no index of conflicting records: skip the scan when the counts
+        # (recounted after every write and session) say there are none.
+        conflicts = open_conflicts(self.node) if self.counts.conflicts else []
         authors = {f["author"] for f in held["feeds"]} | {r["author"] for r in held["refused"]}
         writers = {v["author"] for c in conflicts for v in c["versions"]}
         names = enrolled_names(self.node, devices | authors | writers
