@@ -326,6 +326,10 @@ def test_a_session_in_flight_is_drawn_with_the_peers_name() -> None:
     phone = render_laptop({**status, "role": "pantarlih", "progress": []}, [],
                           {"tps": {}, "village": {}}, facts, "id")
     assert "lewat laptop PPK" in Dom(phone).of("uplink")
+    english = render_laptop(status, [], {"tps": {}, "village": {}}, facts, "en")
+    assert '<html lang="en">' in english and "Receiving from Yohana Wenda: 8,000 of " \
+        "16,417 changes" in english
+    assert '<html lang="id">' in page
 
 
 def test_phone_rows_name_the_phone_and_never_show_raw_values_or_a_busy_race() -> None:
