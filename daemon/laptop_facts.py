@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 from meshsync.model.errors import UsageError
-from meshsync.model.identity import device_id
+from meshsync.model.identity import device_id, parse_device_id
 from meshsync.replica.custody import held_by, held_receipts, ignored_reason, issuer_role
 from meshsync.replica.node import Node
 from meshsync.replica.receipt import Receipt
@@ -64,8 +64,6 @@ def enrolled_names(node: Node, devices: set[str]) -> dict[str, dict[str, str]]:
     """``device id -> {"name", "scope", "role"}`` from each device's verified
     certificate (the name given at enrolment: the certificate's CN); devices this node
     holds no verified certificate of are left out."""
-    from meshsync.model.identity import parse_device_id
-
     info = getattr(node.trust, "device_info", None)
     out: dict[str, dict[str, str]] = {}
     if info is None:

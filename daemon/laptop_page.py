@@ -87,9 +87,10 @@ def phone_rows(peers: list[dict[str, Any]], names: dict[str, dict[str, str]],
     """One row per peer: ``name``, ``tps``, ``role`` (msgid), ``last_seen_ms``,
     ``last_sync_ms``, ``to_send`` / ``to_receive`` (int or None: unknown until a
     session), ``state`` (``syncing``, ``failing``, ``ok``, ``never``), ``error`` and
-    ``warnings`` (lines); the uplink (KPU) is left out. ``wrote``: device id -> the
-    partitions of its feeds held here (a phone's TPS); a device that wrote nothing
-    shows its certificate's scope."""
+    ``warnings`` (the last session's clock warnings, English lines), ``skew_s`` (how
+    far its clock is from this one's, seconds); the uplink (KPU) is left out.
+    ``wrote``: device id -> the partitions of its feeds held here (a phone's TPS); a
+    device that wrote nothing shows its certificate's scope."""
     rows = []
     for p in peers:
         if any(a.get("via") == "uplink" for a in p.get("addresses") or []):
@@ -108,7 +109,8 @@ def phone_rows(peers: list[dict[str, Any]], names: dict[str, dict[str, str]],
                      "last_seen_ms": p.get("last_seen_ms"), "last_sync_ms": p.get("last_sync_ms"),
                      "to_send": p.get("pending"), "to_receive": p.get("to_receive"),
                      "state": state, "error": error or "",
-                     "warnings": list(p.get("clock_warnings") or [])})
+                     "warnings": list(p.get("clock_warnings") or []),
+                     "skew_s": abs(int(p.get("clock_skew_ms") or 0)) // 1000})
     return sorted(rows, key=lambda r: (r["role"] != ROLES["pantarlih"], r["name"]))
 
 

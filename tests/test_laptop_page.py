@@ -316,7 +316,11 @@ def test_a_session_in_flight_is_drawn_with_the_peers_name() -> None:
     facts = {"names": {dev: {"name": "Yohana Wenda", "scope": VILLAGE, "role": "pantarlih"}},
              "held": {"feeds": [], "waiting": 0, "confirmed_ms": None, "refused": []},
              "conflicts": []}
-    page = render_laptop(status, [], {"tps": {}, "village": {}}, facts, "id")
+    skewed = {"device_id": dev, "role": "pantarlih", "addresses": [], "last_seen_ms": 1,
+              "last_sync_ms": 2, "failures": 0, "syncing": False, "pending": 0,
+              "to_receive": 0, "clock_warnings": ["x"], "clock_skew_ms": 7_200_000}
+    page = render_laptop(status, [skewed], {"tps": {}, "village": {}}, facts, "id")
+    assert "Jam Yohana Wenda berbeda 7.200 detik dari jam laptop ini" in page
     flight = " ".join(Dom(page).of("flight").split())
     assert flight == "Menerima dari Yohana Wenda: 8.000 dari 16.417 perubahan, sejauh ini " \
                      "2,5 MB.", flight
@@ -337,7 +341,8 @@ def test_phone_rows_name_the_phone_and_never_show_raw_values_or_a_busy_race() ->
     names = {dev: {"name": "Yohana Wenda", "scope": VILLAGE, "role": "pantarlih"}}
     peer = {"device_id": dev, "role": "pantarlih", "addresses": [], "last_seen_ms": 1,
             "last_sync_ms": 2, "failures": 0, "syncing": False, "pending": None,
-            "to_receive": None, "clock_warnings": ["HP: 1 Jan 2031"],
+            "to_receive": None, "clock_warnings": ["peer aaaaaaaa clock differs"],
+            "clock_skew_ms": -3_600_000,
             "last_error": "busy: peer refused: an incoming session with this device runs"}
     uplink = {**peer, "device_id": None, "addresses": [{"host": LOOPBACK, "port": 1,
                                                         "via": "uplink"}]}
@@ -346,7 +351,7 @@ def test_phone_rows_name_the_phone_and_never_show_raw_values_or_a_busy_race() ->
     row = rows[0]
     assert (row["name"], row["tps"], row["state"], row["error"]) == (
         "Yohana Wenda", "diloa/tps-001", "ok", "")
-    assert row["warnings"] == ["HP: 1 Jan 2031"] and row["to_send"] is None
+    assert row["skew_s"] == 3600 and row["warnings"] and row["to_send"] is None
     failing = phone_rows([{**peer, "failures": 2, "last_error": "connect: refused"}], {}, {})
     assert (failing[0]["state"], failing[0]["name"]) == ("failing", dev[:8])
     assert shown_value(None) == "" and shown_value({"rt": 2}) == '{"rt": 2}'
