@@ -252,7 +252,9 @@ OPENAPI: dict[str, Any] = {
                                                     **_ERRORS}}},
         **_LOGIN,
         "/api/status": {"get": {"summary": "Node status: identity, diagnosis, peers, "
-                                           "pending changes, conflicts, clock warnings",
+                                           "pending changes, conflicts, clock warnings, "
+                                           "`progress` of each session in flight (as "
+                                           "the `sync.progress` event)",
                                 "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
         "/api/peers": {"get": {"summary": "Peer table",
                                "responses": {"200": _json({"type": "array",
