@@ -28,7 +28,7 @@ from meshsync.host.i18n import ngettext
 from meshsync.host.local import open_node
 from meshsync.host.lock import hold_home
 from meshsync.model.errors import UsageError
-from meshsync.net.endpoints import serve_sync, sync_with
+from meshsync.net.endpoints import Endpoint, serve_sync, sync_with
 from meshsync.net.errors import TransportError
 from meshsync.net.setup import open_endpoint
 from meshsync.protocol.events import SessionSummary
@@ -135,7 +135,8 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
             with open_endpoint(path) as endpoint:
                 held_before.append(_changes_held(endpoint.node))
                 try:
-                    summary = await sync_with(endpoint, host, port, timeout)
+                    summary = await _sync_drawing(endpoint, host, port, timeout,
+                                                  not as_json and sys.stdout.isatty())
                 except TransportError as exc:
                     if not as_json:
                         raise
@@ -168,6 +169,25 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
         sys.exit(1)
     if not result["converged"]:
         sys.exit(4)
+
+
+async def _sync_drawing(endpoint: Endpoint, host: str, port: int, timeout: float,
+                        draw: bool) -> SessionSummary:
+    """:func:`sync_with`, drawing its progress on stdout while it runs if ``draw``."""
+    if not draw:
+        return await sync_with(endpoint, host, port, timeout)
+    from meshsync.cli.progress import draw_progress
+
+    def read() -> dict[str, Any] | None:
+        flying = next(iter(endpoint.in_flight.values()), None)
+        return flying.progress() if flying is not None else None
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(draw_progress, read, sys.stdout)
+        try:
+            return await sync_with(endpoint, host, port, timeout)
+        finally:
+            nursery.cancel_scope.cancel()
 
 
 def _sync_line(result: dict[str, Any]) -> str:

@@ -61,6 +61,11 @@ PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsaf
                                            "frame-ancestors 'none'",
                 "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
                 "Cache-Control": "no-store"}
+#: The laptop page: its own stylesheet and script only (served from the package under
+#: /static), requests and forms to its own origin only, never framed.
+LAPTOP_HEADERS = {**PAGE_HEADERS, "Content-Security-Policy": (
+    "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")}
 T = TypeVar("T")
 log = logging.getLogger("meshsync.api")
 
@@ -133,6 +138,19 @@ class NodeService:
 
     def conflicts(self) -> list[JsonObject]:
         """Records with open conflicts."""
+        raise NotImplementedError
+
+    def laptop_facts(self, devices: set[str]) -> JsonObject:
+        """What the laptop page reads from the node (:mod:`.laptop_facts`): ``held``
+        (custody towards KPU), ``names`` (of ``devices`` and every author held, by
+        device id) and ``conflicts``."""
+        raise NotImplementedError
+
+    def resolve_conflict(self, collection: str, key: str, partition: str, field: str,
+                         author: str, hlc: int) -> JsonObject:
+        """Keep the version of ``field`` written by ``author`` at ``hlc`` (one of the
+        record's open conflict versions) as the field's value; as :meth:`put_record`.
+        ConflictGoneError (409) if the record has no such version open any more."""
         raise NotImplementedError
 
     def import_bundle(self, source: BinaryIO, name: str) -> JsonObject:
@@ -325,6 +343,7 @@ def build_app(service: NodeService, token: str) -> Starlette:
     (:func:`serve_api` tells it the bound address)."""
     from meshsync.daemon.api_events import event_routes  # they import this module
     from meshsync.daemon.api_lists import list_routes
+    from meshsync.daemon.api_resolve import resolve_routes
     from meshsync.daemon.api_writes import write_routes
     from meshsync.daemon.app_routes import app_routes
     from meshsync.daemon.kpu_page import kpu_routes
@@ -385,9 +404,17 @@ def build_app(service: NodeService, token: str) -> Starlette:
         return JSONResponse(served_openapi(guard.cookie_name))
 
     async def page(request: Request) -> Response:
+        status, peers = service.status(), service.peers()
         progress = await call(partial(service.progress, "voters"))
-        return HTMLResponse(render_status(service.status(), service.peers(), progress),
-                            headers=PAGE_HEADERS)
+        if status.get("role") == "central":
+            return HTMLResponse(render_status(status, peers, progress), headers=PAGE_HEADERS)
+        from meshsync.daemon.laptop_page import render_laptop
+
+        devices = {p["device_id"] for p in peers if p.get("device_id")}
+        facts = await call(partial(service.laptop_facts, devices))
+        # tens of milliseconds for hundreds of TPS: off the event loop (no node access)
+        html = await trio.to_thread.run_sync(render_laptop, status, peers, progress, facts)
+        return HTMLResponse(html, headers=LAPTOP_HEADERS)
 
     routes = [
         Route("/login", guard.login),
@@ -407,7 +434,7 @@ def build_app(service: NodeService, token: str) -> Starlette:
           for path, handler in {**kpu_routes(service), **static_routes()}.items()],
         Route("/api/sync", guarded("/api/sync", sync), methods=["POST"]),
         *[Route(path, guarded(path, handler), methods=["POST"])
-          for path, handler in write_routes(service).items()],
+          for path, handler in {**write_routes(service), **resolve_routes(service)}.items()],
         *app_routes(service, guard),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(HostCheck, guard=guard)],

@@ -19,6 +19,7 @@ class EventSources:
     def __init__(self, bus: EventBus) -> None:
         self.bus = bus
         self._said: dict[str, Any] = {}
+        self._progress: dict[tuple[str | None, str], tuple[int, ...]] = {}
 
     def dialled(self, peer: str | None, address: tuple[str, int]) -> None:
         """An outgoing session starts."""
@@ -45,6 +46,20 @@ class EventSources:
                          changes_received=summary.changes_received,
                          duplicates=summary.duplicates, converged=summary.converged,
                          error=summary.error, duration_ms=duration)
+
+    def progress(self, flying: list[dict[str, Any]]) -> None:
+        """``sync.progress`` for each session in flight (``Daemon.in_flight`` rows)
+        whose counts moved since the last call."""
+        now: dict[tuple[str | None, str], tuple[int, ...]] = {}
+        for row in flying:
+            key = (row["peer"], row["direction"])
+            figures = now[key] = (row["changes_received"], row["changes_sent"],
+                                  row["bytes_received"], row["bytes_sent"],
+                                  -1 if row["changes_offered"] is None
+                                  else row["changes_offered"])
+            if self._progress.get(key) != figures:
+                self.bus.publish("sync.progress", **row)
+        self._progress = now
 
     def state(self, conflicts: int, uplink: dict[str, Any] | None,
               custody: dict[str, Any]) -> None:

@@ -33,6 +33,12 @@ EVENT_TYPES: dict[str, str] = {
                      "`error` (null when it succeeded) and `duration_ms`; a dial that "
                      "failed before any session has `address`, the error and no "
                      "duration.",
+    "sync.progress": "A session in flight moved (at most every half second): `peer`, "
+                     "`direction`, `changes_received` of `changes_offered` (what the "
+                     "peer's version vector holds beyond this node's; null until the "
+                     "vectors were exchanged), `changes_sent` of `changes_to_send`, "
+                     "`bytes_received`, `bytes_sent` (so far; no total is announced) and "
+                     "`started_ms`.",
     "changes.received": "A session brought new changes: `peer` and `count`.",
     "conflicts": "The number of records with open conflicts changed: `conflicts`.",
     "uplink": "The uplink's state changed: `state` (up or down) and `last_error`.",

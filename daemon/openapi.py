@@ -62,6 +62,16 @@ DEFAULT_LIMIT, MAX_LIMIT = 500, 5000
 MAX_BATCH_SIZE = 10_000
 
 
+_RESOLVE = {"type": "object", "additionalProperties": False,
+            "required": ["collection", "key", "partition", "field", "author", "hlc"],
+            "properties": {"collection": {"type": "string"}, "key": {"type": "string"},
+                           "partition": {"type": "string"}, "field": {"type": "string"},
+                           "author": {"type": "string", "description": "the chosen "
+                                      "version's author (device id)"},
+                           "hlc": {"type": ["string", "integer"], "description": "the "
+                                   "chosen version's hlc, as in a record's conflicts"}}}
+
+
 def _json(schema: dict[str, Any], text: str = "OK") -> dict[str, Any]:
     return {"description": text, "content": {"application/json": {"schema": schema}}}
 
@@ -221,16 +231,42 @@ OPENAPI: dict[str, Any] = {
         "schemas": {"Record": _RECORD, "Error": _ERROR}},
     "security": [{"token": []}, {"session": []}],
     "paths": {
-        "/": {"get": {"summary": "The operator's status page (HTML; no personal data)",
+        "/": {"get": {"summary": "The operator's page (HTML): on a laptop, connection to "
+                                 "KPU, custody, devices, conflicts (with their values, to "
+                                 "resolve) and coklit progress; at central, the status",
                       "responses": {"200": {"description": "OK", "content": {
                           "text/html": {"schema": {"type": "string"}}}}, **_ERRORS}}},
+        "/static/laptop/{name}": {"get": {
+            "summary": "The laptop page's stylesheet and script (from the package)",
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern":
+                                       "^[a-z0-9_-]{1,40}\\.(css|js)$"}}],
+            "responses": {"200": {"description": "the file", "content": {
+                "text/css": {"schema": {"type": "string"}},
+                "text/javascript": {"schema": {"type": "string"}}}}, **_ERRORS}}},
+        "/api/conflicts/resolve": {"post": {
+            "summary": "Keep one entry of a conflicting field (the laptop page's form)",
+            "description": "Writes the chosen version's value as a new edit of the field, "
+                           "which closes the conflict. A form post (urlencoded, from the "
+                           "page: same origin, browser session) is answered with 303 to "
+                           "the page; JSON with the write's result as a PUT, or 409 when "
+                           "that entry is no longer open.",
+            "requestBody": {"required": True, "content": {
+                media: {"schema": _RESOLVE} for media in
+                ("application/json", "application/x-www-form-urlencoded")}},
+            "responses": {"200": _json({"type": "object"}),
+                          "303": {"description": "form posts: back to the page"},
+                          "409": _json(_ERROR, "that entry is no longer an open conflict"),
+                          **_ERRORS}}},
         "/api/openapi.json": {"get": {"summary": "This description",
                                       "responses": {"200": _json({"type": "object"}),
                                                     **_ERRORS}}},
         **_LOGIN,
         **kpu_paths(_ERRORS),
         "/api/status": {"get": {"summary": "Node status: identity, diagnosis, peers, "
-                                           "pending changes, conflicts, clock warnings",
+                                           "pending changes, conflicts, clock warnings, "
+                                           "`progress` of each session in flight (as "
+                                           "the `sync.progress` event)",
                                 "responses": {"200": _json({"type": "object"}), **_ERRORS}}},
         "/api/peers": {"get": {"summary": "Peer table",
                                "responses": {"200": _json({"type": "array",

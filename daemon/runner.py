@@ -50,6 +50,8 @@ log = logging.getLogger("meshsync.daemon")
 TOKEN_FILE = "api.token"  # noqa: S105 - a file name, not a secret
 RUNTIME_FILE = "daemon.json"
 UPLINK_POLL_S = 5.0
+#: Seconds between two looks at the sessions in flight (``sync.progress`` events).
+PROGRESS_EVENT_S = 0.5
 
 
 def api_token(home: Home) -> str:
@@ -77,6 +79,8 @@ class Daemon(LocalNode):
         # one setting; port 0 in tests: the default)
         self.manager.inbound_port = config.listen[1] or self.manager.inbound_port
         self.clock_warnings: list[str] = []
+        #: The clock warnings of each peer's last session (device id -> lines).
+        self.peer_warnings: dict[str, list[str]] = {}
         self.peer_vvs: dict[str, dict[FeedId, int]] = {}
         self.listen_address: tuple[str, int] | None = None
         self.api_address = ""  # "HOST:PORT" once the API is bound
@@ -84,7 +88,7 @@ class Daemon(LocalNode):
         self._board: AdvertBoard | None = None
         self.sources = EventSources(self.events)
         self.manager.on_dial = self.sources.dialled
-        self.manager.on_session = self.sources.session
+        self.manager.on_session = self._session_ended
         self.manager.on_dial_failed = self.sources.dial_failed
         #: Set once this device learns its own revocation; serve_daemon then stops and
         #: wipes the home (meshsync.host.wipe), ``evidence`` being its own changes.
@@ -96,11 +100,17 @@ class Daemon(LocalNode):
     def _on_summary(self, direction: str, address: tuple[str, int],
                     summary: SessionSummary) -> None:
         self.manager.session_finished(direction, address, summary)
+
+    def _session_ended(self, direction: str, summary: SessionSummary) -> None:
+        """Any session ended, dialled or accepted (the peer manager's ``on_session``)."""
         self._after_session(summary)
+        self.sources.session(direction, summary)
 
     def _after_session(self, summary: SessionSummary) -> None:
         if summary.peer and summary.peer_vv:
             self.peer_vvs[device_id(summary.peer)] = summary.peer_vv
+        if summary.peer and summary.error is None:
+            self.peer_warnings[device_id(summary.peer)] = list(summary.clock_warnings)
         for warning in summary.clock_warnings:
             if warning not in self.clock_warnings:
                 self.clock_warnings = [*self.clock_warnings[-19:], warning]
@@ -132,7 +142,15 @@ class Daemon(LocalNode):
         rows = self.manager.snapshot()
         for row in rows:
             row["pending"] = self._pending(row["device_id"])
+            row["to_receive"] = self._to_receive(row["device_id"])
+            row["clock_warnings"] = self.peer_warnings.get(row["device_id"] or "", [])
         return rows
+
+    def _to_receive(self, dev: str | None) -> int | None:
+        """Changes peer ``dev`` held at its last session that this node still lacks
+        (None if it never synced)."""
+        vv = self.peer_vvs.get(dev or "")
+        return None if vv is None else pending_changes(vv, self.counts.vv)
 
     def _uplink_status(self) -> dict[str, Any] | None:
         if not self.config.uplink:
@@ -187,8 +205,14 @@ class Daemon(LocalNode):
             if self.listen_address else None,
             "uplink": self._uplink_status(), "discovery": self._discovery_stats(),
             "custody": self.custody, "storage": storage_status(self.node),
-            "clock": clock_json(self.node),
+            "clock": clock_json(self.node), "progress": self.in_flight(),
         }
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The sessions running now, each :meth:`SessionSummary.progress
+        <meshsync.protocol.events.SessionSummary.progress>` with its ``direction``."""
+        return [{**summary.progress(), "direction": direction}
+                for (_peer, direction), summary in list(self.endpoint.in_flight.items())]
 
     # -- running ------------------------------------------------------------------
 
@@ -248,6 +272,7 @@ class Daemon(LocalNode):
             if self.config.uplink:
                 nursery.start_soon(self._uplinks)
             nursery.start_soon(self._refresher)
+            nursery.start_soon(self._progress_events)
             self._write_runtime()
             task_status.started()
             try:
@@ -287,6 +312,13 @@ class Daemon(LocalNode):
         log.warning("this device has been revoked: stopping, then deleting its copy of "
                     "others' data; own changes: %s", self.evidence.path or self.evidence.reason)
         self.revoked.set()
+
+    async def _progress_events(self) -> None:
+        """A ``sync.progress`` event per session in flight whose figures moved, at most
+        every :data:`PROGRESS_EVENT_S` seconds."""
+        while True:
+            self.sources.progress(self.in_flight())
+            await trio.sleep(PROGRESS_EVENT_S)
 
     def _write_runtime(self) -> None:
         assert self.listen_address is not None

@@ -122,7 +122,34 @@ class LocalNode(NodeService):
         """See :meth:`NodeService.conflicts`."""
         return [r.to_json() for r in self.node.conflicts()]
 
+    def laptop_facts(self, devices: set[str]) -> JsonObject:
+        """See :meth:`NodeService.laptop_facts`."""
+        from meshsync.daemon.laptop_facts import enrolled_names, open_conflicts, upstream_custody
+
+        held = upstream_custody(self.node)
+        # The store has no index of conflicting records: skip the scan when the counts
+        # (recounted after every write and session) say there are none.
+        conflicts = open_conflicts(self.node) if self.counts.conflicts else []
+        authors = {f["author"] for f in held["feeds"]} | {r["author"] for r in held["refused"]}
+        writers = {v["author"] for c in conflicts for v in c["versions"]}
+        names = enrolled_names(self.node, devices | authors | writers
+                               | {self.node.key.device_id})
+        return {"held": held, "names": names, "conflicts": conflicts}
+
     # -- writing ----------------------------------------------------------------------
+
+    def resolve_conflict(self, collection: str, key: str, partition: str, field: str,
+                         author: str, hlc: int) -> JsonObject:
+        """See :meth:`NodeService.resolve_conflict`."""
+        from meshsync.daemon.api_resolve import ConflictGoneError
+
+        record = self.node.get(collection, key, partition)
+        versions = record.conflicts.get(field, []) if record else []
+        chosen = [v for v in versions if v.author == author and v.hlc == hlc]
+        if not chosen or field == "*":
+            raise ConflictGoneError(f"{collection}/{key} has no open conflict on {field!r} "
+                                    "with that entry any more (resolved meanwhile?)")
+        return self.put_record(collection, key, {field: chosen[0].value}, partition)
 
     def put_record(self, collection: str, key: str, fields: dict[str, object],
                    partition: str | None) -> JsonObject:

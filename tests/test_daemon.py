@@ -217,13 +217,16 @@ def _app_routes() -> list[tuple[str, str]]:
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{collection}", "voters").replace("{key}", "v-0001")
+    return (path.replace("{collection}", "voters").replace("{key}", "v-0001")
+            .replace("{name}", "laptop.css"))
 
 
 #: The one route without the token: the one-time login link (tests/test_api_guard.py).
 PUBLIC = {"/login"}
-#: Routes whose body is a file (the CLI's writes through the daemon).
-UPLOADS = {"/api/bundles", "/api/coklit/import", "/api/enroll", "/api/credentials"}
+#: Routes whose body is a file (the CLI's writes through the daemon), and the laptop
+#: page's conflict form: past the guard, an empty body is bad input.
+UPLOADS = {"/api/bundles", "/api/coklit/import", "/api/enroll", "/api/credentials",
+           "/api/conflicts/resolve"}
 #: Routes that answer with an endless stream: only the status and type are read.
 STREAMS = {"/api/events"}
 

@@ -1,11 +1,14 @@
-"""The operator's status page in a real browser: headless Chromium (docs/architecture.md §9).
+"""The laptop's page in a real browser: headless Chromium (docs/architecture.md §9).
 
 A district laptop's daemon syncs with two phone daemons (static peers, 127.0.0.1
 only); Chromium follows the one-time link ``meshsync login`` prints, lands on the
-laptop's status page with its session cookie, and the rendered DOM must list both
-phones and the diagnosis, and must not show the voter data the node holds (the page
-promises no personal data). Without the link the page is refused, and a second use of
-the same link too (issue 14: the local API is closed to web pages).
+laptop's page with its session cookie, and the rendered DOM must list both phones
+(named as enrolled), say in its headline that no connection to KPU is set up, and
+must not show the voter fields the node holds outside a conflict (the page lists
+progress and custody as counts; only a conflict shows its entries, to be resolved).
+Without the link the page is refused, and a second use of the same link too (issue
+14: the local API is closed to web pages). tests/test_laptop_page.py covers the
+rest of the page (the uplink's states, custody, conflicts, progress).
 
 Chromium is kept off the network: besides the usual switches, every host name
 resolves to nothing but 127.0.0.1 and every non-loopback URL goes to a dead proxy
@@ -36,8 +39,10 @@ pytestmark = pytest.mark.skipif(
 WINDOW = (1000, 700)
 
 
-def chromium(user_data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run headless Chromium with switches that keep it off the network."""
+def chromium(user_data: Path, *args: str, window: tuple[int, int] = WINDOW
+             ) -> subprocess.CompletedProcess[str]:
+    """Run headless Chromium with switches that keep it off the network, its window
+    ``window`` (width, height) pixels."""
     return subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
@@ -45,25 +50,26 @@ def chromium(user_data: Path, *args: str) -> subprocess.CompletedProcess[str]:
          f"--user-data-dir={user_data}",
          f"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE {LOOPBACK}",
          f"--proxy-server=http://{LOOPBACK}:9",  # loopback itself bypasses proxies
-         f"--window-size={WINDOW[0]},{WINDOW[1]}", *args],
+         f"--window-size={window[0]},{window[1]}", *args],
         capture_output=True, text=True, timeout=90, check=False)
 
 
 class PageText(HTMLParser):
-    """The text of the element with id ``diagnosis`` and the cells of ``tr.peer`` rows."""
+    """The text of the element with id ``uplink`` (the headline) and the cells of
+    ``tr.peer`` rows."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.diagnosis = ""
+        self.headline = ""
         self.peer_rows: list[list[str]] = []
-        self._where: str | None = None  # "diagnosis", "peer-row" or "cell"
+        self._where: str | None = None  # "headline", "peer-row" or "cell"
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
-        if attributes.get("id") == "diagnosis":
-            self._where = "diagnosis"
+        if attributes.get("id") == "uplink":
+            self._where = "headline"
         elif tag == "tr":
-            is_peer = attributes.get("class") == "peer"
+            is_peer = (attributes.get("class") or "").split()[:1] == ["peer"]
             self._where = "peer-row" if is_peer else None
             if is_peer:
                 self.peer_rows.append([])
@@ -74,12 +80,12 @@ class PageText(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "td" and self._where == "cell":
             self._where = "peer-row"
-        elif tag in ("b", "tr"):
+        elif tag in ("h1", "tr"):
             self._where = None
 
     def handle_data(self, data: str) -> None:
-        if self._where == "diagnosis":
-            self.diagnosis += data
+        if self._where == "headline":
+            self.headline += data
         elif self._where == "cell":
             self.peer_rows[-1][-1] += data
 
@@ -113,15 +119,20 @@ def test_status_page_in_headless_chromium_after_the_login_link(lab: Lab, tmp_pat
     assert dom.returncode == 0, dom.stderr[-2000:]
     page = PageText()
     page.feed(dom.stdout)
-    # The page speaks Indonesian by default. The laptop re-syncs with each phone every few
-    # seconds, so a healthy page may catch a session in flight: either word is the truth.
+    # The page speaks Indonesian by default; this laptop has no uplink, and says so
+    # first (the old page's first word was a green "ok" whatever the uplink did).
+    assert page.headline.strip() == "Koneksi ke KPU belum diatur di laptop ini", dom.stdout
+    assert f"({laptop.device_id[:16]})" in dom.stdout
+    # Phones by the name they were enrolled under (`meshsync init` names a home's
+    # request meshsync-<first 8 of its id>), each with its role and short id. The
+    # laptop re-syncs with each phone every few seconds, so a healthy page may catch a
+    # session in flight: either word is the truth.
     healthy = {"lancar", "sedang sinkronisasi"}
-    assert page.diagnosis in healthy, dom.stdout
-    assert f"Perangkat meshsync {laptop.device_id[:16]}" in dom.stdout
-    assert sorted(row[0] for row in page.peer_rows) == sorted(p.device_id[:16] for p in phones)
+    names = sorted(f"meshsync-{p.device_id[:8]}" for p in phones)
+    assert sorted(row[0].strip() for row in page.peer_rows) == names, page.peer_rows
     for row in page.peer_rows:
-        assert row[1] == "HP Pantarlih" and row[-1] in healthy, row
-        assert f"{LOOPBACK}:" in row[2] and "(static)" in row[2], row
+        assert row[2].split() == ["HP", "Pantarlih", row[0].strip()[9:]], row
+        assert row[-1].strip() in healthy, row
     assert secret not in dom.stdout and "0000000000000001" not in dom.stdout
     assert laptop.token not in dom.stdout
 

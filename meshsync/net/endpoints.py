@@ -60,6 +60,9 @@ class Endpoint:
     loaded_credentials: set[bytes] = field(default_factory=set)
     #: Caps on unauthenticated connections (read by serve_sync when it starts).
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    #: The summaries of sessions in flight, by (peer key, direction): read for progress
+    #: (``SessionSummary.progress``); a session leaves it when it ends.
+    in_flight: dict[tuple[bytes, str], SessionSummary] = field(default_factory=dict)
 
 
 def refresh_trust(endpoint: Endpoint) -> None:
@@ -180,6 +183,7 @@ async def _session(stream: trio.SSLStream[Any], endpoint: Endpoint, direction: s
             raise TransportError("busy", f"{short_id(peer)}: {busy}")
     try:
         session = Peer(endpoint.node, endpoint.config, now_ms=now_ms(), peer_key=peer)
+        endpoint.in_flight[(peer, direction)] = session.summary
         summary = await run_session(stream, session, endpoint.limiter)
         summary.peer = summary.peer or peer  # known from TLS even if no HELLO came
         if summary.refusal_credentials:  # the peer refused us: our revocation, maybe
@@ -188,6 +192,7 @@ async def _session(stream: trio.SSLStream[Any], endpoint: Endpoint, direction: s
                 f"refusal by {short_id(peer)}", limiter=endpoint.limiter)
         return summary
     finally:
+        endpoint.in_flight.pop((peer, direction), None)
         if registry is not None:
             registry.release(peer, direction)
 

@@ -52,6 +52,23 @@ class SessionSummary:
     #: Credentials the peer sent with its refusal (an ERROR frame): the revocations of
     #: this device, for the host to store (meshsync.net.endpoints).
     refusal_credentials: list[bytes] = field(default_factory=list)
+    changes_offered: int | None = None
+    """Changes in the shared scope the peer's version vector holds beyond this node's
+    (None until the VV message came): what the session should receive."""
+    changes_to_send: int | None = None
+    """Changes this node holds in the shared scope beyond the peer's vector (None
+    until the VV message came): what the session should send."""
+
+    def progress(self) -> dict[str, Any]:
+        """How far a session in flight is: changes received against
+        ``changes_offered``, sent against ``changes_to_send`` (either None before the
+        version vectors were exchanged), bytes each way so far."""
+        return {"peer": device_id(self.peer) if self.peer else None,
+                "changes_received": self.changes_received + self.duplicates,
+                "changes_offered": self.changes_offered,
+                "changes_sent": self.changes_sent, "changes_to_send": self.changes_to_send,
+                "bytes_received": self.bytes_received, "bytes_sent": self.bytes_sent,
+                "started_ms": self.started_ms}
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""

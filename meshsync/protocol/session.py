@@ -82,6 +82,7 @@ from meshsync.protocol.meta import (
     shared_scope,
     vv_parts,
 )
+from meshsync.protocol.progress import offer_counts
 from meshsync.protocol.states import AFTER_PEER_SENT_ALL, State, Step
 from meshsync.protocol.stream import OutgoingChanges
 from meshsync.protocol.window import ReceiveWindow, SendWindow
@@ -251,6 +252,8 @@ class SyncSession(SessionMachine):
             message.parts, self._held, self._peer_digests, self._scope)
         self._peer_vv = dict(peer_list)
         self._peer_creds = peer_creds
+        self.summary.changes_offered, self.summary.changes_to_send = offer_counts(
+            dict(self._held.vv), self._peer_vv, self._in_scope)
         forks = forked_feeds(self._held, peer_list, peer_checks)
         self.summary.forked_heads = len(forks)
         blobs = missing(self._held.credentials, peer_creds)
