@@ -40,7 +40,8 @@ def kpu_paths(errors: dict[str, Any]) -> dict[str, Any]:
         "/kpu/{distrik}/{kampung}": _page("KPU page: the TPS of one kampung (HTML)", errors,
                                           [distrik, kampung, *_QUERY]),
         "/static/{path}": {"get": {
-            "summary": "The pages' stylesheets and icons",
+            "summary": "The pages' stylesheets, scripts and icons (from the package: "
+                       "`laptop/laptop.css`, `kpu/kpu.css`)",
             "parameters": [{"name": "path", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
             "responses": {"200": {"description": "OK"}, **errors}}},

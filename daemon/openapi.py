@@ -236,14 +236,6 @@ OPENAPI: dict[str, Any] = {
                                  "resolve) and coklit progress; at central, the status",
                       "responses": {"200": {"description": "OK", "content": {
                           "text/html": {"schema": {"type": "string"}}}}, **_ERRORS}}},
-        "/static/laptop/{name}": {"get": {
-            "summary": "The laptop page's stylesheet and script (from the package)",
-            "parameters": [{"name": "name", "in": "path", "required": True,
-                            "schema": {"type": "string", "pattern":
-                                       "^[a-z0-9_-]{1,40}\\.(css|js)$"}}],
-            "responses": {"200": {"description": "the file", "content": {
-                "text/css": {"schema": {"type": "string"}},
-                "text/javascript": {"schema": {"type": "string"}}}}, **_ERRORS}}},
         "/api/conflicts/resolve": {"post": {
             "summary": "Keep one entry of a conflicting field (the laptop page's form)",
             "description": "Writes the chosen version's value as a new edit of the field, "
