@@ -48,6 +48,11 @@ def extract() -> Catalog:
                      context=context)
     for filename, text in command_help():
         template.add(text, None, [(filename, 0)], auto_comments=["click help"])
+    from meshsync.cli.click_texts import CLICK_PLURALS
+
+    for singular, plural in CLICK_PLURALS:
+        template.add((singular, plural), None, [("cli/click_texts.py", 0)],
+                     auto_comments=["click's own words, plural"])
     return template
 
 
@@ -106,7 +111,8 @@ def problems(lang: str = "id") -> list[str]:
             found.append(f"fuzzy: {ids[0]!r}")
         elif not all(held.string if isinstance(held.string, tuple) else (held.string,)):
             found.append(f"untranslated: {ids[0]!r}")
-        elif _fields(ids[0]) != _fields(held.string):
+        elif (_fields(held.string) - _fields(ids) if len(ids) > 1  # one form may take
+              else _fields(ids[0]) ^ _fields(held.string)):      # either's placeholders
             found.append(f"placeholders differ: {ids[0]!r}")
     found += [f"format: {m.id!r}: {e}" for m, errors in catalog.check() for e in errors]
     return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -71,7 +72,10 @@ def export_cmd(home: Path | None, output: Path, to: tuple[str, ...], clear: bool
     with open_node(resolve_home(home), store=store) as node:
         recipients = None if clear else _recipients(node, list(to))
         warn = clear and is_enrolled(node)  # it could have been sealed
-        with tmp.open("wb") as f, _progress(_("exporting"), not as_json) as progress:
+        tmp.unlink(missing_ok=True)  # a leftover .part could carry another mode
+        # 0600 from the start: a bundle holds voters' personal data (in clear with --clear)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f, \
+                _progress(_("exporting"), not as_json) as progress:
             if recipients is None:
                 changes, size = export_bundle(node, f, progress=progress)
             else:

@@ -27,8 +27,6 @@ CLICK_TEXTS = (
     N_("No such command {name!r}."),
     N_("Invalid value: {message}"),
     N_("Invalid value for {param_hint}: {message}"),
-    N_("{value!r} is not one of {choices}."),
-    N_("{value!r} is not {choice}."),
     N_("{value!r} is not a valid {number_type}."),
     N_("{value} is not in the range {range}."),
     N_("{name} {filename!r} does not exist."),
@@ -43,4 +41,15 @@ CLICK_TEXTS = (
     N_("Aborted!"),
     N_("Do you want to continue?"),
     N_("Confirm the action without prompting."),
+    N_("required"),
+)
+
+#: click's messages with a plural (it calls ``ngettext``): ``(singular, plural)``, added
+#: to the catalogues by ``.ci/catalogues.py`` (Babel cannot see them in a plain tuple).
+#: Indonesian has one form, which must read right for any count.
+CLICK_PLURALS = (
+    ("Got unexpected extra argument ({args})", "Got unexpected extra arguments ({args})"),
+    ("Option {name!r} requires an argument.", "Option {name!r} requires {nargs} arguments."),
+    ("Did you mean {possibility}?", "(Did you mean one of: {possibilities}?)"),
+    ("{value!r} is not {choice}.", "{value!r} is not one of {choices}."),
 )

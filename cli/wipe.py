@@ -52,6 +52,17 @@ def _echo_evidence(evidence: Evidence) -> None:
                    err=True)
 
 
+def _confirmed(path: Path) -> bool:
+    """The operator's answer; with no answer to read (a script, stdin at its end) a
+    UsageError saying to add --yes, never a Ctrl-C nobody pressed."""
+    try:
+        return click.confirm(_("Delete all voter data in %(home)s?") % {"home": path})
+    except click.exceptions.Abort:
+        click.echo("", err=True)
+        raise UsageError(Msg("nothing was deleted: no answer was given (at the end of "
+                             "the input); add --yes to wipe %(home)s", home=path)) from None
+
+
 @click.command()
 @home_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -66,7 +77,7 @@ def wipe(home: Path | None, yes: bool, discard_own: bool, as_json: bool) -> None
     first sealed for the authority in an evidence bundle. Refused while a daemon runs
     on the home."""
     path = resolve_home(home)
-    if not yes and not click.confirm(_("Delete all voter data in %(home)s?") % {"home": path}):
+    if not yes and not _confirmed(path):
         raise UsageError(Msg("nothing was deleted"))
     with home_writer(path, wait_s=0) as api:
         if api is not None:

@@ -82,7 +82,11 @@ class DaemonApi:
         import urllib.error
         import urllib.request
 
-        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": content_type}
+        from meshsync.host import i18n
+
+        # The daemon words an error a person reads in this language (``message``).
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": content_type,
+                   "Accept-Language": i18n.current()}
         request = urllib.request.Request(f"http://{self.address}{route}", data=body,
                                          method=method, headers=headers)
         try:
@@ -115,10 +119,12 @@ class DaemonApi:
 
 
 def _answered_error(status: int, raw: bytes) -> MeshsyncError:
-    """The exception for an error answer ``{"error": MESSAGE}`` with HTTP ``status``."""
+    """The exception for an error answer ``{"error": MESSAGE}`` with HTTP ``status``
+    (its ``message`` instead, in the reader's language, when the daemon sent one)."""
     try:
-        message = str(json.loads(raw)["error"])
-    except (ValueError, KeyError, TypeError):
+        answer = json.loads(raw)
+        message = str(answer.get("message") or answer["error"])
+    except (ValueError, KeyError, TypeError, AttributeError):
         message = f"the daemon answered HTTP {status}"
     if status == 404:
         return NotFoundError(message)

@@ -45,6 +45,7 @@ from starlette.routing import Route
 from meshsync.host.home import Home
 from meshsync.model.change import check_partition
 from meshsync.model.errors import MeshsyncError, NotFoundError, StorageLowError, UsageError
+from meshsync.model.text import Msg
 from meshsync.model.values import (
     JsonInputError,
     JsonSyntaxError,
@@ -370,7 +371,8 @@ def build_app(service: NodeService, token: str) -> Starlette:
         found = await call(partial(service.get_record, p["collection"], p["key"],
                                    _partition_param(request)))
         if found is None:
-            raise NotFoundError(f"no record {p['collection']}/{p['key']}")
+            raise NotFoundError(Msg("no record %(collection)s/%(key)s", collection=p["collection"],
+                                    key=p["key"]))
         return JSONResponse(record_to_json(found))
 
     async def put_record(request: Request) -> Response:

@@ -6,8 +6,10 @@ the token (JSON). Members: ``collection``, ``key``, ``partition``, ``field`` and
 chosen version's ``author`` (device id) and ``hlc`` (as listed in a record's
 ``conflicts``). The chosen value is written as a new edit of that field (which
 supersedes every entry it saw: the conflict closes on every device that receives it).
-A form gets ``303 See Other`` back to the page; JSON gets the write's result as
-``PUT /api/records/...`` does, or 409 when that entry is no longer open.
+A form gets ``303 See Other`` back to the page, or a page in the reader's language
+saying why nothing was written (409: that entry is no longer open; 400: the record
+would not pass its schema with that value); JSON gets the write's result as
+``PUT /api/records/...`` does, or those errors as JSON.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from functools import partial
 from urllib.parse import parse_qs
 
 from meshsync.daemon.api import ApiError, Handler, NodeService, _partition, _read_body, in_thread
+from meshsync.daemon.api_i18n import reader_lang
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from meshsync.host import i18n
 from meshsync.model.errors import MeshsyncError
+from meshsync.model.text import N_
 from meshsync.model.values import JsonInputError, loads_strict, record_to_json
 
 #: The members a resolve request carries, all required.
@@ -60,6 +65,16 @@ def _members(raw: bytes, form: bool) -> dict[str, str]:
     return out
 
 
+def _refused_page(request: Request, status: int, title: str, detail: str) -> Response:
+    """A short page saying why a conflict form wrote nothing, in the reader's language."""
+    from meshsync.daemon.templating import render
+
+    lang = reader_lang(request)
+    tr = i18n.translations(lang).gettext
+    html = render("laptop/message.html", lang, title=tr(title), detail=tr(detail))
+    return HTMLResponse(html, status_code=status)
+
+
 def resolve_routes(service: NodeService) -> dict[str, Handler]:
     """``path -> handler`` of the route above, for :func:`.api.build_app`."""
 
@@ -74,9 +89,17 @@ def resolve_routes(service: NodeService) -> dict[str, Handler]:
                 service.resolve_conflict, m["collection"], m["key"], m["partition"],
                 m["field"], m["author"], int(m["hlc"])))
         except ConflictGoneError as exc:
-            if form:  # the page shows what is open now
-                return RedirectResponse("/#conflicts", status_code=303)
+            if form:
+                return _refused_page(request, 409, N_("That entry is no longer in conflict"),
+                                     N_("It was settled already (on this page or on another "
+                                        "device): nothing was written. The page shows what "
+                                        "is still open."))
             raise ApiError(409, str(exc)) from exc
+        except MeshsyncError as exc:
+            if form:  # a browser gets a page, not JSON
+                return _refused_page(request, 400, N_("This entry cannot be kept"),
+                                     i18n.describe(exc, reader_lang(request)))
+            raise
         service.sync_now()
         if form:
             return RedirectResponse("/#conflicts", status_code=303)

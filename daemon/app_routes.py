@@ -168,10 +168,12 @@ class AppPages:
         else:
             raise ApiError(400, i18n.translations(self.lang).gettext(
                 "Choose MS or TMS."))
+        record, edits = await self.call(partial(self.data.card, key, partition))
+        if record is None or record.deleted:  # a result is for a voter on the list only
+            raise NotFoundError(Msg("no voter %(key)s", key=key))
         try:
             await self.call(partial(self.data.save, key, partition, fields))
         except ValidationError as exc:
-            record, edits = await self.call(partial(self.data.card, key, partition))
             return self.html("card.html", 400, record=record, edits=edits, saved=False,
                              errors=self.messages(exc))
         self.service.sync_now()
@@ -237,14 +239,10 @@ class AppPages:
 
     async def static(self, request: Request) -> Response:
         """A file of ``daemon/static/app`` (no folders, nothing else)."""
-        name = request.path_params["name"]
-        path = APP_STATIC / name
-        if "/" in name or name.startswith(".") or not path.is_file():
-            raise NotFoundError(f"no such file {name!r}")
-        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return Response(path.read_bytes(), media_type=kind,
-                        headers={"Cache-Control": "no-cache",
-                                 "X-Content-Type-Options": "nosniff"})
+        from meshsync.daemon.static_files import HEADERS, TYPES, static_file
+
+        path = static_file(APP_STATIC, request.path_params["name"])  # 404 outside it
+        return Response(path.read_bytes(), media_type=TYPES[path.suffix], headers=HEADERS)
 
 
 def app_routes(service: object, guard: ApiGuard) -> list[Route]:

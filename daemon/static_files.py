@@ -23,12 +23,13 @@ def static_file(root: Path, name: str) -> Path:
     is not a regular file there with a suffix in :data:`TYPES`."""
     missing = ApiError(404, f"no static file {name[:80]!r}")
     parts = name.split("/")
-    if not name or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+    if not name or "\x00" in name or any(p in ("", ".", "..") or p.startswith(".")
+                                         for p in parts):
         raise missing
     path = root.joinpath(*parts)
     try:
         resolved = path.resolve(strict=True)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a name the file system cannot hold
         raise missing from None
     if not resolved.is_relative_to(root.resolve()) or not resolved.is_file() \
             or resolved.suffix not in TYPES:

@@ -178,7 +178,7 @@ def test_unknown_paths_and_methods_answer_json_errors(lab: Lab) -> None:
     assert status == 405 and "GET" in headers["allow"]
     page = http("GET", daemon.api_url + "/", daemon.token)
     assert page.status == 200 and page.content_type.startswith("text/html")
-    assert "<h1>Perangkat meshsync" in page.body  # Indonesian unless $MESHSYNC_LANG says
+    assert "<html lang=\"id\">" in page.body  # Indonesian unless $MESHSYNC_LANG says
 
 
 # -- 3. duplicate keys ---------------------------------------------------------------------
@@ -342,5 +342,12 @@ def test_a_refused_edit_names_each_field_in_the_readers_language(lab: Lab) -> No
     assert indonesian["fields"]["nik"] != english["fields"]["nik"]
     assert indonesian["message"] != english["message"]
     assert replies["default"].body["message"] == indonesian["message"]  # pages' language
-    assert daemon.request("GET", "/api/records/voters/v-0001").status == 404
+    missing = http("GET", url, daemon.token, None, {"Accept-Language": "id"})
+    assert missing.status == 404 and missing.body["error"] == "no record voters/v-0001"
+    assert missing.body["message"] == "data voters/v-0001 tidak ada", missing.body
     assert indonesian["fields"]["nik"].startswith("harus tepat 16 digit"), indonesian
+    # The command line writing through this daemon shows the reader's language too.
+    for lang, expected in (("id", "nik: harus tepat 16 digit"), ("en", "nik: must be exactly")):
+        put = run("--lang", lang, "put", "--home", daemon.home, "voters", "v-0002", "nik=12",
+                  check=False)
+        assert put.returncode != 0 and expected in put.stderr, (lang, put.stderr)

@@ -74,11 +74,15 @@ def test_every_app_route_is_guarded_and_the_app_installs(lab: Lab) -> None:
         status, headers, raw = fetch(daemon, "GET", icon["src"])
         assert status == 200 and headers["content-type"].startswith(icon["type"]), icon
     for hidden in ("/app/static/..%2Fapp.css", "/app/static/.x", "/app/static/nothing.js",
-                   "/app/static/%2E%2E%2Ftemplates%2Fapp%2Fbase.html"):
+                   "/app/static/%2E%2E%2Ftemplates%2Fapp%2Fbase.html", "/app/static/%00",
+                   "/static/%00", "/static/kpu/a%00.css"):
         assert fetch(daemon, "GET", hidden)[0] == 404, hidden
     browser = http("GET", daemon.api_url + "/app", headers={"Accept": "text/html"})
     assert browser.status == 401 and "Belum masuk" in browser.body  # a page, not JSON
     status, _, page = fetch(daemon, "GET", "/app/pemilih/v-9999")
+    assert status == 404 and "tidak ada pemilih v-9999" in page.decode()
+    status, _, page = fetch(daemon, "POST", "/app/pemilih/v-9999/coklit", form,  # no voter
+                            **{"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 404 and "tidak ada pemilih v-9999" in page.decode()
     status, headers, _ = fetch(daemon, "POST", "/app/pemilih/v-0001/coklit", form,
                                **{"Content-Type": "application/x-www-form-urlencoded"})

@@ -52,3 +52,13 @@ def test_usage_error_in_both_languages() -> None:
     assert "Missing argument 'COLLECTION'" in english.stderr, english.stderr
     unknown = _meshsync("--lang", "id", "nosuch")
     assert "Tidak ada perintah 'nosuch'." in unknown.stderr, unknown.stderr
+
+
+def test_clicks_plural_messages_and_required_mark_in_indonesian() -> None:
+    missing = _meshsync("--lang", "id", "get", "--home")
+    assert "Opsi '--home' memerlukan nilai." in missing.stderr, missing.stderr
+    extra = _meshsync("--lang", "id", "get", "a", "b", "c")
+    assert "Ada argumen yang tidak dikenal: (c)" in extra.stderr, extra.stderr
+    typo = _meshsync("--lang", "id", "get", "--hom", "x", "a", "b")
+    assert "Mungkin maksudnya '--home'?" in typo.stderr, typo.stderr
+    assert "[wajib]" in _meshsync("--lang", "id", "coklit", "generate", "--help").stdout

@@ -80,6 +80,6 @@ def test_static_files_stay_in_their_folder(tmp_path: Path) -> None:
     (tmp_path.parent / "outside.css").write_text("x{}")
     assert static_file(tmp_path, "kpu/a.css") == (tmp_path / "kpu" / "a.css").resolve()
     for bad in ("../outside.css", "secret.txt", "kpu/../secret.txt", "kpu/link.css",
-                "kpu/", "", "kpu/.hidden.css", "kpu/missing.css"):
+                "kpu/", "", "kpu/.hidden.css", "kpu/missing.css", "\x00", "kpu/a\x00.css"):
         with pytest.raises(ApiError):
             static_file(tmp_path, bad)

@@ -184,8 +184,10 @@ def session_cookie(laptop: DaemonProcess) -> str:
         conn.close()
 
 
-def post_form(laptop: DaemonProcess, body: str, cookie: str, origin: str) -> tuple[int, str]:
-    """POST ``body`` to the resolve route as a browser's form does: status, Location."""
+def post_form(laptop: DaemonProcess, body: str, cookie: str,
+              origin: str) -> tuple[int, str, str]:
+    """POST ``body`` to the resolve route as a browser's form does: status, Location,
+    the page sent back."""
     link = urlsplit(laptop.api_url)
     conn = HTTPConnection(str(link.hostname), link.port, timeout=10)
     try:
@@ -193,8 +195,8 @@ def post_form(laptop: DaemonProcess, body: str, cookie: str, origin: str) -> tup
             "Cookie": cookie, "Origin": origin,
             "Content-Type": "application/x-www-form-urlencoded"})
         reply = conn.getresponse()
-        reply.read()
-        return reply.status, reply.headers.get("location", "")
+        text = reply.read().decode("utf-8", "replace")
+        return reply.status, reply.headers.get("location", ""), text
     finally:
         conn.close()
 
@@ -274,13 +276,16 @@ def test_laptop_page_never_connected_up_and_down_with_a_conflict_resolved(
     # 3. The page's form, as the browser sends it: same origin, the session cookie.
     chosen = next(f for f in forms if f["author"] == phones["hp-markus"].device_id)
     body = urlencode({k: v for k, v in chosen.items() if k not in ("action", "method")})
-    status, location = post_form(laptop, body, session_cookie(laptop), laptop.api_url)
+    status, location, _ = post_form(laptop, body, session_cookie(laptop), laptop.api_url)
     assert (status, location) == (303, "/#conflicts")
     record = laptop.get(f"/api/records/{RECORD[0]}/{RECORD[1]}?partition={RECORD[2]}")
     assert record["fields"]["catatan"] == entries["hp-markus"] and not record["conflicts"]
     again = laptop.request("POST", "/api/conflicts/resolve", {
         k: v for k, v in chosen.items() if k not in ("action", "method")})
     assert again.status == 409 and "no open conflict" in again.body["error"], again
+    # The same form again, from the page left open: a page saying nothing was written.
+    status, _, text = post_form(laptop, body, session_cookie(laptop), laptop.api_url)
+    assert status == 409 and "Isian ini sudah tidak berkonflik" in text, text
     # Another origin's page cannot do the same.
     assert post_form(laptop, body, session_cookie(laptop), "http://evil.test")[0] == 403
 

@@ -118,6 +118,7 @@ def test_a_sealed_bundle_opens_only_in_its_district(district: dict[str, Path]) -
     own = sum(v.partition == TPS_A for v in VOTERS)
     clear = run_json("bundle", "export", "--clear", "--home", p1, "-o", p1.parent / "c.bundle")
     in_clear = found_in((p1.parent / "c.bundle").read_bytes())
+    assert (p1.parent / "c.bundle").stat().st_mode & 0o777 == 0o600  # personal data
     assert not clear["sealed"] and {s for v in VOTERS if v.partition == TPS_A for s in (
         v.fields["nik"].encode(), v.fields["nama"].encode())} <= set(in_clear)
     sealed = run_json("bundle", "export", "--home", p1, "-o", p1.parent / "s.bundle")
@@ -214,6 +215,10 @@ def test_wipe_command_asks_first_and_leaves_no_voter_data(district: dict[str, Pa
     asked = subprocess.run([*meshsync_cmd(), "wipe", "--home", str(laptop)], input="n\n",
                            capture_output=True, text=True, check=False, timeout=60)
     assert asked.returncode == 1 and (laptop / "store.sqlite").exists()
+    unasked = subprocess.run([*meshsync_cmd(), "wipe", "--home", str(laptop)], input="",
+                             capture_output=True, text=True, check=False, timeout=60)
+    assert unasked.returncode == 1 and "add --yes" in unasked.stderr, unasked.stderr
+    assert "Ctrl-C" not in unasked.stderr and (laptop / "store.sqlite").exists()
     record = run_json("wipe", "--home", laptop, "--yes")
     assert {"store.sqlite", "laptop-backup.tar.gz", "notes.log"} <= set(record["removed"])
     leftovers = b"".join(f.read_bytes() for f in laptop.rglob("*") if f.is_file())
