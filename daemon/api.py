@@ -408,7 +408,7 @@ def build_app(service: NodeService, token: str) -> Starlette:
     async def page(request: Request) -> Response:
         status, peers = service.status(), service.peers()
         progress = await call(partial(service.progress, "voters"))
-        if status.get("role") == "central":
+        if status.get("role") in ("central", "pantarlih"):  # a phone's officer uses /app
             return HTMLResponse(render_status(status, peers, progress), headers=PAGE_HEADERS)
         from meshsync.daemon.laptop_page import render_laptop
 

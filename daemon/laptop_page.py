@@ -1,5 +1,6 @@
-"""The PPK laptop's page (``/`` on every daemon whose role is not central): what an
-operator in a distrik reads, in Indonesian by default (docs/architecture.md §9).
+"""The PPK laptop's page (``/`` on a gateway daemon; central and phones serve the plain
+status page, :mod:`.status_page`): what an operator in a distrik reads, in Indonesian by
+default (docs/architecture.md §9).
 
 Server-rendered with Jinja2 (``templates/laptop/page.html``, :mod:`.templating`), fully
 useful without scripts; ``static/laptop/live.js`` keeps it current from the events
