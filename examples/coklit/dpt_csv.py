@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import csv
 import io
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -253,8 +256,9 @@ def import_csv(node: Node, path: Path | str, *, batch_size: int = BATCH_SIZE,
             report.partitions.add(partition)
             for start in range(0, len(group), batch_size):
                 batch = group[start:start + batch_size]
-                _write_batch(node, partition, batch, report)
-                done += len(batch)
+                with _ctrl_c_between_batches():  # so ``done`` counts what was committed
+                    _write_batch(node, partition, batch, report)
+                    done += len(batch)
                 if progress is not None:
                     progress(done, len(rows))
     except KeyboardInterrupt as exc:
@@ -262,12 +266,32 @@ def import_csv(node: Node, path: Path | str, *, batch_size: int = BATCH_SIZE,
     return report
 
 
+@contextmanager
+def _ctrl_c_between_batches() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that comes while a batch is written and counted, and raise
+    it as KeyboardInterrupt once both are done: a batch committed is always counted
+    (only in the main thread, where Python delivers signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: held.append(number))
+    previous = signal.default_int_handler if previous is None else previous
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+
+
 class ImportInterrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`import_csv`. The import is resumable, not atomic: each batch
     is one signed change, committed by itself, so ``stored`` of the file's ``total``
-    good rows are in the store (whole batches; the batch being written when Ctrl-C came
-    was rolled back) and importing the same file again stores the rest (a re-import
-    merges: rows already stored count as unchanged). ``report`` is the partial report.
+    good rows are in the store (whole batches; a Ctrl-C while a batch is written takes
+    effect once that batch is stored and counted) and importing the same file again
+    stores the rest (a re-import merges: rows already stored count as unchanged).
+    ``report`` is the partial report.
     """
 
     def __init__(self, stored: int, total: int, report: ImportReport) -> None:
