@@ -157,6 +157,7 @@ def test_kpu_page_in_headless_chromium_on_postgresql(lab: Lab, pg_dsn: str,
     assert dom.idle == [True, False], dom.idle
     [gw] = dom.rows["gateway"]
     assert gw[0] == gateway.device_id[:16] and "lalu" in gw[2], gw
+    assert "lalu" in gw[1], gw  # seen when it last synced, never "belum pernah" beside it
 
     jila = db.rows("SELECT prefix, dicoklit, voters FROM meshsync_kpu_progress "
                    "WHERE up = 1 AND starts_with(prefix, 'mimika/jila/') ORDER BY prefix")
