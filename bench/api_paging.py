@@ -77,16 +77,22 @@ def analyze(dsn: str) -> None:
 
 
 class Daemon:
-    """``meshsync daemon --role central`` on 127.0.0.1, ports from ``daemon.json``."""
+    """``meshsync daemon`` on 127.0.0.1 (``--role central`` unless ``role`` says another,
+    or None: the home's own), ports from ``daemon.json``; ``prefix`` goes before the
+    command (``["taskset", "-c", "0"]`` pins it to one core); it must start within
+    ``start_s`` seconds. The other benches' daemons are this one."""
 
-    def __init__(self, home: Path, store: str | None, log: Path) -> None:
-        extra = ["--store", store] if store else []
+    def __init__(self, home: Path, store: str | None, log: Path, *,
+                 role: str | None = "central", prefix: tuple[str, ...] = (),
+                 start_s: float = 120) -> None:
+        extra = (["--store", store] if store else []) + (["--role", role] if role else [])
+        (home / "daemon.json").unlink(missing_ok=True)
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [*MESHSYNC, "daemon", "--home", str(home), "--role", "central", *extra,
+                [*prefix, *MESHSYNC, "daemon", "--home", str(home), *extra,
                  "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--discovery",
                  "static"], stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + start_s
         while True:
             try:
                 runtime = json.loads((home / "daemon.json").read_text())

@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,34 +44,14 @@ from api_paging import NO_PROXY, Daemon, analyze, fill, pg_server  # bench/api_p
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from netfixtures import DISTRICT, MESHSYNC, District  # noqa: E402  (after the path insert)
+from netfixtures import DISTRICT, District  # noqa: E402  (after the path insert)
 
 
 class Laptop(Daemon):
     """``meshsync daemon`` (the home's role: gateway) on 127.0.0.1."""
 
     def __init__(self, home: Path, store: str | None, log: Path) -> None:
-        extra = ["--store", store] if store else []
-        (home / "daemon.json").unlink(missing_ok=True)
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [*MESHSYNC, "daemon", "--home", str(home), *extra, "--listen",
-                 "127.0.0.1:0", "--api", "127.0.0.1:0", "--discovery", "static"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                runtime = json.loads((home / "daemon.json").read_text())
-                if runtime.get("pid") == self.proc.pid:
-                    break
-            except (OSError, ValueError):
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"the daemon did not start: see {log}")
-            time.sleep(0.05)
-        self.api = f"http://{runtime['api']}"
-        self.token = (home / "api.token").read_text().strip()
+        super().__init__(home, store, log, role=None, start_s=300)
 
     def fetch_ms(self, path: str) -> tuple[float, bytes]:
         """Milliseconds ``GET path`` took, and the body."""
