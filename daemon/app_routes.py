@@ -204,6 +204,9 @@ class AppPages:
     async def new(self, request: Request) -> Response:
         """The pemilih baru form (GET) and its save (POST)."""
         partition = request.query_params.get("tps", "") or self.data.own_partition()
+        if not await self.call(partial(self.data.tps, partition)):
+            # a new voter takes its region from a voter of the TPS: none, no TPS here
+            raise NotFoundError(Msg("no voters in %(partition)s", partition=partition))
         if request.method == "GET":
             return self.html("form.html", record=None, values={}, errors={},
                              partition=partition)

@@ -100,6 +100,11 @@ def test_every_app_route_is_guarded_and_the_app_installs(lab: Lab) -> None:
     assert status == 400 and "NIK ini sudah terdaftar atas nama Contoh Pemilih Baru" in \
         page.decode()
     assert len(daemon.listing("/api/records/voters")) == 1  # nothing stored
+    for method in ("GET", "POST"):  # a TPS this phone does not hold has no form
+        status, _, page = fetch(daemon, method, "/app/baru?tps=zzz", twin.encode(),
+                                **{"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 404 and "tidak ada pemilih di zzz" in page.decode(), method
+    assert len(daemon.listing("/api/records/voters")) == 1
     assert daemon.stop() == 0
 
 
