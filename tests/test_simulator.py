@@ -27,6 +27,7 @@ from meshsync.protocol.session import SyncSession
 from meshsync.protocol.states import State
 from meshsync.replica.receive import ApplyReport
 from meshsync.testing import sim
+from meshsync.testing.seeds import run_seeds
 from meshsync.testing.sim import SimConfig, SimResult, SimulationFailure, simulate
 
 SEEDS = range(200)
@@ -37,13 +38,8 @@ STEPS = 500
 @pytest.fixture(scope="module")
 def runs() -> dict[int, SimResult | str]:
     """Every seed's result, or its failure text (the seeds run once for all tests here)."""
-    out: dict[int, SimResult | str] = {}
-    for seed in SEEDS:
-        try:
-            out[seed] = simulate(SimConfig(seed, DEVICES, STEPS))
-        except SimulationFailure as exc:
-            out[seed] = str(exc)
-    return out
+    results = run_seeds(SimConfig(seed, DEVICES, STEPS) for seed in SEEDS)  # every core
+    return dict(zip(SEEDS, results, strict=True))
 
 
 def test_every_seed_converges(runs: dict[int, SimResult | str]) -> None:
