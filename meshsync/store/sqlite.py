@@ -9,6 +9,13 @@ are numbered migrations recorded in ``PRAGMA user_version``.
 
 Errors from SQLite (disk full, corrupt file) are raised as
 :class:`~meshsync.model.errors.StorageError` after the transaction is rolled back.
+
+**Encrypted stores** (docs/architecture.md §6, "Encrypted homes"): given a 32-byte
+``key``, the store opens through SQLCipher (the ``sqlcipher3`` package, the DB-API 2
+module of SQLCipher 4, imported only then) with that raw key: every page of the
+database and of its WAL is AES-256 encrypted and HMAC-SHA512 authenticated, and
+``temp_store=MEMORY`` keeps temporary tables and sorts off the disk. The key is used
+as it is (``PRAGMA key = "x'...'"``), so SQLCipher runs no key derivation of its own.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, cast
 
 from meshsync.model.change import FeedId
 from meshsync.model.errors import StorageError, UsageError
@@ -105,6 +113,48 @@ MIGRATIONS: list[str] = [
 ]
 
 
+#: The length of an encrypted store's key, bytes.
+KEY_BYTES = 32
+
+
+def cipher_driver() -> ModuleType:
+    """SQLCipher's DB-API 2 module (``sqlcipher3.dbapi2``).
+
+    Raises :class:`StorageError` saying how to install it when it is absent.
+    """
+    try:
+        from sqlcipher3 import dbapi2  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise StorageError("this home's store is encrypted and needs SQLCipher: "
+                           "pip install 'meshsync[encrypted]' (the sqlcipher3 package)"
+                           ) from exc
+    return cast(ModuleType, dbapi2)
+
+
+def _connect(path: Path | str, key: bytes | None) -> tuple[sqlite3.Connection, Any]:
+    """``(connection, the driver's DatabaseError class)``: stdlib ``sqlite3`` without a
+    key, SQLCipher keyed with ``key`` otherwise. A key that does not open the file
+    (another key, or a clear store) raises :class:`StorageError`."""
+    if key is None:
+        return (sqlite3.connect(str(path), isolation_level=None, check_same_thread=False),
+                sqlite3.DatabaseError)
+    if len(key) != KEY_BYTES:
+        raise UsageError(f"a store key is {KEY_BYTES} bytes, not {len(key)}")
+    driver = cipher_driver()
+    try:
+        db = driver.connect(str(path), isolation_level=None, check_same_thread=False)
+    except driver.DatabaseError as exc:
+        raise StorageError(f"cannot open store {path}: {exc}") from exc
+    try:
+        db.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except driver.DatabaseError as exc:
+        db.close()
+        raise StorageError(f"cannot open store {path}: it does not open with this home's "
+                           f"key (another key, or a store that is not encrypted)") from exc
+    return cast(sqlite3.Connection, db), driver.DatabaseError
+
+
 def _read_only_hint(path: Path | str) -> str:
     """A note for an error opening ``path`` when the user cannot write beside it."""
     where = Path(path).parent
@@ -176,15 +226,21 @@ def _record_filter(collection: str | None, prefix: str, conflicts_only: bool
 
 
 class SQLiteStore(SQLiteEvidence, SQLiteProgress, Store):
-    """A :class:`Store` in one SQLite file. ``path`` may be ``":memory:"`` for tests."""
+    """A :class:`Store` in one SQLite file. ``path`` may be ``":memory:"`` for tests.
 
-    def __init__(self, path: Path | str) -> None:
+    ``key`` (32 bytes) opens an encrypted store through SQLCipher, creating it
+    encrypted if the file is new (module docstring); None opens a clear one.
+    Raises :class:`StorageError` if the store cannot be opened or the key does not
+    open it, or SQLCipher is needed and not installed.
+    """
+
+    def __init__(self, path: Path | str, key: bytes | None = None) -> None:
         make_store_files_private(path)
         try:
-            self._db = sqlite3.connect(str(path), isolation_level=None,
-                                       check_same_thread=False)
+            self._db, self._error = _connect(path, key)
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open store {path}: {exc}") from exc
+        self.encrypted = key is not None
         try:
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             self._db.execute("PRAGMA synchronous=FULL")
@@ -193,7 +249,7 @@ class SQLiteStore(SQLiteEvidence, SQLiteProgress, Store):
             self._migrate()
         except BaseException as exc:
             self._db.close()
-            if isinstance(exc, sqlite3.DatabaseError):
+            if isinstance(exc, self._error):
                 raise StorageError(f"cannot open store {path}: {exc}"
                                    f"{_read_only_hint(path)}") from exc
             raise
@@ -242,7 +298,7 @@ class SQLiteStore(SQLiteEvidence, SQLiteProgress, Store):
                 self._feed_ids.clear()
                 raise
             self._db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
+        except self._error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             self._feed_ids.clear()
@@ -270,7 +326,7 @@ class SQLiteStore(SQLiteEvidence, SQLiteProgress, Store):
             self._grouped = False
             try:
                 self._db.execute("PRAGMA synchronous=FULL")
-            except sqlite3.DatabaseError as exc:
+            except self._error as exc:
                 raise StorageError(f"cannot set the store back to synchronous=FULL: "
                                    f"{exc}") from exc
             self._sync_wal()
