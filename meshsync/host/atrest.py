@@ -21,16 +21,15 @@ whose first line is the passphrase); the prompt the CLI installs
 (:func:`set_prompt`). Without any, opening the store raises :class:`LockedError`
 saying how to give it.
 
-Only the standard library is imported here; ``cryptography`` (AES-GCM) only when an
-encrypted home is opened, so a clear home's fast read path stays as it is.
+Only light standard modules are imported here; ``hashlib`` and ``cryptography``
+(AES-GCM) only when an encrypted home is opened, so a clear home's fast read path
+(tests/test_cli_start.py) stays as it is.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,6 +73,8 @@ def is_encrypted(home: Path) -> bool:
 
 
 def _scrypt(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    import hashlib  # loads OpenSSL: not on a clear home's read path
+
     return hashlib.scrypt(passphrase.encode("utf-8"), salt=salt, n=n, r=r, p=p,
                           maxmem=2 * 128 * n * r + 2**20, dklen=KEY_BYTES)
 
@@ -104,6 +105,8 @@ def create(home: Path, *, passphrase: str | None = None,
         raise UsageError("give a passphrase or a home key, not both")
     if is_encrypted(home):
         raise UsageError(Msg("%(path)s is encrypted already", path=home))
+    import secrets
+
     doc: dict[str, Any] = {"format": FORMAT}
     if passphrase is not None:
         check_passphrase(passphrase)

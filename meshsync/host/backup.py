@@ -62,7 +62,7 @@ Progress = Callable[[int, int], None]
 def _open(path: str, key: bytes | None, **kwargs: Any) -> sqlite3.Connection:
     """A plain connection to ``path``; through SQLCipher keyed with ``key`` if given."""
     if key is None:
-        return sqlite3.connect(path, **kwargs)
+        return sqlite3.connect(path, **kwargs)  # type: ignore[no-any-return]
     from meshsync.store.sqlite import cipher_driver
 
     db = cipher_driver().connect(path, **kwargs)

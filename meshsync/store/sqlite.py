@@ -30,6 +30,7 @@ from typing import Any, cast
 
 from meshsync.model.change import FeedId
 from meshsync.model.errors import StorageError, UsageError
+from meshsync.model.text import Msg
 from meshsync.store import sqlite_progress
 from meshsync.store.base import (
     FeedInfo,
@@ -125,9 +126,9 @@ def cipher_driver() -> ModuleType:
     try:
         from sqlcipher3 import dbapi2  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as exc:
-        raise StorageError("this home's store is encrypted and needs SQLCipher: "
-                           "pip install 'meshsync[encrypted]' (the sqlcipher3 package)"
-                           ) from exc
+        raise StorageError(Msg("an encrypted store needs SQLCipher: install it with "
+                               "pip install 'meshsync[encrypted]' (the sqlcipher3 "
+                               "package)")) from exc
     return cast(ModuleType, dbapi2)
 
 
@@ -150,8 +151,9 @@ def _connect(path: Path | str, key: bytes | None) -> tuple[sqlite3.Connection, A
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except driver.DatabaseError as exc:
         db.close()
-        raise StorageError(f"cannot open store {path}: it does not open with this home's "
-                           f"key (another key, or a store that is not encrypted)") from exc
+        raise StorageError(Msg("cannot open store %(path)s: it does not open with this "
+                               "home's key (another key, or a store that is not "
+                               "encrypted)", path=str(path))) from exc
     return cast(sqlite3.Connection, db), driver.DatabaseError
 
 
