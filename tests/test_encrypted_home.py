@@ -30,6 +30,8 @@ from netfixtures import LOOPBACK, wait_until
 from test_bundle import meshsync_cmd
 
 from meshsync.host import atrest
+from meshsync.host.home import Home
+from meshsync.host.local import open_node
 from meshsync.model.errors import StorageError
 from meshsync.store.sqlite import SQLiteStore
 
@@ -186,6 +188,9 @@ def test_the_same_homes_open_sync_and_converge_with_their_keys(
     server = Server(laptop, LAPTOP_PASS)
     try:
         summary = run_json("sync", "--home", phone, server.address, passphrase=PHONE_PASS)
+        live = home_bytes(laptop)  # while serve holds the store open: its WAL and shm too
+        assert {"store.sqlite-wal", "store.sqlite-shm"} <= set(live), sorted(live)
+        assert leaks(laptop, secrets(district["rows"])) == {}
     finally:
         server.stop()
     assert summary["changes_sent"] >= 1, summary
@@ -200,7 +205,7 @@ def test_a_store_key_opens_only_its_store(tmp_path: Path) -> None:
     """Unit: the data key round trip through datakey.json, a host app's key, and
     SQLCipher refusing another key or a clear file with a StorageError."""
     home = tmp_path / "h"
-    home.mkdir()
+    Home.create(home, partition=TPS)
     host_key = bytes(range(32))
     data_key = atrest.create(home, home_key=host_key)
     atrest.forget(home)
@@ -221,3 +226,10 @@ def test_a_store_key_opens_only_its_store(tmp_path: Path) -> None:
     reopened = SQLiteStore(home / "store.sqlite", atrest.store_key(home))
     assert reopened.get_meta("nama") == b"Yohana Wenda"
     reopened.close()
+    atrest.forget(home)  # as a new process: the app hands its key to open_node
+    with pytest.raises(atrest.WrongKeyError):
+        open_node(home, home_key=bytes(32)).__enter__()
+    with open_node(home, home_key=host_key) as node:
+        node.put("voters", "v-1", {"nama": "Yohana Wenda"})
+    assert b"Yohana" not in (home / "store.sqlite").read_bytes()
+    atrest.forget(home)

@@ -66,6 +66,7 @@ def _open(path: str, key: bytes | None, **kwargs: Any) -> sqlite3.Connection:
     from meshsync.store.sqlite import cipher_driver
 
     db = cipher_driver().connect(path, **kwargs)
+    db.execute("PRAGMA cipher_log_level = NONE")
     db.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
     return cast(sqlite3.Connection, db)
 

@@ -147,6 +147,7 @@ def _connect(path: Path | str, key: bytes | None) -> tuple[sqlite3.Connection, A
     except driver.DatabaseError as exc:
         raise StorageError(f"cannot open store {path}: {exc}") from exc
     try:
+        db.execute("PRAGMA cipher_log_level = NONE")  # a wrong key: our error, no stderr
         db.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except driver.DatabaseError as exc:
