@@ -76,7 +76,7 @@ def _new_passphrase(passphrase_file: Path | None) -> str:
     """The new home's passphrase: from the file, the environment, else asked twice on
     the terminal. Checks first that SQLCipher is installed (StorageError says how)."""
     from meshsync.host import atrest
-    from meshsync.store.sqlite import cipher_driver
+    from meshsync.store.sqlite_connect import cipher_driver
 
     cipher_driver()
     if passphrase_file is not None:

@@ -63,7 +63,7 @@ def _open(path: str, key: bytes | None, **kwargs: Any) -> sqlite3.Connection:
     """A plain connection to ``path``; through SQLCipher keyed with ``key`` if given."""
     if key is None:
         return sqlite3.connect(path, **kwargs)  # type: ignore[no-any-return]
-    from meshsync.store.sqlite import cipher_driver
+    from meshsync.store.sqlite_connect import cipher_driver
 
     db = cipher_driver().connect(path, **kwargs)
     db.execute("PRAGMA cipher_log_level = NONE")

@@ -11,11 +11,8 @@ Errors from SQLite (disk full, corrupt file) are raised as
 :class:`~meshsync.model.errors.StorageError` after the transaction is rolled back.
 
 **Encrypted stores** (docs/architecture.md §6, "Encrypted homes"): given a 32-byte
-``key``, the store opens through SQLCipher (the ``sqlcipher3`` package, the DB-API 2
-module of SQLCipher 4, imported only then) with that raw key: every page of the
-database and of its WAL is AES-256 encrypted and HMAC-SHA512 authenticated, and
-``temp_store=MEMORY`` keeps temporary tables and sorts off the disk. The key is used
-as it is (``PRAGMA key = "x'...'"``), so SQLCipher runs no key derivation of its own.
+``key``, the store opens through SQLCipher (:mod:`meshsync.store.sqlite_connect`), and
+``temp_store=MEMORY`` keeps temporary tables and sorts off the disk.
 """
 
 from __future__ import annotations
@@ -25,12 +22,10 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
-from typing import Any, cast
+from typing import Any
 
 from meshsync.model.change import FeedId
 from meshsync.model.errors import StorageError, UsageError
-from meshsync.model.text import Msg
 from meshsync.store import sqlite_progress
 from meshsync.store.base import (
     FeedInfo,
@@ -39,6 +34,7 @@ from meshsync.store.base import (
     Store,
     StoredChange,
 )
+from meshsync.store.sqlite_connect import connect
 from meshsync.store.sqlite_evidence import SQLiteEvidence
 from meshsync.store.sqlite_progress import SQLiteProgress
 
@@ -112,50 +108,6 @@ MIGRATIONS: list[str] = [
     # (meshsync.store.sqlite_progress).
     sqlite_progress.MIGRATION,
 ]
-
-
-#: The length of an encrypted store's key, bytes.
-KEY_BYTES = 32
-
-
-def cipher_driver() -> ModuleType:
-    """SQLCipher's DB-API 2 module (``sqlcipher3.dbapi2``).
-
-    Raises :class:`StorageError` saying how to install it when it is absent.
-    """
-    try:
-        from sqlcipher3 import dbapi2  # type: ignore[import-untyped,import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise StorageError(Msg("an encrypted store needs SQLCipher: install it with "
-                               "pip install 'meshsync[encrypted]' (the sqlcipher3 "
-                               "package)")) from exc
-    return cast(ModuleType, dbapi2)
-
-
-def _connect(path: Path | str, key: bytes | None) -> tuple[sqlite3.Connection, Any]:
-    """``(connection, the driver's DatabaseError class)``: stdlib ``sqlite3`` without a
-    key, SQLCipher keyed with ``key`` otherwise. A key that does not open the file
-    (another key, or a clear store) raises :class:`StorageError`."""
-    if key is None:
-        return (sqlite3.connect(str(path), isolation_level=None, check_same_thread=False),
-                sqlite3.DatabaseError)
-    if len(key) != KEY_BYTES:
-        raise UsageError(f"a store key is {KEY_BYTES} bytes, not {len(key)}")
-    driver = cipher_driver()
-    try:
-        db = driver.connect(str(path), isolation_level=None, check_same_thread=False)
-    except driver.DatabaseError as exc:
-        raise StorageError(f"cannot open store {path}: {exc}") from exc
-    try:
-        db.execute("PRAGMA cipher_log_level = NONE")  # a wrong key: our error, no stderr
-        db.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
-        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except driver.DatabaseError as exc:
-        db.close()
-        raise StorageError(Msg("cannot open store %(path)s: it does not open with this "
-                               "home's key (another key, or a store that is not "
-                               "encrypted)", path=str(path))) from exc
-    return cast(sqlite3.Connection, db), driver.DatabaseError
 
 
 def _read_only_hint(path: Path | str) -> str:
@@ -240,7 +192,7 @@ class SQLiteStore(SQLiteEvidence, SQLiteProgress, Store):
     def __init__(self, path: Path | str, key: bytes | None = None) -> None:
         make_store_files_private(path)
         try:
-            self._db, self._error = _connect(path, key)
+            self._db, self._error = connect(path, key)
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open store {path}: {exc}") from exc
         self.encrypted = key is not None
