@@ -10,7 +10,9 @@ encrypted homes (store, WAL, shm, log, config, keys) is searched for each voter'
 KK number and name (UTF-8 of the NFC and NFD forms): none is there, while the clear
 phone's home holds every one of its TPS. A wrong or missing passphrase is refused
 with one clear line and changes no byte; with the right one the same homes open,
-sync a new edit and converge.
+sync a new edit and converge. A backup of the encrypted phone holds no voter either and
+restores into a home that opens with the same passphrase; a wipe removes the store and
+the wrapped data key.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
+import tarfile
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -233,3 +237,29 @@ def test_a_store_key_opens_only_its_store(tmp_path: Path) -> None:
         node.put("voters", "v-1", {"nama": "Yohana Wenda"})
     assert b"Yohana" not in (home / "store.sqlite").read_bytes()
     atrest.forget(home)
+
+
+def test_backup_restore_and_wipe_of_an_encrypted_home(district: dict[str, Any],
+                                                      tmp_path: Path) -> None:
+    phone = district["phone"]
+    backup = tmp_path / "phone.backup"
+    run("backup", "--home", phone, "-o", backup, passphrase=PHONE_PASS)
+    with tarfile.open(backup, "r:gz") as tar:  # the bytes inside the gzip stream
+        members = {m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+                   for m in tar.getmembers() if m.isfile()}
+    assert {"store.sqlite", "datakey.json"} <= set(members)
+    assert [n for n, data in members.items()
+            if any(s in data for s in secrets(district["rows"]))] == []
+    restored = tmp_path / "restored"
+    run("restore", backup, "--home", restored)
+    assert len(run_json("ls", "--home", restored, "voters", passphrase=PHONE_PASS)) == \
+        len(run_json("ls", "--home", phone, "voters", passphrase=PHONE_PASS))
+    assert "wrong passphrase" in run("ls", "--home", restored, "voters",
+                                     passphrase="tebakan-salah", ok=(1,)).stderr
+
+    copy = tmp_path / "phone-copy"
+    shutil.copytree(phone, copy)
+    wiped = run_json("wipe", "--home", copy, "--yes", passphrase=PHONE_PASS)
+    assert {"store.sqlite", "datakey.json"} <= set(wiped["removed"]), wiped
+    assert not (copy / "store.sqlite").exists() and not (copy / "datakey.json").exists()
+    assert leaks(copy, secrets(district["rows"])) == {}
