@@ -12,7 +12,9 @@ phone's home holds every one of its TPS. A wrong or missing passphrase is refuse
 with one clear line and changes no byte; with the right one the same homes open,
 sync a new edit and converge. A backup of the encrypted phone holds no voter either and
 restores into a home that opens with the same passphrase; a wipe removes the store and
-the wrapped data key.
+the wrapped data key. A ``meshsync daemon`` on a copy of the laptop unlocks it once at
+its start, serves its records and takes an edit, and its own files (``daemon.json``,
+its log in the home, the live WAL) hold no voter either.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from daemonfixtures import DaemonProcess
 from netfixtures import LOOPBACK, wait_until
 from test_bundle import meshsync_cmd
 
@@ -263,3 +266,25 @@ def test_backup_restore_and_wipe_of_an_encrypted_home(district: dict[str, Any],
     assert {"store.sqlite", "datakey.json"} <= set(wiped["removed"]), wiped
     assert not (copy / "store.sqlite").exists() and not (copy / "datakey.json").exists()
     assert leaks(copy, secrets(district["rows"])) == {}
+
+
+def test_a_daemon_on_an_encrypted_home_unlocks_once_and_leaves_no_voter_in_its_files(
+        district: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    laptop = tmp_path / "laptop"
+    shutil.copytree(district["laptop"], laptop)
+    monkeypatch.setenv(atrest.PASSPHRASE_ENV, LAPTOP_PASS)  # the daemon's environment
+    daemon = DaemonProcess(laptop, laptop / "daemon.log", {}).start()
+    try:
+        assert len(daemon.listing("/api/records/voters")) == len(district["rows"])
+        monkeypatch.delenv(atrest.PASSPHRASE_ENV)  # an edit through the daemon needs none
+        key = district["here"][1]["ID"]
+        run("put", "--home", laptop, "voters", key, "alamat=Kampung Jila RT 9",
+            "--partition", TPS)
+        assert {"daemon.json", "daemon.log", "store.sqlite-wal"} <= set(home_bytes(laptop))
+        assert leaks(laptop, secrets(district["rows"])) == {}
+    finally:
+        daemon.stop()
+    assert leaks(laptop, secrets(district["rows"])) == {}
+    record = run_json("get", "--home", laptop, "voters", key, "--partition", TPS,
+                      passphrase=LAPTOP_PASS)
+    assert record["fields"]["alamat"] == "Kampung Jila RT 9"
