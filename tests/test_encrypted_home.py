@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import unicodedata
 from pathlib import Path
@@ -41,6 +42,7 @@ from meshsync.host.home import Home
 from meshsync.host.local import open_node
 from meshsync.model.errors import StorageError
 from meshsync.store.sqlite import SQLiteStore
+from meshsync.store.sqlite_connect import cipher_driver
 
 pytest.importorskip("sqlcipher3")
 
@@ -288,3 +290,17 @@ def test_a_daemon_on_an_encrypted_home_unlocks_once_and_leaves_no_voter_in_its_f
     record = run_json("get", "--home", laptop, "voters", key, "--partition", TPS,
                       passphrase=LAPTOP_PASS)
     assert record["fields"]["alamat"] == "Kampung Jila RT 9"
+
+
+def test_init_encrypt_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No passphrase off a terminal, a short one, or no SQLCipher: one line each, and
+    no home made."""
+    home = tmp_path / "h"
+    no_pass = run("init", "--home", home, "--encrypt", ok=(1,), lang="id").stderr
+    assert no_pass.startswith("meshsync: gagal: --encrypt memerlukan kata sandi"), no_pass
+    short = run("init", "--home", home, "--encrypt", passphrase="12345", ok=(1,)).stderr
+    assert "too short" in short, short
+    assert not (home / "device.key").exists()
+    monkeypatch.setitem(sys.modules, "sqlcipher3", None)  # as where it is not installed
+    with pytest.raises(StorageError, match=r"pip install 'meshsync\[encrypted\]'"):
+        cipher_driver()
