@@ -162,6 +162,8 @@ def district(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_an_encrypted_home_holds_no_voter_in_clear(district: dict[str, Any]) -> None:
     laptop, phone, clear = district["laptop"], district["phone"], district["clear"]
     voters = run_json("ls", "--home", phone, "voters", passphrase=PHONE_PASS)
+    assert run_json("status", "--home", phone, passphrase=PHONE_PASS)["encrypted"] is True
+    assert run_json("status", "--home", clear)["encrypted"] is False
     assert sorted(v["fields"]["nik"] for v in voters) == sorted(r["NIK"] for r in district["here"])
     assert "serve.log" in home_bytes(laptop) and "store.sqlite" in home_bytes(phone)
     assert leaks(laptop, secrets(district["rows"])) == {}
