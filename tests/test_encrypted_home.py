@@ -40,7 +40,7 @@ from test_bundle import meshsync_cmd
 from meshsync.host import atrest
 from meshsync.host.home import Home
 from meshsync.host.local import open_node
-from meshsync.model.errors import StorageError
+from meshsync.model.errors import StorageError, UsageError
 from meshsync.store.sqlite import SQLiteStore
 from meshsync.store.sqlite_connect import cipher_driver
 
@@ -237,6 +237,11 @@ def test_a_store_key_opens_only_its_store(tmp_path: Path) -> None:
     reopened = SQLiteStore(home / "store.sqlite", atrest.store_key(home))
     assert reopened.get_meta("nama") == b"Yohana Wenda"
     reopened.close()
+    clear = tmp_path / "clear"
+    Home.create(clear)
+    SQLiteStore(clear / "store.sqlite").close()
+    with pytest.raises(UsageError, match="already has a store in clear"):
+        atrest.create(clear, home_key=host_key)
     atrest.forget(home)  # as a new process: the app hands its key to open_node
     with pytest.raises(atrest.WrongKeyError):
         open_node(home, home_key=bytes(32)).__enter__()

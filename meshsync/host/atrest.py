@@ -34,7 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from meshsync.host.files import replace_file
+from meshsync.host.files import fsync_dir
+from meshsync.host.home import STORE_FILE
 from meshsync.model.errors import UsageError
 from meshsync.model.text import Msg
 
@@ -99,12 +100,17 @@ def create(home: Path, *, passphrase: str | None = None,
     process (:func:`provide`).
 
     Raises :class:`UsageError` if neither or both are given, the passphrase is shorter
-    than 6 characters, ``home_key`` is not 32 bytes, or the home is encrypted already.
+    than 6 characters, ``home_key`` is not 32 bytes, or the home is encrypted already
+    or has a (clear) store.
     """
     if (passphrase is None) == (home_key is None):
         raise UsageError("give a passphrase or a home key, not both")
     if is_encrypted(home):
         raise UsageError(Msg("%(path)s is encrypted already", path=home))
+    if (home / STORE_FILE).exists():
+        raise UsageError(Msg("%(path)s already has a store in clear: encrypting an existing "
+                             "store is not built; make a new home with --encrypt and "
+                             "sync it", path=home))
     import secrets
 
     doc: dict[str, Any] = {"format": FORMAT}
@@ -126,6 +132,7 @@ def create(home: Path, *, passphrase: str | None = None,
         json.dump(doc, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
+    fsync_dir(home)
     provide(home, data_key)
     return data_key
 
@@ -246,9 +253,3 @@ def store_key(home: Path) -> bytes | None:
             "%(path)s is encrypted: give its passphrase (run on a terminal to be asked, "
             "or set MESHSYNC_PASSPHRASE or MESHSYNC_PASSPHRASE_FILE)", path=home))
     return unlock(home, passphrase=passphrase)
-
-
-def write_key_file(home: Path, text: bytes) -> None:
-    """Write ``datakey.json`` as ``text`` (a restored home's, from its backup)."""
-    replace_file(key_path(home), text)
-    os.chmod(key_path(home), 0o600)
