@@ -14,7 +14,9 @@ sync a new edit and converge. A backup of the encrypted phone holds no voter eit
 restores into a home that opens with the same passphrase; a wipe removes the store and
 the wrapped data key. A ``meshsync daemon`` on a copy of the laptop unlocks it once at
 its start, serves its records and takes an edit, and its own files (``daemon.json``,
-its log in the home, the live WAL) hold no voter either.
+its log in the home, the live WAL) hold no voter either. An app's home encrypted with
+the app's own 32-byte key starts through ``daemon/embed.py`` with that key (a wrong one
+is refused) and keeps an edit made through its API encrypted.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ import subprocess
 import sys
 import tarfile
 import unicodedata
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from daemonfixtures import DaemonProcess
-from netfixtures import LOOPBACK, wait_until
+from netfixtures import LOOPBACK, District, wait_until
 from test_bundle import meshsync_cmd
 
 from meshsync.host import atrest
@@ -48,6 +51,7 @@ pytest.importorskip("sqlcipher3")
 
 LAPTOP_PASS, PHONE_PASS = "laptop jila 2029", "pin-hp-581204"
 TPS = "mimika/jila/jila/tps-001"
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 SERVING = re.compile(r"serving \S+ on 127\.0\.0\.1:(\d+)")
 
 
@@ -311,3 +315,42 @@ def test_init_encrypt_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "sqlcipher3", None)  # as where it is not installed
     with pytest.raises(StorageError, match=r"pip install 'meshsync\[encrypted\]'"):
         cipher_driver()
+
+
+def test_an_app_starts_a_node_on_a_home_encrypted_with_its_key(tmp_path: Path) -> None:
+    """The embedding path (docs/android.md): the app makes the home, encrypts it with
+    32 bytes it keeps (the Android Keystore's part), and hands them to ``start``."""
+    from meshsync.daemon.embed import start
+
+    from meshsync.host.enrol import enrol
+    from meshsync.trust import make_csr
+
+    district = District(tmp_path)
+    home = tmp_path / "app-phone"
+    Home.create(home, partition=TPS)
+    (home / "device.csr").write_bytes(make_csr(Home.open(home).load_key(), "hp aplikasi"))
+    host_key = os.urandom(32)
+    atrest.create(home, home_key=host_key)
+    run("authority", "issue", "--home", district.authority, home / "device.csr",
+        "--role", "pantarlih", "--scope", TPS, "-o", tmp_path / "hp.crt")
+    enrol(Home.open(home), (tmp_path / "hp.crt").read_bytes(), "hp.crt")
+    atrest.forget(home)  # as the app's next start
+    local = {"api": f"{LOOPBACK}:0", "listen": f"{LOOPBACK}:0", "discovery": ["static"]}
+    with pytest.raises(atrest.WrongKeyError):
+        start(home, config_overrides=local, home_key=bytes(32))
+    node = start(home, config_overrides=local, home_key=host_key)
+    try:
+        body = json.dumps({"fields": {"nama": "Yosina Contoh Uji"}}).encode()
+        request = urllib.request.Request(
+            f"{node.api_url}/api/records/voters/v-1", data=body, method="PUT",
+            headers={"Authorization": f"Bearer {node.token}",
+                     "Content-Type": "application/json"})
+        with NO_PROXY.open(request, timeout=15) as reply:
+            assert reply.status == 200
+    finally:
+        node.stop()
+    atrest.forget(home)
+    assert leaks(home, {b"Yosina Contoh Uji"}) == {}
+    with open_node(home, home_key=host_key) as opened:
+        assert opened.get("voters", "v-1", TPS).fields["nama"] == "Yosina Contoh Uji"  # type: ignore[union-attr]
+    atrest.forget(home)
