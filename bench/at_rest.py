@@ -15,6 +15,11 @@ then reads every row back:
 * **field AEAD**: ``sqlite3`` with each value AES-256-GCM-encrypted under a per-home key
   before the insert and decrypted after the read (what "authenticated encryption of
   change bodies and record values" costs; keys stay clear);
+* **sqlcipher**: SQLCipher 4 through ``sqlcipher3`` (the DB-API module the store uses
+  for an encrypted home: ``meshsync[encrypted]``), keyed with a raw 32-byte key
+  (AES-256-CBC and HMAC-SHA512 per page), and the same driver without a key
+  (**sqlcipher3 no key**: its own SQLite build and module, no cipher); skipped when
+  not installed;
 * **apsw clear** and **page cipher**: ``apsw`` built with SQLite3 Multiple Ciphers
   (``apsw-sqlite3mc``), without and with ``PRAGMA key`` (its default cipher,
   ChaCha20-Poly1305 per page), so the cipher's cost is told apart from apsw's own.
@@ -48,8 +53,16 @@ Rows = list[tuple[str, bytes]]
 
 
 def run_sqlite(path: Path, rows: Rows, seal: Callable[[bytes], bytes],
-               unseal: Callable[[bytes], bytes]) -> tuple[float, float]:
-    db = sqlite3.connect(path, isolation_level=None)
+               unseal: Callable[[bytes], bytes], key: bytes | None = None
+               ) -> tuple[float, float]:
+    if key is None:
+        db = sqlite3.connect(path, isolation_level=None)
+    else:  # the store's way (meshsync.store.sqlite._connect)
+        from sqlcipher3 import dbapi2
+
+        db = dbapi2.connect(str(path), isolation_level=None)
+        if key:  # b"": the same driver without a key, to tell its own cost apart
+            db.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.execute(SCHEMA)
@@ -107,6 +120,15 @@ def measure(count: int) -> dict[str, Any]:
         out["clear"] = run_sqlite(d / "clear.db", rows, lambda v: v, lambda v: v)
         out["field AEAD"] = run_sqlite(d / "field.db", rows, seal, unseal)
         try:
+            out["sqlcipher3 no key"] = run_sqlite(d / "nokey.db", rows, lambda v: v,
+                                                  lambda v: v, key=b"")
+            out["sqlcipher"] = run_sqlite(d / "cipher.db", rows, lambda v: v, lambda v: v,
+                                          key=os.urandom(32))
+            out["sqlcipher hides values"] = rows[0][1][:40] in (d / "clear.db").read_bytes() \
+                and rows[0][1][:40] not in (d / "cipher.db").read_bytes()
+        except ImportError:
+            out["sqlcipher"] = "not installed (pip install 'meshsync[encrypted]')"
+        try:
             out["apsw clear"] = run_apsw(d / "apsw.db", rows, None)
             out["page cipher"] = run_apsw(d / "mc.db", rows, "bench passphrase")
             clear_bytes = (d / "apsw.db").read_bytes()
@@ -115,8 +137,9 @@ def measure(count: int) -> dict[str, Any]:
         except ImportError:
             out["apsw"] = "not installed (pip install apsw-sqlite3mc)"
     base = out["clear"][0] + out["clear"][1]
-    for name in ("field AEAD", "apsw clear", "page cipher"):
-        if name in out:
+    for name in ("field AEAD", "sqlcipher3 no key", "sqlcipher", "apsw clear",
+                 "page cipher"):
+        if isinstance(out.get(name), tuple):
             out[f"{name} ratio"] = (out[name][0] + out[name][1]) / base
     if "page cipher" in out:
         apsw_base = out["apsw clear"][0] + out["apsw clear"][1]
@@ -135,11 +158,12 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"{result['records']:,} records; seconds write / read; ratio to clear")
-    for name in ("clear", "field AEAD", "apsw clear", "page cipher"):
-        if name in result:
+    for name in ("clear", "field AEAD", "sqlcipher3 no key", "sqlcipher", "apsw clear",
+                 "page cipher"):
+        if isinstance(result.get(name), tuple):
             w, r = result[name]
             ratio = result.get(f"{name} ratio", 1.0)
-            print(f"{name:<14}{w:>8.2f}{r:>8.2f}{ratio:>8.2f}")
+            print(f"{name:<18}{w:>8.2f}{r:>8.2f}{ratio:>8.2f}")
     if "page cipher / apsw clear" in result:
         print(f"page cipher / apsw clear: {result['page cipher / apsw clear']:.2f}; the file "
               f"hides the values: {result['page cipher hides values']}")

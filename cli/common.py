@@ -71,6 +71,22 @@ class PositiveSeconds(click.ParamType):  # type: ignore[type-arg]  # generic fro
         return seconds
 
 
+def ask_passphrase(home: Path) -> str:
+    """Ask for the passphrase of the encrypted ``home`` on the terminal (not echoed)."""
+    return str(click.prompt(i18n.gettext("Passphrase for %(path)s") % {"path": home},
+                            hide_input=True, err=True))
+
+
+def install_passphrase_prompt() -> None:
+    """Let an encrypted home ask for its passphrase when stdin is a terminal
+    (:func:`meshsync.host.atrest.set_prompt`); elsewhere it comes from the
+    environment or the command fails saying how to give it."""
+    from meshsync.host import atrest
+
+    if sys.stdin is not None and sys.stdin.isatty():
+        atrest.set_prompt(ask_passphrase)
+
+
 def resolve_home(home: Path | None) -> Path:
     """The home path chosen by ``--home`` or the environment (its config's ``lang``
     then chooses the language, unless ``--lang`` or ``$MESHSYNC_LANG`` did)."""
@@ -103,6 +119,7 @@ def errors_to_exit(func: F) -> F:
         try:
             if "home" in kwargs:  # the home's `lang`, before the first message
                 resolve_home(kwargs["home"])
+                install_passphrase_prompt()
             return func(*args, **kwargs)
         except BrokenPipeError:  # `meshsync ls | head`: the reader left; say nothing
             sys.stderr.close()

@@ -106,8 +106,10 @@ def status(home: Path | None, as_json: bool) -> None:
     path = resolve_home(home)
     Home.open(path)
     data = api_get(path, "/api/status") or _offline_status(path)
+    from meshsync.host import atrest
     from meshsync.host.wipe import wiped_record
 
+    data["encrypted"] = atrest.is_encrypted(path)  # the store at rest (init --encrypt)
     wiped = wiped_record(path)
     if wiped is not None:
         data["wiped"] = wiped

@@ -3,6 +3,7 @@ conflicts are in cli/read.py)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from meshsync.host.home import Home
 from meshsync.host.i18n import gettext as _
 from meshsync.host.local import open_node
 from meshsync.model.change import Change, Put, check_partition, decode_stored
+from meshsync.model.errors import UsageError
 from meshsync.model.identity import device_id
 from meshsync.model.values import parse_assignments, record_to_json, value_to_json
 from meshsync.store.base import QuarantinedChange
@@ -40,23 +42,65 @@ def _write_csr(home: Home, name: str) -> bool:
 @click.option("--partition", default=None,
               help="Default partition for local edits, e.g. mimika/jila/diloa/tps-003.")
 @click.option("--name", default=None, help="Device name for the certificate request.")
+@click.option("--encrypt", is_flag=True,
+              help="Encrypt the store with a key unlocked by a passphrase (asked twice, "
+                   "or --passphrase-file, or $MESHSYNC_PASSPHRASE); needs the "
+                   "'encrypted' extra (sqlcipher3).")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="With --encrypt: read the passphrase from this file's "
+                                 "first line.")
 @json_option
 @errors_to_exit
-def init(home: Path | None, partition: str | None, name: str | None, as_json: bool) -> None:
+def init(home: Path | None, partition: str | None, name: str | None, encrypt: bool,
+         passphrase_file: Path | None, as_json: bool) -> None:
     """Create a node home with a new Ed25519 device key; print the device id."""
     if partition is not None:
         check_partition(partition)
     path = resolve_home(home)
+    passphrase = _new_passphrase(passphrase_file) if encrypt else None
     created = Home.create(path, partition=partition)
+    if passphrase is not None:
+        _encrypt_home(created, passphrase)
     key = created.load_key()
     csr = _write_csr(created, name or f"meshsync-{key.device_id[:8]}")
     info = {"device_id": key.device_id, "home": str(path),
-            "partition": created.default_partition(),
+            "partition": created.default_partition(), "encrypted": encrypt,
             "csr": str(created.csr_path) if csr else None}
     if as_json:
         echo_json(info)
     else:
         click.echo(key.device_id)
+
+
+def _new_passphrase(passphrase_file: Path | None) -> str:
+    """The new home's passphrase: from the file, the environment, else asked twice on
+    the terminal. Checks first that SQLCipher is installed (StorageError says how)."""
+    from meshsync.host import atrest
+    from meshsync.store.sqlite_connect import cipher_driver
+
+    cipher_driver()
+    if passphrase_file is not None:
+        given: str | None = atrest.read_passphrase_file(passphrase_file)
+    else:
+        given = atrest.passphrase_from_env()
+    if given is None:
+        if not sys.stdin.isatty():
+            raise UsageError(_("--encrypt needs a passphrase: run it on a terminal, or "
+                               "give --passphrase-file or MESHSYNC_PASSPHRASE"))
+        given = str(click.prompt(_("New passphrase"), hide_input=True, err=True,
+                                 confirmation_prompt=_("Repeat the passphrase")))
+    atrest.check_passphrase(given)
+    return given
+
+
+def _encrypt_home(home: Home, passphrase: str) -> None:
+    """Write the wrapped data key and create the store encrypted (so no clear store is
+    ever made in this home)."""
+    from meshsync.host import atrest
+    from meshsync.store.sqlite import SQLiteStore
+
+    key = atrest.create(home.path, passphrase=passphrase)
+    SQLiteStore(home.store_path, key).close()
 
 
 @click.command()

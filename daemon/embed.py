@@ -30,6 +30,7 @@ from meshsync.daemon.config import load_config
 from meshsync.daemon.platform import PlatformHooks
 from meshsync.daemon.runner import Daemon, api_token, serve_daemon
 
+from meshsync.host import atrest
 from meshsync.host.home import Home
 from meshsync.protocol.events import SessionSummary
 
@@ -212,7 +213,8 @@ async def _serve_daemon(home: Path, config: Any, platform: PlatformHooks | None,
 
 def start(home: str | Path, *, config_overrides: Mapping[str, Any] | None = None,
           on_event: Callable[[NodeEvent], None] | None = None,
-          platform: PlatformHooks | None = None, timeout: float = 60.0) -> RunningNode:
+          platform: PlatformHooks | None = None, timeout: float = 60.0,
+          home_key: bytes | None = None) -> RunningNode:
     """Start the node of an enrolled ``home`` on a new thread; return once its sync
     listener and local API are up. Callable from any thread.
 
@@ -227,14 +229,21 @@ def start(home: str | Path, *, config_overrides: Mapping[str, Any] | None = None
         platform: the host's :class:`PlatformHooks` (gateway, interfaces, hotspot,
             multicast lock).
         timeout: seconds to wait for the start.
+        home_key: for a home encrypted with a key the app keeps (32 bytes, e.g. in the
+            Android Keystore; made with :func:`meshsync.host.atrest.create`), that
+            key; the node's store opens with the data key it unwraps. A home
+            encrypted with a passphrase takes it from ``MESHSYNC_PASSPHRASE``.
 
     Raises:
         UsageError: an invalid config value, a port that cannot be bound, a home that
-            is not enrolled.
+            is not enrolled, a ``home_key`` that does not open the home
+            (:class:`~meshsync.host.atrest.WrongKeyError`).
         HomeBusyError: another daemon (or node) holds the home.
         RuntimeError: the start took longer than ``timeout``.
     """
     path = Path(home)
+    if home_key is not None:
+        atrest.unlock(path, home_key=home_key)
     config = load_config(Home.open(path), None, dict(config_overrides or {}), from_flags=False)
     node = RunningNode(path, on_event)
     node._start(config, platform, timeout)

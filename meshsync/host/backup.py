@@ -4,7 +4,10 @@ A backup is one gzip tar file (mode 0600) holding ``backup.json`` (what it holds
 consistent copy of ``store.sqlite`` made with SQLite's online backup API while a
 daemon may be writing (it reads through the WAL, so the copy is one committed state),
 and the home's ``config.toml``, ``device.crt``, ``root.crt`` and, on a sub-authority's
-laptop, ``authority.crt`` and ``authority.csr``.
+laptop, ``authority.crt`` and ``authority.csr``. The backup of an encrypted home holds
+its store encrypted as it is and its ``datakey.json`` (the data key wrapped under the
+passphrase): the restored home opens with the same passphrase, and the file alone
+reveals nothing.
 
 **The device's private keys are never in a backup** (``device.key``, ``next.key``,
 ``retired-keys/``, nor ``authority.key``). A copy that could sign as the device would,
@@ -31,7 +34,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
+from meshsync.host import atrest
 from meshsync.host.files import fsync_dir, write_private
 from meshsync.host.home import CERT_FILE, CONFIG_FILE, CSR_FILE, STORE_FILE, Home
 from meshsync.host.lock import HomeBusyError, read_holder, try_lock
@@ -43,7 +48,8 @@ from meshsync.trust import make_csr, parse_blob
 MANIFEST = "backup.json"
 FORMAT = "meshsync-home-backup/1"
 #: Files of a home copied as they are (those present).
-PLAIN_FILES = (CONFIG_FILE, CERT_FILE, "root.crt", "authority.crt", "authority.csr")
+PLAIN_FILES = (CONFIG_FILE, CERT_FILE, "root.crt", "authority.crt", "authority.csr",
+               atrest.KEY_FILE)
 #: Pages SQLite copies per step; between steps the daemon may write.
 PAGES_PER_STEP = 256
 #: Where the old device's certificate goes in a restored home (for reference; the
@@ -53,13 +59,28 @@ OLD_CERT_FILE = "restored-from.crt"
 Progress = Callable[[int, int], None]
 
 
-def copy_store(source: Path, dest: Path, progress: Progress | None = None) -> None:
+def _open(path: str, key: bytes | None, **kwargs: Any) -> sqlite3.Connection:
+    """A plain connection to ``path``; through SQLCipher keyed with ``key`` if given."""
+    if key is None:
+        return sqlite3.connect(path, **kwargs)  # type: ignore[no-any-return]
+    from meshsync.store.sqlite_connect import cipher_driver
+
+    db = cipher_driver().connect(path, **kwargs)
+    db.execute("PRAGMA cipher_log_level = NONE")
+    db.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+    return cast(sqlite3.Connection, db)
+
+
+def copy_store(source: Path, dest: Path, progress: Progress | None = None,
+               key: bytes | None = None) -> None:
     """Copy the SQLite database ``source`` to ``dest`` with the online backup API:
     consistent with the WAL while another process writes. ``progress(copied, total)``
-    is called after each step of :data:`PAGES_PER_STEP` pages."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+    is called after each step of :data:`PAGES_PER_STEP` pages. An encrypted store
+    (``key``, its data key) is copied page by page through SQLCipher into a copy
+    encrypted with the same key: the backup is never clear."""
+    src = _open(f"file:{source}?mode=ro", key, uri=True, timeout=30)
     try:
-        dst = sqlite3.connect(dest)
+        dst = _open(str(dest), key)
         try:
             def step(_status: int, remaining: int, total: int) -> None:
                 if progress is not None:
@@ -73,12 +94,14 @@ def copy_store(source: Path, dest: Path, progress: Progress | None = None) -> No
         src.close()
 
 
-def store_heads(store_file: Path, author: bytes) -> dict[str, int]:
-    """``partition -> head seq`` of ``author``'s feeds in the SQLite file ``store_file``."""
+def store_heads(store_file: Path, author: bytes, key: bytes | None = None
+                ) -> dict[str, int]:
+    """``partition -> head seq`` of ``author``'s feeds in the SQLite file ``store_file``
+    (encrypted with ``key`` if given)."""
     from meshsync.host.enrol import heads_of
     from meshsync.store.sqlite import SQLiteStore
 
-    store = SQLiteStore(store_file)
+    store = SQLiteStore(store_file, key)
     try:
         return heads_of(store, author)
     finally:
@@ -100,10 +123,11 @@ def make_backup(home: Home, output: Path, progress: Progress | None = None
         raise UsageError(Msg("%(path)s has no store to back up (no %(file)s)",
                              path=home.path, file=STORE_FILE))
     key = home.load_key()
+    data_key = atrest.store_key(home.path)
     with tempfile.TemporaryDirectory(prefix="meshsync-backup-") as tmp:
         copy = Path(tmp) / STORE_FILE
-        copy_store(home.store_path, copy, progress)
-        heads = store_heads(copy, key.public_key)
+        copy_store(home.store_path, copy, progress, data_key)
+        heads = store_heads(copy, key.public_key, data_key)
         files = [name for name in PLAIN_FILES if (home.path / name).is_file()]
         manifest: dict[str, object] = {
             "format": FORMAT, "made_at": int(time.time()), "home": str(home.path),

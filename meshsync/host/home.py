@@ -7,6 +7,8 @@ Layout (all paths relative to the home)::
     device.crt     this device's certificate and its chain, PEM (after enrolment)
     config.toml    settings (``partition`` = default partition for local edits, ...)
     store.sqlite   the SQLite store (WAL mode)
+    datakey.json   in an encrypted home: the store's data key, wrapped under a passphrase
+                   or the host app's key (:mod:`meshsync.host.atrest`), mode 0600
     next.key       a new Ed25519 key waiting for its certificate (``meshsync rekey``), 0600
     next.csr       the certificate signing request for next.key
     retired-keys/  (0700) earlier device keys, ``<device id>.key`` (0600), kept after a

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from meshsync.host import atrest
 from meshsync.host.clock import (
     TrustedClock,
     explain_refusal,
@@ -226,10 +227,14 @@ _CONNINFO_PAIR = re.compile(r"\s*[A-Za-z_]+\s*=")
 
 def open_store(home: Home, dsn: str | None = None) -> Store:
     """The home's SQLite store, or the PostgreSQL store at ``dsn`` (a libpq connection
-    string: ``postgresql://...`` or ``host=... dbname=...``; needs the ``central`` extra)."""
+    string: ``postgresql://...`` or ``host=... dbname=...``; needs the ``central`` extra).
+
+    An encrypted home's store opens with its data key (:func:`meshsync.host.atrest.
+    store_key`: kept for this process, else from the passphrase); raises
+    :class:`~meshsync.host.atrest.LockedError` or ``WrongKeyError`` if it cannot."""
     if dsn is None:
         make_home_private(home.path)
-        return SQLiteStore(home.store_path)
+        return SQLiteStore(home.store_path, atrest.store_key(home.path))
     if not (dsn.startswith(("postgresql://", "postgres://")) or _CONNINFO_PAIR.match(dsn)):
         raise UsageError(f"--store must be a PostgreSQL connection string "
                          f"(postgresql://... or host=... dbname=...), got {dsn!r}")
@@ -266,8 +271,13 @@ def keep_own_certificate(node: Node, home: Home) -> None:
 
 
 @contextmanager
-def open_node(path: str | Path, *, store: str | None = None) -> Iterator[Node]:
+def open_node(path: str | Path, *, store: str | None = None,
+              home_key: bytes | None = None) -> Iterator[Node]:
     """Open the node at home ``path`` (must exist: see ``meshsync init``).
+
+    ``home_key`` (32 bytes) is the key the host app keeps for an encrypted home made
+    with it (:func:`meshsync.host.atrest.create`); a home encrypted with a passphrase
+    takes it from the environment or the CLI's prompt (:mod:`meshsync.host.atrest`).
 
     ``store`` optionally names a PostgreSQL database (central) instead of the home's
     SQLite file. Every collection with a signed schema document in the store is
@@ -281,6 +291,8 @@ def open_node(path: str | Path, *, store: str | None = None) -> Iterator[Node]:
     """
     home = Home.open(Path(path))
     key = home.load_key()
+    if home_key is not None and store is None:
+        atrest.unlock(home.path, home_key=home_key)
     store_ = open_store(home, store)
     try:
         trust = load_trust(home, store_)

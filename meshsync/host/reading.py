@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from meshsync.host import atrest
 from meshsync.host.files import make_home_private
 from meshsync.host.home import Home
 from meshsync.host.reserve import disk_reserve
@@ -51,7 +52,7 @@ def open_reader(path: str | Path) -> Iterator[RecordReader]:
     home = Home.open(Path(path))
     home.check_key()
     make_home_private(home.path)
-    store = SQLiteStore(home.store_path)
+    store = SQLiteStore(home.store_path, atrest.store_key(home.path))
     try:
         check_partition(home.default_partition())
         disk_reserve(home)  # the setting is checked, as open_node checks it

@@ -9,6 +9,10 @@ are numbered migrations recorded in ``PRAGMA user_version``.
 
 Errors from SQLite (disk full, corrupt file) are raised as
 :class:`~meshsync.model.errors.StorageError` after the transaction is rolled back.
+
+**Encrypted stores** (docs/architecture.md §6, "Encrypted homes"): given a 32-byte
+``key``, the store opens through SQLCipher (:mod:`meshsync.store.sqlite_connect`), and
+``temp_store=MEMORY`` keeps temporary tables and sorts off the disk.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from meshsync.store.base import (
     Store,
     StoredChange,
 )
+from meshsync.store.sqlite_connect import connect
 from meshsync.store.sqlite_evidence import SQLiteEvidence
 from meshsync.store.sqlite_progress import SQLiteProgress
 
@@ -176,15 +181,21 @@ def _record_filter(collection: str | None, prefix: str, conflicts_only: bool
 
 
 class SQLiteStore(SQLiteEvidence, SQLiteProgress, Store):
-    """A :class:`Store` in one SQLite file. ``path`` may be ``":memory:"`` for tests."""
+    """A :class:`Store` in one SQLite file. ``path`` may be ``":memory:"`` for tests.
 
-    def __init__(self, path: Path | str) -> None:
+    ``key`` (32 bytes) opens an encrypted store through SQLCipher, creating it
+    encrypted if the file is new (module docstring); None opens a clear one.
+    Raises :class:`StorageError` if the store cannot be opened or the key does not
+    open it, or SQLCipher is needed and not installed.
+    """
+
+    def __init__(self, path: Path | str, key: bytes | None = None) -> None:
         make_store_files_private(path)
         try:
-            self._db = sqlite3.connect(str(path), isolation_level=None,
-                                       check_same_thread=False)
+            self._db, self._error = connect(path, key)
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open store {path}: {exc}") from exc
+        self.encrypted = key is not None
         try:
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             self._db.execute("PRAGMA synchronous=FULL")
@@ -193,7 +204,7 @@ class SQLiteStore(SQLiteEvidence, SQLiteProgress, Store):
             self._migrate()
         except BaseException as exc:
             self._db.close()
-            if isinstance(exc, sqlite3.DatabaseError):
+            if isinstance(exc, self._error):
                 raise StorageError(f"cannot open store {path}: {exc}"
                                    f"{_read_only_hint(path)}") from exc
             raise
@@ -242,7 +253,7 @@ class SQLiteStore(SQLiteEvidence, SQLiteProgress, Store):
                 self._feed_ids.clear()
                 raise
             self._db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
+        except self._error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             self._feed_ids.clear()
@@ -270,7 +281,7 @@ class SQLiteStore(SQLiteEvidence, SQLiteProgress, Store):
             self._grouped = False
             try:
                 self._db.execute("PRAGMA synchronous=FULL")
-            except sqlite3.DatabaseError as exc:
+            except self._error as exc:
                 raise StorageError(f"cannot set the store back to synchronous=FULL: "
                                    f"{exc}") from exc
             self._sync_wal()
