@@ -261,7 +261,7 @@ def hellos(draw: st.DrawFn) -> dict[str, Any]:
     reached too)."""
     hello: dict[str, Any] = {"proto": fr.PROTOCOL_VERSION, "mesh": "kpu-mimika",
                              "device": recording().a_key, "role": "pantarlih",
-                             "scope": "mimika/jila", "clock_ms": START_MS}
+                             "scope": "mimika/jila", "clock_ms": START_MS, "zlib": [1]}
     for _ in range(draw(st.integers(0, 2))):
         name = draw(st.sampled_from([*sorted(hello), "extra"]))
         hello[name] = draw(INTS if type(hello.get(name)) is int else keys() | VALUES)
