@@ -9,10 +9,12 @@ Usage::
 Needs the ``bench`` extra (``pip install -e '.[bench]'``: loro, pycrdt).
 
 **P1, full state.** A central home holds ``--records`` voters (bench/voters.py), written
-as changes of ``--ops-per-change`` puts. ``meshsync serve`` runs on it; two empty,
-enrolled gateway homes each run ``meshsync sync`` through a counting relay (real
-processes, mutual TLS on 127.0.0.1): one with compressed frames (the default), one
-with ``compress = false`` in its config.toml (every frame uncompressed). Reported per
+as changes of ``--ops-per-change`` puts, and is copied. ``meshsync serve`` runs on each
+copy in turn; an empty, enrolled gateway home (also copied) runs ``meshsync sync``
+with it through a counting relay (real processes, mutual TLS on 127.0.0.1): one pair
+with compressed frames (the default), one with ``compress = false`` in the gateway's
+config.toml (every frame uncompressed). Two pairs, so neither gateway is sent the
+receipt the other issued. Reported per
 sync: session bytes (both ways, the frames as sent), TLS bytes (what crossed the
 socket), the session's seconds (TLS, verify, durable SQLite), and the receiving
 process's peak RSS (its own ``VmHWM``, bench/procstat.py: ``ru_maxrss`` would carry the
@@ -140,14 +142,12 @@ def effective_edits(count: int, n_edits: int) -> int:
     return differ
 
 
-def meshsync_syncs(central: Path, laptops: dict[str, Path], tag: str,
-                   work: Path) -> dict[str, dict[str, Any]]:
-    """One ``meshsync sync`` of each laptop home with ``central``, each through a
-    counting relay; their summaries."""
+def meshsync_sync(central: Path, laptop: Path, tag: str, work: Path) -> dict[str, Any]:
+    """``meshsync sync`` of ``laptop`` with ``meshsync serve`` on ``central``, through a
+    counting relay; its summary."""
     server = Server(central, work / f"serve-{tag}.log")
     try:
-        return {name: sync_once(home, server, work / f"{tag}-{name}.out", relay=True)
-                for name, home in laptops.items()}
+        return sync_once(laptop, server, work / f"{tag}.out", relay=True)
     finally:
         server.stop()
 
@@ -161,18 +161,24 @@ def _keep(run: dict[str, Any]) -> dict[str, Any]:
 
 def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     central, laptop = make_homes(work)
-    plain = work / "laptop-plain"
-    shutil.copytree(laptop, plain)
-    with (plain / "config.toml").open("a", encoding="utf-8") as config:
-        config.write("\ncompress = false\n")
-    laptops = {"compressed": laptop, "uncompressed": plain}
     load_s = load_baseline(central, args.records, args.ops_per_change)
     floor_took = floor(stored(central), work / "floor.sqlite")
-    full = meshsync_syncs(central, laptops, "full", work)
-    with open_node(central) as node:
-        for partition, key, fields in edits(args.edits, args.records):
-            node.put("voters", key, fields, partition)
-    incr = meshsync_syncs(central, laptops, "incr", work)
+    # Two independent pairs (the same central, copied), so that neither laptop is sent
+    # the receipt the other issued: one pair with compressed frames, one without.
+    pairs = {"compressed": (central, laptop),
+             "uncompressed": (work / "central-plain", work / "laptop-plain")}
+    for name in (0, 1):
+        shutil.copytree((central, laptop)[name], pairs["uncompressed"][name])
+    with (pairs["uncompressed"][1] / "config.toml").open("a", encoding="utf-8") as config:
+        config.write("\ncompress = false\n")
+    full = {name: meshsync_sync(c, lap, f"full-{name}", work)
+            for name, (c, lap) in pairs.items()}
+    for c, _laptop in pairs.values():  # the same edits on both copies (same device key)
+        with open_node(c) as node:
+            for partition, key, fields in edits(args.edits, args.records):
+                node.put("voters", key, fields, partition)
+    incr = {name: meshsync_sync(c, lap, f"incr-{name}", work)
+            for name, (c, lap) in pairs.items()}
     return {
         "records": args.records, "edits": args.edits, "ops_per_change": args.ops_per_change,
         "effective_edits": effective_edits(args.records, args.edits),
