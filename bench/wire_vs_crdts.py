@@ -147,13 +147,23 @@ def meshsync_sync(central: Path, laptop: Path, tag: str, work: Path) -> dict[str
     counting relay; its summary."""
     server = Server(central, work / f"serve-{tag}.log")
     try:
-        return sync_once(laptop, server, work / f"{tag}.out", relay=True)
+        before = _cpu_s(server.proc.pid)
+        run = sync_once(laptop, server, work / f"{tag}.out", relay=True)
+        run["server_cpu_s"] = _cpu_s(server.proc.pid) - before
+        return run
     finally:
         server.stop()
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of running process ``pid`` (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _keep(run: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": run["seconds"], "wall_s": run["wall_s"], "rss_mb": run["rss_mb"],
+            "cpu_s": run["cpu_s"], "server_cpu_s": run["server_cpu_s"],
             "session_bytes": run["bytes_sent"] + run["bytes_received"],
             "bytes_received": run["bytes_received"], "tls_bytes": run["tls_bytes"],
             "changes_received": run["changes_received"], "converged": run["converged"]}
@@ -202,8 +212,8 @@ def table(r: dict[str, Any]) -> str:
     for name, run in full.items():
         rows.append((f"meshsync {name}", f"{run['session_bytes']:,}", f"{run['seconds']:.2f}",
                      f"{run['seconds'] / r['floor_s']:.2f}x", f"{run['rss_mb']:.0f}",
-                     f"TLS {run['tls_bytes']:,} B; process wall {run['wall_s']:.2f} s; "
-                     "TLS, verify, durable SQLite"))
+                     f"TLS {run['tls_bytes']:,} B; CPU receiver {run['cpu_s']:.2f} s, "
+                     f"sender {run['server_cpu_s']:.2f} s; process wall {run['wall_s']:.2f} s"))
     rows.append(("floor (decode+verify+insert)", "", f"{r['floor_s']:.2f}", "1.00x", "",
                  "same run"))
     rows.append(("loro (updates, import)", f"{lo['full_bytes']:,}", f"{lo['apply_s']:.2f}",
