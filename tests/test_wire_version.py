@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+from meshsync.daemon.laptop_page import phone_rows
 from netfixtures import (
     DISTRICT,
     MESHSYNC,
@@ -32,6 +33,7 @@ from meshsync.host.home import Home
 from meshsync.host.local import open_node
 from meshsync.net.tls import server_context
 from meshsync.protocol import frames as fr
+from meshsync.protocol.session import SessionConfig, SessionError, SyncSession
 
 OLD = 3  # the protocol version before compressed frames
 
@@ -137,3 +139,19 @@ def test_sync_refuses_a_version_3_server_by_name(homes: District, lang: str,
     errors = [f for f in server.frames if f[0] == fr.ERROR]
     assert [e[1:3] for e in errors] == [["version", NAMED]], server.frames
     assert count_changes(phone) == before
+
+
+def test_the_laptop_page_names_the_upgrade_in_the_readers_language() -> None:
+    """The refusal a daemon keeps as a peer's last error (the session summary's, a core
+    message) is shown translated on the PPK laptop's page."""
+    session = SyncSession(SessionConfig(), device=b"p" * 32, now_ms=0)
+    with pytest.raises(SessionError):
+        session.receive_data(frame([fr.HELLO, {"proto": OLD}]), 0)
+    error = session.summary.error
+    peer = {"device_id": "x" * 52, "failures": 2, "last_error": error, "addresses": []}
+    (row,) = phone_rows([peer], {}, {}, "id")
+    assert row["state"] == "failing"
+    assert row["error"] == ("version: protokol meshsync versi 3 tidak dapat sinkron dengan "
+                            "versi 4: perbarui meshsync di perangkat yang memakai versi 3")
+    (row,) = phone_rows([peer], {}, {}, "en")
+    assert row["error"] == f"version: {NAMED}"
