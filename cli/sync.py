@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 import trio
@@ -24,7 +24,7 @@ from meshsync.cli.wipe import evidence_if_revoked, wipe_revoked
 from meshsync.cli.writer import home_writer
 
 from meshsync.host.i18n import gettext as _
-from meshsync.host.i18n import ngettext
+from meshsync.host.i18n import localize, ngettext
 from meshsync.host.local import open_node
 from meshsync.host.lock import hold_home
 from meshsync.model.errors import UsageError
@@ -164,8 +164,9 @@ def sync(home: Path | None, peer: str, timeout: float, verbose: bool, as_json: b
     if result["error"]:
         # stderr even with --json: the JSON on stdout stays parseable, and every
         # failing command prints its one-line reason (README, "Commands").
+        reason = localize(cast("str", result["error"]))  # a core Msg: the reader's language
         click.echo(_("meshsync: error: %(message)s") % {
-            "message": _("sync failed: %(reason)s") % {"reason": result["error"]}}, err=True)
+            "message": _("sync failed: %(reason)s") % {"reason": reason}}, err=True)
         sys.exit(1)
     if not result["converged"]:
         sys.exit(4)

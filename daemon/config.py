@@ -23,6 +23,7 @@ Keys (all optional; defaults in :data:`DEFAULTS`)::
     refusal_log_interval_s = 60.0             # refusals logged as counts per interval
     kpu_idle_days = 3                         # central's KPU page: a TPS with no coklit
                                               # result for this many days is highlighted
+    compress = true                           # offer compressed sync frames (protocol 4)
 
 An invalid value is refused with :class:`~meshsync.model.errors.UsageError` naming the key
 and what is allowed.
@@ -51,7 +52,8 @@ DISCOVERY_METHODS = ("mdns", "broadcast", "gateway", "static")
 MESH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,62}")
 
 #: Keys of config.toml read by the node itself, not the daemon (meshsync.host.home, io_local).
-HOME_KEYS = {"partition", "schema", "storage_reserve_mb", "lang"}
+HOME_KEYS = {"partition", "schema", "storage_reserve_mb", "lang",
+             "compress"}  # compress: meshsync.net.setup.session_config
 
 DEFAULTS: dict[str, Any] = {
     "mesh": "default",

@@ -84,14 +84,15 @@ def _harmless(error: str | None) -> bool:
 
 
 def phone_rows(peers: list[dict[str, Any]], names: dict[str, dict[str, str]],
-               wrote: dict[str, list[str]]) -> list[dict[str, Any]]:
+               wrote: dict[str, list[str]], lang: str | None = None) -> list[dict[str, Any]]:
     """One row per peer: ``name``, ``tps``, ``role`` (msgid), ``last_seen_ms``,
     ``last_sync_ms``, ``to_send`` / ``to_receive`` (int or None: unknown until a
     session), ``state`` (``syncing``, ``failing``, ``ok``, ``never``), ``error`` and
     ``warnings`` (the last session's clock warnings, English lines), ``skew_s`` (how
     far its clock is from this one's, seconds); the uplink (KPU) is left out.
     ``wrote``: device id -> the partitions of its feeds held here (a phone's TPS); a
-    device that wrote nothing shows its certificate's scope."""
+    device that wrote nothing shows its certificate's scope. An ``error`` the core
+    marked for translation (a protocol version refusal) is in ``lang``."""
     rows = []
     for p in peers:
         if any(a.get("via") == "uplink" for a in p.get("addresses") or []):
@@ -109,7 +110,7 @@ def phone_rows(peers: list[dict[str, Any]], names: dict[str, dict[str, str]],
                      "tps": _where(dev, names, wrote), "role": ROLES.get(role, ""),
                      "last_seen_ms": p.get("last_seen_ms"), "last_sync_ms": p.get("last_sync_ms"),
                      "to_send": p.get("pending"), "to_receive": p.get("to_receive"),
-                     "state": state, "error": error or "",
+                     "state": state, "error": i18n.localize(error, lang) if error else "",
                      "warnings": list(p.get("clock_warnings") or []),
                      "skew_s": abs(int(p.get("clock_skew_ms") or 0)) // 1000})
     return sorted(rows, key=lambda r: (r["role"] != ROLES["pantarlih"], r["name"]))
@@ -180,7 +181,7 @@ def render_laptop(status: dict[str, Any], peers: list[dict[str, Any]],
         me=_who(status["device_id"], names),
         head=headline(status.get("uplink"), held["waiting"], status.get("role")),
         custody=custody_view(held, names),
-        phones=phone_rows(peers, names, written_partitions(held)),
+        phones=phone_rows(peers, names, written_partitions(held), lang),
         conflicts=conflict_rows(facts["conflicts"], names),
         villages=progress_rows(progress.get("village", {})),
         tps_rows=progress_rows(progress.get("tps", {})), labels=LABELS,

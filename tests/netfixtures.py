@@ -364,8 +364,10 @@ class _Prelude:
                             now_ms=time.time_ns() // 10**6)
 
     def output(self) -> bytes:
-        """The session's pending frames that are part of the prelude."""
+        """The session's pending frames that are part of the prelude (sent on
+        uncompressed: a sender may leave any frame uncompressed)."""
         reader, kept = fr.FrameReader(), []
+        reader.compression = self.session.session.compression
         reader.feed(self.session.data_to_send())
         while (got := reader.next_message()) is not None:
             if got[0][0] in self.FORWARD:
@@ -393,6 +395,7 @@ async def _raw_tls(port: int, ctx: ssl.SSLContext, payload: bytes, speak_as: Pat
                 while not prelude.feed(await stream.receive_some(65536)):
                     await stream.send_all(prelude.output())
                 await stream.send_all(prelude.output())
+                reader.compression = prelude.session.session.compression
             await stream.send_all(payload)
             while not close_after_send and not (until and until(frames)):
                 data = await stream.receive_some(65536)

@@ -65,7 +65,7 @@ class ScriptedPeer(trio.abc.Stream):
 def hello_of(device: Device) -> bytes:
     return fr.encode_frame([fr.HELLO, {
         "proto": fr.PROTOCOL_VERSION, "mesh": "kpu-mimika", "device": device.node.key.public_key,
-        "role": "pantarlih", "scope": "mimika/jila", "clock_ms": now_ms()}])
+        "role": "pantarlih", "scope": "mimika/jila", "clock_ms": now_ms(), "zlib": []}])
 
 
 def run(me: Device, peer: ScriptedPeer, config: SessionConfig = CONFIG) -> str:

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,9 +315,33 @@ HOSTILE = {
     "bad signature in a batch": ("bad signature", "signature",
                                  r"signature: signature by \w{8} does not verify"),
     "oversized length prefix": ("oversized", "size",
-                                r"size: frame of 4294967295 bytes exceeds limit"),
+                                r"size: compressed frame of 2147483647 bytes exceeds limit"),
     "stops mid-frame": ("cut", None, r"connection closed inside a frame"),
+    # compressed frames (protocol version 4): the session agreed on dictionary 1
+    "compressed frame expanding past the limit": (
+        "bomb", "size", r"size: compressed frame expands beyond the frame limit of 8781824"),
+    "corrupt zlib stream": ("corrupt zlib", "decode", r"decode: compressed frame"),
+    "unknown dictionary id": ("dictionary 7", "decode",
+                              r"decode: compressed frame names dictionary 7; this session "
+                              r"agreed on dictionary 1"),
 }
+
+
+def _compressed(frame_bytes: bytes, *, extra: bytes = b"", dict_id: int = 1) -> bytes:
+    """``frame_bytes`` (an uncompressed frame) compressed with dictionary 1 as a
+    version-4 sender does, its payload followed by ``extra`` before deflating, and
+    naming ``dict_id``."""
+    deflate = zlib.compressobj(9, zdict=fr.Compression.of(1).zdict)
+    body = bytes((dict_id,)) + deflate.compress(frame_bytes[4:] + extra) + deflate.flush()
+    return (len(body) | fr.COMPRESSED).to_bytes(4, "big") + body
+
+
+def _corrupt(frame_bytes: bytes) -> bytes:
+    """A compressed frame with bytes in the middle of its zlib stream flipped."""
+    spoiled = bytearray(_compressed(frame_bytes))
+    for at in range(len(spoiled) // 2, len(spoiled) // 2 + 4):
+        spoiled[at] ^= 0x5A
+    return bytes(spoiled)
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
@@ -330,6 +355,8 @@ def test_hostile_peer_session_is_closed_and_nothing_partial_applied(net: Net,
     server = net.servers.start(laptop)
     before = stored_changes(laptop)
     batch = _hostile_batch(hostile, what if what in ("garbage item", "bad signature") else None)
+    if what == "bomb":
+        assert len(_compressed(batch, extra=bytes(fr.MAX_FRAME_BYTES + 1024))) < 64 * 1024
     payload = {
         "http": b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
         "garbage": (8).to_bytes(4, "big") + b"\xc1" * 8,  # 0xc1: never used in msgpack
@@ -337,6 +364,10 @@ def test_hostile_peer_session_is_closed_and_nothing_partial_applied(net: Net,
         "bad signature": batch,
         "oversized": b"\xff\xff\xff\xff" + b"\x00" * 64,
         "cut": batch[: len(batch) // 2],
+        # the intact batch, then 9 MB of zeros: about 9 KB deflated
+        "bomb": _compressed(batch, extra=bytes(fr.MAX_FRAME_BYTES + 1024)),
+        "corrupt zlib": _corrupt(batch),
+        "dictionary 7": _compressed(batch, dict_id=7),
     }[what]
     ctx = client_context(laptop / "root.crt", hostile)
 

@@ -14,14 +14,13 @@ from collections.abc import Callable
 import pytest
 from helpers import HOUR_MS, START_MS, Device, all_changes, exchange
 
-from meshsync.model import codec
 from meshsync.model.change import decode_body
 from meshsync.model.errors import UsageError
 from meshsync.protocol import frames as fr
 from meshsync.protocol.events import ChangesApplied, Event, SessionDone, SessionFailed
 from meshsync.protocol.peer import Peer
 from meshsync.protocol.session import SessionConfig, SessionError, State
-from meshsync.testing.faults import Pipe, SessionPair, split_frames
+from meshsync.testing.faults import Pipe, SessionPair, frame_message, split_frames
 
 MakeDevice = Callable[..., Device]
 TPS = "mimika/jila/diloa/tps-003"
@@ -230,7 +229,7 @@ def test_every_duplicated_frame_is_refused(devices: Callable[..., Device], a_cou
     a_config = dataclasses.replace(small, role="gateway", issue_receipts=receipts)
     clean = open_pair(a, b, a_config, small)
     clean.pump()
-    kinds = [codec.unpack(f[4:], max_bytes=1 << 20)[0] for f in clean.pipes[0].history]
+    kinds = [frame_message(f)[0] for f in clean.pipes[0].history]
     assert fr.CHANGES in kinds and fr.ACK in kinds and len(kinds) >= 8
     assert (fr.RCPT in kinds) == receipts
     for index, kind in enumerate(kinds):
@@ -265,17 +264,20 @@ def test_incompatible_protocol_version_is_refused_on_both_sides(
     a, b = devices("phone-A"), devices("laptop-GW")
     newer = Peer(a.node, CONFIG, now_ms=a.clock())
     (hello,) = split_frames(newer.data_to_send())
-    message = codec.unpack(hello[4:], max_bytes=1 << 20)
+    message = frame_message(hello)
     message[1]["proto"] = fr.PROTOCOL_VERSION + 1  # a newer device that still speaks v1
     pair = SessionPair(newer, Peer(b.node, CONFIG, now_ms=b.clock()), a.clock, b.clock)
     pair.pipes[0].write(fr.encode_frame(message))
     pair.pump()
     (error,) = pair.sides[1].errors
     assert isinstance(error, SessionError) and error.stage == "version"
-    assert f"incompatible protocol version {fr.PROTOCOL_VERSION + 1}" in str(error)
+    named = (f"meshsync protocol version {fr.PROTOCOL_VERSION} cannot sync with version "
+             f"{fr.PROTOCOL_VERSION + 1}: upgrade meshsync on the device that speaks "
+             f"version {fr.PROTOCOL_VERSION}")
+    assert named in str(error)
     refused = failed(pair, 0)
     assert refused.by_peer and refused.stage == "version"
-    assert f"incompatible protocol version {fr.PROTOCOL_VERSION + 1}" in refused.reason
+    assert named in refused.reason
     assert not failed(pair, 1).by_peer
     assert b.store.count_changes() == 0
 
@@ -337,7 +339,7 @@ def test_oversized_frame_is_refused_from_its_header(devices: Callable[..., Devic
     assert caught.value.stage == "size"  # refused with no byte of payload sent
     assert "exceeds limit" in str(caught.value)
     frames = split_frames(fresh.data_to_send())
-    assert codec.unpack(frames[-1][4:], max_bytes=1 << 20)[:2] == [fr.ERROR, "size"]
+    assert frame_message(frames[-1])[:2] == [fr.ERROR, "size"]
 
 
 def test_peer_closing_mid_session_is_an_error(devices: Callable[..., Device]) -> None:
@@ -368,7 +370,7 @@ def test_handshake_timeout(devices: Callable[..., Device]) -> None:
     assert "handshake timeout" in end.reason and end.summary.finished_ms == deadline
     assert session.get_timer() is None
     (frame,) = split_frames(session.data_to_send())
-    assert codec.unpack(frame[4:], max_bytes=1 << 20)[:2] == [fr.ERROR, "timeout"]
+    assert frame_message(frame)[:2] == [fr.ERROR, "timeout"]
 
 
 def test_trickled_hello_does_not_extend_the_handshake(devices: Callable[..., Device]) -> None:

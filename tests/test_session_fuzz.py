@@ -23,7 +23,6 @@ from helpers import START_MS, Device, FakeClock, all_changes, device_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshsync.model import codec
 from meshsync.model.change import Change, decode_body
 from meshsync.model.errors import DecodeError
 from meshsync.protocol import frames as fr
@@ -33,7 +32,7 @@ from meshsync.protocol.session import SessionConfig, SessionError
 from meshsync.protocol.stream import SessionDecoder
 from meshsync.replica.node import Node
 from meshsync.store import MemoryStore, SQLiteStore, Store
-from meshsync.testing.faults import SessionPair, split_frames
+from meshsync.testing.faults import SessionPair, frame_message, split_frames
 
 TPS = "mimika/jila/diloa/tps-003"
 OTHER_TPS = "mimika/jila/amua/tps-007"
@@ -85,7 +84,7 @@ def recording() -> Recording:
     receiving = pair.sessions[1]
     decoder, per_frame = SessionDecoder(receiving.session.holdings), []
     for frame in frames:
-        message = codec.unpack(frame[4:], max_bytes=fr.MAX_FRAME_BYTES)
+        message = frame_message(frame)
         if message[0] == fr.CHANGES:
             decoded = (decoder.decode(item) for item in message[2])
             per_frame.append(frozenset(c.hash for c in decoded if c is not None))
@@ -160,7 +159,7 @@ def check_no_partial_apply(receiver: Receiver) -> None:
     # Whole frames only: each of A's frames is in entirely or not at all, but for a
     # frame whose ACK asked for a feed in full (a short feed item whose prev did not
     # match: that section was skipped, as a fork's would be).
-    sent = (codec.unpack(f[4:], max_bytes=fr.MAX_FRAME_BYTES) for f in
+    sent = (frame_message(f) for f in
             split_frames(receiver.output))
     asked = {m[1] for m in sent if m[0] == fr.ACK and len(m) == 3}
     for number, carried in enumerate(rec.frame_changes, start=1):
@@ -180,7 +179,7 @@ def check_no_partial_apply(receiver: Receiver) -> None:
     assert isinstance(end, SessionDone | SessionFailed)
     if isinstance(end, SessionFailed) and not end.by_peer:
         last = split_frames(receiver.output)[-1]
-        assert codec.unpack(last[4:], max_bytes=fr.MAX_FRAME_BYTES)[0] == fr.ERROR
+        assert frame_message(last)[0] == fr.ERROR
 
 
 # -- the baseline: an unmutated transcript replays to the same result ------------------
@@ -194,7 +193,7 @@ def test_recorded_transcript_replays_cleanly() -> None:
     assert isinstance(end, SessionDone) and end.summary.converged
     assert {c.hash for c in stored_changes(receiver.node)} == rec.known
     check_no_partial_apply(receiver)
-    sent = [codec.unpack(f[4:], max_bytes=fr.MAX_FRAME_BYTES) for f in rec.frames]
+    sent = [frame_message(f) for f in rec.frames]
     assert sum(i[0] == 3 for m in sent if m[0] == fr.CHANGES for i in m[2]) == 1  # B's feed
 
 
@@ -262,7 +261,7 @@ def hellos(draw: st.DrawFn) -> dict[str, Any]:
     reached too)."""
     hello: dict[str, Any] = {"proto": fr.PROTOCOL_VERSION, "mesh": "kpu-mimika",
                              "device": recording().a_key, "role": "pantarlih",
-                             "scope": "mimika/jila", "clock_ms": START_MS}
+                             "scope": "mimika/jila", "clock_ms": START_MS, "zlib": [1]}
     for _ in range(draw(st.integers(0, 2))):
         name = draw(st.sampled_from([*sorted(hello), "extra"]))
         hello[name] = draw(INTS if type(hello.get(name)) is int else keys() | VALUES)
@@ -314,7 +313,7 @@ def _replace_inside(draw: st.DrawFn, frame: bytes) -> bytes:
     """The frame's message with one value somewhere inside it replaced (structure-aware;
     an integer mostly by another integer, so decoding goes deeper)."""
     try:
-        message = codec.unpack(frame[4:], max_bytes=fr.MAX_FRAME_BYTES)
+        message = frame_message(frame)
     except DecodeError:
         return frame
     path = draw(st.sampled_from(_paths(message)[1:] or [()]))
@@ -423,7 +422,7 @@ def _sig_forgeries() -> list[tuple[int, int]]:
     """(frame index, item index) of every change item in A's CHANGES frames."""
     out = []
     for index, frame in enumerate(recording().frames):
-        message = codec.unpack(frame[4:], max_bytes=fr.MAX_FRAME_BYTES)
+        message = frame_message(frame)
         if message[0] == fr.CHANGES:
             out += [(index, k) for k, item in enumerate(message[2]) if item[0] in (2, 4)]
     return out
@@ -436,8 +435,9 @@ def test_forged_signature_keeps_its_whole_frame_out(store_kind: str) -> None:
     assert len(forgeries) >= 8
     for frame_index, item_index in forgeries:
         frames = list(rec.frames)
-        message = codec.unpack(frames[frame_index][4:], max_bytes=fr.MAX_FRAME_BYTES)
-        assert fr.encode_frame(message) == frames[frame_index]  # re-encoding is exact
+        message = frame_message(frames[frame_index])
+        # re-encoding is exact (a compressed frame goes back uncompressed: allowed)
+        assert frame_message(fr.encode_frame(message)) == message
         sig = bytearray(message[2][item_index][3])
         sig[10] ^= 0x01
         message[2][item_index][3] = bytes(sig)
@@ -446,7 +446,7 @@ def test_forged_signature_keeps_its_whole_frame_out(store_kind: str) -> None:
         receiver = feed(fresh_receiver(store), b"".join(frames), [1000])
         (error,) = receiver.errors
         assert error.stage == "signature", (frame_index, item_index, error)
-        number = sum(codec.unpack(f[4:], max_bytes=fr.MAX_FRAME_BYTES)[0] == fr.CHANGES
+        number = sum(frame_message(f)[0] == fr.CHANGES
                      for f in rec.frames[:frame_index + 1])
         held = {c.hash for c in stored_changes(receiver.node)}
         assert not (rec.frame_changes[number - 1] - rec.initial) & held
@@ -485,7 +485,7 @@ def test_regression_pred_out_of_range_is_a_decode_error() -> None:
     rec = recording()
     frames = list(rec.frames)
     for index, frame in enumerate(frames):
-        message = codec.unpack(frame[4:], max_bytes=fr.MAX_FRAME_BYTES)
+        message = frame_message(frame)
         puts = [item for item in (message[2] if message[0] == fr.CHANGES else [])
                 if item[0] in (2, 4) and item[2][0][0] == 0 and item[2][0][4]]
         if puts:

@@ -41,7 +41,7 @@ KEY = b"k" * 32
 SAMPLES: dict[type[msg.Message], list[Any]] = {
     msg.Hello: [fr.HELLO, {"proto": fr.PROTOCOL_VERSION, "mesh": "kpu-mimika",
                            "device": b"p" * 32, "role": "pantarlih", "scope": "mimika/jila",
-                           "clock_ms": 0}],
+                           "clock_ms": 0, "zlib": [1]}],
     msg.Summary: [fr.SUMMARY, [b"\x00" * 16] * 3, 0],
     msg.VersionVectors: [fr.VV, None, None, None],
     msg.Credentials: [fr.CRED, []],

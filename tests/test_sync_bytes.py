@@ -38,7 +38,7 @@ from meshsync.protocol.stream import (
 from meshsync.protocol.wire import CHANGE, FEED, WireEncoder
 from meshsync.replica import custody
 from meshsync.replica.receipt import decode_receipt, head_check
-from meshsync.testing.faults import SessionPair, split_frames
+from meshsync.testing.faults import SessionPair, frame_message, split_frames
 
 MakeDevice = Callable[..., Device]
 SCOPE = "mimika/jila"
@@ -78,7 +78,7 @@ def ends(pair: SessionPair) -> list[SessionDone]:
 
 def messages(pair: SessionPair, sender: int) -> list[tuple[list[Any], int]]:
     """Every message ``sender`` sent, with its frame's size."""
-    return [(codec.unpack(f[4:], max_bytes=fr.MAX_FRAME_BYTES), len(f))
+    return [(frame_message(f), len(f))
             for f in pair.pipes[sender].history]
 
 
@@ -259,7 +259,7 @@ def test_request_to_resend_a_feed_never_named_is_refused(make_device: MakeDevice
     session = streaming()
     session.data_to_send()  # its CHANGES frame, with a short feed item
     session.receive_data(fr.encode_frame([fr.ACK, 1, [0]]), a.clock())  # legal: once
-    resent = [codec.unpack(f[4:], max_bytes=1 << 20) for f in split_frames(
+    resent = [frame_message(f) for f in split_frames(
         session.data_to_send())]
     assert [m[0] for m in resent] == [fr.CHANGES, fr.SENT_ALL]
     assert [item[0] for item in resent[0][2]][:2] == [0, FEED]  # actor, full feed item
@@ -275,7 +275,9 @@ def test_version_1_peer_is_refused_clearly(make_device: MakeDevice) -> None:
     with pytest.raises(SessionError) as caught:
         session.receive_data(fr.encode_frame([fr.HELLO, hello]), b.clock())
     assert caught.value.stage == "version"
-    assert "incompatible protocol version 1; this device speaks 3" in str(caught.value)
+    assert ("meshsync protocol version 1 cannot sync with version "
+            f"{fr.PROTOCOL_VERSION}: upgrade meshsync on the device that speaks version 1"
+            ) in str(caught.value)
 
 
 def test_only_what_differs_is_listed(make_device: MakeDevice) -> None:

@@ -49,7 +49,7 @@ NEXT_CSR_FILE = "next.csr"
 RETIRED_DIR = "retired-keys"
 
 #: Every key ``config.toml`` may hold: those the node reads (``partition``, ``schema``,
-#: ``storage_reserve_mb``, ``mesh``, ``share``, ``lang``) and the daemon's
+#: ``storage_reserve_mb``, ``mesh``, ``share``, ``compress``, ``lang``) and the daemon's
 #: (meshsync.daemon.config; tests/test_rough_edges.py keeps the two lists equal).
 #: Any other key is refused by name, by every command (a misspelled ``partiton`` must not
 #: quietly send edits to partition ``local``).
@@ -58,7 +58,7 @@ CONFIG_KEYS = frozenset({
     "discovery", "static_peers", "interfaces", "beacon_port", "anti_entropy_s",
     "beacon_interval_s", "backoff_min_s", "backoff_max_s", "uplink", "lang",
     "max_handshakes", "max_handshakes_per_source", "refusal_log_interval_s",
-    "kpu_idle_days",
+    "kpu_idle_days", "compress",
 })
 
 

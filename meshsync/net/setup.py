@@ -42,7 +42,8 @@ def own_certificate(home: Home) -> tuple[str, str]:
 
 def session_config(home: Home, *, share: str | None = None,
                    mesh: str | None = None) -> SessionConfig:
-    """Session settings from ``config.toml`` (``mesh``, ``share``) and the certificate;
+    """Session settings from ``config.toml`` (``mesh``, ``share``, ``compress``: offer
+    compressed frames, default true) and the certificate;
     ``share`` and ``mesh`` override the file. Without either, the share scope is the
     replica layer's share policy for the certificate's role and scope
     (:func:`meshsync.replica.share.default_share`)."""
@@ -56,8 +57,11 @@ def session_config(home: Home, *, share: str | None = None,
     if not isinstance(share, str):
         raise UsageError(f"{home.config_path}: 'share' must be a partition prefix string")
     check_share(share, scope, source=source)
+    compress = config.get("compress", True)
+    if type(compress) is not bool:
+        raise UsageError(f"{home.config_path}: 'compress' must be true or false")
     return SessionConfig(mesh_id=mesh, role=role, share_scope=share,
-                         issue_receipts=role in ("gateway", "central"))
+                         issue_receipts=role in ("gateway", "central"), compress=compress)
 
 
 @contextmanager

@@ -20,3 +20,6 @@ class SessionConfig:
     window: int = 16
     frame_target: int = FRAME_TARGET_BYTES
     issue_receipts: bool = False
+    compress: bool = True
+    """Offer the preset zlib dictionaries in the HELLO (docs/protocol.md, "Compressed
+    frames"); off: this side's frames, and the peer's, go uncompressed."""

@@ -19,12 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 from meshsync.model.errors import RemoteError, UsageError
+from meshsync.model.text import Msg
 from meshsync.protocol import frames as fr
 from meshsync.protocol import messages as msg
 from meshsync.protocol.config import SessionConfig
 from meshsync.protocol.events import Event, Request, SessionFailed, SessionSummary
 from meshsync.protocol.messages import SessionError
 from meshsync.protocol.states import State, Step, Trigger, next_state
+from meshsync.protocol.zdict import KNOWN_IDS, best_common
 
 
 class SessionMachine(abc.ABC):
@@ -49,6 +51,9 @@ class SessionMachine(abc.ABC):
         self._request: Request | None = None
         self._now = now_ms
         self._deadline: int | None = now_ms + config.handshake_timeout_ms
+        self.compression: fr.Compression | None = None
+        """The preset dictionary both HELLOs offered (frames after the HELLO are
+        compressed with it when that saves bytes); None until then, or if none."""
 
     def receive_data(self, data: bytes, now_ms: int) -> None:
         """Feed bytes from the peer (``b""`` = the peer closed) and process them, up to
@@ -147,7 +152,20 @@ class SessionMachine(abc.ABC):
     def _send(self, message: msg.Message) -> None:
         self._send_raw(msg.encode(message))
 
+    def _agree_compression(self, offered: tuple[int, ...]) -> None:
+        """Take the best dictionary both sides offered (the peer's HELLO: ``offered``)
+        for the frames both ways from now on."""
+        dict_id = best_common(self.offered_dictionaries, offered)
+        self.compression = None if dict_id is None else fr.Compression.of(dict_id)
+        self._reader.compression = self.compression
+
+    @property
+    def offered_dictionaries(self) -> tuple[int, ...]:
+        """The dictionary ids this side's HELLO offers (none if ``config.compress`` is off)."""
+        return KNOWN_IDS if self.config.compress else ()
+
     def _send_raw(self, frame: bytes) -> None:
+        frame = fr.compress_frame(frame, self.compression)
         self._out += frame
         self.summary.bytes_sent += len(frame)
         self.summary.frames_sent += 1
@@ -204,6 +222,7 @@ class SessionMachine(abc.ABC):
             self._send(msg.Error(stage, reason[:500]))
         self.state = State.FAILED
         self._request = None
-        self.summary.error = f"{stage}: {reason}"
+        self.summary.error = Msg("%(stage)s: %(reason)s", stage=stage, reason=reason) \
+            if isinstance(reason, Msg) else f"{stage}: {reason}"
         self.summary.finished_ms = self._now
         self._events.append(SessionFailed(stage, reason, by_peer, self.summary))

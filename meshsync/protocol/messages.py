@@ -1,11 +1,11 @@
 """The session's wire messages as typed values, decoded from frames in one place.
 
-Every message of protocol version 2 (docs/protocol.md; the list is in
+Every message of the protocol (docs/protocol.md; the list is in
 :mod:`meshsync.protocol.session`) is a frozen dataclass that checks its own fields
 when it is built. :func:`decode` turns the msgpack array of one frame
 (:class:`meshsync.protocol.frames.FrameReader`) into one of them, so the state machine
 never sees a raw list. Each message's :meth:`to_wire` gives back the array it was read
-from, so what goes on the wire is exactly what protocol version 2 always sent.
+from, so what goes on the wire is exactly what was read.
 
 What a message cannot check alone (a batch number against the frames received so far,
 a version vector against the shared scope, a compact receipt against the base) is
@@ -22,7 +22,9 @@ from typing import Any, ClassVar
 
 from meshsync.model.errors import RemoteError
 from meshsync.model.identity import PUBLIC_KEY_BYTES
+from meshsync.model.text import Msg
 from meshsync.protocol import frames as fr
+from meshsync.protocol.zdict import MAX_OFFERED
 
 DIGEST_BYTES = 16
 MAX_WALL_MS = (1 << 48) - 1  # the HLC's wall-clock field (meshsync.model.hlc)
@@ -38,9 +40,30 @@ def _digest(value: object) -> bool:
     return isinstance(value, bytes) and len(value) == DIGEST_BYTES
 
 
+def version_refusal(proto: object) -> Msg:
+    """Why a HELLO of protocol version ``proto`` is refused: the older side must upgrade
+    meshsync. Worded for both ends (it also travels to the peer in an ERROR)."""
+    ours = fr.PROTOCOL_VERSION
+    if type(proto) is int and proto != ours:
+        old, new = min(proto, ours), max(proto, ours)
+        return Msg("meshsync protocol version %(old)d cannot sync with version %(new)d: "
+                   "upgrade meshsync on the device that speaks version %(old)d",
+                   old=old, new=new)
+    return Msg("the peer's hello names no protocol version (%(proto)s); this device "
+               "speaks version %(ours)d: upgrade meshsync on the peer",
+               proto=repr(proto)[:40], ours=ours)
+
+
+def _dictionary_ids(value: object) -> bool:
+    return type(value) is list and len(value) <= MAX_OFFERED \
+        and all(type(i) is int and 0 < i < 256 for i in value)
+
+
 @dataclass(frozen=True)
 class Hello:
-    """HELLO: who the peer is. ``clock_ms`` is its wall clock in ms when it started."""
+    """HELLO: who the peer is. ``clock_ms`` is its wall clock in ms when it started;
+    ``zlib`` the preset dictionary ids it knows (:mod:`meshsync.protocol.zdict`; empty:
+    it compresses nothing)."""
 
     kind: ClassVar[int] = fr.HELLO
     proto: int
@@ -49,34 +72,39 @@ class Hello:
     role: str
     scope: str
     clock_ms: int
+    zlib: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.proto != fr.PROTOCOL_VERSION:
-            raise SessionError(f"incompatible protocol version {self.proto!r}; "
-                               f"this device speaks {fr.PROTOCOL_VERSION}", stage="version")
+            raise SessionError(version_refusal(self.proto), stage="version")
         if not isinstance(self.device, bytes) or len(self.device) != PUBLIC_KEY_BYTES \
                 or type(self.mesh) is not str or type(self.role) is not str \
                 or type(self.scope) is not str or type(self.clock_ms) is not int \
-                or not 0 <= self.clock_ms <= MAX_WALL_MS:
+                or not 0 <= self.clock_ms <= MAX_WALL_MS \
+                or not _dictionary_ids(list(self.zlib)):
             raise SessionError("malformed hello fields")
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> Hello:
-        """``[HELLO, {proto, mesh, device, role, scope, clock_ms}]``."""
+        """``[HELLO, {proto, mesh, device, role, scope, clock_ms, zlib}]``."""
         body = raw[1] if len(raw) == 2 and type(raw[1]) is dict else None
         if body is None:
             raise SessionError("malformed hello")
         if body.get("proto") != fr.PROTOCOL_VERSION:  # before the fields: they may differ
-            raise SessionError(f"incompatible protocol version {body.get('proto')!r}; "
-                               f"this device speaks {fr.PROTOCOL_VERSION}", stage="version")
+            raise SessionError(version_refusal(body.get("proto")), stage="version")
         fields: list[Any] = [body.get(k) for k in ("proto", "mesh", "device", "role",
                                                    "scope", "clock_ms")]
+        offered: Any = body.get("zlib")
+        if not _dictionary_ids(offered):
+            raise SessionError("malformed hello fields")
+        fields.append(tuple(offered))
         return cls(*fields)
 
     def to_wire(self) -> list[Any]:
         """The msgpack array of this message."""
         return [fr.HELLO, {"proto": self.proto, "mesh": self.mesh, "device": self.device,
-                           "role": self.role, "scope": self.scope, "clock_ms": self.clock_ms}]
+                           "role": self.role, "scope": self.scope, "clock_ms": self.clock_ms,
+                           "zlib": list(self.zlib)}]
 
 
 @dataclass(frozen=True)

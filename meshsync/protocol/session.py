@@ -10,11 +10,12 @@ no further input until the owner answers (:meth:`hold`, :meth:`send_changes`,
 :meth:`stored`, :meth:`acknowledge`, :meth:`conclude`). The owner that holds a node is
 :class:`meshsync.protocol.peer.Peer` (docs/architecture.md §3).
 
-Protocol version 2 (every message is a frame, see :mod:`meshsync.protocol.frames`; the
+Protocol version 4 (every message is a frame, see :mod:`meshsync.protocol.frames`; the
 messages are typed in :mod:`meshsync.protocol.messages`, the states and transitions are
 in :mod:`meshsync.protocol.states`, drawn in docs/protocol.md)::
 
-    both:  HELLO {proto, mesh, device, role, scope, clock_ms}
+    both:  HELLO {proto, mesh, device, role, scope, clock_ms, zlib}; every frame
+           after it may be compressed with the best dictionary both listed in zlib
     both:  SUMMARY [feeds, credentials, receipts] digests (16 B each) of what this
            side holds over the shared scope, and the skew it measured from the
            peer's hello -> all three equal: done (identical peers: one round trip)
@@ -119,7 +120,7 @@ class SyncSession(SessionMachine):
         self._final_vv: VersionList = []
         self._sent_digest = b""
         self._send(msg.Hello(fr.PROTOCOL_VERSION, config.mesh_id, device, config.role,
-                             config.share_scope, now_ms))
+                             config.share_scope, now_ms, self.offered_dictionaries))
 
     @property
     def holdings(self) -> Holdings:
@@ -212,6 +213,7 @@ class SyncSession(SessionMachine):
             raise SessionError("hello names a different device than the TLS certificate",
                                stage="identity")
         self.peer_key = hello.device
+        self._agree_compression(hello.zlib)
         self.summary.peer, self.summary.peer_role = hello.device, hello.role
         self._skew = skew = hello.clock_ms - self._now
         self.summary.clock_skew_ms = skew

@@ -20,11 +20,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from meshsync.model import codec
 from meshsync.protocol.events import Event
-from meshsync.protocol.frames import NAMES
+from meshsync.protocol.frames import COMPRESSED, NAMES, Compression, FrameReader
 from meshsync.protocol.peer import Peer
 from meshsync.protocol.session import SessionError
 
@@ -44,12 +43,26 @@ def split_frames(data: bytes) -> list[bytes]:
     """
     frames, at = [], 0
     while at < len(data):
-        end = at + _LEN_BYTES + int.from_bytes(data[at:at + _LEN_BYTES], "big")
+        word = int.from_bytes(data[at:at + _LEN_BYTES], "big")
+        end = at + _LEN_BYTES + (word & ~COMPRESSED)
         if end > len(data) or at + _LEN_BYTES > len(data):
             raise ValueError(f"bytes end inside a frame at offset {at}")
         frames.append(data[at:end])
         at = end
     return frames
+
+
+def frame_message(frame: bytes) -> Any:
+    """The msgpack array of one frame, compressed or not (a compressed frame is
+    inflated with the dictionary it names). Raises what decoding raises."""
+    reader = FrameReader()
+    if int.from_bytes(frame[:_LEN_BYTES], "big") & COMPRESSED and len(frame) > _LEN_BYTES:
+        reader.compression = Compression.of(frame[_LEN_BYTES])
+    reader.feed(frame)
+    got = reader.next_message()
+    if got is None:
+        raise ValueError("not a whole frame")
+    return got[0]
 
 
 @dataclass
@@ -297,7 +310,7 @@ class SessionPair:
 def frame_kind(frame: bytes) -> str:
     """The message type of a frame, for traces ("?" if it does not decode)."""
     try:
-        kind = codec.unpack(frame[4:], max_bytes=len(frame))[0]
+        kind = frame_message(frame)[0]
     except Exception:
         return "?"
     return NAMES.get(kind, "?") if type(kind) is int else "?"
