@@ -17,9 +17,9 @@ then reads every row back:
   change bodies and record values" costs; keys stay clear);
 * **sqlcipher**: SQLCipher 4 through ``sqlcipher3`` (the DB-API module the store uses
   for an encrypted home: ``meshsync[encrypted]``), keyed with a raw 32-byte key
-  (AES-256-CBC and HMAC-SHA512 per page), and the same driver without a key
-  (**sqlcipher3 no key**: its own SQLite build and module, no cipher); skipped when
-  not installed;
+  (AES-256-CBC and HMAC-SHA256 per 16 KiB page, the store's settings), and the same
+  driver without a key (**sqlcipher3 no key**: its own SQLite build and module, no
+  cipher); skipped when not installed;
 * **apsw clear** and **page cipher**: ``apsw`` built with SQLite3 Multiple Ciphers
   (``apsw-sqlite3mc``), without and with ``PRAGMA key`` (its default cipher,
   ChaCha20-Poly1305 per page), so the cipher's cost is told apart from apsw's own.
@@ -62,7 +62,10 @@ def run_sqlite(path: Path, rows: Rows, seal: Callable[[bytes], bytes],
 
         db = dbapi2.connect(str(path), isolation_level=None)
         if key:  # b"": the same driver without a key, to tell its own cost apart
-            db.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+            from meshsync.store.sqlite_connect import key_statements
+
+            for statement in key_statements(key):
+                db.execute(statement)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.execute(SCHEMA)

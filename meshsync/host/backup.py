@@ -63,11 +63,11 @@ def _open(path: str, key: bytes | None, **kwargs: Any) -> sqlite3.Connection:
     """A plain connection to ``path``; through SQLCipher keyed with ``key`` if given."""
     if key is None:
         return sqlite3.connect(path, **kwargs)  # type: ignore[no-any-return]
-    from meshsync.store.sqlite_connect import cipher_driver
+    from meshsync.store.sqlite_connect import cipher_driver, key_statements
 
     db = cipher_driver().connect(path, **kwargs)
-    db.execute("PRAGMA cipher_log_level = NONE")
-    db.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+    for statement in key_statements(key):
+        db.execute(statement)
     return cast(sqlite3.Connection, db)
 
 
