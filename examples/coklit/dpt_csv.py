@@ -41,13 +41,15 @@ from meshsync.coklit.columns import (
     fields_of,
     header_name,
 )
-from meshsync.coklit.merge import FieldConflict, Plan, plan
+from meshsync.coklit.merge import FieldConflict, Plan, baseline_of, plan
 from meshsync.coklit.schema import COLLECTION, VoterValidator, register
 
 from meshsync.host import i18n
 from meshsync.model.change import OpId, check_name
+from meshsync.model.codec import canonical_value
 from meshsync.model.errors import UsageError, ValidationError
 from meshsync.replica.crdt import RecordState
+from meshsync.replica.policy import Judged, judge_of
 
 if TYPE_CHECKING:
     from meshsync.replica.node import Node
@@ -73,6 +75,9 @@ class Row:
     partition: str
     key: str
     fields: dict[str, Any]
+    record: dict[str, Any]
+    """What the validator found valid: the record a new voter becomes (``fields``
+    and their ``dpt`` baseline), in canonical order."""
 
 
 @dataclass
@@ -167,10 +172,17 @@ class _Reader:
     def row(self, line: int, cells: dict[str, str]) -> Row | None:
         fields, unread = fields_of(cells)
         partition = regions.partition_for_fields(fields)
+        key = cells.get("ID", "").strip() or (
+            self._derived_key(partition, fields["nik"]) if partition and "nik" in fields
+            else "")
+        # judged as the record a new voter becomes (its fields and their baseline), so
+        # the write need not judge it again (Judged); the baseline adds no problem
+        record = canonical_value({**fields, "dpt": baseline_of(fields)})
+        assert isinstance(record, dict)
         problems = [str(e) for e in unread]
         columns = {e.column for e in unread}  # not also reported as missing
         problems += [f"{COLUMN_OF.get(f, f)} ({f}): {i18n.localize(m)}" for f, m in
-                     self.validator("", fields, partial=False, partition=partition)
+                     self.validator(key, record, partial=False, partition=partition)
                      if COLUMN_OF.get(f) not in columns]
         if partition is None and not problems:
             problems.append(i18n.gettext("DISTRIK/KAMPUNG/TPS do not name a TPS of Kabupaten "
@@ -179,7 +191,6 @@ class _Reader:
             self.report.bad.append(BadRow(line, "; ".join(problems)))
             return None
         assert partition is not None
-        key = cells.get("ID", "").strip() or self._derived_key(partition, fields["nik"])
         try:
             check_name("key", key)
         except UsageError as exc:
@@ -191,7 +202,7 @@ class _Reader:
                 "ID %(key)s already used on line %(first)d for the same TPS (%(partition)s)")
                 % {"key": key, "first": first, "partition": partition}))
             return None
-        return Row(line, partition, key, fields)
+        return Row(line, partition, key, fields, record)
 
     def _derived_key(self, partition: str, nik: str) -> str:
         key, n = f"nik-{nik}", 1
@@ -257,7 +268,7 @@ def import_csv(node: Node, path: Path | str, *, batch_size: int = BATCH_SIZE,
             for start in range(0, len(group), batch_size):
                 batch = group[start:start + batch_size]
                 with _ctrl_c_between_batches():  # so ``done`` counts what was committed
-                    _write_batch(node, partition, batch, report)
+                    _write_batch(node, partition, batch, report, validator)
                     done += len(batch)
                 if progress is not None:
                     progress(done, len(rows))
@@ -306,10 +317,16 @@ def _by_partition(rows: Iterable[Row]) -> dict[str, list[Row]]:
     return groups
 
 
-def _plan(node: Node, row: Row) -> Plan:
-    held = node.store.load_record(row.partition, COLLECTION, row.key)
-    return plan(RecordState.decode(held.state) if held else None, row.fields,
-                node.key.public_key)
+def _plans(node: Node, partition: str, batch: list[Row]) -> list[tuple[Row, Plan]]:
+    """Each row's three-way merge with the record held (one store read for the batch)."""
+    held = node.store.load_records([(partition, COLLECTION, row.key) for row in batch])
+    own = node.key.public_key
+    plans = []
+    for row in batch:
+        found = held.get((partition, COLLECTION, row.key))
+        plans.append((row, plan(RecordState.decode(found.state) if found else None,
+                                row.fields, own)))
+    return plans
 
 
 def _edit(row: Row, todo: Plan) -> tuple[str, str, str, dict[str, Any], set[OpId]]:
@@ -317,16 +334,22 @@ def _edit(row: Row, todo: Plan) -> tuple[str, str, str, dict[str, Any], set[OpId
     return ("put", COLLECTION, row.key, todo.fields, todo.keep)
 
 
-def _write_batch(node: Node, partition: str, batch: list[Row], report: ImportReport) -> None:
-    plans = [(row, _plan(node, row)) for row in batch]
+def _write_batch(node: Node, partition: str, batch: list[Row], report: ImportReport,
+                 validator: Any) -> None:
+    """Write ``batch`` (rows of ``partition``) as one signed change, in one
+    transaction; a new voter's record, already judged by ``validator`` as its row was
+    read, is not judged again (:class:`~meshsync.replica.policy.Judged`)."""
+    plans = _plans(node, partition, batch)
     todo = [(row, p) for row, p in plans if p.fields is not None]
     for row, p in plans:
         if p.fields is None:
             report.count(row, p)
     if not todo:
         return
+    judged = Judged(judge_of(validator), {(partition, COLLECTION, row.key): row.record
+                                          for row, p in todo if p.kind == "new"})
     try:
-        node.write(partition, [_edit(r, p) for r, p in todo])
+        node.write(partition, [_edit(r, p) for r, p in todo], judged=judged)
     except ValidationError:
         _write_one_by_one(node, partition, todo, report)  # a held record makes it invalid
         return

@@ -36,6 +36,8 @@ _SPACES = re.compile(r"[ \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 def tidy(text: str) -> str:
     """``text`` in NFC, each run of spaces (any Unicode space, :data:`_SPACES`) as one
     ASCII space, trimmed."""
+    if text.isascii() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text  # ASCII is its own NFC, and its only space is the ASCII one
     return _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip(" ")
 
 

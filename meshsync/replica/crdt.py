@@ -180,6 +180,9 @@ class RecordState:
 
     def visible(self) -> dict[str, Any]:
         """Field name -> visible value (empty when deleted)."""
+        single = self._single
+        if single is not None:  # one put: its fields, already in canonical order
+            return dict(single[1])
         if self.deleted:
             return {}
         return {name: self.winner(name)[1] for name in sorted(self.entries)}

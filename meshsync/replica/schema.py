@@ -266,6 +266,11 @@ class DocumentValidator:
             raise LookupError(f"no schema document for {self.collection}")
         return self._compile(doc)
 
+    def judge(self) -> Compiled:
+        """The version that judges now (the newest held), for
+        :func:`meshsync.replica.policy.judge_of`."""
+        return self.newest()
+
     @property
     def required(self) -> frozenset[str]:
         """The required fields of the newest version (used by the receive path to
