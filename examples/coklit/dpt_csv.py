@@ -4,7 +4,10 @@ Import is how central loads the baseline: rows are read and checked first, then 
 good ones are written per partition (TPS) in batches of ``batch_size`` rows, one
 signed change per batch (docs/architecture.md §11: one signature per ≥ 100 ops keeps
 verification cheap). Bad rows never stop an import: each is reported with its line
-number in the file and the reason, in the officers' column names.
+number in the file and the reason, in the officers' column names. Each row is
+judged once, as it is read; the batch's write does not judge those records again
+(:class:`meshsync.replica.policy.Judged`). An interrupted import is resumed by the
+next import of the same file, which says so (:mod:`meshsync.coklit.resume`).
 
 Importing into records that already exist is a three-way merge against the baseline
 the previous import stored (:mod:`meshsync.coklit.merge`): a field an officer changed
@@ -42,6 +45,7 @@ from meshsync.coklit.columns import (
     header_name,
 )
 from meshsync.coklit.merge import FieldConflict, Plan, baseline_of, plan
+from meshsync.coklit.resume import finish, marker_of, stored_rows
 from meshsync.coklit.schema import COLLECTION, VoterValidator, register
 
 from meshsync.host import i18n
@@ -85,7 +89,9 @@ class ImportReport:
     """What an import did. ``rows`` counts data rows read (blank lines excluded).
 
     Per row: ``new`` (created), ``updated`` (a field applied or in conflict),
-    ``unchanged``, ``bad`` (invalid). Per field of existing records: ``applied``
+    ``unchanged``, ``bad`` (invalid); ``resumed``: rows an interrupted import of the
+    same file had stored, skipped (and counted unchanged: :mod:`.resume`). Per field
+    of existing records: ``applied``
     (baseline change to an untouched field), ``kept`` (an officer's value kept),
     ``conflicts`` (both changed; listed); ``kept_fields`` lists each kept field with
     the officer's value and the file's, as a conflict is listed.
@@ -102,6 +108,7 @@ class ImportReport:
     kept_fields: list[FieldConflict] = field(default_factory=list)
     partitions: set[str] = field(default_factory=set)
     bad: list[BadRow] = field(default_factory=list)
+    resumed: int = 0
 
     @property
     def imported(self) -> int:
@@ -116,6 +123,7 @@ class ImportReport:
                 "kept_fields": [k.to_json() for k in self.kept_fields],
                 "conflicts": [c.to_json() for c in self.conflicts],
                 "changes": self.changes, "partitions": len(self.partitions),
+                "resumed": self.resumed,
                 "bad": [{"line": b.line, "reason": b.reason}
                         for b in sorted(self.bad, key=lambda b: b.line)]}
 
@@ -248,9 +256,9 @@ def import_csv(node: Node, path: Path | str, *, batch_size: int = BATCH_SIZE,
     by the validator the node's writes get (a signed schema document, if held). Raises
     :class:`UsageError` for an unreadable file (not UTF-8, no header, a missing
     column) before writing anything, and passes on a write refusal (e.g. the device
-    may not write a partition); batches written before it stay (re-running the
-    import is safe). Ctrl-C raises :class:`ImportInterrupted`, which says how many
-    rows were stored.
+    may not write a partition); batches written before it stay. Ctrl-C raises
+    :class:`ImportInterrupted`, which says how many rows were stored; running the same
+    import again resumes after them (``report.resumed``, :mod:`.resume`).
     """
     path = Path(path)
     validator: Any = node.validators.get(COLLECTION)
@@ -262,16 +270,27 @@ def import_csv(node: Node, path: Path | str, *, batch_size: int = BATCH_SIZE,
     rows: list[Row] = []
     done = 0
     try:
-        rows = read_rows(_decode(path.read_bytes(), str(path)), str(path), validator, report)
-        for partition, group in _by_partition(rows).items():
+        data = path.read_bytes()
+        rows = read_rows(_decode(data, str(path)), str(path), validator, report)
+        ordered = [row for group in _by_partition(rows).values() for row in group]
+        marker = marker_of(data, ((row.partition, row.key) for row in ordered))
+        done = report.resumed = stored_rows(node, marker, len(ordered))
+        for row in ordered[:done]:  # stored by the interrupted run of this file
+            report.unchanged += 1
+            report.partitions.add(row.partition)
+        if done and progress is not None:
+            progress(done, len(rows))
+        for partition, group in _by_partition(ordered[done:]).items():
             report.partitions.add(partition)
             for start in range(0, len(group), batch_size):
                 batch = group[start:start + batch_size]
                 with _ctrl_c_between_batches():  # so ``done`` counts what was committed
-                    _write_batch(node, partition, batch, report, validator)
+                    _write_batch(node, partition, batch, report, validator,
+                                 marker.at(done + len(batch)))
                     done += len(batch)
                 if progress is not None:
                     progress(done, len(rows))
+        finish(node)
     except KeyboardInterrupt as exc:
         raise ImportInterrupted(done, len(rows), report) from exc
     return report
@@ -301,8 +320,8 @@ class ImportInterrupted(KeyboardInterrupt):
     is one signed change, committed by itself, so ``stored`` of the file's ``total``
     good rows are in the store (whole batches; a Ctrl-C while a batch is written takes
     effect once that batch is stored and counted) and importing the same file again
-    stores the rest (a re-import merges: rows already stored count as unchanged).
-    ``report`` is the partial report.
+    resumes: it skips the rows stored, stores the rest and says so
+    (:mod:`meshsync.coklit.resume`). ``report`` is the partial report.
     """
 
     def __init__(self, stored: int, total: int, report: ImportReport) -> None:
@@ -335,27 +354,36 @@ def _edit(row: Row, todo: Plan) -> tuple[str, str, str, dict[str, Any], set[OpId
 
 
 def _write_batch(node: Node, partition: str, batch: list[Row], report: ImportReport,
-                 validator: Any) -> None:
+                 validator: Any, meta: dict[str, bytes]) -> None:
     """Write ``batch`` (rows of ``partition``) as one signed change, in one
-    transaction; a new voter's record, already judged by ``validator`` as its row was
-    read, is not judged again (:class:`~meshsync.replica.policy.Judged`)."""
+    transaction with ``meta`` (the import's progress, :mod:`.resume`); a new voter's
+    record, already judged by ``validator`` as its row was read, is not judged again
+    (:class:`~meshsync.replica.policy.Judged`)."""
     plans = _plans(node, partition, batch)
     todo = [(row, p) for row, p in plans if p.fields is not None]
     for row, p in plans:
         if p.fields is None:
             report.count(row, p)
     if not todo:
+        _store_meta(node, meta)
         return
     judged = Judged(judge_of(validator), {(partition, COLLECTION, row.key): row.record
                                           for row, p in todo if p.kind == "new"})
     try:
-        node.write(partition, [_edit(r, p) for r, p in todo], judged=judged)
+        node.write(partition, [_edit(r, p) for r, p in todo], judged=judged, meta=meta)
     except ValidationError:
         _write_one_by_one(node, partition, todo, report)  # a held record makes it invalid
+        _store_meta(node, meta)
         return
     for row, p in todo:
         report.count(row, p)
     report.changes += 1
+
+
+def _store_meta(node: Node, meta: dict[str, bytes]) -> None:
+    with node.store.transaction():
+        for name, value in meta.items():
+            node.store.set_meta(name, value)
 
 
 def _write_one_by_one(node: Node, partition: str, todo: list[tuple[Row, Plan]],

@@ -169,7 +169,8 @@ class Node:
         return self.write(part, [("delete", collection, key, None)])
 
     def write(self, partition: str, edits: Iterable[tuple[Any, ...]], *,
-              judged: Judged | None = None) -> Change:
+              judged: Judged | None = None, meta: Mapping[str, bytes] | None = None
+              ) -> Change:
         """Apply several edits as one change: ``("put", coll, key, fields)`` or
         ``("delete", coll, key, None)``. All or nothing. A put's fields go through the
         collection's normaliser first, if it has one (:attr:`normalisers`).
@@ -183,7 +184,9 @@ class Node:
         ``judged``: records the caller has already found valid with the very
         validator this node uses (:class:`~meshsync.replica.policy.Judged`); a record
         whose resulting fields are exactly those judged is not validated again, every
-        other one is.
+        other one is. ``meta``: store values (name -> bytes, :meth:`Store.set_meta
+        <meshsync.store.base.Store.set_meta>`) set in the change's own transaction,
+        so they are stored exactly when the change is (an import's progress).
         """
         partition = check_partition(partition)
         edits = list(edits)
@@ -199,7 +202,7 @@ class Node:
                for (kind, _c, _k, fields, *keep), rkey in zip(edits, rkeys, strict=True)]
         if not ops:
             raise UsageError("nothing to write")
-        return self._commit_local(partition, ops, states, judged)
+        return self._commit_local(partition, ops, states, judged, meta or {})
 
     def _load_states(self, rkeys: list[RecordKey]) -> dict[RecordKey, RecordState]:
         """The held states of ``rkeys`` (empty ones for records not held), in one store
@@ -229,7 +232,8 @@ class Node:
 
     def _commit_local(self, partition: str, ops: list[Op],
                       states: dict[RecordKey, RecordState],
-                      judged: Judged | None = None) -> Change:
+                      judged: Judged | None = None,
+                      meta: Mapping[str, bytes] | None = None) -> Change:
         feed = (self.key.public_key, partition)
         now = self._clock()
         with self.store.transaction():
@@ -246,6 +250,8 @@ class Node:
                 self._apply_local(change, states, judged)
             self.store.append_change(
                 feed, StoredChange(seq, change.hash, change.body, change.sig), hlc)
+            for name, value in (meta or {}).items():
+                self.store.set_meta(name, value)
             self.save_clock()
         return change
 
