@@ -1,12 +1,15 @@
 """The voters validator's fast acceptance (examples/coklit/fastcheck.py) never changes a
-verdict: on generated voters, each changed in one or two fields (a value of another
-voter, a wrong type, an edge case), under each setting of the rules, the validator
-says exactly what its full checks say; and the name tidying's ASCII shortcut gives
+verdict, neither the coded validator's nor the signed document's: on generated voters,
+each changed in one or two fields (a value of another voter, a wrong type, an edge
+case), under each setting of the rules, the validator says exactly what its full
+checks say; and the name tidying's ASCII shortcut gives
 what NFC and space folding give. All people are made up."""
 
 from __future__ import annotations
 
+import copy
 import unicodedata
+from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from typing import Any
@@ -15,11 +18,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from meshsync.coklit import regions
 from meshsync.coklit.checks import age_on
+from meshsync.coklit.document import PACKAGE, document
 from meshsync.coklit.merge import baseline_of
 from meshsync.coklit.nik import make_nik
 from meshsync.coklit.sample import SampleVoter, generate
 from meshsync.coklit.schema import FIELDS, Rules, VoterValidator
 from meshsync.coklit.textnorm import _SPACES, tidy
+
+from meshsync.replica.schema import Compiled
 
 
 @cache
@@ -44,8 +50,9 @@ FIELD_EDGES: dict[str, list[Any]] = {
     "jenis_kelamin": ["L", "P", "X"], "umur": [0, 16, 17, 44, 59, True, "44"],
     "tanggal_lahir": ["2010-01-01", "2007-11-28", "2007-11-27", "1965-09-26"],
     "kampung": ["Diloa", "Jila", "Pilik Ogom", "Waa", "T'Singa", "Nowhere", "diloa"],
-    "distrik": ["Jila", "Tembagapura", "JILA", "Nowhere", "Mimika Baru"],
-    "tps": [1, 2, 3, 0, True, "1"], "rt": ["001", "1234", 1], "disabilitas": [["mental"]],
+    "distrik": ["Jila", "Tembagapura", "JILA", "Nowhere", "Mimika Baru", "Jila\t"],
+    "tps": [1, 2, 3, 0, True, "1"], "rt": ["001", "1234", 1, "12\n", "\u0661"],
+    "disabilitas": [["mental"]],
 }
 BIRTHS = [date(2010, 1, 1), date(2007, 11, 27), date(2007, 11, 28), date(1990, 7, 1),
           date(2025, 3, 3), date(2012, 2, 29)]
@@ -143,3 +150,47 @@ def _tidy_rule(text: str) -> str:
 @example("Yosina Contoh")
 def test_tidy_shortcut_agrees_with_nfc_and_space_folding(text: str) -> None:
     assert tidy(text) == _tidy_rule(text)
+
+
+@dataclass(frozen=True)
+class _Doc:
+    """The parts of a signed schema document that its interpretation reads."""
+
+    body: dict[str, Any]
+    collection: str = "voters"
+    version: int = 1
+    blob: bytes = b""
+
+
+@cache
+def _compiled(rules: Rules, fast: bool) -> Compiled:
+    compiled = Compiled(_Doc(document(rules)["body"]), lambda name: PACKAGE)  # type: ignore[arg-type]
+    assert compiled.accepts is not None  # the package's own document: the shortcut is on
+    if not fast:
+        compiled.accepts = None
+    return compiled
+
+
+def _changed(**change: Any) -> tuple[dict[str, Any], str]:
+    voter = samples()[0]
+    return {**voter.fields, **change}, voter.partition
+
+
+@settings(max_examples=1500, deadline=None)
+@given(records(), st.sampled_from(RULES))
+@example(_changed(rt="12\n"), Rules())  # the coded rule takes it, the document's not
+@example(_changed(distrik="Jila\t"), Rules())
+def test_the_signed_documents_shortcut_gives_its_full_verdict(
+        record: tuple[dict[str, Any], str], rules: Rules) -> None:
+    """The same for the signed ``voters`` document (what an enrolled node, central
+    above all, judges by): its interpretation with and without the package's shortcut."""
+    fields, partition = record
+    full = _compiled(rules, False).check(fields, partial=False, partition=partition)
+    assert _compiled(rules, True).check(fields, partial=False, partition=partition) == full
+
+
+def test_another_document_version_gets_no_shortcut() -> None:
+    body = copy.deepcopy(document()["body"])
+    del body["fields"]["coklit"]["codes"]["baru"]  # a newer version that refuses baru
+    assert PACKAGE.fast_acceptance(body) is None
+    assert PACKAGE.fast_acceptance(document()["body"]) is not None

@@ -155,7 +155,7 @@ _TMS_BY = {str(code): name for name, (code, _, _) in TMS_REASONS.items()} | {
 def keterangan(text: str) -> tuple[str | None, str | None]:
     """``(coklit, tms)`` of a KETERANGAN cell (``(None, None)`` when blank: belum
     dicoklit); raises :class:`CellError` if the cell is not a known code."""
-    if text == "" or text == "MS":  # the common cells, as _words leaves them
+    if text in {"", "MS"}:  # the common cells, as _words leaves them
         return (None, None) if text == "" else ("MS", None)
     word = _words(text)
     if word == "":

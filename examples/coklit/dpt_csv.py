@@ -44,7 +44,7 @@ from meshsync.coklit.columns import (
     fields_of,
     header_name,
 )
-from meshsync.coklit.merge import FieldConflict, Plan, baseline_of, plan
+from meshsync.coklit.merge import FieldConflict, Plan, plan
 from meshsync.coklit.resume import finish, marker_of, stored_rows
 from meshsync.coklit.schema import COLLECTION, VoterValidator, register
 
@@ -183,9 +183,10 @@ class _Reader:
         key = cells.get("ID", "").strip() or (
             self._derived_key(partition, fields["nik"]) if partition and "nik" in fields
             else "")
-        # judged as the record a new voter becomes (its fields and their baseline), so
-        # the write need not judge it again (Judged); the baseline adds no problem
-        record = canonical_value({**fields, "dpt": baseline_of(fields)})
+        # judged as the record a new voter becomes (the put plan() gives: its fields
+        # and their baseline), so the write need not judge it again (Judged); the
+        # baseline adds no problem (each of its values is checked as the field's)
+        record = canonical_value(plan(None, fields, b"").fields)
         assert isinstance(record, dict)
         problems = [str(e) for e in unread]
         columns = {e.column for e in unread}  # not also reported as missing
@@ -280,17 +281,21 @@ def import_csv(node: Node, path: Path | str, *, batch_size: int = BATCH_SIZE,
             report.partitions.add(row.partition)
         if done and progress is not None:
             progress(done, len(rows))
-        for partition, group in _by_partition(ordered[done:]).items():
-            report.partitions.add(partition)
-            for start in range(0, len(group), batch_size):
-                batch = group[start:start + batch_size]
-                with _ctrl_c_between_batches():  # so ``done`` counts what was committed
-                    _write_batch(node, partition, batch, report, validator,
-                                 marker.at(done + len(batch)))
-                    done += len(batch)
-                if progress is not None:
-                    progress(done, len(rows))
-        finish(node)
+        # one sync of the store for all the batches, when the block ends (also on
+        # Ctrl-C): a power cut before it loses batches with their progress marker
+        # together, so the resume point stays exact
+        with node.store.group_commit():
+            for partition, group in _by_partition(ordered[done:]).items():
+                report.partitions.add(partition)
+                for start in range(0, len(group), batch_size):
+                    batch = group[start:start + batch_size]
+                    with _ctrl_c_between_batches():  # ``done`` counts what is committed
+                        _write_batch(node, partition, batch, report, validator,
+                                     marker.at(done + len(batch)))
+                        done += len(batch)
+                    if progress is not None:
+                        progress(done, len(rows))
+            finish(node)
     except KeyboardInterrupt as exc:
         raise ImportInterrupted(done, len(rows), report) from exc
     return report
@@ -343,8 +348,9 @@ def _plans(node: Node, partition: str, batch: list[Row]) -> list[tuple[Row, Plan
     plans = []
     for row in batch:
         found = held.get((partition, COLLECTION, row.key))
-        plans.append((row, plan(RecordState.decode(found.state) if found else None,
-                                row.fields, own)))
+        # a voter not held: the put is the record read_rows built and judged
+        plans.append((row, plan(RecordState.decode(found.state), row.fields, own)
+                      if found else Plan("new", row.record)))
     return plans
 
 

@@ -7,7 +7,11 @@ what is wrong. It applies the same rules (each field's own check, then NIK again
 birth date, sex and region, age on election day, the TMS reason, the kampung in its
 distrik and the record's TPS partition) in one pass, without building messages; where
 it is stricter than the rules (an NIK of other than ASCII digits, a baseline ``dpt``
-that differs from the fields) it leaves the verdict to the full checks.
+that differs from the fields) it leaves the verdict to the full checks. It is also
+at least as strict as the signed ``voters`` document (:mod:`.document`), whose
+interpretation uses it for exactly that document (:meth:`.document.CoklitPackage.
+fast_acceptance`): there ``distrik`` is text without control characters and ``rt``,
+``rw`` are 1-3 digits and nothing else.
 ``tests/test_coklit_fast_check.py`` compares the two verdicts on generated records.
 """
 
@@ -22,6 +26,10 @@ from meshsync.coklit.codes import ELIGIBLE
 
 FieldCheck = Callable[[Any], "str | None"]
 
+#: Fields the signed document types as text that the coded checks do not test for
+#: control characters (``distrik``: any spelling a slug matches): required printable.
+_PLAIN_TEXT = frozenset({"distrik"})
+
 
 def _digits16(value: Any) -> bool:
     return type(value) is str and len(value) == 16 and value.isascii() and value.isdigit()
@@ -35,6 +43,12 @@ def accepts(fields: dict[str, Any], partition: str, rules: Rules,
     for name in required:
         if name not in given:
             return False
+    return _fields_ok(given, checks) and _nik_ok(given, rules) and \
+        _rest_ok(given, partition, rules)
+
+
+def _fields_ok(given: dict[str, Any], checks: dict[str, FieldCheck]) -> bool:
+    """Each given field passes its own check (and the document's, where stricter)."""
     for name, value in given.items():
         if name == "dpt":
             if type(value) is not dict or any(
@@ -43,11 +57,16 @@ def accepts(fields: dict[str, Any], partition: str, rules: Rules,
         elif name in ("nik", "nkk"):
             if not _digits16(value):
                 return False
+        elif name in _PLAIN_TEXT and not (type(value) is str and value.isprintable()):
+            return False  # the document's text type refuses a control character here
+        elif name in ("rt", "rw") and not (
+                type(value) is str and len(value) <= 3 and value.isascii() and value.isdigit()):
+            return False  # the coded check's ``$`` also takes "12\n"; the document's not
         else:
             check = checks.get(name)
             if check is None or check(value) is not None:
                 return False
-    return _nik_ok(given, rules) and _rest_ok(given, partition, rules)
+    return True
 
 
 def _nik_ok(given: dict[str, Any], rules: Rules) -> bool:

@@ -43,5 +43,6 @@ def tidy(text: str) -> str:
 
 def normalise_voter(fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` with each text value of :data:`NORMALISED_FIELDS` tidied (a copy)."""
-    return {name: tidy(value) if name in NORMALISED_FIELDS and isinstance(value, str)
-            else value for name, value in fields.items()}
+    tidied = {name: tidy(value) for name in NORMALISED_FIELDS
+              if isinstance(value := fields.get(name), str)}
+    return {**fields, **tidied}
