@@ -26,6 +26,7 @@ tab-separated (chosen from the header line), with the header on line 1.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import signal
 import threading
@@ -260,7 +261,23 @@ def import_csv(node: Node, path: Path | str, *, batch_size: int = BATCH_SIZE,
     may not write a partition); batches written before it stay. Ctrl-C raises
     :class:`ImportInterrupted`, which says how many rows were stored; running the same
     import again resumes after them (``report.resumed``, :mod:`.resume`).
+
+    Python's cyclic garbage collector is paused meanwhile (in the whole process): the
+    rows read, a few acyclic objects each and all kept until the end, made its
+    collections, which walk every live object, cost 10-30% of an import of 50,000 rows.
     """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _import(node, path, batch_size=batch_size, progress=progress)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _import(node: Node, path: Path | str, *, batch_size: int,
+            progress: Progress | None) -> ImportReport:
+    """The import itself: see :func:`import_csv`."""
     path = Path(path)
     validator: Any = node.validators.get(COLLECTION)
     if not isinstance(validator, VoterValidator):
