@@ -51,7 +51,7 @@ from meshsync.coklit.schema import COLLECTION, VoterValidator, register
 
 from meshsync.host import i18n
 from meshsync.model.change import OpId, check_name
-from meshsync.model.codec import canonical_value
+from meshsync.model.codec import canonical_value, pack
 from meshsync.model.errors import UsageError, ValidationError
 from meshsync.replica.crdt import RecordState
 from meshsync.replica.policy import Judged, judge_of
@@ -80,9 +80,10 @@ class Row:
     partition: str
     key: str
     fields: dict[str, Any]
-    record: dict[str, Any]
-    """What the validator found valid: the record a new voter becomes (``fields``
-    and their ``dpt`` baseline), in canonical order."""
+    judged: bytes
+    """What the validator found valid, encoded canonically (kept as bytes: a third
+    of the memory of the fields): the record a new voter becomes (``fields`` and
+    their ``dpt`` baseline, :func:`meshsync.coklit.merge.plan`)."""
 
 
 @dataclass
@@ -212,7 +213,7 @@ class _Reader:
                 "ID %(key)s already used on line %(first)d for the same TPS (%(partition)s)")
                 % {"key": key, "first": first, "partition": partition}))
             return None
-        return Row(line, partition, key, fields, record)
+        return Row(line, partition, key, fields, pack(record))
 
     def _derived_key(self, partition: str, nik: str) -> str:
         key, n = f"nik-{nik}", 1
@@ -365,9 +366,8 @@ def _plans(node: Node, partition: str, batch: list[Row]) -> list[tuple[Row, Plan
     plans = []
     for row in batch:
         found = held.get((partition, COLLECTION, row.key))
-        # a voter not held: the put is the record read_rows built and judged
-        plans.append((row, plan(RecordState.decode(found.state), row.fields, own)
-                      if found else Plan("new", row.record)))
+        plans.append((row, plan(RecordState.decode(found.state) if found else None,
+                                row.fields, own)))
     return plans
 
 
@@ -390,7 +390,7 @@ def _write_batch(node: Node, partition: str, batch: list[Row], report: ImportRep
     if not todo:
         _store_meta(node, meta)
         return
-    judged = Judged(judge_of(validator), {(partition, COLLECTION, row.key): row.record
+    judged = Judged(judge_of(validator), {(partition, COLLECTION, row.key): row.judged
                                           for row, p in todo if p.kind == "new"})
     try:
         node.write(partition, [_edit(r, p) for r, p in todo], judged=judged, meta=meta)

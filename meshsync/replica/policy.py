@@ -80,14 +80,15 @@ class Judged:
     import checks every row as it reads the file, to list the bad ones by line).
 
     ``judge``: :func:`judge_of` the validator that judged them; ``records``:
-    ``(partition, collection, key)`` -> the fields found valid. A write skips its own
-    check of a record only if the validator it would use has the same judge and the
-    record's resulting fields encode to the same bytes as those judged (canonical
-    order, see :mod:`meshsync.model.codec`); anything else is checked as usual.
+    ``(partition, collection, key)`` -> the canonical encoding
+    (:func:`meshsync.model.codec.pack` of canonical fields) of the fields found valid.
+    A write skips its own check of a record only if the validator it would use has
+    the same judge and the record's resulting fields encode to exactly those bytes;
+    anything else is checked as usual.
     """
 
     judge: object
-    records: Mapping[tuple[str, str, str], dict[str, Any]]
+    records: Mapping[tuple[str, str, str], bytes]
 
     def covers(self, validator: Validator, rkey: tuple[str, str, str],
                fields: dict[str, Any]) -> bool:
@@ -95,4 +96,4 @@ class Judged:
         judged = self.records.get(rkey)
         # compared encoded: as values, 1 == 1.0 == True, but a validator tells them apart
         return (judged is not None and judge_of(validator) is self.judge
-                and codec.pack(judged) == codec.pack(fields))
+                and codec.pack(fields) == judged)
