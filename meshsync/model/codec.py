@@ -50,8 +50,8 @@ def canonical_value(value: Any, depth: int = 0) -> Value:
                 raise UsageError(f"map keys must be text, got {type(k).__name__}")
         # str order is code point order, which UTF-8 byte order preserves (surrogates
         # included, as "surrogatepass" encodes them): sorted(value) == by _utf8
-        return {k: v if type(v) in _PLAIN else canonical_value(v, depth + 1)
-                for k, v in sorted(value.items())}
+        return {k: v if type(v) in _PLAIN or (type(v) is int and _INT_MIN <= v <= _INT_MAX)
+                else canonical_value(v, depth + 1) for k, v in sorted(value.items())}
     return _canonical_other(value, depth)
 
 
