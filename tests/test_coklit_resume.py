@@ -50,7 +50,7 @@ def voters(home: Path) -> list[tuple[str, str, dict[str, Any], bool]]:
 
 def test_an_interrupted_import_resumes_and_says_so(tmp_path: Path) -> None:
     csv_path = tmp_path / "dpt.csv"
-    assert meshsync("coklit", "generate", "--seed", "4", "--distrik", "Hoya", "-o",
+    assert meshsync("coklit", "generate", "--seed", "4", "--distrik", "Jila", "-o",
                     csv_path).returncode == 0
     total = len(csv_path.read_text("utf-8").splitlines()) - 1
     home, whole = tmp_path / "central", tmp_path / "one-shot"
