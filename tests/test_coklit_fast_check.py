@@ -25,6 +25,7 @@ from meshsync.coklit.sample import SampleVoter, generate
 from meshsync.coklit.schema import FIELDS, Rules, VoterValidator
 from meshsync.coklit.textnorm import _SPACES, tidy
 
+from meshsync.model.codec import canonical_value, pack, unpack
 from meshsync.replica.schema import Compiled
 
 
@@ -164,7 +165,8 @@ class _Doc:
 
 @cache
 def _compiled(rules: Rules, fast: bool) -> Compiled:
-    compiled = Compiled(_Doc(document(rules)["body"]), lambda name: PACKAGE)  # type: ignore[arg-type]
+    body = unpack(pack(canonical_value(document(rules)["body"])), max_bytes=1 << 20)  # as signed
+    compiled = Compiled(_Doc(body), lambda name: PACKAGE)  # type: ignore[arg-type]
     assert compiled.accepts is not None  # the package's own document: the shortcut is on
     if not fast:
         compiled.accepts = None
@@ -194,3 +196,5 @@ def test_another_document_version_gets_no_shortcut() -> None:
     del body["fields"]["coklit"]["codes"]["baru"]  # a newer version that refuses baru
     assert PACKAGE.fast_acceptance(body) is None
     assert PACKAGE.fast_acceptance(document()["body"]) is not None
+    signed = unpack(pack(canonical_value(document()["body"])), max_bytes=1 << 20)
+    assert PACKAGE.fast_acceptance(signed) is not None  # as decoded: lists, not tuples

@@ -43,6 +43,7 @@ from meshsync.coklit.schema import (
 )
 from meshsync.coklit.visits import outcome
 
+from meshsync.model.codec import canonical_value
 from meshsync.replica.progress import register_classifier
 
 _TEXT = {"type": "text", "max_chars": MAX_TEXT_CHARS}
@@ -143,7 +144,8 @@ class CoklitPackage:
         record it finds valid (:func:`.fastcheck.accepts`); None for any other body
         (an older or newer version judges by its own declarations)."""
         rules = _rules_of(body.get("params", {}))
-        if body != document(rules)["body"]:
+        # compared as signed (canonical: a decoded body has lists where ours has tuples)
+        if canonical_value(body) != canonical_value(document(rules)["body"]):
             return None
 
         def accept(fields: dict[str, Any], partition: str) -> bool:
