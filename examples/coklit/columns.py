@@ -122,7 +122,8 @@ def _umur(text: str) -> int | None:
 
 def _coded(column: str, table: dict[str, str]) -> Callable[[str], str]:
     def parse(text: str) -> str:
-        value = table.get(_words(text))
+        # a code as the table spells it is its own _words form: no need to fold it
+        value = table.get(text) or table.get(_words(text))
         if value is None:
             raise CellError(column, f"{text!r} is not one of {', '.join(sorted(set(table)))}")
         return value
@@ -154,6 +155,8 @@ _TMS_BY = {str(code): name for name, (code, _, _) in TMS_REASONS.items()} | {
 def keterangan(text: str) -> tuple[str | None, str | None]:
     """``(coklit, tms)`` of a KETERANGAN cell (``(None, None)`` when blank: belum
     dicoklit); raises :class:`CellError` if the cell is not a known code."""
+    if text in {"", "MS"}:  # the common cells, as _words leaves them
+        return (None, None) if text == "" else ("MS", None)
     word = _words(text)
     if word == "":
         return None, None

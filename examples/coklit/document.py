@@ -27,6 +27,7 @@ from typing import Any
 from meshsync.coklit import regions
 from meshsync.coklit.checks import Rules, cross_checks, date_of
 from meshsync.coklit.codes import DISABILITAS, JENIS_KELAMIN, STATUS_KAWIN, STATUSES, TMS_REASONS
+from meshsync.coklit.fastcheck import accepts
 from meshsync.coklit.nik import length_problem, nik_problem
 from meshsync.coklit.schema import (
     COLLECTION,
@@ -42,6 +43,7 @@ from meshsync.coklit.schema import (
 )
 from meshsync.coklit.visits import outcome
 
+from meshsync.model.codec import canonical_value
 from meshsync.replica.progress import register_classifier
 
 _TEXT = {"type": "text", "max_chars": MAX_TEXT_CHARS}
@@ -135,6 +137,20 @@ class CoklitPackage:
     def document(self) -> dict[str, Any]:
         """The current ``voters`` document: see :func:`document`."""
         return document()
+
+    def fast_acceptance(self, body: dict[str, Any]) -> Any:
+        """For a document ``body`` that is exactly this package's own (with the rules
+        its params name), ``accept(fields, partition) -> bool``: True only for a whole
+        record it finds valid (:func:`.fastcheck.accepts`); None for any other body
+        (an older or newer version judges by its own declarations)."""
+        rules = _rules_of(body.get("params", {}))
+        # compared as signed (canonical: a decoded body has lists where ours has tuples)
+        if canonical_value(body) != canonical_value(document(rules)["body"]):
+            return None
+
+        def accept(fields: dict[str, Any], partition: str) -> bool:
+            return accepts(fields, partition, rules, FIELD_CHECKS, REQUIRED)
+        return accept
 
 
 PACKAGE = CoklitPackage(

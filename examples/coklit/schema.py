@@ -74,6 +74,7 @@ from meshsync.coklit.codes import (
     STATUSES,
     TMS_REASONS,
 )
+from meshsync.coklit.fastcheck import accepts
 from meshsync.coklit.nik import length_problem, nik_problem
 
 from meshsync.model.text import Msg
@@ -142,7 +143,8 @@ def check_nama(value: Any) -> str | None:
 
 def _choice(options: dict[str, str]) -> Callable[[Any], str | None]:
     listed = ", ".join(f"{k} ({v})" for k, v in options.items())
-    return lambda value: None if value in options else Msg(
+    # text only: a list or map is no code (and not hashable: ``in`` would raise)
+    return lambda value: None if isinstance(value, str) and value in options else Msg(
         "is %(value)r; use one of %(listed)s", value=value, listed=listed)
 
 
@@ -162,7 +164,8 @@ def _rt_rw(value: Any) -> str | None:
 
 
 def _disabilitas(value: Any) -> str | None:
-    if not isinstance(value, list) or any(v not in DISABILITAS for v in value):
+    if not isinstance(value, list) or any(not isinstance(v, str) or v not in DISABILITAS
+                                          for v in value):
         return Msg("must be a list of %(kinds)s; got %(value)r", kinds=", ".join(DISABILITAS),
                    value=value)
     return Msg("lists a kind twice") if len(set(value)) != len(value) else None
@@ -241,6 +244,14 @@ class VoterValidator:
     def __call__(self, key: str, fields: dict[str, Any], *, partial: bool,
                  partition: str | None = None) -> list[tuple[str, str]]:
         """Check one record or op; see the class docstring."""
+        if not partial and partition is not None and accepts(
+                fields, partition, self.rules, FIELD_CHECKS, REQUIRED):
+            return []  # valid, found without building a message (meshsync.coklit.fastcheck)
+        return self.problems(fields, partial=partial, partition=partition)
+
+    def problems(self, fields: dict[str, Any], *, partial: bool,
+                 partition: str | None = None) -> list[tuple[str, str]]:
+        """Every rule, one by one (``__call__`` without its fast acceptance)."""
         given = {k: v for k, v in fields.items() if v is not None and v not in ("", [])}
         problems = check_fields(_dpt_once(given), FIELD_CHECKS, FIELDS)
         missing = (Msg("is required and cannot be cleared") if partial

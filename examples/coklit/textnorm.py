@@ -36,10 +36,13 @@ _SPACES = re.compile(r"[ \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 def tidy(text: str) -> str:
     """``text`` in NFC, each run of spaces (any Unicode space, :data:`_SPACES`) as one
     ASCII space, trimmed."""
+    if text.isascii() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text  # ASCII is its own NFC, and its only space is the ASCII one
     return _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip(" ")
 
 
 def normalise_voter(fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` with each text value of :data:`NORMALISED_FIELDS` tidied (a copy)."""
-    return {name: tidy(value) if name in NORMALISED_FIELDS and isinstance(value, str)
-            else value for name, value in fields.items()}
+    tidied = {name: tidy(value) for name in NORMALISED_FIELDS
+              if isinstance(value := fields.get(name), str)}
+    return {**fields, **tidied}

@@ -24,6 +24,9 @@ IMPORT_CONFLICT = N_(
     "recorded {officer} and the file says {file}. Both are kept; the file's value shows "
     "until someone picks one (meshsync conflicts lists it).")
 BAD_ROW = N_("Line {line} was not imported: {reason}")
+IMPORT_RESUMED = N_(
+    "Resuming the import: {stored} rows already stored by the interrupted import of this "
+    "file were skipped.")
 IMPORT_INTERRUPTED = N_(
     "coklit import interrupted (Ctrl-C): {stored} of {total} voters were stored, in whole "
     "batches; run the same import again to store the rest (voters already stored are "
@@ -39,7 +42,9 @@ def import_lines(report: dict[str, Any]) -> list[str]:
     """The import's summary, then each conflict and each invalid row, from
     :meth:`ImportReport.to_json <meshsync.coklit.dpt_csv.ImportReport.to_json>`."""
     _ = i18n.gettext
-    lines = [_(IMPORT_SUMMARY).format(
+    lines = [_(IMPORT_RESUMED).format(stored=report["resumed"])] if report.get(
+        "resumed") else []
+    lines += [_(IMPORT_SUMMARY).format(
         rows=report["rows"], new=report["new"], updated=report["updated"],
         unchanged=report["unchanged"], bad=len(report["bad"]), applied=report["applied"],
         kept=report["kept"], conflicts=len(report["conflicts"]),

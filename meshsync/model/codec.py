@@ -28,12 +28,35 @@ _INT_MAX = 2**64 - 1
 _MAX_DEPTH = 16
 
 
+#: Values returned as they are (exact types: a subclass goes the long way).
+_PLAIN = frozenset({type(None), bool, float, str, bytes})
+
+
 def canonical_value(value: Any, depth: int = 0) -> Value:
     """Return ``value`` with every map's keys sorted; UsageError for types msgpack can't carry.
 
     Tuples become lists. A list or map at depth 16 (the record's fields map is depth
     0) is refused, as receivers refuse it (:func:`meshsync.model.change.check_value`).
     """
+    kind = type(value)
+    if kind in _PLAIN:
+        plain: Value = value
+        return plain
+    if kind is dict:  # the common case, a record's fields: scalars stay where they are
+        if depth >= _MAX_DEPTH:
+            raise UsageError(f"value nested too deeply (more than {_MAX_DEPTH} levels)")
+        for k in value:
+            if type(k) is not str and not isinstance(k, str):
+                raise UsageError(f"map keys must be text, got {type(k).__name__}")
+        # str order is code point order, which UTF-8 byte order preserves (surrogates
+        # included, as "surrogatepass" encodes them): sorted(value) == by _utf8
+        return {k: v if type(v) in _PLAIN or (type(v) is int and _INT_MIN <= v <= _INT_MAX)
+                else canonical_value(v, depth + 1) for k, v in sorted(value.items())}
+    return _canonical_other(value, depth)
+
+
+def _canonical_other(value: Any, depth: int) -> Value:
+    """:func:`canonical_value` of anything but an exact dict or plain scalar."""
     if value is None or isinstance(value, bool | float | str | bytes):
         return value
     if isinstance(value, int):

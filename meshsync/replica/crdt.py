@@ -141,6 +141,8 @@ class RecordState:
 
     def field_ops(self, names: Iterable[str]) -> set[OpId]:
         """Live op ids of the given fields plus live tombstones (pred of a local put)."""
+        if self._single is None and not self._entries and not self.tombs:
+            return set()  # a record not held yet (an import's new voters)
         ops = set(self.tombs)
         for name in names:
             ops.update(self.entries.get(name, ()))
@@ -180,6 +182,9 @@ class RecordState:
 
     def visible(self) -> dict[str, Any]:
         """Field name -> visible value (empty when deleted)."""
+        single = self._single
+        if single is not None:  # one put: its fields, already in canonical order
+            return dict(single[1])
         if self.deleted:
             return {}
         return {name: self.winner(name)[1] for name in sorted(self.entries)}

@@ -7,7 +7,6 @@ function it was given (milliseconds since the Unix epoch). Use
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -35,7 +34,7 @@ from meshsync.model.identity import DeviceKey, sha256
 from meshsync.model.text import Msg
 from meshsync.replica import progress
 from meshsync.replica.crdt import RecordState
-from meshsync.replica.policy import Authorizer, OpenTrust, Validator, validate
+from meshsync.replica.policy import Authorizer, Judged, OpenTrust, Validator, validate
 from meshsync.replica.quarantine import quarantine_revoked
 from meshsync.replica.receive import ApplyReport, Receiver, RecordKey, Verifier
 from meshsync.replica.records import Record, RecordReader, several_partitions
@@ -169,7 +168,9 @@ class Node:
                                     collection=collection, key=key, part=part))
         return self.write(part, [("delete", collection, key, None)])
 
-    def write(self, partition: str, edits: Iterable[tuple[Any, ...]]) -> Change:
+    def write(self, partition: str, edits: Iterable[tuple[Any, ...]], *,
+              judged: Judged | None = None, meta: Mapping[str, bytes] | None = None
+              ) -> Change:
         """Apply several edits as one change: ``("put", coll, key, fields)`` or
         ``("delete", coll, key, None)``. All or nothing. A put's fields go through the
         collection's normaliser first, if it has one (:attr:`normalisers`).
@@ -179,20 +180,37 @@ class Node:
         leave live: its ``pred`` omits them, so they stay as concurrent values of
         the fields it writes, a visible conflict (used by the coklit import's
         three-way merge when the baseline and an officer changed the same field).
+
+        ``judged``: records the caller has already found valid with the very
+        validator this node uses (:class:`~meshsync.replica.policy.Judged`); a record
+        whose resulting fields are exactly those judged is not validated again, every
+        other one is. ``meta``: store values (name -> bytes, :meth:`Store.set_meta
+        <meshsync.store.base.Store.set_meta>`) set in the change's own transaction,
+        so they are stored exactly when the change is (an import's progress).
         """
         partition = check_partition(partition)
-        states: dict[RecordKey, RecordState] = {}
-        ops: list[Op] = []
-        for kind, collection, key, fields, *keep in edits:
+        edits = list(edits)
+        rkeys: dict[RecordKey, None] = {}
+        for _kind, collection, key, *_rest in edits:
             rkey = (partition, check_name("collection", collection), check_name("key", key))
-            if rkey in states:
+            if rkey in rkeys:
                 raise UsageError(f"{collection}/{key} appears twice in one change")
-            state = states[rkey] = self._load_state(rkey)
-            ops.append(self._local_op(kind, rkey, state, self._normalised(kind, rkey, fields),
-                                      set(keep[0]) if keep else ()))
+            rkeys[rkey] = None
+        states = self._load_states(list(rkeys))
+        ops = [self._local_op(kind, rkey, states[rkey], self._normalised(kind, rkey, fields),
+                              set(keep[0]) if keep else ())
+               for (kind, _c, _k, fields, *keep), rkey in zip(edits, rkeys, strict=True)]
         if not ops:
             raise UsageError("nothing to write")
-        return self._commit_local(partition, ops, states)
+        return self._commit_local(partition, ops, states, judged, meta or {})
+
+    def _load_states(self, rkeys: list[RecordKey]) -> dict[RecordKey, RecordState]:
+        """The held states of ``rkeys`` (empty ones for records not held), in one store
+        call when there are several."""
+        if len(rkeys) < 2:
+            return {rkey: self._load_state(rkey) for rkey in rkeys}
+        rows = self.store.load_records(rkeys)
+        return {rkey: RecordState.of_row(rows.get(rkey)) for rkey in rkeys}
 
     def _normalised(self, kind: str, rkey: RecordKey, fields: Any) -> Any:
         """A put's fields through its collection's normaliser, if it has one."""
@@ -213,7 +231,9 @@ class Node:
         raise UsageError(f"unknown edit kind {kind!r}")
 
     def _commit_local(self, partition: str, ops: list[Op],
-                      states: dict[RecordKey, RecordState]) -> Change:
+                      states: dict[RecordKey, RecordState],
+                      judged: Judged | None = None,
+                      meta: Mapping[str, bytes] | None = None) -> Change:
         feed = (self.key.public_key, partition)
         now = self._clock()
         with self.store.transaction():
@@ -227,25 +247,35 @@ class Node:
             with self.hlc.undone_on_error():
                 hlc = self.hlc.reserve(now, len(ops))
                 change = sign_change(self.key, partition, seq, prev, hlc, tuple(ops))
-                self._apply_local(change, states)
+                self._apply_local(change, states, judged)
             self.store.append_change(
                 feed, StoredChange(seq, change.hash, change.body, change.sig), hlc)
+            for name, value in (meta or {}).items():
+                self.store.set_meta(name, value)
             self.save_clock()
         return change
 
-    def _apply_local(self, change: Change, states: dict[RecordKey, RecordState]) -> None:
-        touched: dict[RecordKey, RecordState] = {}
+    def _apply_local(self, change: Change, states: dict[RecordKey, RecordState],
+                     judged: Judged | None) -> None:
+        """Apply ``change`` to ``states`` (loaded for this write only, so changed in
+        place), validate each record it touched and save them."""
         for index, op in enumerate(change.ops):
             rkey = (change.partition, op.collection, op.key)
-            state = touched.setdefault(rkey, copy.deepcopy(states[rkey]))
-            state.apply_op(change.op_id(index), op, sorted_fields=True)
-        for rkey, state in touched.items():
-            validator = self.validators.get(rkey[1])
-            if validator is not None and not state.deleted:
-                errors = validate(validator, rkey[0], rkey[2], state.visible(), partial=False)
-                if errors:
-                    raise ValidationError(rkey[1], errors)
-            self.store.save_record(record_row(rkey, state))
+            states[rkey].apply_op(change.op_id(index), op, sorted_fields=True)
+        validators: dict[str, Validator | None] = {}
+        for rkey, state in states.items():
+            if rkey[1] not in validators:  # the mapping consults schema documents
+                validators[rkey[1]] = self.validators.get(rkey[1])
+            validator = validators[rkey[1]]
+            if validator is None or state.deleted:
+                continue
+            visible = state.visible()
+            if judged is not None and judged.covers(validator, rkey, visible):
+                continue
+            errors = validate(validator, rkey[0], rkey[2], visible, partial=False)
+            if errors:
+                raise ValidationError(rkey[1], errors)
+        self.store.save_records([record_row(rkey, state) for rkey, state in states.items()])
 
     def _load_state(self, rkey: RecordKey) -> RecordState:
         return RecordState.of_row(self.store.load_record(*rkey))

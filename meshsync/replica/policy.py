@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from meshsync.model import codec
 
 
 class Authorizer(Protocol):
@@ -59,3 +63,37 @@ def validate(validator: Validator, partition: str, key: str, fields: dict[str, A
                                              partition=partition)
         return result
     return validator(key, fields, partial=partial)
+
+
+def judge_of(validator: Validator) -> object:
+    """What a verdict of ``validator`` stands for: the version that judges (a validator
+    with a ``judge()`` method, e.g. one built from schema documents, names the version
+    it applies now), else the validator itself."""
+    judge = getattr(validator, "judge", None)
+    return validator if judge is None else judge()
+
+
+@dataclass(frozen=True)
+class Judged:
+    """Whole records a caller has already found valid (``partial=False``), so that
+    :meth:`meshsync.replica.node.Node.write` need not judge them again (the coklit
+    import checks every row as it reads the file, to list the bad ones by line).
+
+    ``judge``: :func:`judge_of` the validator that judged them; ``records``:
+    ``(partition, collection, key)`` -> the canonical encoding
+    (:func:`meshsync.model.codec.pack` of canonical fields) of the fields found valid.
+    A write skips its own check of a record only if the validator it would use has
+    the same judge and the record's resulting fields encode to exactly those bytes;
+    anything else is checked as usual.
+    """
+
+    judge: object
+    records: Mapping[tuple[str, str, str], bytes]
+
+    def covers(self, validator: Validator, rkey: tuple[str, str, str],
+               fields: dict[str, Any]) -> bool:
+        """True if ``fields`` of ``rkey`` were found valid by ``validator`` as it is now."""
+        judged = self.records.get(rkey)
+        # compared encoded: as values, 1 == 1.0 == True, but a validator tells them apart
+        return (judged is not None and judge_of(validator) is self.judge
+                and codec.pack(fields) == judged)
