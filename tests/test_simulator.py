@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from sim_seeds import run_seeds
 
 import meshsync.testing
 from meshsync.protocol import messages as msg
@@ -27,7 +28,6 @@ from meshsync.protocol.session import SyncSession
 from meshsync.protocol.states import State
 from meshsync.replica.receive import ApplyReport
 from meshsync.testing import sim
-from meshsync.testing.seeds import run_seeds
 from meshsync.testing.sim import SimConfig, SimResult, SimulationFailure, simulate
 
 SEEDS = range(200)

@@ -1,4 +1,4 @@
-"""Run many simulator seeds on every core (tests/test_simulator.py runs 200).
+"""Run many simulator seeds on every core (test_simulator.py runs 200).
 
 Each seed is independent and pure (:func:`meshsync.testing.sim.simulate`), so the seeds
 are spread over worker processes; a seed that fails returns its failure text instead of
