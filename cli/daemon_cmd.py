@@ -82,6 +82,13 @@ def api_get(home: Path, route: str) -> Any | None:
         return None
 
 
+def _wiped_line(wiped: dict[str, Any]) -> str:
+    """What ``status`` says of a wiped home."""
+    return _("this device's data was wiped (%(reason)s); its own changes: %(evidence)s") % {
+        "reason": wiped.get("reason"),
+        "evidence": wiped.get("evidence") or wiped.get("evidence_missing") or "-"}
+
+
 def _offline_status(path: Path) -> dict[str, Any]:
     from meshsync.host.clock import clock_json
     from meshsync.host.local import open_node
@@ -105,22 +112,22 @@ def status(home: Path | None, as_json: bool) -> None:
     """Show the node's status (from the running daemon, else from the store)."""
     path = resolve_home(home)
     Home.open(path)
-    data = api_get(path, "/api/status") or _offline_status(path)
     from meshsync.host import atrest
     from meshsync.host.wipe import wiped_record
 
-    data["encrypted"] = atrest.is_encrypted(path)  # the store at rest (init --encrypt)
     wiped = wiped_record(path)
-    if wiped is not None:
-        data["wiped"] = wiped
+    if wiped is not None:  # a wiped home is never opened again (Home.check_not_wiped)
+        data: dict[str, Any] = {"wiped": wiped, "encrypted": atrest.is_encrypted(path)}
+        if as_json:
+            echo_json(data)
+        else:
+            click.echo(_wiped_line(wiped))
+        return
+    data = api_get(path, "/api/status") or _offline_status(path)
+    data["encrypted"] = atrest.is_encrypted(path)  # the store at rest (init --encrypt)
     if as_json:
         echo_json(data)
         return
-    if wiped is not None:
-        click.echo(_("this device was revoked and its data wiped (%(reason)s); its own "
-                     "changes: %(evidence)s") % {
-            "reason": wiped.get("reason"),
-            "evidence": wiped.get("evidence") or wiped.get("evidence_missing") or "-"})
     click.echo(_("device %(device_id)s: %(diagnosis)s; %(peers)s peers; %(changes)s "
                  "changes; %(conflicts)s conflicts") % {**data, "diagnosis": _diagnosis(data)})
     clock = data.get("clock") or {}

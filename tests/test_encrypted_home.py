@@ -279,6 +279,22 @@ def test_backup_restore_and_wipe_of_an_encrypted_home(district: dict[str, Any],
     assert {"store.sqlite", "datakey.json"} <= set(wiped["removed"]), wiped
     assert not (copy / "store.sqlite").exists() and not (copy / "datakey.json").exists()
     assert leaks(copy, secrets(district["rows"])) == {}
+    # A wiped home is never opened again: no clear store made in its place, no seq 1
+    # signed again (a fork of what the device sent before its wipe).
+    for args in (("put", "--home", copy, "voters", "v-1", "nama=Contoh"),
+                 ("ls", "--home", copy, "voters"), ("get", "--home", copy, "voters", "v-1"),
+                 ("sync", "--home", copy, "127.0.0.1:9")):
+        refused = run(*args, passphrase=PHONE_PASS, ok=(1, 2), lang="id")
+        assert "sudah dihapus" in refused.stderr and "meshsync init" in refused.stderr, \
+            (args, refused.stderr)
+    assert not (copy / "store.sqlite").exists()
+    assert "wiped" in run_json("status", "--home", copy)
+    lost = tmp_path / "lost-key"  # an encrypted store whose datakey.json went missing
+    shutil.copytree(phone, lost)
+    (lost / "datakey.json").unlink()
+    refused = run("ls", "--home", lost, "voters", ok=(1, 2), lang="id")
+    assert "tidak punya datakey.json" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_a_daemon_on_an_encrypted_home_unlocks_once_and_leaves_no_voter_in_its_files(

@@ -76,7 +76,9 @@ def is_encrypted(home: Path) -> bool:
 def _scrypt(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     import hashlib  # loads OpenSSL: not on a clear home's read path
 
-    return hashlib.scrypt(passphrase.encode("utf-8"), salt=salt, n=n, r=r, p=p,
+    # surrogateescape: a passphrase from the environment holding bytes that are not
+    # UTF-8 (os.environ keeps them as lone surrogates) is those very bytes
+    return hashlib.scrypt(passphrase.encode("utf-8", "surrogateescape"), salt=salt, n=n, r=r, p=p,
                           maxmem=2 * 128 * n * r + 2**20, dklen=KEY_BYTES)
 
 

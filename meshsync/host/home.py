@@ -62,6 +62,11 @@ CONFIG_KEYS = frozenset({
 })
 
 
+#: The record a wipe leaves in a home (meshsync.host.wipe); such a home is never opened
+#: again (:meth:`Home.check_not_wiped`).
+WIPED_FILE = "wiped.json"
+
+
 def check_config_keys(values: dict[str, Any], source: Path | str) -> None:
     """Raise :class:`~meshsync.model.errors.UsageError` naming the first key of
     ``values`` (read from ``source``) that is not in :data:`CONFIG_KEYS`."""
@@ -178,6 +183,19 @@ class Home:
     def load_key(self) -> DeviceKey:
         """Read the device key; refuses a key file readable by group or others."""
         return _load_private(self.key_path)
+
+    def check_not_wiped(self) -> None:
+        """Refuse a home that was wiped (``meshsync wipe`` or its own revocation left
+        :data:`WIPED_FILE`): its store must never be made again, for a new store would
+        sign its feed from seq 1 again, a fork of what the device already sent.
+
+        Raises :class:`UsageError` naming the wipe's reason and what to do instead."""
+        path = self.path / WIPED_FILE
+        if path.exists():
+            raise UsageError(Msg(
+                "%(home)s was wiped (%(file)s): it holds no voter data and cannot be used "
+                "again; make a new home with meshsync init and enroll it",
+                home=self.path, file=WIPED_FILE))
 
     def check_key(self) -> None:
         """Refuse the device key file as :meth:`load_key` does (UsageError: readable by

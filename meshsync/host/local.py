@@ -232,6 +232,7 @@ def open_store(home: Home, dsn: str | None = None) -> Store:
     An encrypted home's store opens with its data key (:func:`meshsync.host.atrest.
     store_key`: kept for this process, else from the passphrase); raises
     :class:`~meshsync.host.atrest.LockedError` or ``WrongKeyError`` if it cannot."""
+    home.check_not_wiped()
     if dsn is None:
         make_home_private(home.path)
         return SQLiteStore(home.store_path, atrest.store_key(home.path))

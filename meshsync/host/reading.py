@@ -51,6 +51,7 @@ def open_reader(path: str | Path) -> Iterator[RecordReader]:
     """
     home = Home.open(Path(path))
     home.check_key()
+    home.check_not_wiped()
     make_home_private(home.path)
     store = SQLiteStore(home.store_path, atrest.store_key(home.path))
     try:

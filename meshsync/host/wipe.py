@@ -39,6 +39,7 @@ from meshsync.host.home import (
     NEXT_CSR_FILE,
     NEXT_KEY_FILE,
     RETIRED_DIR,
+    WIPED_FILE,
     Home,
 )
 from meshsync.model.change import decode_body
@@ -50,7 +51,6 @@ from meshsync.trust.grant import NOT_REVOKED
 
 log = logging.getLogger("meshsync.wipe")
 
-WIPED_FILE = "wiped.json"
 EVIDENCE_PREFIX = "evidence-"
 #: Files a wipe keeps: keys, certificates, settings, the lock (none holds voter data).
 KEEP = frozenset({KEY_FILE, CSR_FILE, CERT_FILE, CONFIG_FILE, NEXT_KEY_FILE, NEXT_CSR_FILE,

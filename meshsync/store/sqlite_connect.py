@@ -52,11 +52,34 @@ def cipher_driver() -> ModuleType:
     return cast(ModuleType, dbapi2)
 
 
+#: The first 16 bytes of every clear SQLite database file (sqlite.org/fileformat.html §1.3.1).
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _refuse_unreadable(path: Path) -> None:
+    """StorageError if ``path`` exists but is no clear SQLite file (an encrypted store
+    whose home lost its ``datakey.json``, or another file), instead of SQLite's "file is
+    not a database" at the first statement."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot open store {path}: {exc}") from exc
+    if head and head != SQLITE_HEADER:
+        raise StorageError(Msg(
+            "cannot open store %(path)s: it is encrypted (or not an SQLite file) and this "
+            "home has no datakey.json to open it with; put the home's datakey.json back, "
+            "or restore the home from its backup", path=str(path)))
+
+
 def connect(path: Path | str, key: bytes | None) -> tuple[sqlite3.Connection, Any]:
     """``(connection, the driver's DatabaseError class)``: stdlib ``sqlite3`` without a
     key, SQLCipher keyed with ``key`` otherwise. A key that does not open the file
     (another key, or a clear store) raises :class:`StorageError`."""
     if key is None:
+        _refuse_unreadable(Path(path))
         return (sqlite3.connect(str(path), isolation_level=None, check_same_thread=False),
                 sqlite3.DatabaseError)
     if len(key) != KEY_BYTES:
