@@ -195,7 +195,7 @@ def test_a_revoked_phone_wipes_itself_and_keeps_its_changes_for_the_authority(
     assert {r["role"] for r in wiped["evidence_for"]} <= {"central", "admin"}
     leftovers = b"".join(f.read_bytes() for f in p2.rglob("*") if f.is_file())
     assert found_in(leftovers) == [], "voter data left in the wiped home"
-    assert status["changes"] == 0
+    assert "changes" not in status and not (p2 / "store.sqlite").exists()  # never reopened
 
     evidence = Path(wiped["evidence"])
     refused = run("bundle", "import", "--home", district["laptop"], evidence, ok=(1,))
@@ -223,7 +223,8 @@ def test_wipe_command_asks_first_and_leaves_no_voter_data(district: dict[str, Pa
     assert {"store.sqlite", "laptop-backup.tar.gz", "notes.log"} <= set(record["removed"])
     leftovers = b"".join(f.read_bytes() for f in laptop.rglob("*") if f.is_file())
     assert found_in(leftovers) == []
-    assert run_json("ls", "--home", laptop, "voters") == []
+    refused = run("ls", "--home", laptop, "voters", ok=(1,))  # never reopened, no new store
+    assert "was wiped" in refused.stderr and not (laptop / "store.sqlite").exists()
 
 
 def test_a_revoked_phone_running_its_daemon_wipes_itself_and_stops(
