@@ -120,7 +120,13 @@ def import_(home: Path | None, file: Path, batch_size: int, store: str | None,
         else:
             route = (f"/api/coklit/import?batch_size={batch_size}"
                      f"&name={quote_segment(file.name)}")
-            report = api.post_bytes(route, file.read_bytes(), "text/csv")
+            try:
+                report = api.post_bytes(route, file.read_bytes(), "text/csv")
+            except KeyboardInterrupt:
+                # the daemon has the whole file and goes on: say so, not "nothing stored"
+                fail(_("stopped waiting (Ctrl-C), but the daemon on %(home)s goes on "
+                       "importing the whole file; see meshsync status or the laptop page")
+                     % {"home": path}, 130)
     if as_json:
         echo_json(report)
     else:

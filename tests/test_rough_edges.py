@@ -263,3 +263,36 @@ def test_every_key_the_daemon_reads_is_a_known_config_key() -> None:
 
     daemon_keys = set(config.DEFAULTS) | config.HOME_KEYS | {"share"}  # share: no default
     assert daemon_keys == set(CONFIG_KEYS)
+
+
+def test_ctrl_c_during_coklit_import_through_a_daemon_says_the_daemon_goes_on(
+        tmp_path: Path) -> None:
+    """With a daemon on the home the file goes through it: a Ctrl-C only stops the
+    waiting, the daemon imports the whole file. The line said "nothing half-stored"
+    while the daemon stored every voter; it now says the daemon goes on (exit 130)."""
+    from daemonfixtures import DaemonProcess
+
+    csv_path = tmp_path / "dpt.csv"
+    run("coklit", "generate", "--seed", "1", "--distrik", "Jila", "-o", csv_path)
+    home = District(tmp_path).enrol("central", role="central", scope="", partition="mimika")
+    daemon = DaemonProcess(home, tmp_path / "daemon.log", {}).start()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "meshsync.cli.main", "--lang", "id", "coklit", "import",
+             str(csv_path), "--home", str(home), "--batch-size", "100"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while _records_stored(home) < 100 and time.monotonic() < deadline and \
+                proc.poll() is None:
+            time.sleep(0.02)  # the daemon has begun storing
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (proc.returncode, stderr)
+        assert "Traceback" not in stderr and "tetap mengimpor seluruh berkas" in stderr, \
+            stderr
+        deadline = time.monotonic() + 120
+        while _records_stored(home) < 16417 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _records_stored(home) == 16417  # the whole file, as the line says
+    finally:
+        daemon.stop()
