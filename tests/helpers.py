@@ -7,7 +7,9 @@ edits) and every signature are the same on every run.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +107,16 @@ def deliver(device: Device | Node, batches: Iterable[Iterable[Change]]) -> Apply
     for batch in batches:
         total.merge(node_of(device).receive(list(batch)))
     return total
+
+
+def records_stored(home: Path) -> int:
+    """Records committed in the SQLite store of the home at ``home`` (read by a second,
+    read-only connection while another process writes; 0 before the store exists)."""
+    if not (home / "store.sqlite").exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(f"file:{home / 'store.sqlite'}?mode=ro", uri=True,
+                                     timeout=1)) as db:
+            return int(db.execute("SELECT count(*) FROM records").fetchone()[0])
+    except sqlite3.Error:
+        return 0

@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from helpers import records_stored
 from meshsync.coklit.dpt_csv import import_csv
 from meshsync.coklit.resume import META
 
@@ -27,18 +26,6 @@ def meshsync(*args: str | Path, lang: str = "en") -> subprocess.CompletedProcess
     env.pop("MESHSYNC_HOME", None)
     return subprocess.run([sys.executable, "-m", "meshsync.cli.main", *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=300, check=False)
-
-
-def stored(home: Path) -> int:
-    """Records committed in the home's SQLite store (read by a second connection)."""
-    if not (home / "store.sqlite").exists():
-        return 0
-    try:
-        with closing(sqlite3.connect(f"file:{home / 'store.sqlite'}?mode=ro", uri=True,
-                                     timeout=1)) as db:
-            return int(db.execute("SELECT count(*) FROM records").fetchone()[0])
-    except sqlite3.Error:
-        return 0
 
 
 def voters(home: Path) -> list[tuple[str, str, dict[str, Any], bool]]:
@@ -62,13 +49,13 @@ def test_an_interrupted_import_resumes_and_says_so(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "MESHSYNC_LANG": "en"})
     deadline = time.monotonic() + 120
-    while stored(home) < 400 and time.monotonic() < deadline and proc.poll() is None:
+    while records_stored(home) < 400 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)  # until some batches are stored
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, (proc.returncode, stderr)
     done = int(stderr.split("Ctrl-C): ", 1)[1].split(" of ", 1)[0])
-    assert 0 < done < total and stored(home) == done, stderr
+    assert 0 < done < total and records_stored(home) == done, stderr
 
     again = meshsync("coklit", "import", csv_path, "--home", home, lang="id")
     assert again.returncode == 0, again.stderr

@@ -12,6 +12,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from helpers import records_stored
 from meshsync.coklit.schema import REQUIRED
 from netfixtures import LOOPBACK, District, run
 
@@ -129,7 +130,7 @@ def test_ctrl_c_during_coklit_import_says_what_was_stored(tmp_path: Path) -> Non
          "--home", str(home), "--batch-size", "100"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while _records_stored(home) < 1000 and time.monotonic() < deadline and \
+    while records_stored(home) < 1000 and time.monotonic() < deadline and \
             proc.poll() is None:
         time.sleep(0.02)  # until some batches are stored
     proc.send_signal(signal.SIGINT)
@@ -147,20 +148,6 @@ def test_ctrl_c_during_coklit_import_says_what_was_stored(tmp_path: Path) -> Non
     again = run("coklit", "import", csv_path, "--home", home, "--json").stdout
     report = json.loads(again)
     assert (report["new"], report["unchanged"]) == (total - stored, stored), report
-
-
-def _records_stored(home: Path) -> int:
-    """Records committed in the home's SQLite store (read by a second connection)."""
-    import sqlite3
-
-    if not (home / "store.sqlite").exists():
-        return 0
-    try:
-        with closing(sqlite3.connect(f"file:{home / 'store.sqlite'}?mode=ro", uri=True,
-                                     timeout=1)) as db:
-            return int(db.execute("SELECT count(*) FROM records").fetchone()[0])
-    except sqlite3.Error:
-        return 0
 
 
 def test_names_are_stored_in_one_spelling_by_put_and_import(tmp_path: Path) -> None:
@@ -282,7 +269,7 @@ def test_ctrl_c_during_coklit_import_through_a_daemon_says_the_daemon_goes_on(
              str(csv_path), "--home", str(home), "--batch-size", "100"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
-        while _records_stored(home) < 100 and time.monotonic() < deadline and \
+        while records_stored(home) < 100 and time.monotonic() < deadline and \
                 proc.poll() is None:
             time.sleep(0.02)  # the daemon has begun storing
         proc.send_signal(signal.SIGINT)
@@ -291,8 +278,8 @@ def test_ctrl_c_during_coklit_import_through_a_daemon_says_the_daemon_goes_on(
         assert "Traceback" not in stderr and "tetap mengimpor seluruh berkas" in stderr, \
             stderr
         deadline = time.monotonic() + 120
-        while _records_stored(home) < 16417 and time.monotonic() < deadline:
+        while records_stored(home) < 16417 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert _records_stored(home) == 16417  # the whole file, as the line says
+        assert records_stored(home) == 16417  # the whole file, as the line says
     finally:
         daemon.stop()
