@@ -105,13 +105,21 @@ def test_a_compressed_frame_without_agreement_is_refused() -> None:
         read(fr.compress_frame(changes_frame(), ONE), None)
 
 
-def test_the_hello_offers_its_dictionaries_and_both_agree(make_device: MakeDevice) -> None:
+def synced_pair(make_device: MakeDevice, laptop_config: SessionConfig
+                ) -> tuple[SessionPair, Device]:
+    """A phone holding 30 voters synced, sans I/O, with a laptop whose session config is
+    ``laptop_config``; the pair (its frames kept) and the laptop device."""
     a, b = make_device("phone-A", partition=TPS), make_device("laptop-GW", partition=TPS)
     for i in range(30):
         a.put("voters", f"v-{i:04d}", {"nama": f"Contoh {i}", "status": "MS"})
     pair = SessionPair(Peer(a.node, CONFIG, now_ms=a.clock()),
-                       Peer(b.node, CONFIG, now_ms=b.clock()), a.clock, b.clock)
+                       Peer(b.node, laptop_config, now_ms=b.clock()), a.clock, b.clock)
     pair.pump()
+    return pair, b
+
+
+def test_the_hello_offers_its_dictionaries_and_both_agree(make_device: MakeDevice) -> None:
+    pair, b = synced_pair(make_device, CONFIG)
     hello = frame_message(pair.pipes[0].history[0])
     assert hello[1]["zlib"] == [1] and hello[1]["proto"] == fr.PROTOCOL_VERSION == 4
     assert all(s.session.compression == ONE for s in pair.sessions)
@@ -123,12 +131,7 @@ def test_the_hello_offers_its_dictionaries_and_both_agree(make_device: MakeDevic
 
 
 def test_one_side_without_compression_makes_both_send_plain(make_device: MakeDevice) -> None:
-    a, b = make_device("phone-A", partition=TPS), make_device("laptop-GW", partition=TPS)
-    for i in range(30):
-        a.put("voters", f"v-{i:04d}", {"nama": f"Contoh {i}", "status": "MS"})
-    pair = SessionPair(Peer(a.node, CONFIG, now_ms=a.clock()),
-                       Peer(b.node, PLAIN, now_ms=b.clock()), a.clock, b.clock)
-    pair.pump()
+    pair, b = synced_pair(make_device, PLAIN)
     assert frame_message(pair.pipes[1].history[0])[1]["zlib"] == []
     assert all(not int.from_bytes(f[:4], "big") & fr.COMPRESSED
                for pipe in pair.pipes for f in pipe.history)

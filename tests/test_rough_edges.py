@@ -117,6 +117,23 @@ def test_coklit_find_takes_a_nik_or_an_nkk(tmp_path: Path) -> None:
                    for r in found), query
 
 
+def interrupted_import(home: Path, csv_path: Path, after: int, lang: str = "en") -> str:
+    """``meshsync coklit import`` of ``csv_path`` into ``home`` (100 rows a change),
+    sent SIGINT once ``after`` records are stored; asserts exit 130, returns stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshsync.cli.main", "--lang", lang, "coklit", "import",
+         str(csv_path), "--home", str(home), "--batch-size", "100"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while records_stored(home) < after and time.monotonic() < deadline and \
+            proc.poll() is None:
+        time.sleep(0.02)  # until some batches are stored
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    return stderr
+
+
 def test_ctrl_c_during_coklit_import_says_what_was_stored(tmp_path: Path) -> None:
     """Ctrl-C mid-import said only ``aborted`` and left part of the list stored. Now one
     line says how many voters were stored (whole batches) and that running the same
@@ -125,17 +142,7 @@ def test_ctrl_c_during_coklit_import_says_what_was_stored(tmp_path: Path) -> Non
     run("coklit", "generate", "--seed", "1", "--distrik", "Jila", "-o", csv_path)
     home = tmp_path / "central"
     run("init", "--home", home)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meshsync.cli.main", "coklit", "import", str(csv_path),
-         "--home", str(home), "--batch-size", "100"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while records_stored(home) < 1000 and time.monotonic() < deadline and \
-            proc.poll() is None:
-        time.sleep(0.02)  # until some batches are stored
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, (proc.returncode, stderr)
+    stderr = interrupted_import(home, csv_path, after=1000)
     assert "Traceback" not in stderr and len(stderr.splitlines()) == 1, stderr
     assert "interrupted (Ctrl-C)" in stderr and "run the same import again" in stderr, stderr
     import json
@@ -264,17 +271,7 @@ def test_ctrl_c_during_coklit_import_through_a_daemon_says_the_daemon_goes_on(
     home = District(tmp_path).enrol("central", role="central", scope="", partition="mimika")
     daemon = DaemonProcess(home, tmp_path / "daemon.log", {}).start()
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "meshsync.cli.main", "--lang", "id", "coklit", "import",
-             str(csv_path), "--home", str(home), "--batch-size", "100"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while records_stored(home) < 100 and time.monotonic() < deadline and \
-                proc.poll() is None:
-            time.sleep(0.02)  # the daemon has begun storing
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 130, (proc.returncode, stderr)
+        stderr = interrupted_import(home, csv_path, after=100, lang="id")
         assert "Traceback" not in stderr and "tetap mengimpor seluruh berkas" in stderr, \
             stderr
         deadline = time.monotonic() + 120
